@@ -1,0 +1,46 @@
+# Two entry points for a fresh machine:
+#   make run    set everything up and run a development KBS (embedded default config)
+#   make test   set everything up and run every check and test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.deps-stamp
+CARGO_DIR = rust/verifier
+
+.PHONY: run test develop lint rust-check py-check pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "maturin>=1.5,<2"
+	touch $@
+
+# Builds the Rust extension (release) and installs the package with its dev dependencies.
+develop: $(STAMP)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --extras dev -q
+
+run: develop
+	$(BIN)/trustee serve
+
+rust-check:
+	cd $(CARGO_DIR) && cargo fmt --all -- --check
+	cd $(CARGO_DIR) && PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --workspace --all-targets -q -- -D warnings
+	cd $(CARGO_DIR) && cargo test -q -p trustee-evidence -p trustee-policy
+
+py-check: develop
+	$(BIN)/ruff check python tests benches
+	$(BIN)/ruff format --check python tests benches
+	$(BIN)/mypy
+
+pytest: develop
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: develop rust-check py-check pytest
+
+bench: develop
+	$(BIN)/python benches/flow.py
+
+clean:
+	rm -rf $(VENV) $(CARGO_DIR)/target

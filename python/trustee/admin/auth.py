@@ -1,0 +1,201 @@
+"""Admin authorisation for upstream's v0.21 `[admin] authorization_mode`.
+
+Decisions are plain functions of (headers, uri, peer): the HTTP layer asks, this module answers
+allow or AdminDenied(reason) with upstream's reason strings (clients and tests match them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from trustee.config.model import AdminConfig, IdentityProvider
+from trustee.crypto.jwk import JwkError, PublicKey, load_public_key_pem, public_key_from_jwk
+from trustee.crypto.jws import JwsError, check_time_claims, split_compact, verify_signature
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+
+class AdminDenied(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AdminConfigError(Exception):
+    pass
+
+
+@dataclass
+class _Provider:
+    config: IdentityProvider
+    pem_key: PublicKey | None = None
+    jwks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AdminIdentity:
+    role: str | None
+    issuer: str | None = None
+    subject: str | None = None
+
+    def describe(self) -> str:
+        who = self.subject or "anonymous"
+        return f"{who} (role {self.role})" if self.role else who
+
+
+async def _read_uri(uri: str, fetch: Fetch | None) -> bytes:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        if fetch is None:
+            raise AdminConfigError(f"{uri}: fetching over HTTP is not available")
+        return await fetch(uri)
+    path = parsed.path if parsed.scheme == "file" else uri
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise AdminConfigError(f"{uri}: {exc.strerror}") from exc
+
+
+class AdminAuthorizer:
+    def __init__(self, config: AdminConfig) -> None:
+        self.config = config
+        self._providers: list[_Provider] = []
+        self._acls = [(rule.role, re.compile(rule.allowed_endpoints)) for rule in config.acls]
+
+    async def load(self, fetch: Fetch | None = None) -> None:
+        """Load every identity provider's keys; errors name the provider's URI."""
+        for idp in self.config.identity_providers:
+            provider = _Provider(idp)
+            if idp.public_key_uri:
+                try:
+                    provider.pem_key = load_public_key_pem(
+                        await _read_uri(idp.public_key_uri, fetch)
+                    )
+                except (JwkError, ValueError) as exc:
+                    raise AdminConfigError(
+                        f"{idp.public_key_uri}: not a public key: {exc}"
+                    ) from exc
+            if idp.jwk_set_uri:
+                provider.jwks = await self._load_jwks(idp.jwk_set_uri, fetch)
+            self._providers.append(provider)
+        if self.config.mode == "InsecureAllowAll":
+            log.warning(
+                "Admin authorization_mode InsecureAllowAll: admin endpoints are open%s",
+                " to loopback clients" if self.config.loopback_only else " to anyone",
+            )
+
+    async def _load_jwks(self, uri: str, fetch: Fetch | None) -> list[dict[str, Any]]:
+        raw = await _read_uri(uri, fetch)
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise AdminConfigError(f"{uri}: not JSON: {exc}") from exc
+        if isinstance(doc, dict) and "jwks_uri" in doc:
+            return await self._load_jwks(str(doc["jwks_uri"]), fetch)
+        if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+            if uri.startswith(("http://", "https://")) and not uri.endswith("openid-configuration"):
+                return await self._load_jwks(
+                    uri.rstrip("/") + "/.well-known/openid-configuration", fetch
+                )
+            raise AdminConfigError(f"{uri}: not a JWK set")
+        return [k for k in doc["keys"] if isinstance(k, dict)]
+
+    def authorize(
+        self, headers: Mapping[str, str], uri: str, peer_is_loopback: bool, now: float | None = None
+    ) -> AdminIdentity:
+        mode = self.config.mode
+        if mode == "DenyAll":
+            raise AdminDenied("Admin access denied as DenyAll authorization_mode is enabled")
+        if mode == "InsecureAllowAll":
+            if self.config.loopback_only and not peer_is_loopback:
+                raise AdminDenied(
+                    "the development admin API only answers loopback clients; "
+                    "configure [admin] for remote administration"
+                )
+            log.debug("Admin access granted as AllowAll authorization_mode is enabled")
+            return AdminIdentity(role=None)
+        token = _bearer(headers)
+        claims = self._verify(token, time.time() if now is None else now)
+        role = claims.get("role")
+        if not isinstance(role, str):
+            raise AdminDenied(
+                "Failed to parse claims from token: Missing required `role` claim in JWT"
+            )
+        for acl_role, pattern in self._acls:
+            if acl_role == role and pattern.fullmatch(uri):
+                sub = claims.get("sub")
+                return AdminIdentity(
+                    role=role,
+                    issuer=claims.get("iss") if isinstance(claims.get("iss"), str) else None,
+                    subject=sub if isinstance(sub, str) else None,
+                )
+        raise AdminDenied(f"Role {role} not allowed for path {uri}")
+
+    def _verify(self, token: str, now: float) -> dict[str, Any]:
+        try:
+            parsed = split_compact(token)
+            claims = parsed.claims()
+        except JwsError as exc:
+            raise AdminDenied(f"Failed to parse admin token: {exc}") from exc
+        header_alg = parsed.header.get("alg")
+        failures = []
+        for provider in self._providers:
+            idp = provider.config
+            try:
+                for key, alg in self._candidate_keys(provider, parsed.header):
+                    try:
+                        verify_signature(alg, key, parsed.signing_input, parsed.signature)
+                        break
+                    except JwsError:
+                        continue
+                else:
+                    raise JwsError(f"signature ({header_alg}) does not verify")
+                check_time_claims(claims, now, leeway=60, require_exp=True)
+                if idp.issuer is not None and claims.get("iss") != idp.issuer:
+                    raise JwsError(f"iss {claims.get('iss')!r} is not {idp.issuer!r}")
+                if idp.audience is not None:
+                    aud = claims.get("aud")
+                    auds = aud if isinstance(aud, list) else [aud]
+                    if idp.audience not in auds:
+                        raise JwsError(f"aud {aud!r} does not contain {idp.audience!r}")
+                return claims
+            except (JwsError, JwkError) as exc:
+                failures.append(f"{idp.issuer or idp.public_key_uri or idp.jwk_set_uri}: {exc}")
+        log.info("admin token rejected: %s", "; ".join(failures))
+        raise AdminDenied("Cannot verify token with any of the issuers")
+
+    def _candidate_keys(
+        self, provider: _Provider, header: Mapping[str, Any]
+    ) -> list[tuple[PublicKey, str]]:
+        out: list[tuple[PublicKey, str]] = []
+        alg = header.get("alg")
+        if provider.pem_key is not None and isinstance(alg, str):
+            out.append((provider.pem_key, alg))
+        kid = header.get("kid")
+        for jwk in provider.jwks:
+            if kid is not None and jwk.get("kid") != kid:
+                continue
+            jwk_alg = jwk.get("alg", alg)
+            if isinstance(jwk_alg, str):
+                out.append((public_key_from_jwk(jwk), jwk_alg))
+        return out
+
+
+def _bearer(headers: Mapping[str, str]) -> str:
+    value = headers.get("Authorization") or headers.get("authorization")
+    if not value:
+        raise AdminDenied("Failed to parse HTTP Auth Bearer header")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AdminDenied("Failed to parse HTTP Auth Bearer header")
+    return token.strip()

@@ -1,0 +1,178 @@
+"""The built-in Attestation Service: verify → claims → per-class policy → EAR token.
+
+Every failure raises AttestationFailure with a reason path (which evidence, which check) so the
+KBS can log and audit why a guest was refused even though the wire detail stays fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trustee import _core
+from trustee.attestation import ear
+from trustee.attestation.initdata import InitDataError, parse_init_data
+from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
+from trustee.attestation.rvps import ReferenceValueStore
+from trustee.config.model import TokenBrokerConfig
+from trustee.policy.engine import PolicyEvalError
+from trustee.protocol import binding
+from trustee.protocol.rcar import EvidenceRequest
+
+log = logging.getLogger(__name__)
+
+MAX_EVIDENCE_BYTES = 1 << 20
+
+
+class AttestationFailure(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Appraised:
+    token: str
+    claims: dict[str, Any]
+
+
+def _transform(
+    claims: dict[str, Any],
+    tee: str,
+    runtime_data_claims: Any,
+    init_data_claims: Any,
+    verbose: bool,
+) -> dict[str, Any]:
+    """Hoist the binding claims and nest the rest under the TEE's name (upstream's layout)."""
+    out: dict[str, Any] = {}
+    rest = dict(claims)
+    if "init_data" in rest:
+        out["init_data"] = rest.pop("init_data")
+        out["init_data_claims"] = init_data_claims
+    if "report_data" in rest:
+        out["report_data"] = rest.pop("report_data")
+        rdc = runtime_data_claims
+        if not verbose and isinstance(rdc, dict):
+            rdc = {k: v for k, v in rdc.items() if k != "additional-evidence"}
+        out["runtime_data_claims"] = rdc
+    out[tee] = rest
+    return dict(sorted(out.items()))
+
+
+class AttestationService:
+    def __init__(
+        self,
+        policies: AttestationPolicyStore,
+        rvps: ReferenceValueStore,
+        broker: ear.EarBroker,
+        config: TokenBrokerConfig,
+    ) -> None:
+        self.policies = policies
+        self.rvps = rvps
+        self.broker = broker
+        self.config = config
+
+    async def evaluate(self, requests: list[EvidenceRequest], policy_ids: list[str]) -> Appraised:
+        if not requests:
+            raise AttestationFailure("No verification requests provided.")
+        if not policy_ids:
+            raise AttestationFailure("No policy is given for EAR token generation.")
+        policy_id = policy_ids[0]
+        reference_values = await self.rvps.snapshot()
+        lookup: Callable[[str], str | None] = reference_values.get
+        submods: dict[str, dict[str, Any]] = {}
+        counters: dict[str, int] = {}
+        for index, req in enumerate(requests):
+            where = f"evidence[{index}] ({req.tee})"
+            for claims, tee_class in self._verify(req, where):
+                name = f"{tee_class}{counters.get(tee_class, 0)}"
+                counters[tee_class] = counters.get(tee_class, 0) + 1
+                submods[name] = await self._appraise(
+                    claims, tee_class, policy_id, lookup, f"{where} → {name}"
+                )
+        token = self.broker.issue(submods)
+        return Appraised(token=token, claims={"submods": submods})
+
+    def _verify(self, req: EvidenceRequest, where: str) -> list[tuple[dict[str, Any], str]]:
+        expected_rd = None
+        if req.runtime_data is not None:
+            expected_rd = binding.runtime_data_digest(req.runtime_data, req.hash_algorithm)
+        init_digest = None
+        init_claims = None
+        if req.init_data_toml is not None:
+            try:
+                init = parse_init_data(req.init_data_toml)
+            except InitDataError as exc:
+                raise AttestationFailure(f"{where}: init-data: {exc}") from exc
+            init_digest, init_claims = init.digest, init.claims
+        evidence = json.dumps(req.evidence).encode()
+        if len(evidence) > MAX_EVIDENCE_BYTES:
+            raise AttestationFailure(f"{where}: evidence larger than {MAX_EVIDENCE_BYTES} bytes")
+        try:
+            results = _core.verify_evidence(req.tee, evidence, expected_rd, init_digest)
+        except _core.VerifierError as exc:
+            raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
+        out = []
+        for claims_json, tee_class in results:
+            claims = json.loads(claims_json)
+            out.append(
+                (
+                    _transform(
+                        claims,
+                        req.tee,
+                        req.runtime_data,
+                        init_claims,
+                        self.config.verbose_token,
+                    ),
+                    tee_class,
+                )
+            )
+        return out
+
+    async def _appraise(
+        self,
+        annotated: dict[str, Any],
+        tee_class: str,
+        policy_id: str,
+        lookup: Callable[[str], str | None],
+        where: str,
+    ) -> dict[str, Any]:
+        class_policy = f"{policy_id}_{tee_class}"
+        try:
+            policy = await self.policies.get(class_policy)
+        except PolicyStoreError as exc:
+            raise AttestationFailure(f"{where}: {exc}") from exc
+        try:
+            trust, extensions = policy.evaluate(
+                annotated,
+                None,
+                ["data.policy.trust_claims", "data.policy.extensions"],
+                lookup,
+            )
+        except PolicyEvalError as exc:
+            raise AttestationFailure(f"{where}: policy {class_policy}: {exc}") from exc
+        if trust.kind == "undefined":
+            raise AttestationFailure(
+                f"{where}: policy {class_policy}: Trust claims is not an object"
+            )
+        if trust.kind == "absent":
+            log.warning("policy %s has no trust_claims rule; all trust claims are 0", class_policy)
+        try:
+            vector = ear.trust_vector(trust.value)
+            ext = ear.validate_extensions(extensions.value if extensions.defined else None)
+        except ear.EarError as exc:
+            raise AttestationFailure(f"{where}: policy {class_policy}: {exc}") from exc
+        result = ear.appraisal(vector, policy_id, annotated, ext)
+        if result["ear.status"] != "affirming":
+            worst = [k for k, v in vector.items() if ear.tier(v) == result["ear.status"]]
+            log.info(
+                "%s: policy %s gave %s (%s)",
+                where,
+                class_policy,
+                result["ear.status"],
+                ", ".join(f"{k}={vector[k]}" for k in worst),
+            )
+        return result

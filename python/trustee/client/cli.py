@@ -1,0 +1,390 @@
+"""`trustee-client`: a drop-in for upstream `kbs-client` (same commands, flags, HTTP and stdout).
+
+Scripts written against kbs-client parse its stdout, so success output is reproduced to the
+byte (including the odd "success \\n policy: …" spacing). Failures are one `Error: …` line on
+stderr and exit status 1; usage errors exit 2 like clap's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from trustee import __version__
+from trustee.client.kbs import (
+    DEFAULT_URL,
+    KbsClient,
+    KbsClientError,
+    TeeKeyError,
+    rust_debug_str,
+)
+from trustee.crypto.b64 import b64std_encode
+from trustee.crypto.jwk import JwkError, PrivateKey, load_private_key_pem
+from trustee.logs import setup_logging
+
+log = logging.getLogger("trustee.client")
+
+# Looked up relative to the working directory first, as kbs-client does, so the upstream
+# docker-compose quick start keeps working unchanged.
+DOCKER_COMPOSE_ADMIN_TOKEN = Path("kbs/config/docker-compose/admin-token")
+
+# Built-in resource policies (`set-resource-policy --allow-all/--deny-all/--affirming`). The
+# `import rego.v1` line makes the `if`/`in` keywords valid for v0-syntax engines too.
+ALLOW_ALL_POLICY = """\
+package policy
+
+import rego.v1
+
+# Release anything the resource plugin serves; every other plugin stays closed.
+default allow = false
+
+allow if {
+	data.plugin == "resource"
+}
+"""
+
+DENY_ALL_POLICY = """\
+package policy
+
+# Release nothing.
+default allow = false
+"""
+
+AFFIRMING_POLICY = """\
+package policy
+
+import rego.v1
+
+# Release only when the token carries at least one appraisal and all of them are affirming.
+default allow = false
+
+allow if {
+	count(input.submods) > 0
+	not has_unaffirmed_submod
+}
+
+has_unaffirmed_submod if {
+	some submod in input.submods
+	not submod["ear.status"] == "affirming"
+}
+"""
+
+BUILTIN_POLICIES = {
+    "allow_all": ALLOW_ALL_POLICY,
+    "deny_all": DENY_ALL_POLICY,
+    "affirming": AFFIRMING_POLICY,
+    # Upstream QUIRK kept on purpose: since v0.19 `--default` uploads the deny-all policy.
+    "default": DENY_ALL_POLICY,
+}
+
+ATTESTATION_TOKEN_NEEDS_KEY = (
+    "if `--attestation-token` is set, `--tee_key_file` argument should also be set, and the "
+    "public part of TEE Key should be consistent with tee-pubkey in the token."
+)
+
+
+class CliError(Exception):
+    """A failure the command reports on stderr as one line."""
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trustee-client", description="A command line client tool for KBS APIs."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--url", default=DEFAULT_URL, help="The KBS server root URL.")
+    parser.add_argument(
+        "--cert-file", help="Extra trusted root certificate (PEM) for an HTTPS KBS."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config = commands.add_parser("config", help="Set and Config KBS")
+    config.add_argument(
+        "--admin-token-file",
+        help="Admin bearer token file (default: kbs/config/docker-compose/admin-token, then "
+        "~/.trustee/admin-token, then anonymous).",
+    )
+    _add_config_commands(config)
+
+    get_resource = commands.add_parser("get-resource", help="Get confidential resource")
+    get_resource.add_argument("--path", required=True, help="Resource path repo/type/tag.")
+    get_resource.add_argument("--tee-key-file", help="TEE private key (PEM).")
+    get_resource.add_argument("--attestation-token", help="Attestation token file (passport).")
+    get_resource.add_argument("init_data", nargs="?", metavar="INIT_DATA", help="Init-data TOML.")
+
+    attest = commands.add_parser("attest", help="Attestation and get attestation results token")
+    attest.add_argument("--tee-key-file", help="TEE private key (PEM).")
+    attest.add_argument("init_data", nargs="?", metavar="INIT_DATA", help="Init-data TOML.")
+    return parser
+
+
+def _add_config_commands(config: argparse.ArgumentParser) -> None:
+    subs = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+
+    attestation = subs.add_parser(
+        "set-attestation-policy", help="Set attestation verification policy"
+    )
+    attestation.add_argument("--type", dest="policy_type", help='Policy type (default "rego").')
+    attestation.add_argument("--id", dest="policy_id", help='Policy ID (default "default_cpu").')
+    attestation.add_argument("--policy-file", required=True)
+
+    resource_policy = subs.add_parser("set-resource-policy", help="Set resource policy")
+    # Like kbs-client the group is exclusive but not required: naming none is a runtime error.
+    choice = resource_policy.add_mutually_exclusive_group()
+    choice.add_argument("--policy-file")
+    choice.add_argument("--allow-all", action="store_true")
+    choice.add_argument("--deny-all", action="store_true")
+    choice.add_argument("--affirming", action="store_true")
+    choice.add_argument("--default", action="store_true")
+
+    set_resource = subs.add_parser("set-resource", help="Set confidential resource")
+    set_resource.add_argument("--path", required=True)
+    set_resource.add_argument("--resource-file", required=True)
+
+    delete_resource = subs.add_parser("delete-resource", help="Delete confidential resource")
+    delete_resource.add_argument("--path", required=True)
+
+    get_rv = subs.add_parser("get-reference-value", help="Get a reference value by ID")
+    get_rv.add_argument("--id", dest="reference_value_id", required=True)
+
+    set_rv = subs.add_parser(
+        "set-sample-reference-value", help="Register a reference value (sample extractor)"
+    )
+    set_rv.add_argument("name")
+    set_rv.add_argument("value")
+    kind = set_rv.add_mutually_exclusive_group()
+    kind.add_argument("--as-integer", action="store_true")
+    kind.add_argument("--as-bool", action="store_true")
+    set_rv.add_argument("--as-single-value", action="store_true")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"Failed to read: {path}: {exc.strerror or exc}") from exc
+
+
+def read_text(path: str) -> str:
+    try:
+        return read_file(path).decode()
+    except UnicodeDecodeError as exc:
+        raise CliError(f"Failed to read: {path}: not UTF-8 text") from exc
+
+
+def load_tee_key(path: str | None) -> PrivateKey | None:
+    if path is None:
+        return None
+    try:
+        return load_private_key_pem(read_file(path))
+    except JwkError as exc:
+        raise TeeKeyError(f"{path}: {exc}") from exc
+
+
+def resolve_admin_token(
+    token_file: str | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str | None:
+    """`--admin-token-file`, then the docker-compose token, then ~/.trustee/admin-token."""
+    if token_file is not None:
+        return read_text(token_file).strip()
+    compose = (cwd if cwd is not None else Path.cwd()) / DOCKER_COMPOSE_ADMIN_TOKEN
+    try:
+        return compose.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    home = (os.environ if env is None else env).get("HOME")
+    if home:
+        default = Path(home) / ".trustee" / "admin-token"
+        if default.exists():
+            return read_text(str(default)).strip()
+    log.info(
+        "No admin token configured. Sending anonymous admin requests; this only works when "
+        "KBS admin authorization_mode is InsecureAllowAll."
+    )
+    return None
+
+
+_I32 = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_i32(text: str) -> int:
+    """Integer parsing with Rust's `str::parse::<i32>` rules and messages."""
+    if not text:
+        raise CliError("cannot parse integer from empty string")
+    if not _I32.fullmatch(text) or text in ("+", "-"):
+        raise CliError("invalid digit found in string")
+    value = int(text)
+    if value > 2**31 - 1:
+        raise CliError("number too large to fit in target type")
+    if value < -(2**31):
+        raise CliError("number too small to fit in target type")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    """Rust's `str::parse::<bool>`: exactly `true` or `false`."""
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    raise CliError("provided string was not `true` or `false`")
+
+
+def reference_value(value: str, *, as_integer: bool, as_bool: bool, single: bool) -> Any:
+    """The JSON value kbs-client registers: a string unless told otherwise, in a 1-list."""
+    parsed: Any = value
+    if as_integer:
+        parsed = parse_i32(value)
+    elif as_bool:
+        parsed = parse_bool(value)
+    return parsed if single else [parsed]
+
+
+def select_resource_policy(args: argparse.Namespace) -> bytes:
+    if args.policy_file is not None:
+        return read_file(args.policy_file)
+    for flag in ("allow_all", "deny_all", "affirming", "default"):
+        if getattr(args, flag):
+            return BUILTIN_POLICIES[flag].encode()
+    raise CliError("No policy specified")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+async def run(args: argparse.Namespace) -> None:
+    if args.command == "attest":
+        tee_key = load_tee_key(args.tee_key_file)
+        async with KbsClient(args.url, cert_file=args.cert_file, tee_key=tee_key) as client:
+            _out(await client.attest(args.init_data))
+    elif args.command == "get-resource":
+        await _get_resource(args)
+    elif args.command == "config":
+        await _config(args)
+    else:  # pragma: no cover - argparse rejects unknown commands
+        raise CliError(f"unknown command {args.command!r}")
+
+
+async def _get_resource(args: argparse.Namespace) -> None:
+    if args.attestation_token is not None and args.tee_key_file is None:
+        raise CliError(ATTESTATION_TOKEN_NEEDS_KEY)
+    tee_key = load_tee_key(args.tee_key_file)
+    if args.attestation_token is not None:
+        assert tee_key is not None
+        token = read_text(args.attestation_token).strip()
+        async with KbsClient(args.url, cert_file=args.cert_file, tee_key=tee_key) as client:
+            data = await client.get_resource_with_token(args.path, token, tee_key)
+    else:
+        async with KbsClient(
+            args.url, cert_file=args.cert_file, tee_key=tee_key, init_data=args.init_data
+        ) as client:
+            data = await client.get_resource(args.path)
+    _out(b64std_encode(data))
+
+
+async def _config(args: argparse.Namespace) -> None:
+    command = args.config_command
+    # Inputs are read before any request so a typo in a path never half-applies a change.
+    policy: bytes | None = None
+    resource: bytes | None = None
+    rv: Any = None
+    if command == "set-attestation-policy":
+        policy = read_file(args.policy_file)
+    elif command == "set-resource-policy":
+        policy = select_resource_policy(args)
+    elif command == "set-resource":
+        resource = read_file(args.resource_file)
+    elif command == "set-sample-reference-value":
+        rv = reference_value(
+            args.value,
+            as_integer=args.as_integer,
+            as_bool=args.as_bool,
+            single=args.as_single_value,
+        )
+    token = resolve_admin_token(args.admin_token_file)
+
+    # The admin client never attests, so it gets no TEE key or attester to go with it.
+    async with KbsClient(args.url, cert_file=args.cert_file, admin_token=token) as client:
+        if command == "set-attestation-policy":
+            assert policy is not None
+            await client.set_attestation_policy(
+                policy,
+                policy_id=args.policy_id or "default_cpu",
+                type_=args.policy_type or "rego",
+            )
+            _out(f"Set attestation policy success \n policy: {b64std_encode(policy)}")
+        elif command == "set-resource-policy":
+            assert policy is not None
+            await client.set_resource_policy(policy)
+            _out(f"Set resource policy success \n policy: {b64std_encode(policy)}")
+        elif command == "set-resource":
+            assert resource is not None
+            await client.set_resource(args.path, resource)
+            _out(f"Set resource success \n resource: {b64std_encode(resource)}")
+        elif command == "delete-resource":
+            await client.delete_resource(args.path)
+            _out("Delete resource success")
+        elif command == "set-sample-reference-value":
+            await client.set_sample_reference_value(args.name, rv)
+            _out("Reference Values Updated")
+        elif command == "get-reference-value":
+            body = await client.get_reference_value(args.reference_value_id)
+            _out(rust_debug_str(body))
+        else:  # pragma: no cover - argparse rejects unknown commands
+            raise CliError(f"unknown config command {command!r}")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage error (2) or --help/--version (0), already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    if os.environ.get("TRUSTEE_LOG") or os.environ.get("RUST_LOG"):
+        setup_logging()
+    else:
+        # Quiet by default so that a failure is exactly one line on stderr.
+        logging.basicConfig(level=logging.WARNING, format="[%(levelname)s %(name)s] %(message)s")
+    try:
+        trio.run(run, args)
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, KbsClientError) as exc:
+        sys.stderr.write(f"Error: {_one_line(str(exc))}\n")
+        return 1
+    except Exception as exc:  # never a traceback for the user; the type says where to look
+        sys.stderr.write(f"Error: {type(exc).__name__}: {_one_line(str(exc))}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""kbs-config.toml (upstream v0.21 schema) → Config.
+
+Unknown keys are ignored as upstream does, except in `[admin]` where upstream denies them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from trustee.config.errors import ConfigError
+from trustee.config.model import (
+    AclRule,
+    AdminConfig,
+    AdminMode,
+    AttestationServiceConfig,
+    AttestationTokenConfig,
+    Config,
+    HttpServerConfig,
+    IdentityProvider,
+    PluginConfig,
+    ProtocolConfig,
+    RvpsConfig,
+    SignerConfig,
+    StorageConfig,
+    StorageType,
+    TokenBrokerConfig,
+)
+from trustee.config.reader import Table
+
+log = logging.getLogger(__name__)
+
+STORAGE_TYPES: dict[str, StorageType] = {
+    "Memory": "Memory",
+    "LocalFs": "LocalFs",
+    "LocalJson": "LocalJson",
+}
+ADMIN_MODES: dict[str, AdminMode] = {
+    "InsecureAllowAll": "InsecureAllowAll",
+    "DenyAll": "DenyAll",
+    "AuthenticatedAuthorization": "AuthenticatedAuthorization",
+}
+TLS_PROFILES = ("old", "intermediate", "modern", "custom")
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+KNOWN_PLUGINS = ("resource", "sample")
+SUPPORTED_PROTOCOL_VERSIONS = ("0.4.0",)
+
+
+def load_file(path: str | Path) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file: {exc.strerror}", source) from exc
+    return parse(text, source)
+
+
+def load_embedded_default() -> Config:
+    text = resources.files("trustee.config").joinpath("default.toml").read_text()
+    config = parse(text, "<embedded development config>")
+    config.development = True
+    config.admin.loopback_only = True
+    return config
+
+
+def parse(text: str, source: str | None = None) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"invalid TOML: {exc}", source) from exc
+    try:
+        return _build(Table(data, ""))
+    except ConfigError as exc:
+        if exc.source is None:
+            raise ConfigError(exc.key, exc.message, source) from None
+        raise
+
+
+def _build(root: Table) -> Config:
+    for required in ("http_server", "admin"):
+        if not root.has(required):
+            raise ConfigError(required, "missing required table")
+    config = Config(
+        http_server=_http_server(root.table("http_server")),
+        admin=_admin(root.table("admin")),
+        attestation_token=_attestation_token(root.table("attestation_token")),
+        attestation_service=_attestation_service(root.table("attestation_service")),
+        storage_backend=_storage(root.table("storage_backend")),
+        plugins=[_plugin(t) for t in root.tables("plugins")],
+        protocol=_protocol(root.table("protocol")),
+    )
+    if root.has("session_storage_type"):
+        config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
+    return config
+
+
+def _http_server(t: Table | None) -> HttpServerConfig:
+    cfg = HttpServerConfig()
+    if t is None:
+        return cfg
+    cfg.sockets = t.str_list("sockets", cfg.sockets)
+    if not cfg.sockets:
+        raise ConfigError(t.key("sockets"), "at least one socket address is required")
+    for sock in cfg.sockets:
+        host, sep, port = sock.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(t.key("sockets"), f"{sock!r} is not an ip:port address")
+    cfg.insecure_http = t.get("insecure_http", bool, False)
+    cfg.private_key = t.opt("private_key", str)
+    cfg.certificate = t.opt("certificate", str)
+    cfg.payload_request_size = t.get("payload_request_size", int, 2)
+    if cfg.payload_request_size <= 0:
+        raise ConfigError(t.key("payload_request_size"), "must be a positive number of MiB")
+    cfg.worker_count = t.get("worker_count", int, 1)
+    if cfg.worker_count < 1:
+        raise ConfigError(t.key("worker_count"), "must be at least 1")
+    profile = t.get("tls_profile", str, "intermediate").lower()
+    if profile not in TLS_PROFILES:
+        raise ConfigError(t.key("tls_profile"), f"expected one of {', '.join(TLS_PROFILES)}")
+    cfg.tls_profile = profile
+    for name in ("tls_min_version", "tls_max_version"):
+        value = t.opt(name, str)
+        if value is not None and value not in TLS_VERSIONS:
+            raise ConfigError(t.key(name), f"expected one of {', '.join(TLS_VERSIONS)}")
+    cfg.tls_min_version = t.opt("tls_min_version", str)
+    cfg.tls_max_version = t.opt("tls_max_version", str)
+    if (
+        cfg.tls_min_version
+        and cfg.tls_max_version
+        and TLS_VERSIONS.index(cfg.tls_min_version) > TLS_VERSIONS.index(cfg.tls_max_version)
+    ):
+        raise ConfigError(t.key("tls_min_version"), "is greater than tls_max_version")
+    cfg.tls_ciphers = t.opt("tls_ciphers", str)
+    cfg.tls_groups = t.str_list("tls_groups")
+    if not cfg.insecure_http:
+        for name in ("private_key", "certificate"):
+            if getattr(cfg, name) is None:
+                raise ConfigError(t.key(name), "required unless insecure_http = true")
+    return cfg
+
+
+def _admin(t: Table | None) -> AdminConfig:
+    assert t is not None
+    t.deny_unknown(["authorization_mode", "authentication", "authorization"])
+    cfg = AdminConfig(mode=t.choice("authorization_mode", ADMIN_MODES, "InsecureAllowAll"))
+    if cfg.mode != "AuthenticatedAuthorization":
+        return cfg
+    authn = t.table("authentication")
+    authz = t.table("authorization")
+    if authn is None:
+        raise ConfigError(t.key("authentication"), "required by AuthenticatedAuthorization")
+    if authz is None:
+        raise ConfigError(t.key("authorization"), "required by AuthenticatedAuthorization")
+    authn.deny_unknown(["bearer_jwt"])
+    bearer = authn.table("bearer_jwt")
+    if bearer is None:
+        raise ConfigError(authn.key("bearer_jwt"), "missing required table")
+    bearer.deny_unknown(["identity_providers"])
+    idps = bearer.tables("identity_providers")
+    if not idps:
+        raise ConfigError(bearer.key("identity_providers"), "at least one identity provider")
+    for idp in idps:
+        idp.deny_unknown(["issuer", "audience", "public_key_uri", "jwk_set_uri"])
+        provider = IdentityProvider(
+            issuer=idp.opt("issuer", str),
+            audience=idp.opt("audience", str),
+            public_key_uri=idp.opt("public_key_uri", str),
+            jwk_set_uri=idp.opt("jwk_set_uri", str),
+        )
+        if provider.public_key_uri is None and provider.jwk_set_uri is None:
+            raise ConfigError(idp.path, "needs public_key_uri or jwk_set_uri")
+        cfg.identity_providers.append(provider)
+    authz.deny_unknown(["regex_acl"])
+    regex_acl = authz.table("regex_acl")
+    if regex_acl is None:
+        raise ConfigError(authz.key("regex_acl"), "missing required table")
+    regex_acl.deny_unknown(["acls"])
+    for acl in regex_acl.tables("acls"):
+        acl.deny_unknown(["role", "allowed_endpoints"])
+        pattern = acl.req("allowed_endpoints", str)
+        if not pattern.startswith("^/kbs") or not pattern.endswith("$"):
+            raise ConfigError(
+                acl.key("allowed_endpoints"), f"{pattern!r} must start with ^/kbs and end with $"
+            )
+        try:
+            import re
+
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(acl.key("allowed_endpoints"), f"invalid regex: {exc}") from exc
+        cfg.acls.append(AclRule(role=acl.req("role", str), allowed_endpoints=pattern))
+    return cfg
+
+
+def _attestation_token(t: Table | None) -> AttestationTokenConfig:
+    cfg = AttestationTokenConfig()
+    if t is None:
+        return cfg
+    cfg.trusted_jwk_sets = t.str_list("trusted_jwk_sets")
+    cfg.trusted_certs_paths = t.str_list("trusted_certs_paths")
+    cfg.extra_teekey_paths = t.str_list("extra_teekey_paths")
+    cfg.insecure_header_jwk = t.get("insecure_header_jwk", bool, False)
+    return cfg
+
+
+def _attestation_service(t: Table | None) -> AttestationServiceConfig | None:
+    if t is None:
+        return None
+    cfg = AttestationServiceConfig()
+    kind = t.get("type", str, "coco_as_builtin")
+    if kind.lower() not in ("coco_as_builtin", "cocoasbuiltin", "builtin"):
+        raise ConfigError(
+            t.key("type"),
+            f"attestation service type {kind!r} is not supported; use coco_as_builtin",
+        )
+    cfg.timeout = t.get("timeout", int, 5)
+    if cfg.timeout <= 0:
+        raise ConfigError(t.key("timeout"), "must be a positive number of minutes")
+    if t.has("storage_type"):
+        cfg.storage_type = t.choice("storage_type", STORAGE_TYPES)
+    rv = t.table("rvps_config")
+    if rv is not None:
+        rv_type = rv.get("type", str, "BuiltIn")
+        if rv_type.lower() != "builtin":
+            raise ConfigError(rv.key("type"), f"RVPS type {rv_type!r} is not supported; BuiltIn")
+        cfg.rvps = RvpsConfig(type="BuiltIn")
+        if rv.has("storage_type"):
+            cfg.rvps.storage_type = rv.choice("storage_type", STORAGE_TYPES)
+    broker = t.table("attestation_token_broker")
+    if broker is not None:
+        cfg.broker = _broker(broker)
+    return cfg
+
+
+def _broker(t: Table) -> TokenBrokerConfig:
+    d = TokenBrokerConfig()
+    cfg = TokenBrokerConfig(
+        duration_min=t.get("duration_min", int, d.duration_min),
+        issuer_name=t.get("issuer_name", str, d.issuer_name),
+        developer_name=t.get("developer_name", str, d.developer_name),
+        build_name=t.get("build_name", str, d.build_name),
+        profile_name=t.get("profile_name", str, d.profile_name),
+        verbose_token=t.get("verbose_token", bool, d.verbose_token),
+    )
+    if cfg.duration_min <= 0:
+        raise ConfigError(t.key("duration_min"), "must be a positive number of minutes")
+    signer = t.table("signer")
+    if signer is not None:
+        cfg.signer = SignerConfig(
+            key_path=signer.req("key_path", str),
+            cert_path=signer.opt("cert_path", str),
+            cert_url=signer.opt("cert_url", str),
+        )
+    return cfg
+
+
+def _storage(t: Table | None) -> StorageConfig:
+    cfg = StorageConfig()
+    if t is None:
+        return cfg
+    cfg.storage_type = t.choice("storage_type", STORAGE_TYPES, "Memory")
+    backends = t.table("backends")
+    if backends is not None:
+        local_fs = backends.table("local_fs")
+        if local_fs is not None:
+            cfg.local_fs_dir = local_fs.get("dir_path", str, cfg.local_fs_dir)
+        local_json = backends.table("local_json")
+        if local_json is not None:
+            cfg.local_json_dir = local_json.get("file_dir_path", str, cfg.local_json_dir)
+    return cfg
+
+
+def _plugin(t: Table) -> PluginConfig:
+    name = t.req("name", str)
+    if name not in KNOWN_PLUGINS:
+        raise ConfigError(
+            t.key("name"), f"unknown plugin {name!r}; known: {', '.join(KNOWN_PLUGINS)}"
+        )
+    params: dict[str, Any] = {k: v for k, v in t.data.items() if k != "name"}
+    if name == "resource":
+        backend = str(params.get("storage_backend_type", "kvstorage"))
+        if backend.lower() != "kvstorage":
+            raise ConfigError(
+                t.key("storage_backend_type"), f"resource backend {backend!r} is not supported"
+            )
+    if name == "sample":
+        t.req("item", str)
+    return PluginConfig(name=name, params=params)
+
+
+def _protocol(t: Table | None) -> ProtocolConfig:
+    cfg = ProtocolConfig()
+    if t is None:
+        return cfg
+    versions = t.str_list("accepted_versions", cfg.accepted_versions)
+    for v in versions:
+        if v not in SUPPORTED_PROTOCOL_VERSIONS:
+            raise ConfigError(
+                t.key("accepted_versions"),
+                f"protocol {v!r} is not supported; "
+                f"supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}",
+            )
+    if not versions:
+        raise ConfigError(t.key("accepted_versions"), "at least one protocol version")
+    cfg.accepted_versions = versions
+    return cfg

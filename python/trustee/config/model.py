@@ -1,0 +1,125 @@
+"""The one typed configuration every component reads (built from kbs-config.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StorageType = Literal["Memory", "LocalFs", "LocalJson"]
+AdminMode = Literal["InsecureAllowAll", "DenyAll", "AuthenticatedAuthorization"]
+
+DEFAULT_LOCAL_FS_DIR = "/opt/confidential-containers/storage/local_fs"
+DEFAULT_LOCAL_JSON_DIR = "/opt/confidential-containers/storage/local_json"
+
+
+@dataclass
+class HttpServerConfig:
+    sockets: list[str] = field(default_factory=lambda: ["127.0.0.1:8080"])
+    insecure_http: bool = False
+    private_key: str | None = None
+    certificate: str | None = None
+    payload_request_size: int = 2  # MiB
+    worker_count: int = 1
+    tls_profile: str = "intermediate"
+    tls_min_version: str | None = None
+    tls_max_version: str | None = None
+    tls_ciphers: str | None = None
+    tls_groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IdentityProvider:
+    issuer: str | None = None
+    audience: str | None = None
+    public_key_uri: str | None = None
+    jwk_set_uri: str | None = None
+
+
+@dataclass
+class AclRule:
+    role: str
+    allowed_endpoints: str
+
+
+@dataclass
+class AdminConfig:
+    mode: AdminMode = "InsecureAllowAll"
+    identity_providers: list[IdentityProvider] = field(default_factory=list)
+    acls: list[AclRule] = field(default_factory=list)
+    # Restrict InsecureAllowAll to loopback peers (the embedded development default).
+    loopback_only: bool = False
+
+
+@dataclass
+class AttestationTokenConfig:
+    trusted_jwk_sets: list[str] = field(default_factory=list)
+    trusted_certs_paths: list[str] = field(default_factory=list)
+    extra_teekey_paths: list[str] = field(default_factory=list)
+    insecure_header_jwk: bool = False
+
+
+@dataclass
+class SignerConfig:
+    key_path: str
+    cert_path: str | None = None
+    cert_url: str | None = None
+
+
+@dataclass
+class TokenBrokerConfig:
+    duration_min: int = 5
+    issuer_name: str = "CoCo-Attestation-Service"
+    developer_name: str = "https://confidentialcontainers.org"
+    build_name: str = "attestation-service 0.1.0"
+    profile_name: str = "tag:github.com,2024:confidential-containers/Trustee"
+    verbose_token: bool = True
+    signer: SignerConfig | None = None
+
+
+@dataclass
+class RvpsConfig:
+    type: str = "BuiltIn"
+    storage_type: StorageType | None = None
+
+
+@dataclass
+class AttestationServiceConfig:
+    type: str = "coco_as_builtin"
+    timeout: int = 5  # minutes; also the RCAR session lifetime
+    rvps: RvpsConfig = field(default_factory=RvpsConfig)
+    broker: TokenBrokerConfig = field(default_factory=TokenBrokerConfig)
+    storage_type: StorageType | None = None
+
+
+@dataclass
+class StorageConfig:
+    storage_type: StorageType = "Memory"
+    local_fs_dir: str = DEFAULT_LOCAL_FS_DIR
+    local_json_dir: str = DEFAULT_LOCAL_JSON_DIR
+
+
+@dataclass
+class PluginConfig:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProtocolConfig:
+    accepted_versions: list[str] = field(default_factory=lambda: ["0.4.0"])
+
+
+@dataclass
+class Config:
+    http_server: HttpServerConfig = field(default_factory=HttpServerConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    attestation_token: AttestationTokenConfig = field(default_factory=AttestationTokenConfig)
+    attestation_service: AttestationServiceConfig | None = field(
+        default_factory=AttestationServiceConfig
+    )
+    storage_backend: StorageConfig = field(default_factory=StorageConfig)
+    session_storage_type: StorageType | None = None
+    plugins: list[PluginConfig] = field(default_factory=list)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    source: str | None = None
+    development: bool = False

@@ -1,0 +1,100 @@
+"""The Quart-Trio application: converts HTTP requests to `kbs.Request` and replies back.
+
+No protocol logic lives here; the KBS core decides, this layer only moves bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from trustee.kbs import Kbs, Reply, Request
+
+log = logging.getLogger("trustee.http")
+
+SESSION_PURGE_INTERVAL = 60.0
+
+
+def _is_loopback(addr: str | None) -> bool:
+    if not addr:
+        return False
+    try:
+        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _response(reply: Reply) -> Response:
+    response = Response(reply.body, status=reply.status)
+    if reply.content_type is None:
+        response.headers.pop("Content-Type", None)
+    else:
+        response.headers["Content-Type"] = reply.content_type
+    for name, value in reply.headers:
+        response.headers.add(name, value)
+    return response
+
+
+def create_app(kbs: Kbs) -> QuartTrio:
+    app = QuartTrio("trustee")
+    app.config["MAX_CONTENT_LENGTH"] = kbs.config.http_server.payload_request_size * 1024 * 1024
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+
+    async def purge_sessions() -> None:
+        backoff = 5.0
+        while True:
+            await trio.sleep(SESSION_PURGE_INTERVAL)
+            try:
+                await kbs.sessions.purge_expired()
+                backoff = 5.0
+            except Exception:  # a failing store must not kill the server
+                log.exception("session purge failed; retrying in %.0f s", backoff)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 300.0)
+
+    @app.before_serving
+    async def start_background() -> None:
+        app.nursery.start_soon(purge_sessions)
+
+    @app.route("/healthz", methods=["GET"])
+    async def healthz() -> Response:
+        return Response(b"", status=200)
+
+    @app.route("/kbs/v0/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE"])
+    @app.route("/kbs/v0/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
+    async def kbs_route(path: str) -> Response:
+        body = await request.get_data(cache=False)
+        assert isinstance(body, bytes)
+        query = {k: v for k, v in request.args.items()}
+        uri = request.full_path if request.query_string else request.path
+        reply = await kbs.handle(
+            Request(
+                method=request.method,
+                path=path,
+                query=query,
+                body=body,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                cookies=request.cookies,
+                uri=uri,
+                peer_is_loopback=_is_loopback(request.remote_addr),
+            )
+        )
+        return _response(reply)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Any:
+        # Framework-level answers (404 outside /kbs/v0, 405, 413) carry empty bodies upstream.
+        return Response(b"", status=exc.code or 500)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Any:
+        log.exception("internal error while serving %s %s", request.method, request.path)
+        return Response(b"", status=500)
+
+    return app

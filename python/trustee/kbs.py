@@ -1,0 +1,295 @@
+"""The Key Broker Service: routing decisions and request handling, independent of HTTP.
+
+The Quart app converts each request to plain values and calls `Kbs.handle`; everything here works
+on bytes, dicts and the stores, so it is tested the same way it runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trustee.admin.auth import AdminAuthorizer, AdminDenied
+from trustee.attestation.policies import PolicyStoreError
+from trustee.attestation.rvps import RvpsError
+from trustee.attestation.service import AttestationFailure, AttestationService
+from trustee.config.model import Config
+from trustee.plugins.base import Plugin, PluginError, PluginRequest
+from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError, request_document
+from trustee.policy.engine import PolicyCompileError, PolicyEvalError
+from trustee.protocol import errors, rcar
+from trustee.protocol.errors import KbsError
+from trustee.protocol.jwe import JweError, encrypt
+from trustee.storage.sessions import SessionStore
+from trustee.token.verifier import AttestationTokenVerifier, TokenVerifyError
+
+log = logging.getLogger("trustee.kbs")
+
+JSON = "application/json"
+BUILTIN_ATTESTATION = frozenset({"auth", "attest", "attestation-policy", "reference-value"})
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # everything after /kbs/v0/
+    query: dict[str, str]
+    body: bytes
+    headers: Mapping[str, str]  # names in lower case
+    cookies: Mapping[str, str]
+    uri: str  # path and query as received, for admin ACLs
+    peer_is_loopback: bool = False
+
+
+def error_reply(exc: KbsError) -> Reply:
+    return Reply(status=exc.status, body=exc.body(), content_type=JSON)
+
+
+def _b64url_nopad_or_pad(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"`{what}` is missing or not a string")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"`{what}` is not base64url of UTF-8 text: {exc}") from exc
+
+
+class Kbs:
+    def __init__(
+        self,
+        config: Config,
+        sessions: SessionStore,
+        attestation: AttestationService | None,
+        token_verifier: AttestationTokenVerifier,
+        resource_policy: ResourcePolicy,
+        plugins: dict[str, Plugin],
+        admin: AdminAuthorizer,
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.attestation = attestation
+        self.token_verifier = token_verifier
+        self.resource_policy = resource_policy
+        self.plugins = plugins
+        self.admin = admin
+        self.timeout_min = config.attestation_service.timeout if config.attestation_service else 5
+
+    async def handle(self, req: Request) -> Reply:
+        try:
+            return await self._route(req)
+        except KbsError as exc:
+            log.info(
+                "%s /kbs/v0/%s → %s: %s",
+                req.method,
+                req.path,
+                exc.variant,
+                exc.reason or exc.detail,
+            )
+            return error_reply(exc)
+
+    async def _route(self, req: Request) -> Reply:
+        name, _, rest = req.path.partition("/")
+        segments = rest.split("/") if rest else []
+        m = req.method
+        if self.attestation is not None:
+            if name == "auth" and m == "POST":
+                return await self.auth(req.body)
+            if name == "attest" and m == "POST":
+                return await self.attest(req.body, req.cookies.get(rcar.SESSION_COOKIE))
+            if name == "attestation-policy" and m == "POST":
+                self._admin(req, name)
+                return await self.set_attestation_policy(req.body)
+            if name == "reference-value" and m == "GET":
+                self._admin(req, name)
+                return await self.get_reference_value("/".join(segments))
+            if name == "reference-value" and m == "POST":
+                self._admin(req, name)
+                return await self.set_reference_value(req.body)
+        if name == "resource-policy" and m == "POST":
+            self._admin(req, name)
+            return await self.set_resource_policy(req.body)
+        if name == "resource-policy" and m == "GET":
+            self._admin(req, name)
+            return Reply(
+                body=json.dumps(await self.resource_policy.ids()).encode(), content_type=JSON
+            )
+        return await self.plugin_request(req, name, segments)
+
+    # ---- RCAR -------------------------------------------------------------------------------
+
+    async def auth(self, body: bytes) -> Reply:
+        request = rcar.parse_auth_request(body, self.config.protocol.accepted_versions)
+        session = rcar.new_session(request, self.timeout_min, time.time())
+        await self.sessions.insert(session)
+        return Reply(
+            body=rcar.challenge_body(session),
+            content_type=JSON,
+            headers=[("Set-Cookie", rcar.set_cookie_value(session))],
+        )
+
+    async def attest(self, body: bytes, cookie: str | None) -> Reply:
+        assert self.attestation is not None
+        if not cookie:
+            raise errors.attest_failed("no kbs-session-id cookie; call /auth first")
+        session = await self.sessions.get(cookie)
+        if session is None:
+            raise errors.attest_failed("unknown or expired session")
+        cookie_header = [("Set-Cookie", rcar.set_cookie_value(session))]
+        if session.token is not None:
+            # Upstream answers a repeated /attest with the stored token, without re-verifying.
+            return Reply(
+                body=rcar.token_body(session.token), content_type=JSON, headers=cookie_header
+            )
+        attestation = rcar.parse_attestation(body)
+        requests = rcar.evidence_requests(session, attestation)
+        try:
+            appraised = await self.attestation.evaluate(requests, ["default"])
+        except AttestationFailure as exc:
+            raise errors.attest_failed(exc.reason) from exc
+        session.token = appraised.token
+        await self.sessions.update(session)
+        statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
+        log.info("session %s attested (%s): %s", session.id, session.tee, statuses)
+        return Reply(
+            body=rcar.token_body(appraised.token), content_type=JSON, headers=cookie_header
+        )
+
+    # ---- admin endpoints --------------------------------------------------------------------
+
+    def _admin(self, req: Request, endpoint: str, plugin: bool = False) -> None:
+        try:
+            identity = self.admin.authorize(req.headers, req.uri, req.peer_is_loopback)
+        except AdminDenied as exc:
+            if plugin:
+                raise errors.admin_denied_plugin(exc.reason) from exc
+            raise errors.admin_denied(endpoint, exc.reason) from exc
+        log.info("admin %s %s by %s", req.method, req.uri, identity.describe())
+
+    async def set_attestation_policy(self, body: bytes) -> Reply:
+        assert self.attestation is not None
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("body is not a JSON object")
+            policy_id = doc.get("policy_id")
+            if not isinstance(policy_id, str):
+                raise ValueError("`policy_id` is missing or not a string")
+            text = _b64url_nopad_or_pad(doc.get("policy"), "policy")
+        except ValueError as exc:
+            raise errors.set_policy_failed(f"attestation-policy body: {exc}") from exc
+        try:
+            await self.attestation.policies.set_policy(policy_id, text)
+        except PolicyCompileError as exc:
+            raise errors.set_policy_failed(f"policy {policy_id} does not compile: {exc}") from exc
+        except PolicyStoreError as exc:
+            raise errors.set_policy_failed(str(exc)) from exc
+        return Reply()
+
+    async def set_resource_policy(self, body: bytes) -> Reply:
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("body is not a JSON object")
+            text = _b64url_nopad_or_pad(doc.get("policy"), "policy")
+        except ValueError as exc:
+            raise errors.parse_policy_error(str(exc)) from exc
+        try:
+            await self.resource_policy.set(text)
+        except PolicyCompileError as exc:
+            raise errors.policy_engine_error(f"resource policy does not compile: {exc}") from exc
+        return Reply()
+
+    async def set_reference_value(self, body: bytes) -> Reply:
+        assert self.attestation is not None
+        try:
+            await self.attestation.rvps.register(body)
+        except RvpsError as exc:
+            raise errors.rvps_error(str(exc)) from exc
+        return Reply(content_type=JSON)
+
+    async def get_reference_value(self, rv_id: str) -> Reply:
+        assert self.attestation is not None
+        try:
+            value = await self.attestation.rvps.query(rv_id)
+        except RvpsError as exc:
+            raise errors.rvps_error(f"Failed to get reference_values: {exc}") from exc
+        if value is None:
+            raise errors.rvps_error(
+                "Failed to get reference_values: "
+                f"No reference value found for the given id: {rv_id}"
+            )
+        return Reply(body=json.dumps(value).encode(), content_type=JSON)
+
+    # ---- plugins ----------------------------------------------------------------------------
+
+    async def plugin_request(self, req: Request, name: str, segments: list[str]) -> Reply:
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            raise errors.plugin_not_found(name)
+        preq = PluginRequest(method=req.method, path=segments, query=req.query, body=req.body)
+        if plugin.is_admin_request(preq):
+            self._admin(req, name, plugin=True)
+            try:
+                out = await plugin.handle(preq)
+            except PluginError as exc:
+                raise errors.plugin_internal_error(str(exc)) from exc
+            return Reply(body=out, content_type="text/xml")
+        claims = await self._attested_claims(req)
+        try:
+            allowed, why = await self.resource_policy.allows(
+                claims, request_document(name, segments, req.query)
+            )
+        except (ResourcePolicyError, PolicyEvalError) as exc:
+            raise errors.policy_engine_error(str(exc)) from exc
+        if not allowed:
+            raise errors.policy_deny(f"{name}/{'/'.join(segments)}: {why}")
+        try:
+            out = await plugin.handle(preq)
+        except PluginError as exc:
+            raise errors.plugin_internal_error(str(exc)) from exc
+        if not plugin.encrypted(preq):
+            return Reply(body=out, content_type="text/xml")
+        try:
+            tee_pubkey = self.token_verifier.extract_tee_pubkey(claims)
+        except TokenVerifyError as exc:
+            raise errors.token_verifier_error(exc.reason) from exc
+        if tee_pubkey is None:
+            raise errors.token_verifier_error("the token carries no TEE public key")
+        try:
+            sealed = encrypt(out, tee_pubkey)
+        except JweError as exc:
+            raise errors.jwe_error(str(exc)) from exc
+        return Reply(body=json.dumps(sealed).encode(), content_type=JSON)
+
+    async def _attested_claims(self, req: Request) -> dict[str, Any]:
+        token: str | None = None
+        cookie = req.cookies.get(rcar.SESSION_COOKIE)
+        if cookie:
+            session = await self.sessions.get(cookie)
+            if session is not None and session.token is not None:
+                token = session.token
+        if token is None:
+            value = req.headers.get("authorization") or ""
+            scheme, _, bearer = value.partition(" ")
+            if scheme.lower() == "bearer" and bearer.strip():
+                token = bearer.strip()
+        if token is None:
+            raise errors.token_not_found()
+        try:
+            return await self.token_verifier.verify(token)
+        except TokenVerifyError as exc:
+            raise errors.token_verifier_error(exc.reason) from exc

@@ -1,0 +1,76 @@
+"""Rego facade over the Rust extension: compile once, evaluate many times.
+
+Compiled policies are cached by the SHA-256 of their text, so a policy stored by another worker
+or re-read from disk is compiled only once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trustee import _core
+
+PolicyCompileError = _core.PolicyCompileError
+PolicyEvalError = _core.PolicyEvalError
+
+ReferenceLookup = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    kind: str  # "value" | "undefined" | "absent"
+    value: Any = None
+
+    @property
+    def defined(self) -> bool:
+        return self.kind == "value"
+
+
+class CompiledPolicy:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.digest = hashlib.sha256(text.encode()).hexdigest()
+        self._policy = _core.Policy(text)
+
+    @property
+    def syntax(self) -> str:
+        return self._policy.syntax
+
+    def evaluate(
+        self,
+        input_doc: Any,
+        data_doc: Any | None,
+        rules: list[str],
+        reference_values: ReferenceLookup | None = None,
+    ) -> list[RuleOutcome]:
+        raw = self._policy.evaluate(
+            json.dumps(input_doc),
+            None if data_doc is None else json.dumps(data_doc),
+            rules,
+            reference_values,
+        )
+        return [
+            RuleOutcome(kind, json.loads(text) if kind == "value" else None) for kind, text in raw
+        ]
+
+
+class PolicyCache:
+    def __init__(self, max_entries: int = 256) -> None:
+        self._cache: dict[str, CompiledPolicy] = {}
+        self._max = max_entries
+
+    def compile(self, text: str) -> CompiledPolicy:
+        """Compile (or reuse) `text`; raises PolicyCompileError with the Rego error."""
+        key = hashlib.sha256(text.encode()).hexdigest()
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        compiled = CompiledPolicy(text)
+        if len(self._cache) >= self._max:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = compiled
+        return compiled

@@ -1,0 +1,272 @@
+"""Sans-IO RCAR (Request → Challenge → Attestation → Response) for protocol 0.4.0.
+
+Functions here take bytes/dicts and return bytes/dicts; the HTTP layer only moves them. Failures
+raise KbsError with upstream's fixed detail strings and a `reason` naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from trustee.protocol import binding
+from trustee.protocol.errors import KbsError, attest_failed, auth_failed
+from trustee.protocol.tees import ALL_TEES
+
+SESSION_COOKIE = "kbs-session-id"
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    version: str
+    tee: str
+    extra_params: Any
+
+
+@dataclass
+class Session:
+    id: str
+    version: str
+    tee: str
+    extra_params: Any
+    nonce: str
+    expires_at: float  # unix seconds, fixed at /auth
+    token: str | None = None
+    attested_claims: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def attested(self) -> bool:
+        return self.token is not None
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at
+
+
+@dataclass(frozen=True)
+class Attestation:
+    init_data: dict[str, str] | None
+    nonce: str
+    tee_pubkey: dict[str, Any]
+    primary_evidence: Any
+    additional_evidence: str
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    """One evidence to verify, with its expected binding (AS VerificationRequest)."""
+
+    tee: str
+    evidence: Any
+    runtime_data: dict[str, Any] | None
+    hash_algorithm: str
+    init_data_toml: str | None = None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from exc
+
+
+def parse_version(text: str) -> tuple[int, int, int, str | None]:
+    m = _SEMVER.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a semantic version")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+
+
+def version_matches(text: str, accepted: str) -> bool:
+    """Upstream's `=X.Y.Z` requirement: build metadata ignored, any pre-release fails."""
+    major, minor, patch, pre = parse_version(text)
+    want = parse_version(accepted)
+    return pre is None and (major, minor, patch) == want[:3]
+
+
+def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest:
+    try:
+        doc = _json(body)
+        if not isinstance(doc, dict):
+            raise ValueError("body is not a JSON object")
+        version, tee = doc.get("version"), doc.get("tee")
+        if not isinstance(version, str):
+            raise ValueError("`version` is missing or not a string")
+        if not isinstance(tee, str):
+            raise ValueError("`tee` is missing or not a string")
+        if tee not in ALL_TEES:
+            raise ValueError(f"unknown tee {tee!r}")
+        if "extra-params" not in doc:
+            raise ValueError("`extra-params` is missing")
+    except ValueError as exc:
+        raise auth_failed("deserialize Request", f"/auth body: {exc}") from exc
+    try:
+        parse_version(version)
+    except ValueError as exc:
+        raise auth_failed("failed to parse KBS version", str(exc)) from exc
+    if not any(version_matches(version, v) for v in accepted_versions):
+        expect = ", ".join(f"={v}" for v in accepted_versions)
+        raise auth_failed(
+            f"KBS Client Protocol Version Mismatch: expect {expect} while the request is {version}",
+            f"protocol version {version} is not accepted (accepted: {expect})",
+        )
+    return AuthRequest(version=version, tee=tee, extra_params=doc["extra-params"])
+
+
+def make_nonce() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_session(request: AuthRequest, timeout_min: int, now: float) -> Session:
+    return Session(
+        id=uuid.uuid4().hex,
+        version=request.version,
+        tee=request.tee,
+        extra_params=request.extra_params,
+        nonce=make_nonce(),
+        expires_at=now + timeout_min * 60,
+    )
+
+
+def challenge_body(session: Session) -> bytes:
+    return json.dumps({"nonce": session.nonce, "extra-params": ""}).encode()
+
+
+def set_cookie_value(session: Session) -> str:
+    # Only Expires: clients scope the cookie to /kbs/v0 by default; a Path would narrow it.
+    expires = formatdate(int(session.expires_at), usegmt=True)
+    return f"{SESSION_COOKIE}={session.id}; Expires={expires}"
+
+
+def token_body(token: str) -> bytes:
+    return json.dumps({"token": token}).encode()
+
+
+def _tee_pubkey(value: Any) -> dict[str, Any]:
+    """Re-serialise only the typed members of the key, as upstream's typed parse does."""
+    if not isinstance(value, dict):
+        raise ValueError("tee-pubkey is not an object")
+    kty = value.get("kty")
+    members = {"EC": ("crv", "alg", "x", "y"), "RSA": ("alg", "n", "e"), "AKP": ("alg", "pub")}
+    if kty not in members:
+        raise ValueError(f"tee-pubkey kty {kty!r} is not EC, RSA or AKP")
+    out: dict[str, Any] = {"kty": kty}
+    for name in members[kty]:
+        if not isinstance(value.get(name), str):
+            raise ValueError(f"tee-pubkey member {name!r} is missing or not a string")
+        out[name] = value[name]
+    return out
+
+
+def parse_attestation(body: bytes) -> Attestation:
+    try:
+        doc = _json(body)
+        if not isinstance(doc, dict):
+            raise ValueError("body is not a JSON object")
+        rd = doc.get("runtime-data")
+        te = doc.get("tee-evidence")
+        if not isinstance(rd, dict):
+            raise ValueError("`runtime-data` is missing or not an object")
+        if not isinstance(te, dict):
+            raise ValueError("`tee-evidence` is missing or not an object")
+        nonce = rd.get("nonce")
+        if not isinstance(nonce, str):
+            raise ValueError("`runtime-data.nonce` is missing or not a string")
+        if "primary_evidence" not in te:
+            raise ValueError("`tee-evidence.primary_evidence` is missing")
+        additional = te.get("additional_evidence", "")
+        if not isinstance(additional, str):
+            raise ValueError("`tee-evidence.additional_evidence` must be a string")
+        init = doc.get("init-data")
+        init_data: dict[str, str] | None = None
+        if init is not None:
+            if not isinstance(init, dict) or not all(
+                isinstance(init.get(k), str) for k in ("format", "body")
+            ):
+                raise ValueError("`init-data` must be {format, body} strings or null")
+            init_data = {"format": init["format"], "body": init["body"]}
+        return Attestation(
+            init_data=init_data,
+            nonce=nonce,
+            tee_pubkey=_tee_pubkey(rd.get("tee-pubkey")),
+            primary_evidence=te["primary_evidence"],
+            additional_evidence=additional,
+        )
+    except ValueError as exc:
+        raise attest_failed(f"/attest body: {exc}") from exc
+
+
+def binding_hash(tee: str) -> str:
+    return "sha512" if tee == "se" else "sha384"
+
+
+def evidence_requests(session: Session, att: Attestation) -> list[EvidenceRequest]:
+    """Check the nonce and build one request per evidence with its expected binding."""
+    if att.nonce != session.nonce:
+        raise attest_failed("runtime-data.nonce does not match the session's challenge nonce")
+    init_toml: str | None = None
+    if att.init_data is not None:
+        if att.init_data["format"] != "toml":
+            raise attest_failed(
+                f"init-data format {att.init_data['format']!r} is not supported (only toml)"
+            )
+        init_toml = att.init_data["body"]
+    alg = binding_hash(session.tee)
+    requests = [
+        EvidenceRequest(
+            tee=session.tee,
+            evidence=att.primary_evidence,
+            runtime_data=binding.primary_runtime_data(
+                att.tee_pubkey, session.nonce, att.additional_evidence
+            ),
+            hash_algorithm=alg,
+            init_data_toml=init_toml,
+        )
+    ]
+    if att.additional_evidence != "":
+        try:
+            devices = json.loads(att.additional_evidence)
+        except ValueError as exc:
+            raise attest_failed(f"additional_evidence is not JSON: {exc}") from exc
+        if not isinstance(devices, dict):
+            raise attest_failed("additional_evidence is not a JSON object of tee → evidence")
+        for tee, evidence in devices.items():
+            if tee not in ALL_TEES:
+                raise attest_failed(f"additional_evidence names unknown tee {tee!r}")
+            requests.append(
+                EvidenceRequest(
+                    tee=tee,
+                    evidence=evidence,
+                    runtime_data=binding.device_runtime_data(att.tee_pubkey, session.nonce),
+                    hash_algorithm=alg,
+                )
+            )
+    return requests
+
+
+__all__ = [
+    "SESSION_COOKIE",
+    "Attestation",
+    "AuthRequest",
+    "EvidenceRequest",
+    "KbsError",
+    "Session",
+    "challenge_body",
+    "evidence_requests",
+    "make_nonce",
+    "new_session",
+    "parse_attestation",
+    "parse_auth_request",
+    "set_cookie_value",
+    "token_body",
+]

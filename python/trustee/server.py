@@ -1,0 +1,106 @@
+"""Assemble a Kbs from a Config: stores, attestation service, token verifier, plugins, admin."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from trustee.admin.auth import AdminAuthorizer, AdminConfigError
+from trustee.attestation.ear import EarBroker, EarError, load_signer
+from trustee.attestation.policies import AttestationPolicyStore
+from trustee.attestation.rvps import ReferenceValueStore
+from trustee.attestation.service import AttestationService
+from trustee.config.errors import ConfigError
+from trustee.config.model import Config
+from trustee.kbs import Kbs
+from trustee.plugins.base import Plugin
+from trustee.plugins.resource import ResourcePlugin, SamplePlugin
+from trustee.plugins.resource_policy import ResourcePolicy
+from trustee.policy.engine import PolicyCache
+from trustee.storage.factory import StoreRegistry
+from trustee.storage.sessions import MemorySessionStore
+from trustee.token.verifier import (
+    AttestationTokenVerifier,
+    TokenVerifierConfig,
+    TokenVerifierConfigError,
+)
+
+log = logging.getLogger("trustee.server")
+
+
+async def fetch_url(url: str) -> bytes:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.content
+
+
+async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
+    stores = stores or StoreRegistry(config.storage_backend)
+    log.info("KBS storage backend: %s", config.storage_backend.storage_type)
+    main_store = stores.get()
+    cache = PolicyCache()
+
+    plugins: dict[str, Plugin] = {}
+    for plugin in config.plugins:
+        if plugin.name == "resource":
+            plugins["resource"] = ResourcePlugin(main_store)
+        elif plugin.name == "sample":
+            plugins["sample"] = SamplePlugin(str(plugin.params["item"]))
+
+    tv = config.attestation_token
+    try:
+        verifier = AttestationTokenVerifier(
+            TokenVerifierConfig(
+                trusted_jwk_sets=tv.trusted_jwk_sets,
+                trusted_certs_paths=tv.trusted_certs_paths,
+                insecure_header_jwk=tv.insecure_header_jwk,
+                extra_teekey_paths=tv.extra_teekey_paths,
+            ),
+            fetch_url,
+        )
+        await verifier.load_remote_jwk_sets()
+    except TokenVerifierConfigError as exc:
+        raise ConfigError("attestation_token", str(exc), config.source) from exc
+
+    resource_policy = ResourcePolicy(main_store, cache)
+    if await resource_policy.install_default():
+        log.info("default resource policy installed")
+
+    admin = AdminAuthorizer(config.admin)
+    try:
+        await admin.load(fetch_url)
+    except AdminConfigError as exc:
+        raise ConfigError("admin", str(exc), config.source) from exc
+
+    attestation = None
+    if config.attestation_service is not None:
+        as_cfg = config.attestation_service
+        as_store = stores.get(as_cfg.storage_type)
+        log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
+        rvps = ReferenceValueStore(stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type))
+        log.info("launch a built-in RVPS.")
+        policies = AttestationPolicyStore(as_store, cache)
+        installed = await policies.install_defaults()
+        if installed:
+            log.info("default attestation policies installed: %s", ", ".join(installed))
+        try:
+            broker = EarBroker(as_cfg.broker, load_signer(as_cfg.broker))
+        except EarError as exc:
+            raise ConfigError(
+                "attestation_service.attestation_token_broker.signer", str(exc), config.source
+            ) from exc
+        attestation = AttestationService(policies, rvps, broker, as_cfg.broker)
+    else:
+        log.info("no [attestation_service]: resource-only (passport) KBS")
+
+    return Kbs(
+        config=config,
+        sessions=MemorySessionStore(),
+        attestation=attestation,
+        token_verifier=verifier,
+        resource_policy=resource_policy,
+        plugins=plugins,
+        admin=admin,
+    )

@@ -1,0 +1,122 @@
+"""Start the real KBS (`trustee serve --config …`) as a child process on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import trio
+
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningKbs:
+    url: str
+    port: int
+    config_path: Path
+    log_path: Path
+    ca: Path | None
+    process: trio.Process
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, **kwargs: object) -> httpx.AsyncClient:
+        verify: ssl.SSLContext | bool = True
+        if self.ca is not None:
+            verify = ssl.create_default_context(cafile=str(self.ca))
+        return httpx.AsyncClient(base_url=self.url, verify=verify, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("KBS_CONFIG_FILE", None)
+    env.setdefault("TRUSTEE_LOG", "info")
+    env.update(extra or {})
+    return env
+
+
+@asynccontextmanager
+async def run_kbs(
+    config_text: str,
+    workdir: Path,
+    *,
+    https: bool = False,
+    ca: Path | None = None,
+    name: str = "kbs",
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[RunningKbs]:
+    """`config_text` may contain `{port}`; it is formatted with a free port before start."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):
+        port = free_port()
+        config_path = workdir / f"{name}-config.toml"
+        config_path.write_text(config_text.replace("{port}", str(port)))
+        log_path = workdir / f"{name}.log"
+        log = log_path.open("wb")
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "trustee.cli", "serve", "--config", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(env),
+        )
+        scheme = "https" if https else "http"
+        kbs = RunningKbs(f"{scheme}://127.0.0.1:{port}", port, config_path, log_path, ca, process)
+        try:
+            if await _wait_ready(kbs):
+                try:
+                    yield kbs
+                finally:
+                    await _stop(process)
+                return
+            if "Address already in use" not in kbs.log_text() or attempt == 2:
+                raise RuntimeError(f"KBS did not start:\n{kbs.log_text()}")
+        finally:
+            if process.returncode is None:
+                await _stop(process)
+            log.close()
+
+
+async def _wait_ready(kbs: RunningKbs) -> bool:
+    with trio.move_on_after(STARTUP_TIMEOUT):
+        async with kbs.client() as client:
+            while kbs.alive:
+                try:
+                    r = await client.get("/healthz")
+                    if r.status_code == 200:
+                        return True
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)
+    return False
+
+
+async def _stop(process: trio.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    with trio.move_on_after(5):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()

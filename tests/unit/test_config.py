@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trustee.config import ConfigError, load_embedded_default, load_file, parse
+
+BASE = "[http_server]\ninsecure_http = true\n[admin]\n"
+AUTHN = BASE + 'authorization_mode = "AuthenticatedAuthorization"\n'
+
+HEAD_CONFIG = """
+[http_server]
+sockets = ["0.0.0.0:8080"]
+insecure_http = false
+private_key = "/etc/kbs/key.pem"
+certificate = "/etc/kbs/cert.pem"
+payload_request_size = 4
+tls_profile = "modern"
+
+[admin]
+authorization_mode = "AuthenticatedAuthorization"
+
+[[admin.authentication.bearer_jwt.identity_providers]]
+issuer = "issuer"
+audience = "kbs"
+public_key_uri = "file:///etc/kbs/admin.pem"
+
+[[admin.authorization.regex_acl.acls]]
+role = "admin"
+allowed_endpoints = "^/kbs/.+$"
+
+[attestation_token]
+trusted_certs_paths = ["/etc/kbs/ca.pem"]
+insecure_header_jwk = false
+
+[attestation_service]
+type = "coco_as_builtin"
+timeout = 7
+
+[attestation_service.attestation_token_broker]
+duration_min = 9
+[attestation_service.attestation_token_broker.signer]
+key_path = "/etc/kbs/token.key"
+cert_path = "/etc/kbs/token.pem"
+
+[attestation_service.rvps_config]
+type = "BuiltIn"
+
+[storage_backend]
+storage_type = "LocalFs"
+[storage_backend.backends.local_fs]
+dir_path = "/var/lib/kbs"
+
+[[plugins]]
+name = "resource"
+storage_backend_type = "kvstorage"
+"""
+
+
+def test_head_config_loads_every_section() -> None:
+    c = parse(HEAD_CONFIG)
+    assert c.http_server.sockets == ["0.0.0.0:8080"]
+    assert c.http_server.payload_request_size == 4 and c.http_server.tls_profile == "modern"
+    assert c.admin.mode == "AuthenticatedAuthorization"
+    assert c.admin.identity_providers[0].issuer == "issuer"
+    assert c.admin.acls[0].role == "admin"
+    assert c.attestation_token.trusted_certs_paths == ["/etc/kbs/ca.pem"]
+    assert c.attestation_service is not None
+    assert c.attestation_service.timeout == 7
+    assert c.attestation_service.broker.duration_min == 9
+    assert c.attestation_service.broker.signer is not None
+    assert c.attestation_service.broker.signer.cert_path == "/etc/kbs/token.pem"
+    assert c.storage_backend.storage_type == "LocalFs"
+    assert c.storage_backend.local_fs_dir == "/var/lib/kbs"
+    assert [p.name for p in c.plugins] == ["resource"]
+
+
+def test_missing_attestation_service_means_resource_only() -> None:
+    c = parse(BASE + "[attestation_token]\ninsecure_header_jwk = true\n")
+    assert c.attestation_service is None
+    assert c.admin.mode == "InsecureAllowAll"
+
+
+def test_unknown_keys_outside_admin_are_ignored() -> None:
+    c = parse("[http_server]\ninsecure_http = true\nfuture_key = 1\n[admin]\n[whatever]\nx = 1\n")
+    assert c.http_server.insecure_http
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[admin]\n", "http_server"),
+        ("[http_server]\ninsecure_http = true\n", "admin"),
+        ("[http_server]\n[admin]\n", "http_server.private_key"),
+        ('[http_server]\ninsecure_http = "yes"\n[admin]\n', "http_server.insecure_http"),
+        (
+            '[http_server]\ninsecure_http = true\nsockets = ["nope"]\n[admin]\n',
+            "http_server.sockets",
+        ),
+        (BASE + 'type = "Simple"\n', "admin.type"),
+        (
+            BASE + 'authorization_mode = "Maybe"\n',
+            "admin.authorization_mode",
+        ),
+        (
+            BASE + 'authorization_mode = "AuthenticatedAuthorization"\n'
+            "[admin.authentication.bearer_jwt]\nidentity_providers = []\n"
+            "[admin.authorization.regex_acl]\nacls = []\n",
+            "admin.authentication.bearer_jwt.identity_providers",
+        ),
+        (
+            BASE + 'authorization_mode = "AuthenticatedAuthorization"\n'
+            '[[admin.authentication.bearer_jwt.identity_providers]]\npublic_key_uri = "k"\n'
+            '[[admin.authorization.regex_acl.acls]]\nrole = "a"\nallowed_endpoints = "/kbs/.*"\n',
+            "admin.authorization.regex_acl.acls[0].allowed_endpoints",
+        ),
+        (
+            '[http_server]\ninsecure_http = true\ntls_min_version = "1.3"\n'
+            'tls_max_version = "1.2"\n[admin]\n',
+            "http_server.tls_min_version",
+        ),
+        (
+            BASE + '[storage_backend]\nstorage_type = "Floppy"\n',
+            "storage_backend.storage_type",
+        ),
+        (
+            BASE + '[[plugins]]\nname = "nope"\n',
+            "plugins[0].name",
+        ),
+        (
+            BASE + '[[plugins]]\nname = "sample"\n',
+            "plugins[0].item",
+        ),
+        (
+            BASE + '[protocol]\naccepted_versions = ["0.3.0"]\n',
+            "protocol.accepted_versions",
+        ),
+    ],
+)
+def test_invalid_configs_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(text, "kbs.toml")
+    assert info.value.key == key
+    assert str(info.value).startswith(f"kbs.toml: {key}")
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        parse("[http_server", "x.toml")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_file(tmp_path / "absent.toml")
+
+
+def test_embedded_default_is_a_loopback_development_setup() -> None:
+    c = load_embedded_default()
+    assert c.development and c.admin.loopback_only
+    assert c.http_server.sockets == ["127.0.0.1:8080"] and c.http_server.insecure_http
+    assert c.attestation_token.insecure_header_jwk
+    assert c.storage_backend.storage_type == "Memory"
+    assert c.attestation_service is not None and c.attestation_service.broker.signer is None
