@@ -90,7 +90,12 @@ def create_app(kbs: Kbs) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Any:
         # Framework-level answers (404 outside /kbs/v0, 405, 413) carry empty bodies upstream.
-        return Response(b"", status=exc.code or 500)
+        response = Response(b"", status=exc.code or 500)
+        if exc.code == 413:
+            # The unread body is still on the wire: end the connection so the next request on
+            # a keep-alive connection is not parsed out of it (or left waiting behind it).
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from trustee.protocol.rcar import Session
@@ -23,9 +24,9 @@ class SessionStore(Protocol):
 class MemorySessionStore:
     """Sessions in this process's memory: correct only with one worker and one replica."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._sessions: dict[str, Session] = {}
-        self._now = time.time
+        self._now = clock
 
     async def insert(self, session: Session) -> None:
         self._sessions[session.id] = session

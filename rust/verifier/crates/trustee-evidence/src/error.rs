@@ -1,0 +1,27 @@
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("unknown TEE type `{0}`")]
+    UnknownTee(String),
+
+    #[error("TEE `{0}` is not supported by this build (no verifier compiled in)")]
+    Unsupported(String),
+
+    #[error("{what} too large: {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+
+    #[error("malformed {tee} evidence: {reason}")]
+    Malformed { tee: &'static str, reason: String },
+
+    #[error("{tee} report data mismatch: evidence has {actual_hex}, expected {expected_hex}")]
+    ReportDataMismatch {
+        tee: &'static str,
+        expected_hex: String,
+        actual_hex: String,
+    },
+}

@@ -1,0 +1,271 @@
+//! Rego policy compilation and evaluation for trustee-py, on top of `regorus`.
+//!
+//! A [`CompiledPolicy`] is parsed and analysed once (so a broken policy is rejected when it is
+//! set, not on first use) and then evaluated many times, possibly from several threads at
+//! once: each evaluation works on a cheap clone of the prepared engine.
+//!
+//! Both Rego syntaxes are accepted. v1 is tried first; v0 is only a fallback, and it is refused
+//! whenever v0 would silently read a v1 keyword as an identifier — the cause of the old
+//! "`allow if { false }` allows everything" behaviour (see [`syntax`]).
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use regorus::{Engine, PolicyLengthConfig, Value};
+use thiserror::Error;
+
+mod syntax;
+
+pub use syntax::Syntax;
+
+/// Name of the custom builtin through which policies read reference values.
+pub const QUERY_REFERENCE_VALUE: &str = "query_reference_value";
+
+/// File name shown in regorus diagnostics (`--> policy.rego:3:7`).
+const SOURCE_NAME: &str = "policy.rego";
+
+/// regorus's error for a rule path that no loaded module defines. Upstream Trustee matches on
+/// this text to tell an absent optional rule (e.g. `extensions`) from a failing one.
+const NOT_A_RULE_PATH: &str = "not a valid rule path";
+
+/// regorus's v1 complaint about a `{ … }` body without `if`, i.e. v0-style text.
+const V0_BODY_HINT: &str = "keyword is required before rule body";
+
+/// Looks up one reference value by id: `Ok(None)` when the id is unknown (the policy sees
+/// `null`), `Err(message)` to abort the evaluation.
+pub type ReferenceValueFn = dyn Fn(&str) -> Result<Option<serde_json::Value>, String> + Send + Sync;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    /// The policy text is not valid Rego (message as regorus reports it, with position).
+    #[error("{0}")]
+    Compile(String),
+    /// The input or data document is not acceptable JSON.
+    #[error("{0}")]
+    Input(String),
+    /// Evaluation failed (conflicting rule values, builtin errors, …).
+    #[error("{0}")]
+    Eval(String),
+    /// The reference-value callback failed; the message is the callback's own.
+    #[error("{0}")]
+    ReferenceValue(String),
+}
+
+/// Result of evaluating one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleOutcome {
+    Value(serde_json::Value),
+    /// The rule exists but no definition produced a value (and there is no default).
+    Undefined,
+    /// No rule with that path exists in the policy.
+    Absent,
+}
+
+/// A parsed and analysed policy, ready to be evaluated concurrently.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    engine: Engine,
+    syntax: Syntax,
+    package_path: String,
+}
+
+impl CompiledPolicy {
+    pub fn compile(text: &str) -> Result<CompiledPolicy, PolicyError> {
+        let v1_err = match prepared_engine(text, Syntax::V1) {
+            Ok((engine, package_path)) => return Ok(Self::new(engine, Syntax::V1, package_path)),
+            Err(BuildError::Analysis(msg)) => {
+                // It parsed as v1, so v1 is what the author wrote; re-reading it as v0 could
+                // only change its meaning, never fix the analysis error.
+                return Err(PolicyError::Compile(msg));
+            }
+            Err(BuildError::Parse(msg)) => msg,
+        };
+
+        // The v0 outcome is only worth showing when the text has v0-style rule bodies;
+        // for a plain v1 typo it would be noise.
+        let looks_v0 = v1_err.contains(V0_BODY_HINT);
+        if let Some(hazard) = syntax::v0_keyword_hazard(text) {
+            return Err(PolicyError::Compile(if looks_v0 {
+                format!("{v1_err}\n\nnot retried as Rego v0: {hazard}")
+            } else {
+                v1_err
+            }));
+        }
+        match prepared_engine(text, Syntax::V0) {
+            Ok((engine, package_path)) => Ok(Self::new(engine, Syntax::V0, package_path)),
+            Err(BuildError::Parse(v0_err) | BuildError::Analysis(v0_err)) => {
+                Err(PolicyError::Compile(if looks_v0 {
+                    format!("{v1_err}\n\nas Rego v0:\n{v0_err}")
+                } else {
+                    v1_err
+                }))
+            }
+        }
+    }
+
+    fn new(engine: Engine, syntax: Syntax, package_path: String) -> Self {
+        Self {
+            engine,
+            syntax,
+            package_path,
+        }
+    }
+
+    /// Which Rego syntax the policy was accepted under.
+    pub fn syntax(&self) -> Syntax {
+        self.syntax
+    }
+
+    /// The policy's package as a data path, e.g. `data.policy`.
+    pub fn package_path(&self) -> &str {
+        &self.package_path
+    }
+
+    /// Evaluates `rules` (full paths such as `data.policy.allow`) in order against
+    /// `input_json` and the optional `data_json` document.
+    ///
+    /// The first failing rule aborts the whole evaluation; an absent rule does not.
+    pub fn evaluate(
+        &self,
+        input_json: &str,
+        data_json: Option<&str>,
+        rules: &[&str],
+        reference_values: Option<Arc<ReferenceValueFn>>,
+    ) -> Result<Vec<RuleOutcome>, PolicyError> {
+        // Cloning shares the parsed modules and analysis (reference-counted); only the
+        // per-evaluation state is fresh, which is what makes concurrent use safe.
+        let mut engine = self.engine.clone();
+        engine
+            .set_input_json(input_json)
+            .map_err(|e| PolicyError::Input(format!("policy input is not valid JSON: {e}")))?;
+        if let Some(data) = data_json {
+            // Note: adding data makes regorus redo its analysis pass for this clone.
+            engine
+                .add_data_json(data)
+                .map_err(|e| PolicyError::Input(format!("policy data document: {e}")))?;
+        }
+
+        let callback_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let ext_error = Arc::clone(&callback_error);
+        engine
+            .add_extension(
+                QUERY_REFERENCE_VALUE.into(),
+                1,
+                Box::new(move |args: Vec<Value>| {
+                    query_reference_value(reference_values.as_deref(), &ext_error, args)
+                }),
+            )
+            .map_err(|e| PolicyError::Eval(clean(&e)))?;
+
+        let mut outcomes = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let outcome = match engine.eval_rule((*rule).to_owned()) {
+                Ok(Value::Undefined) => RuleOutcome::Undefined,
+                Ok(value) => RuleOutcome::Value(to_json(&value)?),
+                Err(err) => {
+                    let taken = callback_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    if let Some(msg) = taken {
+                        return Err(PolicyError::ReferenceValue(msg));
+                    }
+                    let msg = clean(&err);
+                    if msg.contains(NOT_A_RULE_PATH) {
+                        RuleOutcome::Absent
+                    } else {
+                        return Err(PolicyError::Eval(msg));
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}
+
+enum BuildError {
+    Parse(String),
+    Analysis(String),
+}
+
+/// Parses `text` under `syntax` and runs regorus's analysis pass (unsafe variables,
+/// recursion, …) so that clones start out prepared.
+fn prepared_engine(text: &str, syntax: Syntax) -> Result<(Engine, String), BuildError> {
+    let mut engine = Engine::new();
+    engine.set_rego_v0(syntax == Syntax::V0);
+    // regorus's 1024-column default would reject long single-line policies, which YAML
+    // folding produces (`package policy default allow = true`); the byte and line limits
+    // still bound the work.
+    engine.set_policy_length_config(PolicyLengthConfig {
+        max_col: NonZeroU32::new(16 * 1024).unwrap_or(NonZeroU32::MIN),
+        ..PolicyLengthConfig::default()
+    });
+    let package_path = engine
+        .add_policy(SOURCE_NAME.into(), text.into())
+        .map_err(|e| BuildError::Parse(clean(&e)))?;
+    // regorus has no public "prepare" call; evaluating `data`, which is never a rule path,
+    // runs the analysis and then fails with the path error we expect.
+    match engine.eval_rule("data".into()) {
+        Err(e) if e.to_string().contains(NOT_A_RULE_PATH) => Ok((engine, package_path)),
+        Err(e) => Err(BuildError::Analysis(clean(&e))),
+        Ok(_) => Ok((engine, package_path)),
+    }
+}
+
+fn query_reference_value(
+    callback: Option<&ReferenceValueFn>,
+    callback_error: &Mutex<Option<String>>,
+    mut args: Vec<Value>,
+) -> anyhow::Result<Value> {
+    // regorus checks the arity before calling, so exactly one argument is present.
+    let id = match args.pop() {
+        Some(Value::String(id)) => id,
+        Some(other) => anyhow::bail!(
+            "{QUERY_REFERENCE_VALUE}: the reference value id must be a string, got {}",
+            rego_type(&other)
+        ),
+        None => anyhow::bail!("{QUERY_REFERENCE_VALUE}: missing reference value id"),
+    };
+    let Some(callback) = callback else {
+        return Ok(Value::Null);
+    };
+    match callback(&id) {
+        Ok(Some(value)) => Ok(Value::from(value)),
+        Ok(None) => Ok(Value::Null),
+        Err(msg) => {
+            // Keep the callback's own message: regorus wraps extension errors in a source
+            // excerpt, and callers want to report "RVPS unavailable", not a caret diagram.
+            *callback_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(msg.clone());
+            anyhow::bail!(msg)
+        }
+    }
+}
+
+fn rego_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Set(_) => "set",
+        Value::Object(_) => "object",
+        Value::Undefined => "undefined",
+    }
+}
+
+fn to_json(value: &Value) -> Result<serde_json::Value, PolicyError> {
+    serde_json::to_value(value)
+        .map_err(|e| PolicyError::Eval(format!("rule value cannot be represented as JSON: {e}")))
+}
+
+/// regorus diagnostics start with a newline before the `-->` location line.
+fn clean(err: &anyhow::Error) -> String {
+    err.to_string().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! `trustee._core`: the Python face of the verification core.
+//!
+//! Only type conversion, GIL handling and exception mapping live here; behaviour belongs in
+//! the pure crates so it can be tested without an interpreter. Every call that does real
+//! work releases the GIL so a multi-threaded server keeps serving while evidence is checked.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use trustee_evidence::VerifyError;
+use trustee_policy::{CompiledPolicy, PolicyError, ReferenceValueFn, RuleOutcome};
+
+create_exception!(
+    trustee._core,
+    VerifierError,
+    PyException,
+    "Evidence could not be verified; the message says why."
+);
+create_exception!(
+    trustee._core,
+    UnsupportedTee,
+    VerifierError,
+    "A known TEE type for which this build has no verifier."
+);
+create_exception!(
+    trustee._core,
+    PolicyCompileError,
+    PyException,
+    "The policy text is not valid Rego."
+);
+create_exception!(
+    trustee._core,
+    PolicyEvalError,
+    PyException,
+    "Policy evaluation failed."
+);
+
+fn verify_err(err: VerifyError) -> PyErr {
+    match err {
+        VerifyError::Unsupported(_) => UnsupportedTee::new_err(err.to_string()),
+        _ => VerifierError::new_err(err.to_string()),
+    }
+}
+
+/// Verifies `evidence` (JSON bytes) for `tee`; returns `(claims JSON, tee class)` pairs.
+#[pyfunction]
+#[pyo3(signature = (tee, evidence, expected_report_data, expected_init_data_hash))]
+fn verify_evidence(
+    py: Python<'_>,
+    tee: &str,
+    evidence: &[u8],
+    expected_report_data: Option<&[u8]>,
+    expected_init_data_hash: Option<&[u8]>,
+) -> PyResult<Vec<(String, String)>> {
+    py.detach(|| {
+        let entries =
+            trustee_evidence::verify(tee, evidence, expected_report_data, expected_init_data_hash)?;
+        entries
+            .into_iter()
+            .map(|(claims, class)| {
+                serde_json::to_string(&claims)
+                    .map(|text| (text, class))
+                    .map_err(|e| VerifyError::Malformed {
+                        tee: "claims",
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(verify_err)
+}
+
+/// TEE names with a verifier in this build.
+#[pyfunction]
+fn supported_tees() -> Vec<&'static str> {
+    trustee_evidence::supported_tees()
+}
+
+/// Version of the native core.
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// A compiled Rego policy; immutable, so one instance may be evaluated from many threads.
+#[pyclass(frozen, module = "trustee._core")]
+struct Policy {
+    inner: CompiledPolicy,
+}
+
+#[pymethods]
+impl Policy {
+    #[new]
+    fn new(py: Python<'_>, text: &str) -> PyResult<Self> {
+        let inner = py
+            .detach(|| CompiledPolicy::compile(text))
+            .map_err(|e| PolicyCompileError::new_err(e.to_string()))?;
+        Ok(Self { inner })
+    }
+
+    #[getter]
+    fn syntax(&self) -> &'static str {
+        self.inner.syntax().as_str()
+    }
+
+    #[pyo3(signature = (input_json, data_json, rules, reference_values = None))]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        input_json: &str,
+        data_json: Option<&str>,
+        rules: Vec<String>,
+        reference_values: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(&'static str, String)>> {
+        // The Python exception raised by the callback, kept so it can become the
+        // PolicyEvalError's __cause__ instead of being flattened to text.
+        let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let callback = reference_values.map(|f| python_callback(f, Arc::clone(&raised)));
+        let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+
+        let result = py.detach(|| {
+            self.inner
+                .evaluate(input_json, data_json, &rule_refs, callback)
+        });
+
+        match result {
+            Ok(outcomes) => Ok(outcomes
+                .into_iter()
+                .map(|o| match o {
+                    RuleOutcome::Value(v) => ("value", v.to_string()),
+                    RuleOutcome::Undefined => ("undefined", String::new()),
+                    RuleOutcome::Absent => ("absent", String::new()),
+                })
+                .collect()),
+            Err(err) => {
+                let py_err = PolicyEvalError::new_err(err.to_string());
+                if let PolicyError::ReferenceValue(_) = err {
+                    let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(cause) = cause {
+                        py_err.set_cause(py, Some(cause));
+                    }
+                }
+                Err(py_err)
+            }
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Policy {} syntax={}>",
+            self.inner.package_path(),
+            self.inner.syntax()
+        )
+    }
+}
+
+/// Adapts a Python `Callable[[str], str | None]` (JSON text of the value, or None when the
+/// id is unknown) to the policy crate's callback. Runs with the GIL released by `evaluate`,
+/// so it re-attaches for the duration of the call only.
+fn python_callback(func: Py<PyAny>, raised: Arc<Mutex<Option<PyErr>>>) -> Arc<ReferenceValueFn> {
+    Arc::new(move |id: &str| {
+        Python::attach(|py| {
+            let fail = |err: PyErr| {
+                let msg = err.to_string();
+                *raised.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
+                Err(msg)
+            };
+            let ret = match func.bind(py).call1((id,)) {
+                Ok(ret) => ret,
+                Err(err) => return fail(err),
+            };
+            if ret.is_none() {
+                return Ok(None);
+            }
+            let Ok(text) = ret.cast::<PyString>() else {
+                let type_name = ret
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                return Err(format!(
+                    "reference_values callback must return JSON text (str) or None, \
+                     got {type_name} for {id:?}"
+                ));
+            };
+            let text = match text.to_str() {
+                Ok(t) => t,
+                Err(err) => return fail(err),
+            };
+            serde_json::from_str(text).map(Some).map_err(|e| {
+                format!("reference value {id:?} from the callback is not valid JSON: {e}")
+            })
+        })
+    })
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("VerifierError", py.get_type::<VerifierError>())?;
+    m.add("UnsupportedTee", py.get_type::<UnsupportedTee>())?;
+    m.add("PolicyCompileError", py.get_type::<PolicyCompileError>())?;
+    m.add("PolicyEvalError", py.get_type::<PolicyEvalError>())?;
+    m.add_function(wrap_pyfunction!(verify_evidence, m)?)?;
+    m.add_function(wrap_pyfunction!(supported_tees, m)?)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_class::<Policy>()?;
+    Ok(())
+}
