@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from functools import partial
 
@@ -41,14 +42,23 @@ async def _run(config: Config) -> None:
     from trustee.http.serve import serve
     from trustee.server import build_kbs
 
-    kbs = await build_kbs(config)
-    app = create_app(kbs)
-    if config.development:
-        print(_banner(config), file=sys.stderr, flush=True)
-    await serve(app, config.http_server)
+    # Signals end the server gracefully (Kubernetes sends SIGTERM, a terminal SIGINT) instead
+    # of raising KeyboardInterrupt inside whichever request happens to be running.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        kbs = await build_kbs(config)
+        app = create_app(kbs)
+        if config.development:
+            print(_banner(config), file=sys.stderr, flush=True)
+
+        async def shutdown_trigger() -> None:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                return
+
+        await serve(app, config.http_server, shutdown_trigger)
 
 
-def _serve(config_path: str | None) -> int:
+def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
     setup_logging()
     try:
         if config_path:
@@ -57,6 +67,8 @@ def _serve(config_path: str | None) -> int:
             config.source = config_path
         else:
             config = load_embedded_default()
+        if sockets:
+            config.http_server.sockets = sockets
         log.info("trustee-py Key Broker Service %s", __version__)
         if config.http_server.worker_count > 1:
             log.warning(
@@ -90,13 +102,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="kbs-config.toml (default: $KBS_CONFIG_FILE, else the embedded development config)",
     )
+    serve.add_argument(
+        "--socket",
+        action="append",
+        metavar="IP:PORT",
+        help="listen here instead of [http_server] sockets (repeatable)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        return _serve(args.config or os.environ.get("KBS_CONFIG_FILE"))
+        return _serve(args.config or os.environ.get("KBS_CONFIG_FILE"), args.socket)
     return 2
 
 

@@ -1,0 +1,127 @@
+"""`trustee serve`: embedded development default, config selection, config errors, TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.e2e.harness import free_port, run_kbs, server_env
+from tests.e2e.pki import make_pki
+from trustee.client.cli import ALLOW_ALL_POLICY
+from trustee.client.kbs import KbsClient
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trustee.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(env),
+        check=False,
+    )
+
+
+def test_invalid_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "kbs-config.toml"
+    path.write_text('[http_server]\ninsecure_http = true\nsockets = "0.0.0.0:8080"\n[admin]\n')
+    result = serve("--config", str(path))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(path) in last and "http_server.sockets" in last
+    assert "Traceback" not in result.stderr
+    assert f"Using config file {path}" in result.stderr.splitlines()[0]
+
+
+def test_missing_trust_material_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "kbs-config.toml"
+    path.write_text('[http_server]\ninsecure_http = true\n[admin]\n[attestation_service]\n')
+    result = serve("-c", str(path))
+    assert result.returncode == 2
+    assert "no trusted verification materials" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    path = tmp_path / "from-env.toml"
+    path.write_text("[admin]\n")
+    result = serve(env={"KBS_CONFIG_FILE": str(path)})
+    assert result.returncode == 2 and "http_server: missing required table" in result.stderr
+
+
+async def test_development_default_serves_a_full_flow() -> None:
+    """`trustee serve` with no config: loopback HTTP, banner, sample TEE end to end."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stderr = bytearray()
+    # The embedded default listens on 8080; the test moves it with --socket.
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trustee.cli", "serve", "--socket", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        env=server_env(),
+    )
+
+    async def drain() -> None:
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.receive_some(65536):
+            stderr.extend(chunk)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        try:
+            with trio.fail_after(60):
+                async with httpx.AsyncClient(base_url=url) as http:
+                    while True:
+                        try:
+                            if (await http.get("/healthz")).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            pass
+                        assert proc.returncode is None, stderr.decode()
+                        await trio.sleep(0.05)
+            async with KbsClient(url, retry_delay=0) as client:
+                await client.set_resource("default/dev/key", b"dev-secret")
+                await client.set_resource_policy(ALLOW_ALL_POLICY)
+                assert await client.get_resource("default/dev/key") == b"dev-secret"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with trio.move_on_after(20):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = stderr.decode()
+    assert "development KBS: NOT FOR PRODUCTION" in text
+    assert url in text
+    assert proc.returncode == 0, text[-3000:]
+
+
+async def test_tls_profile_modern_refuses_tls12(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    config = f"""
+[http_server]
+sockets = ["127.0.0.1:{{port}}"]
+private_key = "{pki.https_key}"
+certificate = "{pki.https_cert}"
+tls_profile = "modern"
+[admin]
+[attestation_token]
+insecure_header_jwk = true
+"""
+    async with run_kbs(config, tmp_path, https=True, ca=pki.ca_cert) as kbs:
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        async with httpx.AsyncClient(verify=ctx) as http:
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"{kbs.url}/healthz")
+        async with kbs.client() as http:
+            assert (await http.get("/healthz")).status_code == 200
+        assert os.path.exists(kbs.config_path)
