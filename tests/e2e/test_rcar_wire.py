@@ -88,7 +88,8 @@ async def test_wire_forms(tmp_path: Path) -> None:
                 assert challenge["extra-params"] == "" and len(challenge["nonce"]) == 44
                 cookie = auth.headers["set-cookie"]
                 assert re.fullmatch(
-                    r"kbs-session-id=[0-9a-f]{32}; Expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT",
+                    r"kbs-session-id=[0-9a-f]{32}; "
+                    r"Expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT",
                     cookie,
                 ), cookie
 
