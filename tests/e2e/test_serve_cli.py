@@ -43,7 +43,7 @@ def test_invalid_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
 
 def test_missing_trust_material_refuses_to_start(tmp_path: Path) -> None:
     path = tmp_path / "kbs-config.toml"
-    path.write_text('[http_server]\ninsecure_http = true\n[admin]\n[attestation_service]\n')
+    path.write_text("[http_server]\ninsecure_http = true\n[admin]\n[attestation_service]\n")
     result = serve("-c", str(path))
     assert result.returncode == 2
     assert "no trusted verification materials" in result.stderr

@@ -27,9 +27,22 @@ async def test_contract_on_every_backend(tmp_path: Path) -> None:
         assert await store.delete("repository", "a/b/c")
         assert not await store.delete("repository", "a/b/c")
         assert await store.list("repository") == []
-        for bad in ("../x", "a//b", "a b", "/abs", "a/./b"):
-            with pytest.raises(StorageError):
-                await store.set("repository", bad, b"x")
+        with pytest.raises(StorageError):
+            await store.set("repository", "", b"x")
+
+
+async def test_file_layout_rejects_path_tricks(tmp_path: Path) -> None:
+    store = LocalFsStore(tmp_path)
+    for bad in ("../x", "a//b", "a b", "/abs", "a/./b", "rvps:///x:1"):
+        with pytest.raises(StorageError):
+            await store.set("repository", bad, b"x")
+    assert not any(tmp_path.rglob("x"))
+
+
+async def test_memory_and_json_accept_any_nonempty_key(tmp_path: Path) -> None:
+    for store in (MemoryStore(), LocalJsonStore(tmp_path)):
+        assert await store.set("reference_value", "rvps:///vendor/tdx/mr_td:v1", b"1")
+        assert await store.get("reference_value", "rvps:///vendor/tdx/mr_td:v1") == b"1"
 
 
 async def test_localfs_uses_upstreams_layout(tmp_path: Path) -> None:

@@ -162,6 +162,8 @@ class AttestationService:
             log.warning("policy %s has no trust_claims rule; all trust claims are 0", class_policy)
         try:
             vector = ear.trust_vector(trust.value)
+            if extensions.kind == "undefined":
+                raise ear.EarError("Policy extensions is not an array (the rule is undefined)")
             ext = ear.validate_extensions(extensions.value if extensions.defined else None)
         except ear.EarError as exc:
             raise AttestationFailure(f"{where}: policy {class_policy}: {exc}") from exc

@@ -70,6 +70,7 @@ hardware := 2 if {
 }
 
 snp_policy_safe if {
+	input.snp
 	input.snp.policy_debug_allowed == false
 	input.snp.policy_migrate_ma == false
 }
@@ -96,6 +97,7 @@ configuration := 3 if {
 # --- Intel TDX ---
 
 tdx_rtmrs_expected if {
+	input.tdx
 	input.tdx.quote.body.rtmr_1 in query_reference_value("rtmr_1")
 	input.tdx.quote.body.rtmr_2 in query_reference_value("rtmr_2")
 }
@@ -133,6 +135,7 @@ executables := 4 if {
 }
 
 hardware := 2 if {
+	input.tdx
 	input.tdx.quote.header.tee_type == "81000000"
 	input.tdx.quote.header.vendor_id == "939a7233f79c4ca9940a0db3957f0607"
 	input.tdx.quote.body.mr_td in query_reference_value("mr_td")
@@ -141,6 +144,7 @@ hardware := 2 if {
 }
 
 configuration := 2 if {
+	input.tdx
 	input.tdx.td_attributes.debug == false
 	input.tdx.quote.body.xfam in query_reference_value("xfam")
 }
@@ -148,11 +152,13 @@ configuration := 2 if {
 # --- Azure SEV-SNP CVM with vTPM ---
 
 executables := 3 if {
+	input["az-snp-vtpm"]
 	input["az-snp-vtpm"].measurement in query_reference_value("measurement")
 	input["az-snp-vtpm"].tpm.pcr11 in query_reference_value("snp_pcr11")
 }
 
 hardware := 2 if {
+	input["az-snp-vtpm"]
 	input["az-snp-vtpm"].reported_tcb_bootloader in query_reference_value("tcb_bootloader")
 	input["az-snp-vtpm"].reported_tcb_microcode in query_reference_value("tcb_microcode")
 	input["az-snp-vtpm"].reported_tcb_snp in query_reference_value("tcb_snp")
@@ -160,6 +166,7 @@ hardware := 2 if {
 }
 
 configuration := 2 if {
+	input["az-snp-vtpm"]
 	input["az-snp-vtpm"].platform_smt_enabled in query_reference_value("smt_enabled")
 	input["az-snp-vtpm"].platform_tsme_enabled in query_reference_value("tsme_enabled")
 	input["az-snp-vtpm"].policy_abi_major in query_reference_value("abi_major")
@@ -171,10 +178,12 @@ configuration := 2 if {
 # --- Azure TDX CVM with vTPM ---
 
 executables := 3 if {
+	input["az-tdx-vtpm"]
 	input["az-tdx-vtpm"].tpm.pcr11 in query_reference_value("tdx_pcr11")
 }
 
 hardware := 2 if {
+	input["az-tdx-vtpm"]
 	input["az-tdx-vtpm"].quote.header.tee_type == "81000000"
 	input["az-tdx-vtpm"].quote.header.vendor_id == "939a7233f79c4ca9940a0db3957f0607"
 	input["az-tdx-vtpm"].quote.body.mr_td in query_reference_value("mr_td")
@@ -182,12 +191,14 @@ hardware := 2 if {
 }
 
 configuration := 2 if {
+	input["az-tdx-vtpm"]
 	input["az-tdx-vtpm"].quote.body.xfam in query_reference_value("xfam")
 }
 
 # --- TPM ---
 
 executables := 3 if {
+	input.tpm
 	input.tpm.pcr11 in query_reference_value("tpm_pcr11")
 	input.tpm.ak_public in query_reference_value("trusted_aks")
 }

@@ -23,8 +23,17 @@ class StorageError(Exception):
     """The backend failed or refused the operation."""
 
 
+def check_nonempty_key(key: str) -> None:
+    if not key:
+        raise StorageError("invalid key: empty")
+
+
 def check_key(key: str) -> None:
-    """Reject keys upstream's persistent backends could not store (and path tricks)."""
+    """Keys a file layout can hold: upstream's LocalFs character set, no path tricks.
+
+    Memory and LocalJson accept any non-empty key, as upstream's do, so reference-value ids
+    like `rvps:///vendor/tdx/mr_td:v1` work there.
+    """
     if not _KEY_RE.match(key):
         raise StorageError(f"invalid key {key!r}: only [A-Za-z0-9._/-] are allowed")
     if any(part in ("", ".", "..") for part in key.split("/")):

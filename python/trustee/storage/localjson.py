@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from trustee.storage.kv import StorageError, check_key
+from trustee.storage.kv import StorageError, check_nonempty_key
 
 
 class LocalJsonStore:
@@ -58,7 +58,7 @@ class LocalJsonStore:
             return self._load(namespace).get(key)
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
-        check_key(key)
+        check_nonempty_key(key)
         async with self._lock:
             data = self._load(namespace)
             if not overwrite and key in data:
