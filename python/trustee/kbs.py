@@ -21,11 +21,12 @@ from trustee.attestation.rvps import RvpsError
 from trustee.attestation.service import AttestationFailure, AttestationService
 from trustee.config.model import Config
 from trustee.plugins.base import Plugin, PluginError, PluginRequest
-from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError, request_document
+from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError
 from trustee.policy.engine import PolicyCompileError, PolicyEvalError
 from trustee.protocol import errors, rcar
 from trustee.protocol.errors import KbsError
-from trustee.protocol.jwe import JweError, encrypt
+from trustee.protocol.jwe import JweError, JweForm, encrypt, form_for_protocol
+from trustee.storage.kv import StorageError
 from trustee.storage.sessions import SessionStore
 from trustee.token.verifier import AttestationTokenVerifier, TokenVerifyError
 
@@ -124,9 +125,7 @@ class Kbs:
             return await self.set_resource_policy(req.body)
         if name == "resource-policy" and m == "GET":
             self._admin(req, name)
-            return Reply(
-                body=json.dumps(await self.resource_policy.ids()).encode(), content_type=JSON
-            )
+            return await self.get_resource_policy()
         return await self.plugin_request(req, name, segments)
 
     # ---- RCAR -------------------------------------------------------------------------------
@@ -154,7 +153,7 @@ class Kbs:
             return Reply(
                 body=rcar.token_body(session.token), content_type=JSON, headers=cookie_header
             )
-        attestation = rcar.parse_attestation(body)
+        attestation = rcar.parse_attestation(body, session.generation)
         requests = rcar.evidence_requests(session, attestation)
         try:
             appraised = await self.attestation.evaluate(requests, ["default"])
@@ -163,7 +162,13 @@ class Kbs:
         session.token = appraised.token
         await self.sessions.update(session)
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
-        log.info("session %s attested (%s): %s", session.id, session.tee, statuses)
+        log.info(
+            "session %s attested (%s, protocol %s): %s",
+            session.id,
+            session.tee,
+            session.generation,
+            statuses,
+        )
         return Reply(
             body=rcar.token_body(appraised.token), content_type=JSON, headers=cookie_header
         )
@@ -174,6 +179,8 @@ class Kbs:
         try:
             identity = self.admin.authorize(req.headers, req.uri, req.peer_is_loopback)
         except AdminDenied as exc:
+            if self.config.admin.legacy_errors:
+                raise errors.admin_auth_legacy(exc.reason) from exc
             if plugin:
                 raise errors.admin_denied_plugin(exc.reason) from exc
             raise errors.admin_denied(endpoint, exc.reason) from exc
@@ -211,7 +218,19 @@ class Kbs:
             await self.resource_policy.set(text)
         except PolicyCompileError as exc:
             raise errors.policy_engine_error(f"resource policy does not compile: {exc}") from exc
+        except StorageError as exc:
+            raise errors.policy_engine_error(f"resource policy not stored: {exc}") from exc
         return Reply()
+
+    async def get_resource_policy(self) -> Reply:
+        if self.resource_policy.legacy:
+            # ≤v0.18 answered with the policy itself, base64url without padding.
+            text = await self.resource_policy.text()
+            if text is None:
+                raise errors.policy_engine_error("no resource policy is stored")
+            encoded = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+            return Reply(body=encoded.encode(), content_type="text/xml")
+        return Reply(body=json.dumps(await self.resource_policy.ids()).encode(), content_type=JSON)
 
     async def set_reference_value(self, body: bytes) -> Reply:
         assert self.attestation is not None
@@ -248,10 +267,10 @@ class Kbs:
             except PluginError as exc:
                 raise errors.plugin_internal_error(str(exc)) from exc
             return Reply(body=out, content_type="text/xml")
-        claims = await self._attested_claims(req)
+        claims, generation = await self._attested_claims(req)
         try:
             allowed, why = await self.resource_policy.allows(
-                claims, request_document(name, segments, req.query)
+                claims, self.resource_policy.document(name, segments, req.query)
             )
         except (ResourcePolicyError, PolicyEvalError) as exc:
             raise errors.policy_engine_error(str(exc)) from exc
@@ -270,18 +289,20 @@ class Kbs:
         if tee_pubkey is None:
             raise errors.token_verifier_error("the token carries no TEE public key")
         try:
-            sealed = encrypt(out, tee_pubkey)
+            sealed = encrypt(out, tee_pubkey, form=_jwe_form(generation, tee_pubkey))
         except JweError as exc:
             raise errors.jwe_error(str(exc)) from exc
         return Reply(body=json.dumps(sealed).encode(), content_type=JSON)
 
-    async def _attested_claims(self, req: Request) -> dict[str, Any]:
+    async def _attested_claims(self, req: Request) -> tuple[dict[str, Any], str | None]:
+        """The verified claims and, on the cookie path, the session's protocol generation."""
         token: str | None = None
+        generation: str | None = None
         cookie = req.cookies.get(rcar.SESSION_COOKIE)
         if cookie:
             session = await self.sessions.get(cookie)
             if session is not None and session.token is not None:
-                token = session.token
+                token, generation = session.token, session.generation
         if token is None:
             value = req.headers.get("authorization") or ""
             scheme, _, bearer = value.partition(" ")
@@ -290,6 +311,16 @@ class Kbs:
         if token is None:
             raise errors.token_not_found()
         try:
-            return await self.token_verifier.verify(token)
+            return await self.token_verifier.verify(token), generation
         except TokenVerifyError as exc:
             raise errors.token_verifier_error(exc.reason) from exc
+
+
+def _jwe_form(generation: str | None, tee_pubkey: Mapping[str, Any]) -> JweForm:
+    if generation is not None:
+        return form_for_protocol(generation)
+    # Bearer (passport) path, no session: only 0.1.x clients export RSA1_5 keys, and they can
+    # read nothing but the legacy form.
+    if tee_pubkey.get("kty") == "RSA" and tee_pubkey.get("alg") == "RSA1_5":
+        return "legacy"
+    return "rfc7516"

@@ -8,7 +8,11 @@ import httpx
 
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
 from trustee.attestation.ear import EarBroker, EarError, load_signer
-from trustee.attestation.policies import AttestationPolicyStore
+from trustee.attestation.policies import (
+    DEFAULT_POLICY_IDS,
+    LEGACY_DEFAULT_POLICY_IDS,
+    AttestationPolicyStore,
+)
 from trustee.attestation.rvps import ReferenceValueStore
 from trustee.attestation.service import AttestationService
 from trustee.config.errors import ConfigError
@@ -16,9 +20,18 @@ from trustee.config.model import Config
 from trustee.kbs import Kbs
 from trustee.plugins.base import Plugin
 from trustee.plugins.resource import ResourcePlugin, SamplePlugin
-from trustee.plugins.resource_policy import ResourcePolicy
+from trustee.plugins.resource_policy import (
+    FilePolicySource,
+    KvPolicySource,
+    PolicySource,
+    ResourcePolicy,
+)
 from trustee.policy.engine import PolicyCache
 from trustee.storage.factory import StoreRegistry
+from trustee.storage.kv import KeyValueStore, StorageError
+from trustee.storage.localfs import LocalFsStore
+from trustee.storage.plaintree import PlainTreeStore
+from trustee.storage.rvfile import ReferenceValueFile
 from trustee.storage.sessions import MemorySessionStore
 from trustee.token.verifier import (
     AttestationTokenVerifier,
@@ -36,16 +49,34 @@ async def fetch_url(url: str) -> bytes:
         return response.content
 
 
+def _resource_store(params: dict[str, object], main_store: KeyValueStore) -> KeyValueStore:
+    if "dir_path" not in params:
+        return main_store
+    tree = PlainTreeStore(str(params["dir_path"]))
+    try:
+        tree.prepare()
+    except StorageError as exc:
+        raise ConfigError("plugins.dir_path", str(exc)) from exc
+    return tree
+
+
 async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
     stores = stores or StoreRegistry(config.storage_backend)
+    if config.dialect == "legacy":
+        log.info(
+            "configuration of the v0.11 era (%s): legacy server-side shapes", config.dialect_reason
+        )
+    for key in config.ignored_keys:
+        log.info("config key ignored: %s", key)
     log.info("KBS storage backend: %s", config.storage_backend.storage_type)
     main_store = stores.get()
     cache = PolicyCache()
+    legacy = config.dialect == "legacy"
 
     plugins: dict[str, Plugin] = {}
     for plugin in config.plugins:
         if plugin.name == "resource":
-            plugins["resource"] = ResourcePlugin(main_store)
+            plugins["resource"] = ResourcePlugin(_resource_store(plugin.params, main_store))
         elif plugin.name == "sample":
             plugins["sample"] = SamplePlugin(str(plugin.params["item"]))
 
@@ -64,9 +95,17 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
     except TokenVerifierConfigError as exc:
         raise ConfigError("attestation_token", str(exc), config.source) from exc
 
-    resource_policy = ResourcePolicy(main_store, cache)
-    if await resource_policy.install_default():
-        log.info("default resource policy installed")
+    source: PolicySource = KvPolicySource(main_store)
+    if config.policy_engine is not None:
+        source = FilePolicySource(config.policy_engine.policy_path)
+    resource_policy = ResourcePolicy(
+        source, cache, legacy=legacy, submod_alias=config.protocol.submod_alias
+    )
+    try:
+        if await resource_policy.install_default():
+            log.info("default resource policy installed")
+    except StorageError as exc:
+        raise ConfigError("policy_engine.policy_path", str(exc), config.source) from exc
 
     admin = AdminAuthorizer(config.admin)
     try:
@@ -79,10 +118,28 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
         as_cfg = config.attestation_service
         as_store = stores.get(as_cfg.storage_type)
         log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
-        rvps = ReferenceValueStore(stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type))
+        rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
+        if as_cfg.rvps.legacy_file is not None:
+            rv_store = ReferenceValueFile(as_cfg.rvps.legacy_file)
+        rvps = ReferenceValueStore(rv_store)
         log.info("launch a built-in RVPS.")
-        policies = AttestationPolicyStore(as_store, cache)
-        installed = await policies.install_defaults()
+        if as_cfg.policy_dir is not None:
+            policies = AttestationPolicyStore(
+                LocalFsStore(as_cfg.policy_dir),
+                cache,
+                namespace="opa",
+                defaults=LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS,
+            )
+        else:
+            policies = AttestationPolicyStore(
+                as_store,
+                cache,
+                defaults=LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS,
+            )
+        try:
+            installed = await policies.install_defaults()
+        except StorageError as exc:
+            raise ConfigError("attestation_service", str(exc), config.source) from exc
         if installed:
             log.info("default attestation policies installed: %s", ", ".join(installed))
         try:
@@ -91,7 +148,7 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
             raise ConfigError(
                 "attestation_service.attestation_token_broker.signer", str(exc), config.source
             ) from exc
-        attestation = AttestationService(policies, rvps, broker, as_cfg.broker)
+        attestation = AttestationService(policies, rvps, broker, as_cfg.broker, legacy=legacy)
     else:
         log.info("no [attestation_service]: resource-only (passport) KBS")
 

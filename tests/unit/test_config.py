@@ -98,7 +98,9 @@ def test_unknown_keys_outside_admin_are_ignored() -> None:
             '[http_server]\ninsecure_http = true\nsockets = ["nope"]\n[admin]\n',
             "http_server.sockets",
         ),
-        (BASE + 'type = "Simple"\n', "admin.type"),
+        (BASE + "bogus = 1\n", "admin.bogus"),
+        (BASE + 'type = "Simple"\nauthorization_mode = "DenyAll"\n', "admin.authorization_mode"),
+        (BASE + "insecure_api = false\n", "admin.auth_public_key"),
         (
             BASE + 'authorization_mode = "Maybe"\n',
             "admin.authorization_mode",

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from trustee.config.model import AdminConfig, IdentityProvider
 from trustee.crypto.jwk import JwkError, PublicKey, load_public_key_pem, public_key_from_jwk
 from trustee.crypto.jws import JwsError, check_time_claims, split_compact, verify_signature
@@ -71,9 +73,16 @@ class AdminAuthorizer:
         self.config = config
         self._providers: list[_Provider] = []
         self._acls = [(rule.role, re.compile(rule.allowed_endpoints)) for rule in config.acls]
+        self._legacy_keys: list[tuple[str, PublicKey]] = []
 
     async def load(self, fetch: Fetch | None = None) -> None:
         """Load every identity provider's keys; errors name the provider's URI."""
+        if self.config.legacy_public_key is not None:
+            self._legacy_keys = [("admin", self._ed25519(self.config.legacy_public_key))]
+        for persona in self.config.personas:
+            self._legacy_keys.append((persona.id, self._ed25519(persona.public_key_path)))
+        if self.config.startup_warning:
+            log.warning("%s", self.config.startup_warning)
         for idp in self.config.identity_providers:
             provider = _Provider(idp)
             if idp.public_key_uri:
@@ -88,11 +97,23 @@ class AdminAuthorizer:
             if idp.jwk_set_uri:
                 provider.jwks = await self._load_jwks(idp.jwk_set_uri, fetch)
             self._providers.append(provider)
-        if self.config.mode == "InsecureAllowAll":
+        if self.config.mode == "InsecureAllowAll" and not self.config.startup_warning:
             log.warning(
                 "Admin authorization_mode InsecureAllowAll: admin endpoints are open%s",
                 " to loopback clients" if self.config.loopback_only else " to anyone",
             )
+
+    @staticmethod
+    def _ed25519(path: str) -> PublicKey:
+        try:
+            key = load_public_key_pem(Path(path).read_bytes())
+        except OSError as exc:
+            raise AdminConfigError(f"{path}: {exc.strerror}") from exc
+        except (JwkError, ValueError) as exc:
+            raise AdminConfigError(f"{path}: not a public key: {exc}") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise AdminConfigError(f"{path}: admin keys of this form must be Ed25519")
+        return key
 
     async def _load_jwks(self, uri: str, fetch: Fetch | None) -> list[dict[str, Any]]:
         raw = await _read_uri(uri, fetch)
@@ -125,6 +146,8 @@ class AdminAuthorizer:
             log.debug("Admin access granted as AllowAll authorization_mode is enabled")
             return AdminIdentity(role=None)
         token = _bearer(headers)
+        if mode in ("LegacyPublicKey", "Simple"):
+            return self._authorize_legacy(token, uri, time.time() if now is None else now)
         claims = self._verify(token, time.time() if now is None else now)
         role = claims.get("role")
         if not isinstance(role, str):
@@ -140,6 +163,35 @@ class AdminAuthorizer:
                     subject=sub if isinstance(sub, str) else None,
                 )
         raise AdminDenied(f"Role {role} not allowed for path {uri}")
+
+    def _authorize_legacy(self, token: str, uri: str, now: float) -> AdminIdentity:
+        """≤v0.20: an EdDSA token from kbs-client `--auth-private-key`, no role claim.
+
+        Time claims get jwt-simple's 15-minute tolerance (what ≤v0.17 servers applied), which
+        also accepts every token the stricter v0.18–v0.20 servers did.
+        """
+        try:
+            parsed = split_compact(token)
+            claims = parsed.claims()
+        except JwsError as exc:
+            raise AdminDenied(f"Admin Token verification failed: {exc}") from exc
+        if parsed.header.get("alg") != "EdDSA":
+            raise AdminDenied("Admin Token verification failed: alg must be EdDSA")
+        persona = None
+        for name, key in self._legacy_keys:
+            try:
+                verify_signature("EdDSA", key, parsed.signing_input, parsed.signature)
+            except JwsError:
+                continue
+            persona = name
+            break
+        if persona is None:
+            raise AdminDenied("Admin Token verification failed: signature does not verify")
+        _check_tolerant_times(claims, now)
+        allowed = any(role == persona and p.fullmatch(uri) for role, p in self._acls)
+        if self.config.mode == "Simple" and self._acls and not allowed:
+            raise AdminDenied(f"Role {persona} not allowed for path {uri}")
+        return AdminIdentity(role=persona if self.config.mode == "Simple" else None)
 
     def _verify(self, token: str, now: float) -> dict[str, Any]:
         try:
@@ -189,6 +241,27 @@ class AdminAuthorizer:
             if isinstance(jwk_alg, str):
                 out.append((public_key_from_jwk(jwk), jwk_alg))
         return out
+
+
+TOLERANCE_S = 15 * 60
+
+
+def _check_tolerant_times(claims: Mapping[str, Any], now: float) -> None:
+    def number(name: str) -> float | None:
+        value = claims.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AdminDenied(f"Admin Token verification failed: {name} is not a number")
+        return float(value)
+
+    iat, nbf, exp = number("iat"), number("nbf"), number("exp")
+    if iat is not None and iat > now + TOLERANCE_S:
+        raise AdminDenied("Admin Token verification failed: issued in the future")
+    if nbf is not None and nbf > now + TOLERANCE_S:
+        raise AdminDenied("Admin Token verification failed: not valid yet")
+    if exp is not None and exp < now - TOLERANCE_S:
+        raise AdminDenied("Admin Token verification failed: token has expired")
 
 
 def _bearer(headers: Mapping[str, str]) -> str:

@@ -47,6 +47,7 @@ class ReferenceValueStore:
     def __init__(self, store: KeyValueStore) -> None:
         self._store = store
         self._snapshot: dict[str, str] | None = None
+        self._stamp: object = None
 
     async def register(self, message: bytes) -> list[str]:
         try:
@@ -98,6 +99,12 @@ class ReferenceValueStore:
 
     async def snapshot(self) -> dict[str, str]:
         """id → JSON text of every value, for synchronous lookups during policy evaluation."""
+        stamp = getattr(self._store, "stamp", None)
+        if callable(stamp):
+            # A store edited from outside (a mounted file) says when it changed.
+            current = stamp()
+            if current != self._stamp:
+                self._snapshot, self._stamp = None, current
         if self._snapshot is None:
             values: dict[str, str] = {}
             for key in await self._store.list(NS_REFERENCE_VALUE):

@@ -21,6 +21,7 @@ from trustee.config.model import TokenBrokerConfig
 from trustee.policy.engine import PolicyEvalError
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
+from trustee.protocol.tees import verifier_name
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ def _transform(
     return dict(sorted(out.items()))
 
 
+# Per-claim rules of the v0.11-era policy dialect (before `trust_claims` existed).
+_CLAIM_RULES = tuple(name.replace("-", "_") for name in ear.TRUST_CLAIMS)
+_HEAD_RULES = ["data.policy.trust_claims", "data.policy.extensions"]
+_LEGACY_RULES = _HEAD_RULES + [f"data.policy.{name}" for name in _CLAIM_RULES]
+
+
 class AttestationService:
     def __init__(
         self,
@@ -69,11 +76,16 @@ class AttestationService:
         rvps: ReferenceValueStore,
         broker: ear.EarBroker,
         config: TokenBrokerConfig,
+        *,
+        legacy: bool = False,
     ) -> None:
         self.policies = policies
         self.rvps = rvps
         self.broker = broker
         self.config = config
+        # v0.11-era configuration: submod `cpu`, policy id `default` for CPU evidence, and the
+        # per-claim policy dialect with reference values in `data.reference`.
+        self.legacy = legacy
 
     async def evaluate(self, requests: list[EvidenceRequest], policy_ids: list[str]) -> Appraised:
         if not requests:
@@ -83,15 +95,22 @@ class AttestationService:
         policy_id = policy_ids[0]
         reference_values = await self.rvps.snapshot()
         lookup: Callable[[str], str | None] = reference_values.get
+        data = None
+        if self.legacy:
+            data = {"reference": {k: json.loads(v) for k, v in reference_values.items()}}
         submods: dict[str, dict[str, Any]] = {}
         counters: dict[str, int] = {}
         for index, req in enumerate(requests):
             where = f"evidence[{index}] ({req.tee})"
             for claims, tee_class in self._verify(req, where):
-                name = f"{tee_class}{counters.get(tee_class, 0)}"
-                counters[tee_class] = counters.get(tee_class, 0) + 1
+                n = counters.get(tee_class, 0)
+                counters[tee_class] = n + 1
+                name = f"{tee_class}{n}"
+                class_policy = f"{policy_id}_{tee_class}"
+                if self.legacy and tee_class == "cpu" and n == 0:
+                    name, class_policy = "cpu", policy_id
                 submods[name] = await self._appraise(
-                    claims, tee_class, policy_id, lookup, f"{where} → {name}"
+                    claims, class_policy, policy_id, lookup, data, f"{where} → {name}"
                 )
         token = self.broker.issue(submods)
         return Appraised(token=token, claims={"submods": submods})
@@ -112,7 +131,9 @@ class AttestationService:
         if len(evidence) > MAX_EVIDENCE_BYTES:
             raise AttestationFailure(f"{where}: evidence larger than {MAX_EVIDENCE_BYTES} bytes")
         try:
-            results = _core.verify_evidence(req.tee, evidence, expected_rd, init_digest)
+            results = _core.verify_evidence(
+                verifier_name(req.tee), evidence, expected_rd, init_digest
+            )
         except _core.VerifierError as exc:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         out = []
@@ -135,39 +156,66 @@ class AttestationService:
     async def _appraise(
         self,
         annotated: dict[str, Any],
-        tee_class: str,
+        class_policy: str,
         policy_id: str,
         lookup: Callable[[str], str | None],
+        data: dict[str, Any] | None,
         where: str,
     ) -> dict[str, Any]:
-        class_policy = f"{policy_id}_{tee_class}"
         try:
             policy = await self.policies.get(class_policy)
         except PolicyStoreError as exc:
             raise AttestationFailure(f"{where}: {exc}") from exc
         try:
-            trust, extensions = policy.evaluate(
-                annotated,
-                None,
-                ["data.policy.trust_claims", "data.policy.extensions"],
-                lookup,
+            outcomes = policy.evaluate(
+                annotated, data, _LEGACY_RULES if self.legacy else _HEAD_RULES, lookup
             )
         except PolicyEvalError as exc:
             raise AttestationFailure(f"{where}: policy {class_policy}: {exc}") from exc
+        trust, extensions = outcomes[0], outcomes[1]
+        trust_claims = trust.value
         if trust.kind == "undefined":
             raise AttestationFailure(
                 f"{where}: policy {class_policy}: Trust claims is not an object"
             )
-        if trust.kind == "absent":
+        if trust.kind == "absent" and self.legacy:
+            trust_claims = self._per_claim_rules(outcomes[2:], class_policy, where)
+        elif trust.kind == "absent":
             log.warning("policy %s has no trust_claims rule; all trust claims are 0", class_policy)
         try:
-            vector = ear.trust_vector(trust.value)
+            vector = ear.trust_vector(trust_claims)
             if extensions.kind == "undefined":
                 raise ear.EarError("Policy extensions is not an array (the rule is undefined)")
             ext = ear.validate_extensions(extensions.value if extensions.defined else None)
         except ear.EarError as exc:
             raise AttestationFailure(f"{where}: policy {class_policy}: {exc}") from exc
         result = ear.appraisal(vector, policy_id, annotated, ext)
+        self._log_status(result, vector, class_policy, where)
+        return result
+
+    @staticmethod
+    def _per_claim_rules(outcomes: list[Any], class_policy: str, where: str) -> dict[str, Any]:
+        """The v0.11 dialect: one rule per trust claim (`executables`, `hardware`, …)."""
+        claims: dict[str, Any] = {}
+        for name, outcome in zip(ear.TRUST_CLAIMS, outcomes, strict=True):
+            if outcome.kind == "absent":
+                continue
+            if outcome.kind == "undefined":
+                rule = name.replace("-", "_")
+                raise AttestationFailure(
+                    f"{where}: policy {class_policy}: rule {rule} is undefined"
+                )
+            claims[name] = outcome.value
+        if not claims:
+            raise AttestationFailure(
+                f"{where}: policy {class_policy}: defines neither trust_claims nor any claim rule"
+            )
+        return claims
+
+    @staticmethod
+    def _log_status(
+        result: dict[str, Any], vector: dict[str, int], class_policy: str, where: str
+    ) -> None:
         if result["ear.status"] != "affirming":
             worst = [k for k, v in vector.items() if ear.tier(v) == result["ear.status"]]
             log.info(
@@ -177,4 +225,3 @@ class AttestationService:
                 result["ear.status"],
                 ", ".join(f"{k}={vector[k]}" for k in worst),
             )
-        return result

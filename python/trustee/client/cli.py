@@ -3,6 +3,10 @@
 Scripts written against kbs-client parse its stdout, so success output is reproduced to the
 byte (including the odd "success \\n policy: …" spacing). Failures are one `Error: …` line on
 stderr and exit status 1; usage errors exit 2 like clap's.
+
+`--protocol` picks the kbs-client generation to behave as (0.1.0 ≤ v0.9, 0.1.1 v0.10/v0.11,
+0.2.0 v0.12/v0.13, 0.4.0 today), and `config --auth-private-key` signs admin tokens per request
+the way kbs-client ≤ v0.20 did, for servers with the legacy Ed25519 admin check.
 """
 
 from __future__ import annotations
@@ -17,17 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from trustee import __version__
 from trustee.client.kbs import (
     DEFAULT_URL,
+    GENERATIONS,
+    PROTOCOL_0_4_0,
+    Generation,
     KbsClient,
     KbsClientError,
     TeeKeyError,
     rust_debug_str,
 )
 from trustee.crypto.b64 import b64std_encode
-from trustee.crypto.jwk import JwkError, PrivateKey, load_private_key_pem
+from trustee.crypto.jwk import JwkError, PrivateKey, describe_key, load_private_key_pem
 from trustee.logs import setup_logging
 
 log = logging.getLogger("trustee.client")
@@ -108,13 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cert-file", help="Extra trusted root certificate (PEM) for an HTTPS KBS."
     )
+    parser.add_argument(
+        "--protocol",
+        choices=list(GENERATIONS),
+        default=PROTOCOL_0_4_0.version,
+        help="KBS protocol version to speak (0.1.0: kbs-client <= v0.9, 0.1.1: v0.10/v0.11, "
+        "0.2.0: v0.12/v0.13, 0.4.0: v0.14 onwards; default %(default)s).",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     config = commands.add_parser("config", help="Set and Config KBS")
-    config.add_argument(
+    credentials = config.add_mutually_exclusive_group()
+    credentials.add_argument(
         "--admin-token-file",
         help="Admin bearer token file (default: kbs/config/docker-compose/admin-token, then "
         "~/.trustee/admin-token, then anonymous).",
+    )
+    credentials.add_argument(
+        "--auth-private-key",
+        help="Ed25519 private key (PKCS#8 PEM) to sign a role-less admin token for every "
+        "request, as kbs-client <= v0.20 did.",
     )
     _add_config_commands(config)
 
@@ -137,7 +158,11 @@ def _add_config_commands(config: argparse.ArgumentParser) -> None:
         "set-attestation-policy", help="Set attestation verification policy"
     )
     attestation.add_argument("--type", dest="policy_type", help='Policy type (default "rego").')
-    attestation.add_argument("--id", dest="policy_id", help='Policy ID (default "default_cpu").')
+    attestation.add_argument(
+        "--id",
+        dest="policy_id",
+        help='Policy ID (default "default_cpu"; "default" with --protocol 0.1.x/0.2.0).',
+    )
     attestation.add_argument("--policy-file", required=True)
 
     resource_policy = subs.add_parser("set-resource-policy", help="Set resource policy")
@@ -195,6 +220,19 @@ def load_tee_key(path: str | None) -> PrivateKey | None:
         return load_private_key_pem(read_file(path))
     except JwkError as exc:
         raise TeeKeyError(f"{path}: {exc}") from exc
+
+
+def load_admin_key(path: str) -> ed25519.Ed25519PrivateKey:
+    try:
+        key = load_private_key_pem(read_file(path))
+    except JwkError as exc:
+        raise CliError(f"--auth-private-key {path}: {exc}") from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise CliError(
+            f"--auth-private-key {path}: an Ed25519 private key is needed, "
+            f"got an {describe_key(key)}"
+        )
+    return key
 
 
 def resolve_admin_token(
@@ -277,10 +315,16 @@ def _out(text: str) -> None:
 # Commands
 
 
+def generation(args: argparse.Namespace) -> Generation:
+    return GENERATIONS[args.protocol]
+
+
 async def run(args: argparse.Namespace) -> None:
     if args.command == "attest":
         tee_key = load_tee_key(args.tee_key_file)
-        async with KbsClient(args.url, cert_file=args.cert_file, tee_key=tee_key) as client:
+        async with KbsClient(
+            args.url, cert_file=args.cert_file, tee_key=tee_key, generation=generation(args)
+        ) as client:
             _out(await client.attest(args.init_data))
     elif args.command == "get-resource":
         await _get_resource(args)
@@ -297,11 +341,17 @@ async def _get_resource(args: argparse.Namespace) -> None:
     if args.attestation_token is not None:
         assert tee_key is not None
         token = read_text(args.attestation_token).strip()
-        async with KbsClient(args.url, cert_file=args.cert_file, tee_key=tee_key) as client:
+        async with KbsClient(
+            args.url, cert_file=args.cert_file, tee_key=tee_key, generation=generation(args)
+        ) as client:
             data = await client.get_resource_with_token(args.path, token, tee_key)
     else:
         async with KbsClient(
-            args.url, cert_file=args.cert_file, tee_key=tee_key, init_data=args.init_data
+            args.url,
+            cert_file=args.cert_file,
+            tee_key=tee_key,
+            init_data=args.init_data,
+            generation=generation(args),
         ) as client:
             data = await client.get_resource(args.path)
     _out(b64std_encode(data))
@@ -326,15 +376,23 @@ async def _config(args: argparse.Namespace) -> None:
             as_bool=args.as_bool,
             single=args.as_single_value,
         )
-    token = resolve_admin_token(args.admin_token_file)
+    admin_key: ed25519.Ed25519PrivateKey | None = None
+    token: str | None = None
+    if args.auth_private_key is not None:
+        admin_key = load_admin_key(args.auth_private_key)
+    else:
+        token = resolve_admin_token(args.admin_token_file)
+    gen = generation(args)
 
     # The admin client never attests, so it gets no TEE key or attester to go with it.
-    async with KbsClient(args.url, cert_file=args.cert_file, admin_token=token) as client:
+    async with KbsClient(
+        args.url, cert_file=args.cert_file, admin_token=token, admin_key=admin_key, generation=gen
+    ) as client:
         if command == "set-attestation-policy":
             assert policy is not None
             await client.set_attestation_policy(
                 policy,
-                policy_id=args.policy_id or "default_cpu",
+                policy_id=args.policy_id or gen.default_attestation_policy_id,
                 type_=args.policy_type or "rego",
             )
             _out(f"Set attestation policy success \n policy: {b64std_encode(policy)}")

@@ -4,7 +4,9 @@ The behaviour mirrors the upstream guest client (kbs_protocol) and `kbs-client` 
 can observe it: the first resource GET goes out without a session, a 401 triggers one handshake
 and a retry (three GETs at most), a 404 fails at once, and `/auth` + `/attest` are retried five
 times when a token is asked for directly. Everything that differs between protocol generations
-(the version string, the `/attest` body, the JWE form) sits behind `Generation`.
+(the version string, the `/attest` body, the TEE key type, the JWE form) sits behind
+`Generation`; `GENERATIONS` lists them by the protocol version they declare: 0.1.0 (kbs-client
+≤ v0.9), 0.1.1 (v0.10/v0.11), 0.2.0 (v0.12/v0.13) and 0.4.0 (v0.14 onwards).
 """
 
 from __future__ import annotations
@@ -22,11 +24,23 @@ from typing import Any
 
 import anyio
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from trustee import __version__
 from trustee.client.attesters import AttesterSet, detect_attesters
 from trustee.crypto.b64 import Base64Error, b64std_encode, b64url_decode, b64url_encode
-from trustee.crypto.jwk import JwkError, PrivateKey, generate_tee_key, tee_public_jwk
+from trustee.crypto.jwk import (
+    TEE_EC_ALG,
+    TEE_RSA_ALG,
+    JwkError,
+    PrivateKey,
+    describe_key,
+    ec_curve_name,
+    generate_tee_key,
+    public_jwk,
+    tee_public_jwk,
+)
+from trustee.crypto.jws import sign_compact
 from trustee.protocol import binding, jwe
 
 log = logging.getLogger(__name__)
@@ -39,6 +53,8 @@ HANDSHAKE_ATTEMPTS = 5
 HANDSHAKE_RETRY_DELAY_S = 1.0
 RESOURCE_GET_ATTEMPTS = 3
 DEFAULT_ATTESTATION_POLICY_ID = "default_cpu"
+LEGACY_ATTESTATION_POLICY_ID = "default"
+LEGACY_ADMIN_TOKEN_LIFETIME_S = 7200
 
 Sleep = Callable[[float], Awaitable[Any]]
 
@@ -276,6 +292,27 @@ class Generation(ABC):
     """One KBS protocol generation's wire forms (what `/auth` declares decides the rest)."""
 
     version: str
+    jwe_form: jwe.JweForm = jwe.FORM_RFC7516
+    supports_init_data = True
+    # The id kbs-client of that era uploads `set-attestation-policy` to when `--id` is omitted.
+    default_attestation_policy_id = DEFAULT_ATTESTATION_POLICY_ID
+
+    def generate_tee_key(self) -> PrivateKey:
+        """The key pair the client makes when it is given none."""
+        return generate_tee_key()
+
+    def tee_public_jwk(self, key: PrivateKey) -> dict[str, Any]:
+        """The `tee-pubkey` JWK for `key`; JwkError for a key this generation cannot use."""
+        return tee_public_jwk(key)
+
+    def decrypt(self, response: Any, tee_key: PrivateKey) -> bytes:
+        """Plaintext of an encrypted resource response."""
+        if not isinstance(response, Mapping):
+            raise DecryptResponseError("the response is not a JWE JSON object")
+        try:
+            return jwe.decrypt(response, tee_key, form=self.jwe_form)
+        except jwe.JweError as exc:
+            raise DecryptResponseError(str(exc)) from exc
 
     @abstractmethod
     def auth_request(self, tee: str) -> dict[str, Any]:
@@ -290,10 +327,6 @@ class Generation(ABC):
         init_data: InitData | None,
     ) -> dict[str, Any]:
         """Body of POST /kbs/v0/attest, with evidence bound to the challenge and the key."""
-
-    @abstractmethod
-    def decrypt(self, response: Any, tee_key: PrivateKey) -> bytes:
-        """Plaintext of an encrypted resource response."""
 
 
 class Protocol040(Generation):
@@ -350,13 +383,155 @@ class Protocol040(Generation):
             "tee-evidence": {"primary_evidence": evidence, "additional_evidence": additional},
         }
 
-    def decrypt(self, response: Any, tee_key: PrivateKey) -> bytes:
-        if not isinstance(response, Mapping):
-            raise DecryptResponseError("the response is not a JWE JSON object")
+
+class LegacyProtocol(Generation):
+    """What protocols 0.1.0, 0.1.1 and 0.2.0 share (kbs-protocol-legacy §1, §2).
+
+    `/attest` carries only `tee-pubkey` and `tee-evidence`; the evidence binds
+    SHA-384(JCS({"nonce", "tee-pubkey"})) — serde_json's sorted compact output in those
+    clients, which equals JCS for these string-only objects. No init-data, no device evidence.
+    """
+
+    supports_init_data = False
+    default_attestation_policy_id = LEGACY_ATTESTATION_POLICY_ID
+    # 0.1.0 sends the attester's evidence text as a JSON string; later ones parse it first.
+    evidence_as_text = False
+    supported_hash_algorithms = ("sha256", "sha384", "sha512")
+
+    def auth_extra_params(self) -> Any:
+        return {"supported-hash-algorithms": list(self.supported_hash_algorithms)}
+
+    def auth_request(self, tee: str) -> dict[str, Any]:
+        return {"version": self.version, "tee": tee, "extra-params": self.auth_extra_params()}
+
+    def hash_algorithm(self, extra_params: Any) -> str:
+        """The binding hash: SHA-384 unless the challenge selects another (no server does)."""
+        if not isinstance(extra_params, Mapping) or "selected-hash-algorithm" not in extra_params:
+            return "sha384"
+        chosen = extra_params["selected-hash-algorithm"]
+        if not isinstance(chosen, str):
+            raise KbsClientError("challenge selected-hash-algorithm must be a string")
+        name = chosen.lower().replace("-", "")
+        if name not in self.supported_hash_algorithms:
+            raise KbsClientError(f"unsupported selected-hash-algorithm {chosen!r}")
+        return name
+
+    def attestation(
+        self,
+        challenge: Challenge,
+        tee_pubkey: dict[str, Any],
+        attesters: AttesterSet,
+        init_data: InitData | None,
+    ) -> dict[str, Any]:
+        if init_data is not None:
+            raise KbsClientError(_no_init_data(self.version))
+        algorithm = self.hash_algorithm(challenge.extra_params)
         try:
-            return jwe.decrypt(response, tee_key)
-        except jwe.JweError as exc:
-            raise DecryptResponseError(str(exc)) from exc
+            report_data = binding.runtime_data_digest(
+                {"nonce": challenge.nonce, "tee-pubkey": tee_pubkey}, algorithm
+            )
+        except binding.BindingError as exc:
+            raise KbsClientError(f"cannot bind runtime data: {exc}") from exc
+        if attesters.devices:
+            log.debug(
+                "protocol %s has no device evidence; ignoring %s",
+                self.version,
+                ", ".join(a.tee for a in attesters.devices),
+            )
+        primary = attesters.primary
+        evidence = _collect(primary.tee, primary.evidence, report_data, None)
+        return {
+            "tee-pubkey": tee_pubkey,
+            "tee-evidence": self._wire_evidence(primary.tee, evidence),
+        }
+
+    def _wire_evidence(self, tee: str, evidence: Any) -> Any:
+        # Upstream attesters hand over JSON text; ours may hand over the object. Either way the
+        # text is in the attester's own member order.
+        text = evidence if isinstance(evidence, str) else compact_json(evidence)
+        if self.evidence_as_text:
+            return text
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise EvidenceError(f"{tee}: evidence is not JSON: {exc}") from exc
+        # These clients parse the text into a serde_json map without order preservation, so
+        # the evidence goes out sorted ({"report_data":…,"svn":"1"} for sample).
+        return _sorted_json(value)
+
+
+class Protocol01x(LegacyProtocol):
+    """What 0.1.0 and 0.1.1 share: an RSA key exported as RSA1_5 and the non-RFC JWE."""
+
+    jwe_form = jwe.FORM_LEGACY
+
+    def generate_tee_key(self) -> PrivateKey:
+        return generate_tee_key("rsa")
+
+    def tee_public_jwk(self, key: PrivateKey) -> dict[str, Any]:
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise JwkError(
+                f"protocol {self.version} TEE keys are RSA only (RSA1_5), got an "
+                f"{describe_key(key)}"
+            )
+        return public_jwk(key, alg=jwe.ALG_RSA1_5)
+
+
+class Protocol010(Protocol01x):
+    """Protocol 0.1.0 (kbs-client ≤ v0.9): string extra-params, evidence as a JSON string."""
+
+    version = "0.1.0"
+    evidence_as_text = True
+
+    def auth_extra_params(self) -> Any:
+        return ""
+
+    def hash_algorithm(self, extra_params: Any) -> str:
+        # kbs-types 0.6 types the challenge's extra-params as a string and the client has
+        # SHA-384 hard-wired.
+        if not isinstance(extra_params, str):
+            raise ResponseDeserializationError(
+                f"protocol {self.version} challenge `extra-params` must be a string"
+            )
+        return "sha384"
+
+
+class Protocol011(Protocol01x):
+    """Protocol 0.1.1 (kbs-client v0.10/v0.11, the seed client): evidence as a sorted object."""
+
+    version = "0.1.1"
+
+
+class Protocol020(LegacyProtocol):
+    """Protocol 0.2.0 (kbs-client v0.12/v0.13): P-256 key by default, RFC JWE on P-256 only."""
+
+    version = "0.2.0"
+    jwe_form = jwe.FORM_RFC7516_P256
+
+    def tee_public_jwk(self, key: PrivateKey) -> dict[str, Any]:
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            crv = ec_curve_name(key.curve)
+            if crv != "P-256":
+                raise JwkError(f"protocol {self.version} TEE EC keys must be P-256, not {crv}")
+            return public_jwk(key, alg=TEE_EC_ALG)
+        if isinstance(key, rsa.RSAPrivateKey):
+            return public_jwk(key, alg=TEE_RSA_ALG)
+        raise JwkError(f"a TEE key must be EC P-256 or RSA, got an {describe_key(key)}")
+
+
+def _sorted_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_json(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_json(v) for v in value]
+    return value
+
+
+def _no_init_data(version: str) -> str:
+    return (
+        f"KBS protocol {version} has no init-data; INIT_DATA needs protocol "
+        f"{PROTOCOL_0_4_0.version}"
+    )
 
 
 def _collect(
@@ -371,8 +546,24 @@ def _collect(
         raise EvidenceError(f"{tee}: {exc}") from exc
 
 
+PROTOCOL_0_1_0 = Protocol010()
+PROTOCOL_0_1_1 = Protocol011()
+PROTOCOL_0_2_0 = Protocol020()
 PROTOCOL_0_4_0 = Protocol040()
-GENERATIONS: dict[str, Generation] = {PROTOCOL_0_4_0.version: PROTOCOL_0_4_0}
+GENERATIONS: dict[str, Generation] = {
+    g.version: g for g in (PROTOCOL_0_1_0, PROTOCOL_0_1_1, PROTOCOL_0_2_0, PROTOCOL_0_4_0)
+}
+
+
+def legacy_admin_token(key: ed25519.Ed25519PrivateKey, now: int | None = None) -> str:
+    """An admin JWT as kbs-client ≤ v0.17 signs one per request with `--auth-private-key`.
+
+    Header `{"alg":"EdDSA","typ":"JWT"}`, claims `{"iat","exp","nbf"}` with a two-hour life;
+    no `role`, `iss` or `aud` (legacy admin checks require none).
+    """
+    issued = int(time.time()) if now is None else now
+    claims = {"iat": issued, "exp": issued + LEGACY_ADMIN_TOKEN_LIFETIME_S, "nbf": issued}
+    return sign_compact({"alg": "EdDSA", "typ": "JWT"}, compact_json(claims).encode(), key)
 
 
 def compact_json(value: Any) -> str:
@@ -417,6 +608,7 @@ class KbsClient:
         attesters: AttesterSet | None = None,
         init_data: str | None = None,
         admin_token: str | None = None,
+        admin_key: ed25519.Ed25519PrivateKey | None = None,
         generation: Generation = PROTOCOL_0_4_0,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
@@ -425,17 +617,21 @@ class KbsClient:
         resource_attempts: int = RESOURCE_GET_ATTEMPTS,
         sleep: Sleep = anyio.sleep,
     ) -> None:
+        if admin_token is not None and admin_key is not None:
+            raise KbsClientError("give either an admin token or an admin signing key, not both")
         self.base_url = url.rstrip("/")
         self.generation = generation
+        self._check_init_data(init_data)
         self.attesters = attesters if attesters is not None else detect_attesters()
         self.init_data = init_data
         self.admin_token = admin_token
+        self.admin_key = admin_key
         self.handshake_attempts = max(1, handshake_attempts)
         self.retry_delay = retry_delay
         self.resource_attempts = max(1, resource_attempts)
         self._sleep = sleep
-        self.tee_key: PrivateKey = tee_key if tee_key is not None else generate_tee_key()
-        self.tee_pubkey = _tee_jwk(self.tee_key)
+        self.tee_key: PrivateKey = tee_key if tee_key is not None else generation.generate_tee_key()
+        self.tee_pubkey = _tee_jwk(generation, self.tee_key)
         self.token: Token | None = None
         self._http = httpx.AsyncClient(
             verify=tls_verify(cert_file),
@@ -452,6 +648,10 @@ class KbsClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def _check_init_data(self, init_data: str | None) -> None:
+        if init_data is not None and not self.generation.supports_init_data:
+            raise KbsClientError(_no_init_data(self.generation.version))
 
     def endpoint(self, path: str) -> str:
         return f"{self.base_url}/{KBS_PREFIX}/{path.lstrip('/')}"
@@ -508,6 +708,8 @@ class KbsClient:
     async def attest(self, init_data: str | None = None) -> str:
         """A fresh attestation token (full handshake, retried like upstream's get_token)."""
         chosen = init_data if init_data is not None else self.init_data
+        # Checked before the retry loop: retrying cannot fix it.
+        self._check_init_data(chosen)
         for attempt in range(1, self.handshake_attempts + 1):
             try:
                 return (await self._handshake(chosen)).content
@@ -555,7 +757,7 @@ class KbsClient:
     ) -> bytes:
         """Passport retrieval: the token is presented as a Bearer, `tee_key` decrypts."""
         key = tee_key if tee_key is not None else self.tee_key
-        _tee_jwk(key)
+        _tee_jwk(self.generation, key)
         target = f"resource/{path.lstrip('/')}"
         response = await self._send(
             "GET", target, headers={"Authorization": f"Bearer {token.strip()}"}
@@ -583,7 +785,10 @@ class KbsClient:
 
     def _admin_headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
-        if self.admin_token:
+        if self.admin_key is not None:
+            # Like the legacy kbs-client: a fresh token for every request.
+            headers["Authorization"] = f"Bearer {legacy_admin_token(self.admin_key)}"
+        elif self.admin_token:
             headers["Authorization"] = f"Bearer {self.admin_token}"
         return headers
 
@@ -652,9 +857,9 @@ def _bytes(data: str | bytes) -> bytes:
     return data.encode() if isinstance(data, str) else data
 
 
-def _tee_jwk(key: PrivateKey) -> dict[str, Any]:
+def _tee_jwk(generation: Generation, key: PrivateKey) -> dict[str, Any]:
     try:
-        return tee_public_jwk(key)
+        return generation.tee_public_jwk(key)
     except JwkError as exc:
         raise TeeKeyError(str(exc)) from exc
 
@@ -662,6 +867,10 @@ def _tee_jwk(key: PrivateKey) -> dict[str, Any]:
 __all__ = [
     "DEFAULT_URL",
     "GENERATIONS",
+    "LEGACY_ATTESTATION_POLICY_ID",
+    "PROTOCOL_0_1_0",
+    "PROTOCOL_0_1_1",
+    "PROTOCOL_0_2_0",
     "PROTOCOL_0_4_0",
     "USER_AGENT",
     "AdminRequestError",
@@ -675,6 +884,11 @@ __all__ = [
     "KbsClient",
     "KbsClientError",
     "KbsInternalError",
+    "LegacyProtocol",
+    "Protocol01x",
+    "Protocol010",
+    "Protocol011",
+    "Protocol020",
     "Protocol040",
     "RcarHandshakeError",
     "ResourceNotFoundError",
@@ -682,6 +896,7 @@ __all__ = [
     "TeeKeyError",
     "Token",
     "UnauthorizedError",
+    "legacy_admin_token",
     "rust_debug_str",
     "sample_reference_value_message",
     "tls_verify",

@@ -6,6 +6,7 @@ Unknown keys are ignored as upstream does, except in `[admin]` where upstream de
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,9 @@ from trustee.config.model import (
     Config,
     HttpServerConfig,
     IdentityProvider,
+    Persona,
     PluginConfig,
+    PolicyEngineConfig,
     ProtocolConfig,
     RvpsConfig,
     SignerConfig,
@@ -46,7 +49,20 @@ ADMIN_MODES: dict[str, AdminMode] = {
 TLS_PROFILES = ("old", "intermediate", "modern", "custom")
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 KNOWN_PLUGINS = ("resource", "sample")
-SUPPORTED_PROTOCOL_VERSIONS = ("0.4.0",)
+SUPPORTED_PROTOCOL_VERSIONS = ("0.1.0", "0.1.1", "0.2.0", "0.4.0")
+LEGACY_DEFAULT_POLICY_DIR = "/opt/confidential-containers/attestation-service/token/ear/policies"
+
+
+class _Notes:
+    """What the loader learnt beyond the values: legacy markers and keys it ignores."""
+
+    def __init__(self) -> None:
+        self.legacy: list[str] = []
+        self.ignored: list[str] = []
+
+    def ignore(self, t: Table, name: str, why: str) -> None:
+        if t.has(name):
+            self.ignored.append(f"{t.key(name)} ({why})")
 
 
 def load_file(path: str | Path) -> Config:
@@ -83,17 +99,25 @@ def _build(root: Table) -> Config:
     for required in ("http_server", "admin"):
         if not root.has(required):
             raise ConfigError(required, "missing required table")
+    notes = _Notes()
     config = Config(
         http_server=_http_server(root.table("http_server")),
-        admin=_admin(root.table("admin")),
-        attestation_token=_attestation_token(root.table("attestation_token")),
-        attestation_service=_attestation_service(root.table("attestation_service")),
+        admin=_admin(root.table("admin"), notes),
+        attestation_token=_attestation_token(root.table("attestation_token"), notes),
+        attestation_service=_attestation_service(root.table("attestation_service"), notes),
         storage_backend=_storage(root.table("storage_backend")),
-        plugins=[_plugin(t) for t in root.tables("plugins")],
+        plugins=[_plugin(t, notes) for t in root.tables("plugins")],
         protocol=_protocol(root.table("protocol")),
+        policy_engine=_policy_engine(root.table("policy_engine"), notes),
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
+    if notes.legacy:
+        config.dialect = "legacy"
+        config.dialect_reason = ", ".join(notes.legacy)
+        if config.policy_engine is None:
+            config.policy_engine = PolicyEngineConfig()
+    config.ignored_keys = notes.ignored
     return config
 
 
@@ -142,8 +166,17 @@ def _http_server(t: Table | None) -> HttpServerConfig:
     return cfg
 
 
-def _admin(t: Table | None) -> AdminConfig:
+def _admin(t: Table | None, notes: _Notes) -> AdminConfig:
     assert t is not None
+    legacy_keys = [k for k in ("insecure_api", "auth_public_key", "type", "personas", "roles")
+                   if t.has(k)]  # fmt: skip
+    if legacy_keys:
+        if t.has("authorization_mode"):
+            raise ConfigError(
+                t.key("authorization_mode"),
+                f"cannot be combined with the older admin key {legacy_keys[0]!r}",
+            )
+        return _legacy_admin(t, notes)
     t.deny_unknown(["authorization_mode", "authentication", "authorization"])
     cfg = AdminConfig(mode=t.choice("authorization_mode", ADMIN_MODES, "InsecureAllowAll"))
     if cfg.mode != "AuthenticatedAuthorization":
@@ -180,22 +213,73 @@ def _admin(t: Table | None) -> AdminConfig:
     regex_acl.deny_unknown(["acls"])
     for acl in regex_acl.tables("acls"):
         acl.deny_unknown(["role", "allowed_endpoints"])
-        pattern = acl.req("allowed_endpoints", str)
-        if not pattern.startswith("^/kbs") or not pattern.endswith("$"):
-            raise ConfigError(
-                acl.key("allowed_endpoints"), f"{pattern!r} must start with ^/kbs and end with $"
+        cfg.acls.append(
+            AclRule(
+                role=acl.req("role", str), allowed_endpoints=_acl_regex(acl, "allowed_endpoints")
             )
-        try:
-            import re
-
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(acl.key("allowed_endpoints"), f"invalid regex: {exc}") from exc
-        cfg.acls.append(AclRule(role=acl.req("role", str), allowed_endpoints=pattern))
+        )
     return cfg
 
 
-def _attestation_token(t: Table | None) -> AttestationTokenConfig:
+def _acl_regex(t: Table, name: str) -> str:
+    pattern = t.req(name, str)
+    if not pattern.startswith("^/kbs") or not pattern.endswith("$"):
+        raise ConfigError(t.key(name), f"{pattern!r} must start with ^/kbs and end with $")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(t.key(name), f"invalid regex: {exc}") from exc
+    return pattern
+
+
+LEGACY_ADMIN_TYPES: dict[str, AdminMode] = {
+    "Simple": "Simple",
+    "InsecureAllowAll": "InsecureAllowAll",
+    "DenyAll": "DenyAll",
+}
+
+
+def _legacy_admin(t: Table, notes: _Notes) -> AdminConfig:
+    """v0.11–v0.15 `insecure_api`/`auth_public_key` and v0.16–v0.20 `type` + personas/roles."""
+    t.deny_unknown(["insecure_api", "auth_public_key", "type", "personas", "roles"])
+    cfg = AdminConfig(legacy_errors=True)
+    if t.has("type"):
+        notes.legacy.append(t.key("type"))
+        cfg.mode = t.choice("type", LEGACY_ADMIN_TYPES)
+        for persona in t.tables("personas"):
+            persona.deny_unknown(["id", "public_key_path"])
+            cfg.personas.append(
+                Persona(persona.req("id", str), persona.req("public_key_path", str))
+            )
+        for role in t.tables("roles"):
+            role.deny_unknown(["id", "allowed_endpoints"])
+            cfg.acls.append(
+                AclRule(
+                    role=role.req("id", str),
+                    allowed_endpoints=_acl_regex(role, "allowed_endpoints"),
+                )
+            )
+        if cfg.mode == "InsecureAllowAll":
+            cfg.startup_warning = (
+                "The Allow All admin backend is being used. "
+                "Admin endpoints will be accessible to anyone."
+            )
+        return cfg
+    notes.legacy.append(t.key("insecure_api" if t.has("insecure_api") else "auth_public_key"))
+    if t.get("insecure_api", bool, False):
+        cfg.mode = "InsecureAllowAll"
+        cfg.startup_warning = "insecure admin APIs are enabled"
+        notes.ignore(t, "auth_public_key", "not read while insecure_api = true")
+        return cfg
+    key = t.opt("auth_public_key", str)
+    if key is None:
+        raise ConfigError(t.key("auth_public_key"), "is not set in the config file")
+    cfg.mode = "LegacyPublicKey"
+    cfg.legacy_public_key = key
+    return cfg
+
+
+def _attestation_token(t: Table | None, notes: _Notes) -> AttestationTokenConfig:
     cfg = AttestationTokenConfig()
     if t is None:
         return cfg
@@ -203,13 +287,26 @@ def _attestation_token(t: Table | None) -> AttestationTokenConfig:
     cfg.trusted_certs_paths = t.str_list("trusted_certs_paths")
     cfg.extra_teekey_paths = t.str_list("extra_teekey_paths")
     cfg.insecure_header_jwk = t.get("insecure_header_jwk", bool, False)
+    if t.has("insecure_key"):
+        # The ≤v0.20 name of insecure_header_jwk.
+        notes.legacy.append(t.key("insecure_key"))
+        cfg.insecure_header_jwk = cfg.insecure_header_jwk or t.req("insecure_key", bool)
+    notes.ignore(t, "attestation_token_type", "a v0.9/v0.10 verifier selector, unused since v0.11")
     return cfg
 
 
-def _attestation_service(t: Table | None) -> AttestationServiceConfig | None:
+def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceConfig | None:
     if t is None:
         return None
     cfg = AttestationServiceConfig()
+    notes.ignore(t, "policy_engine", "a v0.10 key; policies are Rego")
+    notes.ignore(t, "attestation_token_config", "a v0.10 table; use attestation_token_broker")
+    notes.ignore(t, "policy_ids", "unused")
+    if t.has("work_dir"):
+        notes.legacy.append(t.key("work_dir"))
+        work_dir = t.req("work_dir", str)
+        notes.ignored.append(f"{t.key('work_dir')} (this server keeps AS data as configured)")
+        del work_dir
     kind = t.get("type", str, "coco_as_builtin")
     if kind.lower() not in ("coco_as_builtin", "cocoasbuiltin", "builtin"):
         raise ConfigError(
@@ -229,9 +326,31 @@ def _attestation_service(t: Table | None) -> AttestationServiceConfig | None:
         cfg.rvps = RvpsConfig(type="BuiltIn")
         if rv.has("storage_type"):
             cfg.rvps.storage_type = rv.choice("storage_type", STORAGE_TYPES)
+        storage = rv.table("storage")
+        if storage is not None:
+            notes.legacy.append(storage.path)
+            kind = storage.get("type", str, "LocalFs")
+            if kind == "LocalJson":
+                cfg.rvps.legacy_file = storage.get(
+                    "file_path",
+                    str,
+                    "/opt/confidential-containers/attestation-service/reference_values.json",
+                )
+            else:
+                notes.ignored.append(
+                    f"{storage.key('type')} = {kind!r} (the sled database is not supported; "
+                    "reference values use the storage backend)"
+                )
+        notes.ignore(rv, "extractors", "extractor settings are built in")
     broker = t.table("attestation_token_broker")
     if broker is not None:
         cfg.broker = _broker(broker)
+        if broker.has("policy_dir") or broker.has("type"):
+            notes.legacy.append(broker.key("policy_dir" if broker.has("policy_dir") else "type"))
+            cfg.policy_dir = broker.get("policy_dir", str, LEGACY_DEFAULT_POLICY_DIR)
+            kind = broker.get("type", str, "Ear")
+            if kind != "Ear":
+                raise ConfigError(broker.key("type"), f"token type {kind!r} is not supported; Ear")
     return cfg
 
 
@@ -273,14 +392,21 @@ def _storage(t: Table | None) -> StorageConfig:
     return cfg
 
 
-def _plugin(t: Table) -> PluginConfig:
+def _plugin(t: Table, notes: _Notes) -> PluginConfig:
     name = t.req("name", str)
     if name not in KNOWN_PLUGINS:
         raise ConfigError(
             t.key("name"), f"unknown plugin {name!r}; known: {', '.join(KNOWN_PLUGINS)}"
         )
     params: dict[str, Any] = {k: v for k, v in t.data.items() if k != "name"}
-    if name == "resource":
+    if name == "resource" and t.has("type"):
+        # ≤v0.18: `type = "LocalFs"` + `dir_path` is a plain <repo>/<type>/<tag> tree.
+        notes.legacy.append(t.key("type"))
+        kind = t.req("type", str)
+        if kind != "LocalFs":
+            raise ConfigError(t.key("type"), f"resource backend {kind!r} is not supported; LocalFs")
+        params["dir_path"] = t.get("dir_path", str, "/opt/confidential-containers/kbs/repository")
+    elif name == "resource":
         backend = str(params.get("storage_backend_type", "kvstorage"))
         if backend.lower() != "kvstorage":
             raise ConfigError(
@@ -306,4 +432,12 @@ def _protocol(t: Table | None) -> ProtocolConfig:
     if not versions:
         raise ConfigError(t.key("accepted_versions"), "at least one protocol version")
     cfg.accepted_versions = versions
+    cfg.submod_alias = t.get("submod_alias", bool, True)
     return cfg
+
+
+def _policy_engine(t: Table | None, notes: _Notes) -> PolicyEngineConfig | None:
+    if t is None:
+        return None
+    notes.legacy.append(t.path)
+    return PolicyEngineConfig(policy_path=t.get("policy_path", str, PolicyEngineConfig.policy_path))

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 StorageType = Literal["Memory", "LocalFs", "LocalJson"]
-AdminMode = Literal["InsecureAllowAll", "DenyAll", "AuthenticatedAuthorization"]
+AdminMode = Literal[
+    "InsecureAllowAll", "DenyAll", "AuthenticatedAuthorization", "LegacyPublicKey", "Simple"
+]
+# Which generation of upstream's config a file is written for; it decides server-side shapes
+# (resource-policy document, token submod names, AS policy dialect), never the wire protocol.
+Dialect = Literal["head", "legacy"]
 
 DEFAULT_LOCAL_FS_DIR = "/opt/confidential-containers/storage/local_fs"
 DEFAULT_LOCAL_JSON_DIR = "/opt/confidential-containers/storage/local_json"
@@ -42,12 +47,24 @@ class AclRule:
 
 
 @dataclass
+class Persona:
+    id: str
+    public_key_path: str
+
+
+@dataclass
 class AdminConfig:
     mode: AdminMode = "InsecureAllowAll"
     identity_providers: list[IdentityProvider] = field(default_factory=list)
     acls: list[AclRule] = field(default_factory=list)
     # Restrict InsecureAllowAll to loopback peers (the embedded development default).
     loopback_only: bool = False
+    # Legacy forms: `auth_public_key` (v0.11–v0.15) and `type = "Simple"` personas (v0.16–v0.20).
+    legacy_public_key: str | None = None
+    personas: list[Persona] = field(default_factory=list)
+    # Which upstream generation's admin error variant to answer with (AdminAuth before v0.21).
+    legacy_errors: bool = False
+    startup_warning: str | None = None
 
 
 @dataclass
@@ -80,6 +97,8 @@ class TokenBrokerConfig:
 class RvpsConfig:
     type: str = "BuiltIn"
     storage_type: StorageType | None = None
+    # v0.11-era `[rvps_config.storage] type = "LocalJson", file_path`: a JSON array of records.
+    legacy_file: str | None = None
 
 
 @dataclass
@@ -89,6 +108,8 @@ class AttestationServiceConfig:
     rvps: RvpsConfig = field(default_factory=RvpsConfig)
     broker: TokenBrokerConfig = field(default_factory=TokenBrokerConfig)
     storage_type: StorageType | None = None
+    # v0.11-era: AS policies live in `<policy_dir>/opa/<id>.rego`.
+    policy_dir: str | None = None
 
 
 @dataclass
@@ -106,7 +127,17 @@ class PluginConfig:
 
 @dataclass
 class ProtocolConfig:
-    accepted_versions: list[str] = field(default_factory=lambda: ["0.4.0"])
+    accepted_versions: list[str] = field(default_factory=lambda: ["0.1.1", "0.2.0", "0.4.0"])
+    # Give resource policies both `submods.cpu` and `submods.cpu0` (input only, never the token),
+    # so policies written for either upstream generation judge every client alike.
+    submod_alias: bool = True
+
+
+@dataclass
+class PolicyEngineConfig:
+    """v0.11–v0.18 `[policy_engine]`: the resource policy as a file, re-read when it changes."""
+
+    policy_path: str = "/opt/confidential-containers/kbs/policy.rego"
 
 
 @dataclass
@@ -121,5 +152,9 @@ class Config:
     session_storage_type: StorageType | None = None
     plugins: list[PluginConfig] = field(default_factory=list)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    policy_engine: PolicyEngineConfig | None = None
+    dialect: Dialect = "head"
+    dialect_reason: str = ""
+    ignored_keys: list[str] = field(default_factory=list)
     source: str | None = None
     development: bool = False

@@ -72,7 +72,11 @@ def create_app(kbs: Kbs) -> QuartTrio:
         body = await request.get_data(cache=False)
         assert isinstance(body, bytes)
         query = {k: v for k, v in request.args.items()}
-        uri = request.full_path if request.query_string else request.path
+        # Admin ACLs match the URI as sent (not percent-decoded), query string included.
+        raw_path = request.scope.get("raw_path") or request.path.encode()
+        uri = raw_path.decode("latin-1")
+        if request.query_string:
+            uri += "?" + request.query_string.decode("latin-1")
         reply = await kbs.handle(
             Request(
                 method=request.method,

@@ -1,12 +1,26 @@
-"""The resource policy: `data.policy.allow` over the token claims and the request document."""
+"""The resource policy: `data.policy.allow` over the token claims and the request document.
+
+Two homes, by config generation: HEAD keeps it in the KV store (`kbs/resource-policy.rego`);
+v0.11–v0.18 configs name a file (`[policy_engine] policy_path`) that is re-read when it changes,
+so an operator can edit a mounted ConfigMap without a restart.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
+import os
+import tempfile
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
 
 from trustee.policy.engine import CompiledPolicy, PolicyCache, PolicyCompileError
-from trustee.storage.kv import NS_KBS, KeyValueStore
+from trustee.storage.kv import NS_KBS, KeyValueStore, StorageError
+
+log = logging.getLogger(__name__)
 
 POLICY_ID = "resource-policy"
 _KEY = f"{POLICY_ID}.rego"
@@ -20,44 +34,168 @@ def request_document(plugin: str, path: list[str], query: dict[str, str]) -> dic
     return {"plugin": plugin, "resource-path": path, "query": query}
 
 
-class ResourcePolicy:
-    def __init__(self, store: KeyValueStore, cache: PolicyCache) -> None:
+def legacy_request_document(plugin: str, path: list[str]) -> dict[str, Any]:
+    # v0.11–v0.16: one string, the request path after /kbs/v0/ (plugin name included).
+    return {"resource-path": "/".join([plugin, *path])}
+
+
+def with_submod_aliases(claims: dict[str, Any]) -> dict[str, Any]:
+    """Policy input where `submods.cpu` and `submods.cpu0` both exist when either does."""
+    submods = claims.get("submods")
+    if not isinstance(submods, dict):
+        return claims
+    missing = {"cpu": "cpu0", "cpu0": "cpu"}
+    aliases = {
+        alias: submods[name]
+        for alias, name in missing.items()
+        if alias not in submods and name in submods
+    }
+    if not aliases:
+        return claims
+    out = copy.copy(claims)
+    out["submods"] = {**submods, **aliases}
+    return out
+
+
+class PolicySource(Protocol):
+    async def read(self) -> str | None: ...
+
+    async def write(self, text: str) -> None: ...
+
+    async def write_if_absent(self, text: str) -> bool: ...
+
+
+class KvPolicySource:
+    def __init__(self, store: KeyValueStore) -> None:
         self._store = store
+
+    async def read(self) -> str | None:
+        raw = await self._store.get(NS_KBS, _KEY)
+        return None if raw is None else raw.decode()
+
+    async def write(self, text: str) -> None:
+        await self._store.set(NS_KBS, _KEY, text.encode())
+
+    async def write_if_absent(self, text: str) -> bool:
+        return await self._store.set(NS_KBS, _KEY, text.encode(), overwrite=False)
+
+
+class FilePolicySource:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    async def read(self) -> str | None:
+        def read() -> str | None:
+            try:
+                return self.path.read_text()
+            except FileNotFoundError:
+                return None
+
+        return await trio.to_thread.run_sync(read)
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    async def write(self, text: str) -> None:
+        def write() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+        try:
+            await trio.to_thread.run_sync(write)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+    async def write_if_absent(self, text: str) -> bool:
+        if self.path.exists():
+            return False
+        await self.write(text)
+        return True
+
+
+class ResourcePolicy:
+    def __init__(
+        self,
+        source: PolicySource,
+        cache: PolicyCache,
+        *,
+        legacy: bool = False,
+        submod_alias: bool = True,
+    ) -> None:
+        self._source = source
         self._cache = cache
+        self.legacy = legacy
+        self.submod_alias = submod_alias
         self._compiled: CompiledPolicy | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     async def install_default(self) -> bool:
-        text = resources.files("trustee.policies").joinpath("resource_default.rego").read_text()
-        return await self._store.set(NS_KBS, _KEY, text.encode(), overwrite=False)
+        name = "resource_default_legacy.rego" if self.legacy else "resource_default.rego"
+        text = resources.files("trustee.policies").joinpath(name).read_text()
+        return await self._source.write_if_absent(text)
 
     async def set(self, text: str) -> CompiledPolicy:
         compiled = self._cache.compile(text)  # PolicyCompileError before anything is stored
-        await self._store.set(NS_KBS, _KEY, text.encode())
+        await self._source.write(text)
         self._compiled = compiled
+        self._stamp = None
         return compiled
 
+    async def text(self) -> str | None:
+        return await self._source.read()
+
     async def ids(self) -> list[str]:
-        return [k.removesuffix(".rego") for k in await self._store.list(NS_KBS) if k == _KEY]
+        return [POLICY_ID] if await self._source.read() is not None else []
 
     async def current(self) -> CompiledPolicy:
+        if isinstance(self._source, FilePolicySource):
+            # The file may be edited behind our back (a ConfigMap); recompile when it changes.
+            stamp = self._source.stamp()
+            if stamp != self._stamp:
+                self._compiled, self._stamp = None, stamp
         if self._compiled is None:
-            raw = await self._store.get(NS_KBS, _KEY)
-            if raw is None:
+            text = await self._source.read()
+            if text is None:
                 raise ResourcePolicyError("no resource policy is stored")
             try:
-                self._compiled = self._cache.compile(raw.decode())
-            except (PolicyCompileError, UnicodeDecodeError) as exc:
+                self._compiled = self._cache.compile(text)
+            except PolicyCompileError as exc:
                 raise ResourcePolicyError(
                     f"stored resource policy does not compile: {exc}"
                 ) from exc
         return self._compiled
 
+    def document(self, plugin: str, path: list[str], query: dict[str, str]) -> dict[str, Any]:
+        if self.legacy:
+            return legacy_request_document(plugin, path)
+        return request_document(plugin, path, query)
+
     async def allows(self, claims: dict[str, Any], document: dict[str, Any]) -> tuple[bool, str]:
-        """(allowed, explanation); explanation names the value the policy produced."""
+        """(allowed, explanation); explanation names the value the policy produced.
+
+        Raises ResourcePolicyError where the policy gives no boolean and the configured
+        generation treats that as an engine error (v0.11–v0.16) rather than a deny.
+        """
         policy = await self.current()
-        (outcome,) = policy.evaluate(claims, document, ["data.policy.allow"])
+        policy_input = with_submod_aliases(claims) if self.submod_alias else claims
+        (outcome,) = policy.evaluate(policy_input, document, ["data.policy.allow"])
         if outcome.kind == "value" and outcome.value is True:
             return True, "data.policy.allow = true"
-        if outcome.kind == "value":
-            return False, f"data.policy.allow = {outcome.value!r} (policy {policy.digest[:12]})"
-        return False, f"data.policy.allow is {outcome.kind} (policy {policy.digest[:12]})"
+        if outcome.kind == "value" and outcome.value is False:
+            return False, f"data.policy.allow = false (policy {policy.digest[:12]})"
+        produced = outcome.kind if outcome.kind != "value" else repr(outcome.value)
+        what = f"data.policy.allow is {produced}"
+        if self.legacy:
+            raise ResourcePolicyError(f"{what}, not a boolean (policy {policy.digest[:12]})")
+        return False, f"{what} (policy {policy.digest[:12]})"

@@ -107,3 +107,8 @@ def admin_denied_plugin(reason: str) -> KbsError:
         f"failed to initialize [admin] configuration: Admin access denied: {reason}",
         reason,
     )
+
+
+def admin_auth_legacy(reason: str) -> KbsError:
+    # ≤v0.20 servers answered every admin refusal with this variant.
+    return KbsError("AdminAuth", f"Admin auth error: {reason}", reason)

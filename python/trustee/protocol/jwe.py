@@ -1,20 +1,34 @@
-"""The KBS resource-response JWE (RFC 7516 flattened JSON, kbs-protocol §1.6.1), byte-exact.
+"""The KBS resource-response JWE in every wire form a KBS generation used, byte-exact.
 
-Content encryption is always A256GCM with a fresh 32-byte CEK and 12-byte IV; the AAD is the
-ASCII of the ``protected`` member. Key management by the TEE key's ``alg``:
+Wire forms (the ``form`` argument of :func:`encrypt` / :func:`decrypt`):
 
-* ``ECDH-ES+A256KW`` on P-256 or P-521: ephemeral key on the same curve, Concat KDF (SHA-256,
-  empty PartyU/PartyV info), CEK wrapped with AES key wrap (RFC 3394).
-* ``RSA-OAEP-256``: OAEP with SHA-256 and MGF1-SHA-256, empty label.
-* ``RSA1_5``: PKCS#1 v1.5 (deprecated; a warning is logged for every use).
+``"rfc7516"`` — protocol 0.4.0 (trustee v0.14+). RFC 7516 flattened JSON; members
+  ``protected, encrypted_key, iv, ciphertext, tag`` (unpadded base64url, tag detached, no
+  ``aad``). Content encryption A256GCM, AAD = the ASCII of ``protected``. Key management by the
+  TEE key's ``alg``: ``ECDH-ES+A256KW`` on P-256 or P-521 (ephemeral key on the same curve,
+  Concat KDF with SHA-256 and empty PartyU/PartyV info, RFC 3394 key wrap), ``RSA-OAEP-256``
+  (OAEP SHA-256/MGF1-SHA-256, empty label) or ``RSA1_5`` (deprecated; warned about on every use).
 
-The protected header is compact JSON with ``alg`` first, ``enc`` second, other members after:
-the Rust client does not use the received ``protected`` text as AAD but re-serialises the parsed
-header in that order, so any other byte form makes it fail the GCM tag check.
+``"rfc7516-p256"`` — protocol 0.2.0 (trustee v0.12/v0.13, kbs-client v0.12/v0.13). The same
+  bytes as ``"rfc7516"``, but those servers and clients only know P-256, so another EC curve is
+  refused in both directions. On decryption the AAD is rebuilt the way that client does it:
+  ``alg``, ``enc``, then every other member in sorted key order, nested objects sorted too.
 
-Wire forms: only the RFC 7516 form (protocols 0.2.0 and 0.4.0) exists today. The non-RFC
-0.1.x form (kbs-protocol-legacy §4.1) is to be added as another :data:`JweForm` value handled in
-:func:`encrypt` / :func:`decrypt`.
+``"legacy"`` — protocols 0.1.0 / 0.1.1 (trustee v0.9–v0.11, kbs-client ≤ v0.11). Not RFC 7516:
+  ``protected`` carries the header JSON text itself (``{"alg":"RSA1_5","enc":"A256GCM"}``), the
+  CEK is wrapped with RSAES-PKCS1-v1_5 (the TEE key must be RSA with ``alg`` ``RSA1_5``), AES-GCM
+  runs with an empty AAD and its tag is appended to ``ciphertext``; ``tag`` is present but ``""``.
+
+:data:`FORM_BY_PROTOCOL` maps a KBS protocol version to its form.
+
+The RFC protected header is compact JSON with ``alg`` first, ``enc`` second, other members after:
+the Rust clients do not use the received ``protected`` text as AAD but re-serialise the parsed
+header in that order, so any other byte form makes them fail the GCM tag check. Our ECDH header
+nests ``epk`` as ``crv, kty, x, y``, which satisfies both the 0.2.0 (sorted) and the 0.4.0
+(insertion-order) re-serialisation.
+
+:func:`encrypt` takes fixed ``cek`` / ``iv`` / ``ephemeral_key`` only so that known-answer tests
+can reproduce the specification's examples; production callers never pass them.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -46,8 +60,20 @@ from trustee.crypto.jwk import (
 
 log = logging.getLogger(__name__)
 
-JweForm = Literal["rfc7516"]
-"""Serialisation form. Extension point: add ``"legacy-0.1"`` here and branch on it below."""
+JweForm = Literal["rfc7516", "rfc7516-p256", "legacy"]
+"""Serialisation form; see the module docstring."""
+
+FORM_RFC7516: Final = "rfc7516"
+FORM_RFC7516_P256: Final = "rfc7516-p256"
+FORM_LEGACY: Final = "legacy"
+FORMS: tuple[JweForm, ...] = get_args(JweForm)
+
+FORM_BY_PROTOCOL: dict[str, JweForm] = {
+    "0.1.0": FORM_LEGACY,
+    "0.1.1": FORM_LEGACY,
+    "0.2.0": FORM_RFC7516_P256,
+    "0.4.0": FORM_RFC7516,
+}
 
 ENC = "A256GCM"
 ALG_ECDH_ES_A256KW = "ECDH-ES+A256KW"
@@ -57,6 +83,9 @@ SUPPORTED_ALGS = (ALG_ECDH_ES_A256KW, ALG_RSA_OAEP_256, ALG_RSA1_5)
 TEE_EC_CURVES = ("P-256", "P-521")
 MEMBERS = ("protected", "encrypted_key", "iv", "ciphertext", "tag")
 
+# Exactly the bytes the 0.1.x servers put into `protected` (their header map serialised sorted).
+LEGACY_PROTECTED = '{"alg":"RSA1_5","enc":"A256GCM"}'
+
 _CEK_BYTES = 32
 _IV_BYTES = 12
 _TAG_BYTES = 16
@@ -64,6 +93,26 @@ _TAG_BYTES = 16
 
 class JweError(ValueError):
     """The JWE cannot be built for this TEE key, or a received JWE is invalid."""
+
+
+def form_for_protocol(version: str) -> JweForm:
+    """The JWE form a client speaking KBS protocol ``version`` can decrypt."""
+    try:
+        return FORM_BY_PROTOCOL[version]
+    except KeyError:
+        raise JweError(
+            f"no JWE form is known for KBS protocol {version!r} "
+            f"(known: {', '.join(FORM_BY_PROTOCOL)})"
+        ) from None
+
+
+def _check_form(form: str) -> None:
+    if form not in FORMS:
+        raise JweError(f"JWE form {form!r} is not implemented (known: {', '.join(FORMS)})")
+
+
+def _ec_curves(form: JweForm) -> tuple[str, ...]:
+    return ("P-256",) if form == FORM_RFC7516_P256 else TEE_EC_CURVES
 
 
 def concat_kdf(
@@ -91,13 +140,26 @@ def concat_kdf(
     return out[: keydatalen_bits // 8]
 
 
-def encode_protected_header(header: Mapping[str, Any]) -> str:
-    """base64url(compact JSON) of a header with ``alg``, ``enc`` first, then the rest in order.
+def _sorted_deep(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _sorted_deep(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_deep(v) for v in value]
+    return value
 
-    This is both what the server emits and what the client recomputes as AAD.
+
+def encode_protected_header(header: Mapping[str, Any], *, sort_members: bool = False) -> str:
+    """base64url(compact JSON) of a header with ``alg``, ``enc`` first, then the rest.
+
+    The rest keeps its order, or with ``sort_members`` is sorted by key at every nesting level
+    (the 0.2.0 client's serde_json had no order preservation). This is both what the server
+    emits and what the client recomputes as AAD.
     """
     ordered: dict[str, Any] = {"alg": header.get("alg"), "enc": header.get("enc")}
-    ordered.update((k, v) for k, v in header.items() if k not in ("alg", "enc"))
+    rest = [(k, v) for k, v in header.items() if k not in ("alg", "enc")]
+    if sort_members:
+        rest = [(k, _sorted_deep(v)) for k, v in sorted(rest)]
+    ordered.update(rest)
     text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
     return b64url_encode(text.encode())
 
@@ -115,20 +177,28 @@ def _tee_alg(tee_pubkey: Mapping[str, Any]) -> str:
     return alg
 
 
-def _wrap_ecdh(tee_pubkey: Mapping[str, Any], cek: bytes) -> tuple[dict[str, Any], bytes]:
+def _wrap_ecdh(
+    tee_pubkey: Mapping[str, Any],
+    cek: bytes,
+    curves: tuple[str, ...],
+    ephemeral: ec.EllipticCurvePrivateKey | None,
+) -> tuple[dict[str, Any], bytes]:
     if tee_pubkey.get("kty") != "EC":
         raise JweError(
             f"alg {ALG_ECDH_ES_A256KW} needs an EC key, got kty {tee_pubkey.get('kty')!r}"
         )
     crv = tee_pubkey.get("crv")
-    if crv not in TEE_EC_CURVES:
-        raise JweError(f"TEE EC key curve {crv!r} is not supported (use P-256 or P-521)")
+    if crv not in curves:
+        raise JweError(f"TEE EC key curve {crv!r} is not supported (use {' or '.join(curves)})")
     try:
         peer = public_key_from_jwk(tee_pubkey, exact_coordinates=True)
     except JwkError as exc:
         raise JweError(f"TEE public key is invalid: {exc}") from exc
     assert isinstance(peer, ec.EllipticCurvePublicKey)
-    ephemeral = ec.generate_private_key(peer.curve)
+    if ephemeral is None:
+        ephemeral = ec.generate_private_key(peer.curve)
+    elif ephemeral.curve.name != peer.curve.name:
+        raise JweError(f"the fixed ephemeral key is not on the TEE key's curve {crv}")
     z = ephemeral.exchange(ec.ECDH(), peer)
     kek = concat_kdf(z, ALG_ECDH_ES_A256KW, 256)
     epk = public_jwk(ephemeral.public_key())
@@ -140,7 +210,7 @@ def _wrap_ecdh(tee_pubkey: Mapping[str, Any], cek: bytes) -> tuple[dict[str, Any
     return header, aes_key_wrap(kek, cek)
 
 
-def _wrap_rsa(tee_pubkey: Mapping[str, Any], alg: str, cek: bytes) -> bytes:
+def _rsa_peer(tee_pubkey: Mapping[str, Any], alg: str) -> rsa.RSAPublicKey:
     if tee_pubkey.get("kty") != "RSA":
         raise JweError(f"alg {alg} needs an RSA key, got kty {tee_pubkey.get('kty')!r}")
     try:
@@ -148,6 +218,11 @@ def _wrap_rsa(tee_pubkey: Mapping[str, Any], alg: str, cek: bytes) -> bytes:
     except JwkError as exc:
         raise JweError(f"TEE public key is invalid: {exc}") from exc
     assert isinstance(peer, rsa.RSAPublicKey)
+    return peer
+
+
+def _wrap_rsa(tee_pubkey: Mapping[str, Any], alg: str, cek: bytes) -> bytes:
+    peer = _rsa_peer(tee_pubkey, alg)
     if alg == ALG_RSA1_5:
         log.warning(
             "encrypting a resource with RSA1_5 (PKCS#1 v1.5) for a TEE key that asked for it; "
@@ -161,44 +236,100 @@ def _oaep() -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
+def _fixed(value: bytes | None, size: int, what: str) -> bytes:
+    if value is None:
+        return os.urandom(size)
+    if len(value) != size:
+        raise JweError(f"a fixed {what} must be {size} bytes, got {len(value)}")
+    return bytes(value)
+
+
 def encrypt(
-    plaintext: bytes, tee_pubkey: Mapping[str, Any], *, form: JweForm = "rfc7516"
+    plaintext: bytes,
+    tee_pubkey: Mapping[str, Any],
+    *,
+    form: JweForm = FORM_RFC7516,
+    cek: bytes | None = None,
+    iv: bytes | None = None,
+    ephemeral_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> dict[str, str]:
-    """Encrypt ``plaintext`` to the TEE key; members ordered protected, encrypted_key, iv,
-    ciphertext, tag (all unpadded base64url). Raises :class:`JweError` for unusable keys."""
-    if form != "rfc7516":
-        raise JweError(f"JWE form {form!r} is not implemented")
+    """Encrypt ``plaintext`` to the TEE key in the given wire form.
+
+    Members are ordered protected, encrypted_key, iv, ciphertext, tag. ``cek``, ``iv`` and
+    ``ephemeral_key`` replace the random values for known-answer tests only. Raises
+    :class:`JweError` for a key the form cannot serve.
+    """
+    _check_form(form)
+    content_key = _fixed(cek, _CEK_BYTES, "content key")
+    nonce = _fixed(iv, _IV_BYTES, "iv")
+    if form == FORM_LEGACY:
+        if ephemeral_key is not None:
+            raise JweError("the legacy JWE form has no ephemeral key (it is RSA only)")
+        return _encrypt_legacy(plaintext, tee_pubkey, content_key, nonce)
     alg = _tee_alg(tee_pubkey)
-    cek = AESGCM.generate_key(bit_length=256)
     header: dict[str, Any]
     if alg == ALG_ECDH_ES_A256KW:
-        header, encrypted_key = _wrap_ecdh(tee_pubkey, cek)
+        header, encrypted_key = _wrap_ecdh(tee_pubkey, content_key, _ec_curves(form), ephemeral_key)
     else:
+        if ephemeral_key is not None:
+            raise JweError(f"alg {alg} has no ephemeral key; a fixed one cannot be used")
         header = {"alg": alg, "enc": ENC}
-        encrypted_key = _wrap_rsa(tee_pubkey, alg, cek)
+        encrypted_key = _wrap_rsa(tee_pubkey, alg, content_key)
     protected = encode_protected_header(header)
-    iv = os.urandom(_IV_BYTES)
-    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
+    sealed = AESGCM(content_key).encrypt(nonce, plaintext, protected.encode("ascii"))
     return {
         "protected": protected,
         "encrypted_key": b64url_encode(encrypted_key),
-        "iv": b64url_encode(iv),
+        "iv": b64url_encode(nonce),
         "ciphertext": b64url_encode(sealed[:-_TAG_BYTES]),
         "tag": b64url_encode(sealed[-_TAG_BYTES:]),
     }
 
 
-def _member(jwe: Mapping[str, Any], name: str) -> bytes:
+def _encrypt_legacy(
+    plaintext: bytes, tee_pubkey: Mapping[str, Any], cek: bytes, iv: bytes
+) -> dict[str, str]:
+    if not isinstance(tee_pubkey, Mapping):
+        raise JweError(f"TEE public key must be a JWK object, got {type(tee_pubkey).__name__}")
+    kty, alg = tee_pubkey.get("kty"), tee_pubkey.get("alg")
+    if kty != "RSA" or alg != ALG_RSA1_5:
+        # The 0.1.x servers had exactly this restriction; their clients never send anything else.
+        raise JweError(
+            f"the legacy (0.1.x) JWE needs an RSA TEE key with alg {ALG_RSA1_5!r}, "
+            f"got kty {kty!r} alg {alg!r}"
+        )
+    # No deprecation warning here, unlike the RFC form: these clients cannot do anything else.
+    encrypted_key = _rsa_peer(tee_pubkey, ALG_RSA1_5).encrypt(cek, padding.PKCS1v15())
+    sealed = AESGCM(cek).encrypt(iv, plaintext, None)
+    return {
+        "protected": LEGACY_PROTECTED,
+        "encrypted_key": b64url_encode(encrypted_key),
+        "iv": b64url_encode(iv),
+        "ciphertext": b64url_encode(sealed),
+        "tag": "",
+    }
+
+
+def _string_member(jwe: Mapping[str, Any], name: str) -> str:
     value = jwe.get(name)
     if not isinstance(value, str):
         raise JweError(f"JWE member {name!r} is missing or not a string")
+    return value
+
+
+def _member(jwe: Mapping[str, Any], name: str) -> bytes:
     try:
-        return b64url_decode_nopad(value)
+        return b64url_decode_nopad(_string_member(jwe, name))
     except Base64Error as exc:
         raise JweError(f"JWE member {name!r}: {exc}") from exc
 
 
-def _unwrap_ecdh(header: Mapping[str, Any], private_key: PrivateKey, wrapped: bytes) -> bytes:
+def _unwrap_ecdh(
+    header: Mapping[str, Any],
+    private_key: PrivateKey,
+    wrapped: bytes,
+    curves: tuple[str, ...],
+) -> bytes:
     if not isinstance(private_key, ec.EllipticCurvePrivateKey):
         raise JweError(
             f"JWE alg {ALG_ECDH_ES_A256KW} needs an EC private key, "
@@ -212,9 +343,13 @@ def _unwrap_ecdh(header: Mapping[str, Any], private_key: PrivateKey, wrapped: by
         raise JweError(f"JWE header 'epk' is invalid: {exc}") from exc
     if not isinstance(epk, ec.EllipticCurvePublicKey):
         raise JweError("JWE header 'epk' must be an EC key")
-    mine = ec_curve_name(private_key.curve)
-    if ec_curve_name(epk.curve) != mine:
-        raise JweError(f"JWE 'epk' is on {ec_curve_name(epk.curve)}, the TEE key is on {mine}")
+    mine, theirs = ec_curve_name(private_key.curve), ec_curve_name(epk.curve)
+    if theirs != mine:
+        raise JweError(f"JWE 'epk' is on {theirs}, the TEE key is on {mine}")
+    if mine not in curves:
+        raise JweError(
+            f"ECDH on {mine} is not supported in this JWE form (only {', '.join(curves)})"
+        )
     z = private_key.exchange(ec.ECDH(), epk)
     if len(z) != EC_CURVES[mine][1]:  # pragma: no cover - cryptography pads Z to field size
         raise JweError("ECDH shared secret has an unexpected length")
@@ -231,25 +366,26 @@ def _unwrap_rsa(alg: str, private_key: PrivateKey, wrapped: bytes) -> bytes:
             f"JWE alg {alg} needs an RSA private key, have an {describe_key(private_key)}"
         )
     pad = padding.PKCS1v15() if alg == ALG_RSA1_5 else _oaep()
+    failure = JweError(f"cannot decrypt the content key ({alg}): not encrypted to this key")
     try:
-        return private_key.decrypt(wrapped, pad)
+        cek = private_key.decrypt(wrapped, pad)
     except ValueError:
-        raise JweError(
-            f"cannot decrypt the content key ({alg}): not encrypted to this key"
-        ) from None
+        raise failure from None
+    # OpenSSL's implicit rejection answers a PKCS#1 v1.5 padding failure with a synthetic
+    # message instead of an error; its length is the only cheap tell before the GCM tag check.
+    if alg == ALG_RSA1_5 and len(cek) != _CEK_BYTES:
+        raise failure
+    return cek
 
 
-def decrypt(jwe: Mapping[str, Any], private_key: PrivateKey, *, form: JweForm = "rfc7516") -> bytes:
-    """Decrypt a flattened JWE the way the Rust KBS client does."""
-    if form != "rfc7516":
-        raise JweError(f"JWE form {form!r} is not implemented")
-    if not isinstance(jwe, Mapping):
-        raise JweError(f"a JWE must be a JSON object, got {type(jwe).__name__}")
-    protected = _member(jwe, "protected")
-    try:
-        header = json.loads(protected)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise JweError(f"JWE protected header is not JSON: {exc}") from exc
+def _check_sizes(cek: bytes, iv: bytes) -> None:
+    if len(cek) != _CEK_BYTES:
+        raise JweError(f"content key is {len(cek)} bytes, A256GCM needs {_CEK_BYTES}")
+    if len(iv) != _IV_BYTES:
+        raise JweError(f"JWE iv is {len(iv)} bytes, A256GCM needs {_IV_BYTES}")
+
+
+def _header_alg_enc(header: Any) -> tuple[str, str]:
     if not isinstance(header, dict):
         raise JweError("JWE protected header must be a JSON object")
     alg, enc = header.get("alg"), header.get("enc")
@@ -257,22 +393,75 @@ def decrypt(jwe: Mapping[str, Any], private_key: PrivateKey, *, form: JweForm = 
         raise JweError("JWE protected header needs string members 'alg' and 'enc'")
     if enc != ENC:
         raise JweError(f"JWE content encryption {enc!r} is not supported (only {ENC})")
+    return alg, enc
+
+
+def decrypt(
+    jwe: Mapping[str, Any], private_key: PrivateKey, *, form: JweForm = FORM_RFC7516
+) -> bytes:
+    """Decrypt a resource response the way that form's Rust KBS client does."""
+    _check_form(form)
+    if not isinstance(jwe, Mapping):
+        raise JweError(f"a JWE must be a JSON object, got {type(jwe).__name__}")
+    if form == FORM_LEGACY:
+        return _decrypt_legacy(jwe, private_key)
+    if _string_member(jwe, "protected").lstrip().startswith("{"):
+        raise JweError(
+            "JWE 'protected' is JSON text, not base64url: this is the legacy 0.1.x form, "
+            "which only protocol 0.1.0/0.1.1 clients read"
+        )
+    protected = _member(jwe, "protected")
+    try:
+        header = json.loads(protected)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise JweError(f"JWE protected header is not JSON: {exc}") from exc
+    alg, _ = _header_alg_enc(header)
     wrapped = _member(jwe, "encrypted_key")
     iv, ciphertext, tag = _member(jwe, "iv"), _member(jwe, "ciphertext"), _member(jwe, "tag")
     if alg == ALG_ECDH_ES_A256KW:
-        cek = _unwrap_ecdh(header, private_key, wrapped)
+        cek = _unwrap_ecdh(header, private_key, wrapped, _ec_curves(form))
     elif alg in (ALG_RSA_OAEP_256, ALG_RSA1_5):
         cek = _unwrap_rsa(alg, private_key, wrapped)
     else:
         raise JweError(f"JWE key management {alg!r} is not supported ({', '.join(SUPPORTED_ALGS)})")
-    if len(cek) != _CEK_BYTES:
-        raise JweError(f"content key is {len(cek)} bytes, A256GCM needs {_CEK_BYTES}")
-    if len(iv) != _IV_BYTES:
-        raise JweError(f"JWE iv is {len(iv)} bytes, A256GCM needs {_IV_BYTES}")
+    _check_sizes(cek, iv)
     if len(tag) != _TAG_BYTES:
         raise JweError(f"JWE tag is {len(tag)} bytes, A256GCM needs {_TAG_BYTES}")
-    aad = encode_protected_header(header).encode("ascii")
+    sort_members = form == FORM_RFC7516_P256
+    aad = encode_protected_header(header, sort_members=sort_members).encode("ascii")
     try:
         return AESGCM(cek).decrypt(iv, ciphertext + tag, aad)
     except InvalidTag:
         raise JweError("JWE authentication failed: ciphertext, iv, tag or header altered") from None
+
+
+def _decrypt_legacy(jwe: Mapping[str, Any], private_key: PrivateKey) -> bytes:
+    # Every member must be a string even though `tag` is never read: the 0.1.x client's
+    # response type requires all five.
+    for name in MEMBERS:
+        _string_member(jwe, name)
+    try:
+        header = json.loads(jwe["protected"])
+    except ValueError:
+        raise JweError(
+            "JWE 'protected' is not JSON text as the legacy 0.1.x form requires "
+            "(a base64url header means an RFC 7516 JWE for protocol 0.2.0/0.4.0 clients)"
+        ) from None
+    alg, _ = _header_alg_enc(header)
+    if alg != ALG_RSA1_5:
+        raise JweError(f"legacy JWE key management {alg!r} is not supported (only {ALG_RSA1_5})")
+    wrapped, iv, sealed = (
+        _member(jwe, "encrypted_key"),
+        _member(jwe, "iv"),
+        _member(jwe, "ciphertext"),
+    )
+    cek = _unwrap_rsa(ALG_RSA1_5, private_key, wrapped)
+    _check_sizes(cek, iv)
+    if len(sealed) < _TAG_BYTES:
+        raise JweError(
+            f"legacy JWE ciphertext is {len(sealed)} bytes, shorter than its {_TAG_BYTES}-byte tag"
+        )
+    try:
+        return AESGCM(cek).decrypt(iv, sealed, None)
+    except InvalidTag:
+        raise JweError("JWE authentication failed: ciphertext, iv or tag altered") from None

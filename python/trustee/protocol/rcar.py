@@ -1,6 +1,9 @@
-"""Sans-IO RCAR (Request → Challenge → Attestation → Response) for protocol 0.4.0.
+"""Sans-IO RCAR (Request → Challenge → Attestation → Response) for every protocol generation.
 
-Functions here take bytes/dicts and return bytes/dicts; the HTTP layer only moves them. Failures
+`/auth`'s `version` picks the generation and the session remembers it: 0.1.0 and 0.1.1
+(kbs-client ≤ v0.11), 0.2.0 (v0.12–v0.13) send `{tee-pubkey, tee-evidence}` bound with
+SHA-384(JCS{nonce, tee-pubkey}); 0.4.0 sends `{init-data, runtime-data, tee-evidence}` bound with
+the `additional-evidence` member too. Functions take bytes/dicts and return bytes/dicts; failures
 raise KbsError with upstream's fixed detail strings and a `reason` naming what was wrong.
 """
 
@@ -17,9 +20,11 @@ from typing import Any
 
 from trustee.protocol import binding
 from trustee.protocol.errors import KbsError, attest_failed, auth_failed
-from trustee.protocol.tees import ALL_TEES
+from trustee.protocol.tees import ACCEPTED_TEES
 
 SESSION_COOKIE = "kbs-session-id"
+GENERATIONS = ("0.1.0", "0.1.1", "0.2.0", "0.4.0")
+LEGACY_GENERATIONS = frozenset({"0.1.0", "0.1.1", "0.2.0"})
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -32,6 +37,7 @@ class AuthRequest:
     version: str
     tee: str
     extra_params: Any
+    generation: str = "0.4.0"
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Session:
     nonce: str
     expires_at: float  # unix seconds, fixed at /auth
     token: str | None = None
+    generation: str = "0.4.0"
     attested_claims: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -60,6 +67,14 @@ class Attestation:
     tee_pubkey: dict[str, Any]
     primary_evidence: Any
     additional_evidence: str
+
+
+@dataclass(frozen=True)
+class LegacyAttestation:
+    """0.1.x / 0.2.0 body: no nonce (the binding covers it), no init-data, no devices."""
+
+    tee_pubkey: dict[str, Any]
+    evidence: Any
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,7 @@ def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest
             raise ValueError("`version` is missing or not a string")
         if not isinstance(tee, str):
             raise ValueError("`tee` is missing or not a string")
-        if tee not in ALL_TEES:
+        if tee not in ACCEPTED_TEES:
             raise ValueError(f"unknown tee {tee!r}")
         if "extra-params" not in doc:
             raise ValueError("`extra-params` is missing")
@@ -114,13 +129,21 @@ def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest
         parse_version(version)
     except ValueError as exc:
         raise auth_failed("failed to parse KBS version", str(exc)) from exc
-    if not any(version_matches(version, v) for v in accepted_versions):
+    generation = next((v for v in accepted_versions if version_matches(version, v)), None)
+    if generation is None:
         expect = ", ".join(f"={v}" for v in accepted_versions)
         raise auth_failed(
             f"KBS Client Protocol Version Mismatch: expect {expect} while the request is {version}",
             f"protocol version {version} is not accepted (accepted: {expect})",
         )
-    return AuthRequest(version=version, tee=tee, extra_params=doc["extra-params"])
+    if generation == "0.1.0" and not isinstance(doc["extra-params"], str):
+        # kbs-types 0.6 typed `extra-params` as a string.
+        raise auth_failed(
+            "deserialize Request", "/auth body: 0.1.0 `extra-params` must be a string"
+        )
+    return AuthRequest(
+        version=version, tee=tee, extra_params=doc["extra-params"], generation=generation
+    )
 
 
 def make_nonce() -> str:
@@ -135,6 +158,7 @@ def new_session(request: AuthRequest, timeout_min: int, now: float) -> Session:
         extra_params=request.extra_params,
         nonce=make_nonce(),
         expires_at=now + timeout_min * 60,
+        generation=request.generation,
     )
 
 
@@ -152,27 +176,46 @@ def token_body(token: str) -> bytes:
     return json.dumps({"token": token}).encode()
 
 
-def _tee_pubkey(value: Any) -> dict[str, Any]:
+_KEY_MEMBERS = {"EC": ("crv", "alg", "x", "y"), "RSA": ("alg", "n", "e"), "AKP": ("alg", "pub")}
+# What each generation's kbs-types could parse as a TEE key.
+_GENERATION_KTYS = {"0.1.1": ("EC", "RSA"), "0.2.0": ("EC", "RSA"), "0.4.0": ("EC", "RSA", "AKP")}
+
+
+def _tee_pubkey(value: Any, generation: str = "0.4.0") -> dict[str, Any]:
     """Re-serialise only the typed members of the key, as upstream's typed parse does."""
     if not isinstance(value, dict):
         raise ValueError("tee-pubkey is not an object")
     kty = value.get("kty")
-    members = {"EC": ("crv", "alg", "x", "y"), "RSA": ("alg", "n", "e"), "AKP": ("alg", "pub")}
-    if kty not in members:
-        raise ValueError(f"tee-pubkey kty {kty!r} is not EC, RSA or AKP")
+    if generation == "0.1.0":
+        # kbs-types 0.6: a plain {kty, alg, n, e} struct whatever the kty says.
+        if not isinstance(kty, str):
+            raise ValueError("tee-pubkey member 'kty' is missing or not a string")
+        members: tuple[str, ...] = ("alg", "n", "e")
+    else:
+        if kty not in _GENERATION_KTYS[generation]:
+            allowed = " or ".join(_GENERATION_KTYS[generation])
+            raise ValueError(f"tee-pubkey kty {kty!r} is not {allowed} (protocol {generation})")
+        members = _KEY_MEMBERS[kty]
     out: dict[str, Any] = {"kty": kty}
-    for name in members[kty]:
+    for name in members:
         if not isinstance(value.get(name), str):
             raise ValueError(f"tee-pubkey member {name!r} is missing or not a string")
         out[name] = value[name]
     return out
 
 
-def parse_attestation(body: bytes) -> Attestation:
+def parse_attestation(body: bytes, generation: str = "0.4.0") -> Attestation | LegacyAttestation:
     try:
         doc = _json(body)
         if not isinstance(doc, dict):
             raise ValueError("body is not a JSON object")
+        if generation in LEGACY_GENERATIONS:
+            return _legacy_attestation(doc, generation)
+        if "runtime-data" not in doc and "tee-pubkey" in doc:
+            raise ValueError(
+                "generation mismatch: the session speaks 0.4.0 but the body is a 0.1.x/0.2.0 "
+                "attestation (top-level tee-pubkey)"
+            )
         rd = doc.get("runtime-data")
         te = doc.get("tee-evidence")
         if not isinstance(rd, dict):
@@ -206,12 +249,46 @@ def parse_attestation(body: bytes) -> Attestation:
         raise attest_failed(f"/attest body: {exc}") from exc
 
 
+def _legacy_attestation(doc: dict[str, Any], generation: str) -> LegacyAttestation:
+    if "runtime-data" in doc or "tee-pubkey" not in doc:
+        raise ValueError(
+            f"generation mismatch: the session speaks {generation} but the body is not a "
+            f"{generation} attestation (needs top-level tee-pubkey and tee-evidence)"
+        )
+    if "tee-evidence" not in doc:
+        raise ValueError("`tee-evidence` is missing")
+    evidence = doc["tee-evidence"]
+    if generation == "0.1.0":
+        # 0.1.0 carried the attester's evidence as a JSON string.
+        if not isinstance(evidence, str):
+            raise ValueError("0.1.0 `tee-evidence` must be a string")
+        try:
+            evidence = json.loads(evidence)
+        except ValueError as exc:
+            raise ValueError(f"0.1.0 `tee-evidence` string is not JSON: {exc}") from exc
+    return LegacyAttestation(
+        tee_pubkey=_tee_pubkey(doc["tee-pubkey"], generation), evidence=evidence
+    )
+
+
 def binding_hash(tee: str) -> str:
     return "sha512" if tee == "se" else "sha384"
 
 
-def evidence_requests(session: Session, att: Attestation) -> list[EvidenceRequest]:
+def evidence_requests(
+    session: Session, att: Attestation | LegacyAttestation
+) -> list[EvidenceRequest]:
     """Check the nonce and build one request per evidence with its expected binding."""
+    if isinstance(att, LegacyAttestation):
+        # The nonce comes from the session; the binding check is the nonce check.
+        return [
+            EvidenceRequest(
+                tee=session.tee,
+                evidence=att.evidence,
+                runtime_data=binding.device_runtime_data(att.tee_pubkey, session.nonce),
+                hash_algorithm="sha384",
+            )
+        ]
     if att.nonce != session.nonce:
         raise attest_failed("runtime-data.nonce does not match the session's challenge nonce")
     init_toml: str | None = None
@@ -241,7 +318,7 @@ def evidence_requests(session: Session, att: Attestation) -> list[EvidenceReques
         if not isinstance(devices, dict):
             raise attest_failed("additional_evidence is not a JSON object of tee → evidence")
         for tee, evidence in devices.items():
-            if tee not in ALL_TEES:
+            if tee not in ACCEPTED_TEES:
                 raise attest_failed(f"additional_evidence names unknown tee {tee!r}")
             requests.append(
                 EvidenceRequest(
@@ -260,6 +337,7 @@ __all__ = [
     "AuthRequest",
     "EvidenceRequest",
     "KbsError",
+    "LegacyAttestation",
     "Session",
     "challenge_body",
     "evidence_requests",

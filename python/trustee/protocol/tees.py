@@ -5,3 +5,12 @@ PRIMARY_TEES = frozenset(
 )
 DEVICE_TEES = frozenset({"nvidia", "hygondcu", "nvidiadpu", "sampledevice"})
 ALL_TEES = PRIMARY_TEES | DEVICE_TEES
+# kbs-types before 0.14 spelled the Azure TEEs without hyphens; clients of those generations
+# still send these names.
+LEGACY_SPELLINGS = {"azsnpvtpm": "az-snp-vtpm", "aztdxvtpm": "az-tdx-vtpm"}
+ACCEPTED_TEES = ALL_TEES | frozenset(LEGACY_SPELLINGS)
+
+
+def verifier_name(tee: str) -> str:
+    """The verifier that handles a TEE spelling."""
+    return LEGACY_SPELLINGS.get(tee, tee)
