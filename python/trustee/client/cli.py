@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     credentials.add_argument(
         "--auth-private-key",
         help="Ed25519 private key (PKCS#8 PEM) to sign a role-less admin token for every "
-        "request, as kbs-client <= v0.20 did.",
+        "request, as kbs-client <= v0.20 did (claims iat/exp/nbf, 2 h).",
     )
     _add_config_commands(config)
 
@@ -384,9 +384,10 @@ async def _config(args: argparse.Namespace) -> None:
         token = resolve_admin_token(args.admin_token_file)
     gen = generation(args)
 
-    # The admin client never attests, so it gets no TEE key or attester to go with it.
+    # The admin client never attests: the generation only decides the default policy id, and
+    # is not handed over (a legacy one would make the client generate an RSA key for nothing).
     async with KbsClient(
-        args.url, cert_file=args.cert_file, admin_token=token, admin_key=admin_key, generation=gen
+        args.url, cert_file=args.cert_file, admin_token=token, admin_key=admin_key
     ) as client:
         if command == "set-attestation-policy":
             assert policy is not None
