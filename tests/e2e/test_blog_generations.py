@@ -54,6 +54,16 @@ async def test_blog_flow_for_every_generation_from_one_server(
             assert out == "cmVzMXZhbDE=\n", protocol
         _, out, _ = await client(*tls(kbs, blog), "get-resource", "--path", "default/kbsres1/key2")
         assert base64.b64decode(out) == b"res1val2"
+        # insecure_api = true: admin writes pass whoever signs them (kbs-client v0.11 always signs).
+        other = make_blog_deployment(tmp_path / "other")
+        secret = tmp_path / "key3"
+        secret.write_bytes(b"res1val3")
+        await client(
+            "--protocol", "0.1.1", *tls(kbs, blog), "config",
+            "--auth-private-key", str(other.private_key),
+            "set-resource", "--path", "default/kbsres1/key3", "--resource-file", str(secret),
+        )  # fmt: skip
+        assert (blog.repository / "default" / "kbsres1" / "key3").read_bytes() == b"res1val3"
         log = kbs.log_text()
         assert "insecure admin APIs are enabled" in log
         assert "attestation_token_type" in log  # the dead keys are named once as ignored
@@ -148,6 +158,17 @@ async def test_legacy_resource_policy_file_is_reread(tmp_path: Path, blog: BlogD
         assert code != 0 and "request unauthorized" in err
         _, out, _ = await client(*tls(kbs, blog), "get-resource", "--path", "default/kbsres1/key2")
         assert out == "cmVzMXZhbDI=\n"
+        # `allow if` without `import rego.v1` is a conditional rule here, never allow-everything.
+        blog.policy_file.write_text("package policy\nallow if { false }\n")
+        code, _, err = await client(
+            *tls(kbs, blog), "get-resource", "--path", "default/kbsres1/key2", check=False
+        )
+        assert code != 0
+        assert "PolicyEngineError" in kbs.log_text()  # undefined allow: an engine error at v0.11
+        blog.policy_file.write_text(
+            "package policy\ndefault allow = false\n"
+            'allow { data["resource-path"] == "resource/default/kbsres1/key2" }\n'
+        )
         async with kbs.client() as http:
             r = await http.get("/kbs/v0/resource-policy")
             assert r.status_code == 200 and r.headers["content-type"] == "text/xml"
