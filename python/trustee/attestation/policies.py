@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib import resources
 
 from trustee.policy.engine import CompiledPolicy, PolicyCache, PolicyCompileError
-from trustee.storage.kv import NS_AS_POLICY, KeyValueStore
+from trustee.storage.kv import NS_AS_POLICY, KeyValueStore, StorageError
 
 DEFAULT_POLICY_IDS = ("default_cpu", "default_gpu", "default_switch", "default_ppcie")
 # v0.11-era configs evaluate CPU evidence with policy id `default` (per-claim rules).
 LEGACY_DEFAULT_POLICY_IDS = ("default", "default_gpu", "default_switch", "default_ppcie")
 _SHIPPED_FILES = {"default": "default_legacy"}
+log = logging.getLogger(__name__)
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -37,16 +39,25 @@ class AttestationPolicyStore:
         self._cache = cache
         self._ns = namespace
         self._defaults = defaults
-        self._compiled: dict[str, CompiledPolicy] = {}
 
     async def install_defaults(self) -> list[str]:
         """Store the shipped policies that are absent; a stored (edited) one is kept."""
         installed = []
         for pid in self._defaults:
-            if await self._store.set(
-                self._ns, f"{pid}.rego", shipped_policy(pid).encode(), overwrite=False
-            ):
-                installed.append(pid)
+            try:
+                if await self._store.set(
+                    self._ns, f"{pid}.rego", shipped_policy(pid).encode(), overwrite=False
+                ):
+                    installed.append(pid)
+            except StorageError as exc:
+                # A read-only policy directory (an operator's ConfigMap at <policy_dir>/opa)
+                # is fine as long as the primary policy is there.
+                if (
+                    pid == self._defaults[0]
+                    and await self._store.get(self._ns, f"{pid}.rego") is None
+                ):
+                    raise
+                log.warning("default attestation policy %s not stored: %s", pid, exc)
         return installed
 
     async def set_policy(self, policy_id: str, text: str) -> CompiledPolicy:
@@ -54,13 +65,11 @@ class AttestationPolicyStore:
             raise PolicyStoreError(f"invalid policy id {policy_id!r}")
         compiled = self._cache.compile(text)  # raises PolicyCompileError before storing
         await self._store.set(self._ns, f"{policy_id}.rego", text.encode())
-        self._compiled[policy_id] = compiled
         return compiled
 
     async def get(self, policy_id: str) -> CompiledPolicy:
-        hit = self._compiled.get(policy_id)
-        if hit is not None:
-            return hit
+        # Read every time (the file may be edited behind our back, or by another worker);
+        # the PolicyCache keyed by text digest keeps this from recompiling.
         raw = await self._store.get(self._ns, f"{policy_id}.rego")
         if raw is None:
             raise PolicyStoreError(f"Policy `{policy_id}.rego` not found")
@@ -70,7 +79,6 @@ class AttestationPolicyStore:
             raise PolicyStoreError(
                 f"stored policy `{policy_id}.rego` does not compile: {exc}"
             ) from exc
-        self._compiled[policy_id] = compiled
         return compiled
 
     async def list_ids(self) -> list[str]:

@@ -16,12 +16,13 @@ from trustee import _core
 from trustee.attestation import ear
 from trustee.attestation.initdata import InitDataError, parse_init_data
 from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
-from trustee.attestation.rvps import ReferenceValueStore
+from trustee.attestation.rvps import ReferenceValueStore, RvpsError
 from trustee.config.model import TokenBrokerConfig
 from trustee.policy.engine import PolicyEvalError
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
 from trustee.protocol.tees import verifier_name
+from trustee.storage.kv import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ class AttestationService:
         if not policy_ids:
             raise AttestationFailure("No policy is given for EAR token generation.")
         policy_id = policy_ids[0]
-        reference_values = await self.rvps.snapshot()
+        try:
+            reference_values = await self.rvps.snapshot()
+        except (StorageError, RvpsError) as exc:
+            raise AttestationFailure(f"reference values: {exc}") from exc
         lookup: Callable[[str], str | None] = reference_values.get
         data = None
         if self.legacy:

@@ -165,7 +165,10 @@ class ResourcePolicy:
             if stamp != self._stamp:
                 self._compiled, self._stamp = None, stamp
         if self._compiled is None:
-            text = await self._source.read()
+            try:
+                text = await self._source.read()
+            except (OSError, UnicodeDecodeError, StorageError) as exc:
+                raise ResourcePolicyError(f"cannot read the resource policy: {exc}") from exc
             if text is None:
                 raise ResourcePolicyError("no resource policy is stored")
             try:

@@ -45,7 +45,10 @@ class PlainTreeStore:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 return None
 
-        return await trio.to_thread.run_sync(read, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(read, limiter=self._limiter)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
         path = self._path(key)

@@ -71,12 +71,13 @@ class ReferenceValueFile:
             self._stamp = stamp
         return self._records
 
-    def stamp(self) -> tuple[int, int] | None:
+    def stamp(self) -> tuple[object, ...] | None:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        # Expiry changes the live set while the file stays the same.
+        return (st.st_mtime_ns, st.st_size, st.st_ino, tuple(sorted(self._live())))
 
     def _live(self) -> dict[str, dict[str, Any]]:
         now = datetime.now(UTC)
