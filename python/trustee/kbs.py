@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from trustee.admin.auth import AdminAuthorizer, AdminDenied
 from trustee.attestation.policies import PolicyStoreError
 from trustee.attestation.rvps import RvpsError
 from trustee.attestation.service import AttestationFailure, AttestationService
 from trustee.config.model import Config
+from trustee.crypto.jws import JwsError, check_time_claims
 from trustee.plugins.base import Plugin, PluginError, PluginRequest
 from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError
 from trustee.policy.engine import PolicyCompileError, PolicyEvalError
@@ -28,11 +31,12 @@ from trustee.protocol.errors import KbsError
 from trustee.protocol.jwe import JweError, JweForm, encrypt, form_for_protocol
 from trustee.storage.kv import StorageError
 from trustee.storage.sessions import SessionStore
-from trustee.token.verifier import AttestationTokenVerifier, TokenVerifyError
+from trustee.token.verifier import LEEWAY_SECONDS, AttestationTokenVerifier, TokenVerifyError
 
 log = logging.getLogger("trustee.kbs")
 
 JSON = "application/json"
+VERIFIED_TOKEN_CACHE = 4096
 BUILTIN_ATTESTATION = frozenset({"auth", "attest", "attestation-policy", "reference-value"})
 
 
@@ -44,16 +48,31 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
+class HeaderLookup(Protocol):
+    """Request headers; `get` is case-insensitive (or the names are stored lower-case)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
     path: str  # everything after /kbs/v0/
     query: dict[str, str]
     body: bytes
-    headers: Mapping[str, str]  # names in lower case
+    headers: HeaderLookup
     cookies: Mapping[str, str]
     uri: str  # path and query as received, for admin ACLs
-    peer_is_loopback: bool = False
+    peer: str | None = None  # the client's address
+
+    @property
+    def peer_is_loopback(self) -> bool:
+        if not self.peer:
+            return False
+        try:
+            return ipaddress.ip_address(self.peer.split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False
 
 
 def error_reply(exc: KbsError) -> Reply:
@@ -88,6 +107,8 @@ class Kbs:
         self.plugins = plugins
         self.admin = admin
         self.timeout_min = config.attestation_service.timeout if config.attestation_service else 5
+        self._verified_tokens: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._own_tokens_trusted = False
 
     async def handle(self, req: Request) -> Reply:
         try:
@@ -160,6 +181,7 @@ class Kbs:
         except AttestationFailure as exc:
             raise errors.attest_failed(exc.reason) from exc
         session.token = appraised.token
+        session.attested_claims = appraised.claims
         await self.sessions.update(session)
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
         log.info(
@@ -303,6 +325,15 @@ class Kbs:
             session = await self.sessions.get(cookie)
             if session is not None and session.token is not None:
                 token, generation = session.token, session.generation
+                if self._own_tokens_trusted and session.attested_claims is not None:
+                    # This process signed the token, and an earlier token of the same signer
+                    # passed the configured verifier: the claims are known and trusted, only
+                    # their lifetime is left to check.
+                    try:
+                        check_time_claims(session.attested_claims, time.time(), LEEWAY_SECONDS)
+                    except JwsError as exc:
+                        raise errors.token_verifier_error(str(exc)) from exc
+                    return session.attested_claims, generation
         if token is None:
             value = req.headers.get("authorization") or ""
             scheme, _, bearer = value.partition(" ")
@@ -310,10 +341,28 @@ class Kbs:
                 token = bearer.strip()
         if token is None:
             raise errors.token_not_found()
+        # A signature that verified once verifies again (the trust configuration is fixed for
+        # the life of the process); only the clock moves, so a cached token is re-checked for
+        # expiry and nothing else.
+        claims = self._verified_tokens.get(token)
+        if claims is not None:
+            try:
+                check_time_claims(claims, time.time(), LEEWAY_SECONDS)
+            except JwsError as exc:
+                raise errors.token_verifier_error(str(exc)) from exc
+            self._verified_tokens.move_to_end(token)
+            return claims, generation
         try:
-            return await self.token_verifier.verify(token), generation
+            claims = await self.token_verifier.verify(token)
         except TokenVerifyError as exc:
             raise errors.token_verifier_error(exc.reason) from exc
+        self._verified_tokens[token] = claims
+        if len(self._verified_tokens) > VERIFIED_TOKEN_CACHE:
+            self._verified_tokens.popitem(last=False)
+        if generation is not None:
+            # A session token is always one this process issued.
+            self._own_tokens_trusted = True
+        return claims, generation
 
 
 def _jwe_form(generation: str | None, tee_pubkey: Mapping[str, Any]) -> JweForm:

@@ -66,3 +66,36 @@ def test_hash_selection(extra: object, expected: str) -> None:
 def test_hash_selection_rejects(extra: object) -> None:
     with pytest.raises(binding.BindingError):
         binding.select_hash_algorithm(extra)
+
+
+def test_fast_canonical_form_equals_rfc8785() -> None:
+    """The json.dumps fast path must be byte-identical to a full JCS implementation."""
+    import random
+    import string
+
+    import rfc8785
+
+    rnd = random.Random(8785)
+    alphabet = string.printable + '\x00\x01\x1f\u2028\u00e9\u4e2d"\\\x7f\ud7ff\U0001f600'
+
+    def text() -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+
+    def value(depth: int = 0) -> object:
+        pick = rnd.random()
+        if depth > 3 or pick < 0.4:
+            return rnd.choice([text(), rnd.randint(-(10**15), 10**15), True, False, None])
+        if pick < 0.7:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+        keys = string.ascii_letters + "-_"
+        return {
+            "".join(rnd.choice(keys) for _ in range(rnd.randint(0, 6))): value(depth + 1)
+            for _ in range(rnd.randint(0, 4))
+        }
+
+    for _ in range(5000):
+        doc = value()
+        assert binding.canonical_json(doc) == rfc8785.dumps(doc), doc
+    # Outside the fast path (non-ASCII keys sort by UTF-16 units, floats) JCS still rules.
+    odd = {"\U0001f600": 1, "\uff61": 2, "f": 1.5}
+    assert binding.canonical_json(odd) == rfc8785.dumps(odd)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -132,7 +132,7 @@ class AdminAuthorizer:
         return [k for k in doc["keys"] if isinstance(k, dict)]
 
     def authorize(
-        self, headers: Mapping[str, str], uri: str, peer_is_loopback: bool, now: float | None = None
+        self, headers: HeaderLookup, uri: str, peer_is_loopback: bool, now: float | None = None
     ) -> AdminIdentity:
         mode = self.config.mode
         if mode == "DenyAll":
@@ -264,7 +264,11 @@ def _check_tolerant_times(claims: Mapping[str, Any], now: float) -> None:
         raise AdminDenied("Admin Token verification failed: token has expired")
 
 
-def _bearer(headers: Mapping[str, str]) -> str:
+class HeaderLookup(Protocol):
+    def get(self, key: str, /) -> str | None: ...
+
+
+def _bearer(headers: HeaderLookup) -> str:
     value = headers.get("Authorization") or headers.get("authorization")
     if not value:
         raise AdminDenied("Failed to parse HTTP Auth Bearer header")

@@ -172,6 +172,12 @@ class EarBroker:
         self._header = {"typ": "JWT", "alg": "ES256", "jwk": signer.header_jwk()}
 
     def issue(self, submods: dict[str, dict[str, Any]], now: float | None = None) -> str:
+        return self.issue_with_claims(submods, now)[0]
+
+    def issue_with_claims(
+        self, submods: dict[str, dict[str, Any]], now: float | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The signed token and the claims it carries (JSON-native, as a verifier returns them)."""
         iat = int(now if now is not None else time.time())
         claims = {
             "eat_profile": self.config.profile_name,
@@ -185,7 +191,7 @@ class EarBroker:
             "iss": self.config.issuer_name,
         }
         payload = json.dumps(claims, separators=(",", ":")).encode()
-        return sign_compact(self._header, payload, self.signer.key)
+        return sign_compact(self._header, payload, self.signer.key), claims
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.signer.header_jwk()]}

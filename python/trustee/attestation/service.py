@@ -116,8 +116,8 @@ class AttestationService:
                 submods[name] = await self._appraise(
                     claims, class_policy, policy_id, lookup, data, f"{where} → {name}"
                 )
-        token = self.broker.issue(submods)
-        return Appraised(token=token, claims={"submods": submods})
+        token, claims = self.broker.issue_with_claims(submods)
+        return Appraised(token=token, claims=claims)
 
     def _verify(self, req: EvidenceRequest, where: str) -> list[tuple[dict[str, Any], str]]:
         expected_rd = None
@@ -220,9 +220,9 @@ class AttestationService:
     def _log_status(
         result: dict[str, Any], vector: dict[str, int], class_policy: str, where: str
     ) -> None:
-        if result["ear.status"] != "affirming":
+        if result["ear.status"] != "affirming" and log.isEnabledFor(logging.DEBUG):
             worst = [k for k, v in vector.items() if ear.tier(v) == result["ear.status"]]
-            log.info(
+            log.debug(
                 "%s: policy %s gave %s (%s)",
                 where,
                 class_policy,

@@ -5,7 +5,6 @@ No protocol logic lives here; the KBS core decides, this layer only moves bytes.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
@@ -21,23 +20,12 @@ log = logging.getLogger("trustee.http")
 SESSION_PURGE_INTERVAL = 60.0
 
 
-def _is_loopback(addr: str | None) -> bool:
-    if not addr:
-        return False
-    try:
-        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 def _response(reply: Reply) -> Response:
-    response = Response(reply.body, status=reply.status)
+    response = Response(reply.body, status=reply.status, headers=dict(reply.headers))
     if reply.content_type is None:
-        response.headers.pop("Content-Type", None)
+        del response.headers["Content-Type"]
     else:
         response.headers["Content-Type"] = reply.content_type
-    for name, value in reply.headers:
-        response.headers.add(name, value)
     return response
 
 
@@ -71,22 +59,24 @@ def create_app(kbs: Kbs) -> QuartTrio:
     async def kbs_route(path: str) -> Response:
         body = await request.get_data(cache=False)
         assert isinstance(body, bytes)
-        query = {k: v for k, v in request.args.items()}
         # Admin ACLs match the URI as sent (not percent-decoded), query string included.
-        raw_path = request.scope.get("raw_path") or request.path.encode()
-        uri = raw_path.decode("latin-1")
-        if request.query_string:
-            uri += "?" + request.query_string.decode("latin-1")
+        scope = request.scope
+        uri = (scope.get("raw_path") or request.path.encode()).decode("latin-1")
+        query: dict[str, str] = {}
+        if qs := scope.get("query_string"):
+            uri += "?" + qs.decode("latin-1")
+            query = dict(request.args.items())
+        client = scope.get("client")
         reply = await kbs.handle(
             Request(
                 method=request.method,
                 path=path,
                 query=query,
                 body=body,
-                headers={k.lower(): v for k, v in request.headers.items()},
+                headers=request.headers,
                 cookies=request.cookies,
                 uri=uri,
-                peer_is_loopback=_is_loopback(request.remote_addr),
+                peer=client[0] if client else None,
             )
         )
         return _response(reply)

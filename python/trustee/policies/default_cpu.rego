@@ -235,8 +235,14 @@ validated_uids := {"container_uids": container_uids} if {
 	count(container_uids) > 0
 } else := {}
 
+# Without an agent policy there is nothing to collect; the constant default keeps the common
+# case from walking the comprehensions above.
+default extensions := [{"name": "ear.trustee.identifiers", "key": -18, "value": {"validated": {}}}]
+
 extensions := [{
 	"name": "ear.trustee.identifiers",
 	"key": -18,
 	"value": {"validated": object.union(validated_images, validated_uids)},
-}]
+}] if {
+	input.init_data_claims.agent_policy_claims.containers
+}

@@ -1,0 +1,102 @@
+"""The resource path's token handling: cookie first, verification, caches that stay honest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.pki import make_pki
+from trustee.client.attesters import SampleAttester
+from trustee.config import parse
+from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
+from trustee.kbs import Kbs, Reply, Request
+from trustee.plugins.base import PluginRequest
+from trustee.protocol import binding, jwe
+from trustee.server import build_kbs
+
+ALLOW = (
+    'package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == "resource"\n'
+)
+BASE = """
+[http_server]
+insecure_http = true
+[admin]
+[attestation_service]
+[[plugins]]
+name = "resource"
+"""
+
+
+def request(method: str, path: str, body: bytes = b"", cookie: str | None = None,
+            bearer: str | None = None) -> Request:  # fmt: skip
+    headers = {"authorization": f"Bearer {bearer}"} if bearer else {}
+    cookies = {"kbs-session-id": cookie} if cookie else {}
+    return Request(method, path, {}, body, headers, cookies, f"/kbs/v0/{path}")
+
+
+async def attested_session(kbs: Kbs, key: Any) -> tuple[str, str]:
+    r = await kbs.handle(
+        request("POST", "auth", b'{"version":"0.4.0","tee":"sample","extra-params":""}')
+    )
+    cookie = dict(r.headers)["Set-Cookie"].split(";")[0].split("=")[1]
+    nonce = json.loads(r.body)["nonce"]
+    jwk = tee_public_jwk(key)
+    digest = binding.runtime_data_digest(binding.primary_runtime_data(jwk, nonce, ""))
+    body = {
+        "init-data": None,
+        "runtime-data": {"nonce": nonce, "tee-pubkey": jwk},
+        "tee-evidence": {
+            "primary_evidence": SampleAttester().evidence(digest, None),
+            "additional_evidence": "",
+        },
+    }
+    r = await kbs.handle(request("POST", "attest", json.dumps(body).encode(), cookie))
+    assert r.status == 200, r.body
+    return cookie, json.loads(r.body)["token"]
+
+
+async def prepared(config: str) -> Kbs:
+    kbs = await build_kbs(parse(config))
+    await kbs.resource_policy.set(ALLOW)
+    await kbs.plugins["resource"].handle(PluginRequest("POST", ["r", "t", "k"], {}, b"secret"))
+    return kbs
+
+
+def error_type(reply: Reply) -> str:
+    return str(json.loads(reply.body)["type"]).rsplit("/", 1)[1]
+
+
+async def test_own_tokens_are_still_refused_when_the_verifier_does_not_trust_them(
+    tmp_path: Path,
+) -> None:
+    pki = make_pki(tmp_path)  # a CA that never signed this server's ephemeral signer
+    kbs = await prepared(BASE + f'[attestation_token]\ntrusted_certs_paths = ["{pki.ca_cert}"]\n')
+    key = generate_tee_key()
+    cookie, _ = await attested_session(kbs, key)
+    for _ in range(3):
+        reply = await kbs.handle(request("GET", "resource/r/t/k", cookie=cookie))
+        assert reply.status == 401 and error_type(reply) == "TokenVerifierError"
+
+
+async def test_cookie_and_bearer_paths_release_and_expiry_is_rechecked() -> None:
+    kbs = await prepared(BASE + "[attestation_token]\ninsecure_header_jwk = true\n")
+    key = generate_tee_key()
+    cookie, token = await attested_session(kbs, key)
+    for _ in range(2):  # first verified, then served from what this process signed
+        reply = await kbs.handle(request("GET", "resource/r/t/k", cookie=cookie))
+        assert reply.status == 200
+        assert jwe.decrypt(json.loads(reply.body), key) == b"secret"
+    for _ in range(2):  # Bearer: verified once, then from the verified-token cache
+        reply = await kbs.handle(request("GET", "resource/r/t/k", bearer=token))
+        assert reply.status == 200
+
+    # Both shortcuts still check the clock.
+    session = await kbs.sessions.get(cookie)
+    assert session is not None and session.attested_claims is not None
+    session.attested_claims["exp"] = 1000
+    reply = await kbs.handle(request("GET", "resource/r/t/k", cookie=cookie))
+    assert reply.status == 401 and error_type(reply) == "TokenVerifierError"
+    kbs._verified_tokens[token]["exp"] = 1000
+    reply = await kbs.handle(request("GET", "resource/r/t/k", bearer=token))
+    assert reply.status == 401 and error_type(reply) == "TokenVerifierError"
