@@ -1,0 +1,647 @@
+#!/usr/bin/env python3
+"""Throughput of full sample-TEE flows (auth + attest + resource) against one KBS worker.
+
+Run from the repository root with the project's venv:
+
+    .venv/bin/python benches/flow.py [--clients 1,32] [--duration 6] [--warmup 1]
+
+The real server (`python -m trustee.cli serve --config …`) is started as a child process on a
+free loopback port and stopped at the end. This process is the load generator: one trio task
+and one keep-alive HTTP/1.1 connection per simulated client, with hand-written requests, so
+that the client side stays cheap (server and load generator share the machine's cores).
+
+For every concurrency level three phases run back to back, each a warm-up followed by a fixed
+measuring window:
+
+* ceiling: every client loops `GET /healthz` (an empty 200 from the same app);
+* flows: every client loops POST /kbs/v0/auth (fresh session) → POST /kbs/v0/attest (sample
+  evidence bound to the challenge nonce and the client's TEE key) → GET /kbs/v0/resource/…
+  with the session cookie, and checks the answer is a JWE; a sample of the JWEs is decrypted
+  with the client's TEE key after the phase, outside the timed loop;
+* ceiling again; `ceiling_rps` is the mean of the two ceiling phases.
+
+stdout gets one JSON object per concurrency level, in ascending order (so the highest level is
+last): clients, flows_per_s, p50_ms, p99_ms (per-flow latency), ceiling_rps, and
+ratio = 3 × flows_per_s / ceiling_rps (how close a flow's three requests come to three trivial
+requests). Everything else goes to stderr.
+
+`--profile-server FILE.pstats` runs the server under cProfile, enabled only during the measuring
+window of the last flow phase (SIGUSR1/SIGUSR2 from this process), and prints the top entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from trustee.client.attesters import AttesterSet, SampleAttester
+from trustee.client.kbs import PROTOCOL_0_4_0, Challenge, compact_json
+from trustee.crypto.b64 import b64std_encode, b64url_encode
+from trustee.crypto.jwk import PrivateKey, generate_tee_key, tee_public_jwk
+from trustee.protocol import binding, jwe
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 30.0  # in-flight units after a window closes
+REQUEST_TIMEOUT_S = 30.0
+MAX_CLIENTS = 256
+MAX_DURATION_S = 120.0
+DECRYPT_SAMPLES = 16
+NOISY_CPU = 0.15  # other processes' CPU share above which a phase is reported as disturbed
+
+RESOURCE_PATH = "default/bench/secret"
+SECRET = b"trustee-py bench secret"
+ALLOW_ALL_RESOURCE_POLICY = (
+    'package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == "resource"\n'
+)
+SESSION_COOKIE = "kbs-session-id"
+
+CONFIG = """\
+[http_server]
+sockets = ["{host}:{port}"]
+insecure_http = true
+
+[admin]
+authorization_mode = "InsecureAllowAll"
+
+[attestation_token]
+insecure_header_jwk = true
+
+[attestation_service]
+type = "coco_as_builtin"
+
+[storage_backend]
+storage_type = "Memory"
+
+[[plugins]]
+name = "resource"
+"""
+
+# Runs the server under cProfile; SIGUSR1 starts collecting, SIGUSR2 stops, exit dumps.
+PROFILE_BOOTSTRAP = """\
+import cProfile, signal, sys
+from trustee.cli import main
+profiler = cProfile.Profile()
+signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+signal.signal(signal.SIGUSR2, lambda *_: profiler.disable())
+try:
+    code = main(sys.argv[2:])
+finally:
+    profiler.disable()
+    profiler.dump_stats(sys.argv[1])
+sys.exit(code)
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Minimal HTTP/1.1 keep-alive client over a trio socket stream
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    set_cookie: bytes | None
+
+
+class Connection:
+    """One keep-alive connection; reconnects when the server announces `Connection: close`."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.host_header = f"Host: {HOST}:{port}\r\n".encode()
+        self._stream: trio.SocketStream | None = None
+        self._buf = bytearray()
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+            self._stream = None
+        self._buf.clear()
+
+    def build(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        content_type: str | None = None,
+        cookie: str | None = None,
+    ) -> bytes:
+        head = [f"{method} {target} HTTP/1.1\r\n".encode(), self.host_header]
+        if content_type is not None:
+            head.append(f"Content-Type: {content_type}\r\n".encode())
+        if cookie is not None:
+            head.append(f"Cookie: {cookie}\r\n".encode())
+        if body or method in ("POST", "PUT"):
+            head.append(f"Content-Length: {len(body)}\r\n".encode())
+        head.append(b"\r\n")
+        return b"".join(head) + body
+
+    async def _fill(self, stream: trio.SocketStream) -> None:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise BenchError("server closed the connection mid-response")
+        self._buf += chunk
+
+    async def request(self, raw: bytes) -> Answer:
+        if self._stream is None:
+            self._stream = await trio.open_tcp_stream(HOST, self.port)
+        stream = self._stream
+        await stream.send_all(raw)
+        while (end := self._buf.find(b"\r\n\r\n")) < 0:
+            await self._fill(stream)
+        lines = bytes(self._buf[:end]).split(b"\r\n")
+        del self._buf[: end + 4]
+        try:
+            status = int(lines[0].split(b" ", 2)[1])
+        except (IndexError, ValueError) as exc:
+            raise BenchError(f"bad status line {lines[0]!r}") from exc
+        length: int | None = None
+        set_cookie: bytes | None = None
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"set-cookie":
+                set_cookie = value.strip()
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+            elif name == b"transfer-encoding":
+                raise BenchError("chunked responses are not expected from this server")
+        if length is None:
+            raise BenchError(f"response without Content-Length (status {status})")
+        while len(self._buf) < length:
+            await self._fill(stream)
+        body = bytes(self._buf[:length])
+        del self._buf[:length]
+        if close:
+            await self.aclose()
+        return Answer(status, body, set_cookie)
+
+
+def expect(answer: Answer, what: str, status: int = 200) -> Answer:
+    if answer.status != status:
+        preview = answer.body[:300].decode(errors="replace")
+        raise BenchError(f"{what}: HTTP {answer.status}, expected {status}: {preview}")
+    return answer
+
+
+# --------------------------------------------------------------------------------------------
+# The guest flow
+
+
+AUTH_BODY = compact_json(PROTOCOL_0_4_0.auth_request(SampleAttester.tee)).encode()
+
+
+def attestation_body(tee_pubkey: dict[str, Any], nonce: str) -> bytes:
+    """The /attest body the client sends for the sample TEE (no device, no init-data).
+
+    Same binding as `Protocol040.attestation`: SHA-384 over JCS of
+    {"tee-pubkey", "nonce", "additional-evidence": ""}; `check_attestation_body` proves it.
+    """
+    digest = binding.runtime_data_digest(binding.primary_runtime_data(tee_pubkey, nonce, ""))
+    evidence = {"svn": SampleAttester.svn, "report_data": b64std_encode(digest)}
+    return compact_json(
+        {
+            "init-data": None,
+            "runtime-data": {"nonce": nonce, "tee-pubkey": tee_pubkey},
+            "tee-evidence": {"primary_evidence": evidence, "additional_evidence": ""},
+        }
+    ).encode()
+
+
+def check_attestation_body(tee_pubkey: dict[str, Any]) -> None:
+    nonce = b64std_encode(os.urandom(32))
+    reference = PROTOCOL_0_4_0.attestation(
+        Challenge(nonce=nonce, extra_params=""), tee_pubkey, AttesterSet(SampleAttester()), None
+    )
+    if attestation_body(tee_pubkey, nonce) != compact_json(reference).encode():
+        raise BenchError("the bench's /attest body differs from the client library's")
+
+
+class Guest:
+    """One simulated client: its connection, its TEE key (reused across flows)."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = Connection(port)
+        self.key: PrivateKey = generate_tee_key()
+        self.pubkey = tee_public_jwk(self.key)
+        self.auth_request = self.conn.build("POST", "/kbs/v0/auth", AUTH_BODY, "application/json")
+        self.healthz_request = self.conn.build("GET", "/healthz")
+
+    async def healthz(self) -> None:
+        answer = expect(await self.conn.request(self.healthz_request), "GET /healthz")
+        if answer.body:
+            raise BenchError("GET /healthz answered a non-empty body")
+
+    async def flow(self) -> bytes:
+        """auth → attest → resource; returns the resource response body (a JWE JSON)."""
+        conn = self.conn
+        auth = expect(await conn.request(self.auth_request), "POST /kbs/v0/auth")
+        if auth.set_cookie is None:
+            raise BenchError("POST /kbs/v0/auth set no cookie")
+        cookie = auth.set_cookie.split(b";", 1)[0].decode()
+        if not cookie.startswith(SESSION_COOKIE + "="):
+            raise BenchError(f"unexpected session cookie {cookie!r}")
+        nonce = json.loads(auth.body)["nonce"]
+        body = attestation_body(self.pubkey, nonce)
+        attest = await conn.request(
+            conn.build("POST", "/kbs/v0/attest", body, "application/json", cookie)
+        )
+        if not isinstance(json.loads(expect(attest, "POST /kbs/v0/attest").body).get("token"), str):
+            raise BenchError("POST /kbs/v0/attest answered no token")
+        resource = await conn.request(
+            conn.build("GET", f"/kbs/v0/resource/{RESOURCE_PATH}", cookie=cookie)
+        )
+        sealed = expect(resource, "GET /kbs/v0/resource").body
+        doc = json.loads(sealed)
+        if not isinstance(doc, dict) or set(doc) != set(jwe.MEMBERS):
+            raise BenchError(f"resource response is not a flattened JWE: {sealed[:200]!r}")
+        return sealed
+
+
+# --------------------------------------------------------------------------------------------
+# Phases
+
+
+@dataclass
+class Phase:
+    warmup: float
+    duration: float
+    window_start: float = math.inf
+    window_end: float = math.inf
+    stopping: bool = False
+    sample_quota: int = 1  # JWEs kept per client for decryption after the phase
+    server_cpu: float = 0.0  # server CPU seconds in the window / window length
+    client_cpu: float = 0.0  # same for this (load generator) process
+    other_cpu: float = 0.0  # same for everything else on the machine (noise)
+    latencies: list[float] = field(default_factory=list)
+    samples: list[tuple[Guest, bytes]] = field(default_factory=list)
+    sampled: dict[int, int] = field(default_factory=dict)
+
+
+async def _client_loop(
+    phase: Phase, guest: Guest, unit: Callable[[Guest], Awaitable[bytes | None]]
+) -> None:
+    while not phase.stopping:
+        start = time.perf_counter()
+        with trio.fail_after(REQUEST_TIMEOUT_S):
+            result = await unit(guest)
+        end = time.perf_counter()
+        if phase.window_start <= end <= phase.window_end:
+            phase.latencies.append(end - start)
+            if result is not None and phase.sampled.get(id(guest), 0) < phase.sample_quota:
+                phase.sampled[id(guest)] = phase.sampled.get(id(guest), 0) + 1
+                phase.samples.append((guest, result))
+    await guest.conn.aclose()
+
+
+async def run_phase(
+    guests: list[Guest],
+    unit: Callable[[Guest], Awaitable[bytes | None]],
+    warmup: float,
+    duration: float,
+    server_pid: int,
+    on_window: Callable[[bool], None] | None = None,
+) -> Phase:
+    phase = Phase(warmup, duration, sample_quota=max(1, DECRYPT_SAMPLES // len(guests)))
+    async with trio.open_nursery() as nursery:
+        for guest in guests:
+            nursery.start_soon(_client_loop, phase, guest, unit)
+        await trio.sleep(warmup)
+        if on_window is not None:
+            on_window(True)
+        cpu0 = (process_cpu_seconds(server_pid), time.process_time(), machine_cpu_seconds())
+        phase.window_start = time.perf_counter()
+        await trio.sleep(duration)
+        phase.window_end = time.perf_counter()
+        elapsed = phase.window_end - phase.window_start
+        phase.server_cpu = (process_cpu_seconds(server_pid) - cpu0[0]) / elapsed
+        phase.client_cpu = (time.process_time() - cpu0[1]) / elapsed
+        machine = (machine_cpu_seconds() - cpu0[2]) / elapsed
+        phase.other_cpu = max(0.0, machine - phase.server_cpu - phase.client_cpu)
+        if on_window is not None:
+            on_window(False)
+        phase.stopping = True
+        with trio.move_on_after(DRAIN_TIMEOUT_S) as drained:
+            # Let every client finish its unit so no backlog leaks into the next phase.
+            while len(nursery.child_tasks) > 0:
+                await trio.sleep(0.01)
+        if drained.cancelled_caught:
+            raise BenchError("clients did not finish their last request in time")
+    return phase
+
+
+async def _healthz_unit(guest: Guest) -> None:
+    await guest.healthz()
+
+
+async def _flow_unit(guest: Guest) -> bytes:
+    return await guest.flow()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 where unavailable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time spent by all processes on the machine (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return 0.0
+    # user nice system idle iowait irq softirq steal: everything but idle and iowait.
+    busy = sum(int(v) for i, v in enumerate(fields[1:9]) if i not in (3, 4))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def verify_samples(phase: Phase) -> int:
+    for guest, sealed in phase.samples:
+        plaintext = jwe.decrypt(json.loads(sealed), guest.key)
+        if plaintext != SECRET:
+            raise BenchError(f"decrypted resource {plaintext[:40]!r} is not the seeded secret")
+    if not phase.samples:
+        raise BenchError("no resource response was sampled for decryption")
+    return len(phase.samples)
+
+
+# --------------------------------------------------------------------------------------------
+# Server process
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _healthz_ok(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as s:
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_server(workdir: Path, profile: Path | None) -> Iterator[Server]:
+    env = dict(os.environ)
+    env.pop("KBS_CONFIG_FILE", None)
+    env.setdefault("TRUSTEE_LOG", "info")
+    for attempt in range(3):
+        port = free_port()
+        config = workdir / "kbs-config.toml"
+        config.write_text(CONFIG.format(host=HOST, port=port))
+        log_path = workdir / "kbs.log"
+        serve = ["serve", "--config", str(config)]
+        if profile is None:
+            argv = [sys.executable, "-m", "trustee.cli", *serve]
+        else:
+            argv = [sys.executable, "-c", PROFILE_BOOTSTRAP, str(profile), *serve]
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env
+            )
+        server = Server(process, port, log_path)
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while process.poll() is None and time.monotonic() < deadline:
+                if _healthz_ok(port):
+                    break
+                time.sleep(0.05)
+            else:
+                if "Address already in use" in server.log_tail() and attempt < 2:
+                    continue
+                raise BenchError(f"the KBS did not start:\n{server.log_tail()}")
+            yield server
+            return
+        finally:
+            _stop(process)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def seed(port: int) -> None:
+    conn = Connection(port)
+    try:
+        expect(
+            await conn.request(
+                conn.build(
+                    "POST",
+                    f"/kbs/v0/resource/{RESOURCE_PATH}",
+                    SECRET,
+                    "application/octet-stream",
+                )
+            ),
+            "set resource",
+        )
+        policy = compact_json({"policy": b64url_encode(ALLOW_ALL_RESOURCE_POLICY.encode())})
+        expect(
+            await conn.request(
+                conn.build("POST", "/kbs/v0/resource-policy", policy.encode(), "application/json")
+            ),
+            "set resource policy",
+        )
+    finally:
+        await conn.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+
+async def bench(
+    server: Server, levels: list[int], warmup: float, duration: float, profile: bool
+) -> None:
+    await seed(server.port)
+    guests = [Guest(server.port) for _ in range(max(levels))]
+    check_attestation_body(guests[0].pubkey)
+    log(f"KBS pid {server.process.pid} on {HOST}:{server.port}; load generator pid {os.getpid()}")
+
+    def profile_window(level: int) -> Callable[[bool], None] | None:
+        if not profile or level != levels[-1]:
+            return None
+
+        def toggle(on: bool) -> None:
+            server.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+
+        return toggle
+
+    for level in levels:
+        clients = guests[:level]
+        pid = server.process.pid
+        # The ceiling is measured right before and right after the flow phase and averaged,
+        # so that drift during the run (heap growth, a noisy neighbour) affects both sides.
+        before = await run_phase(clients, _healthz_unit, warmup, duration, pid)
+        flows = await run_phase(clients, _flow_unit, warmup, duration, pid, profile_window(level))
+        after = await run_phase(clients, _healthz_unit, warmup, duration, pid)
+        ceilings = [len(phase.latencies) / duration for phase in (before, after)]
+        ceiling_rps = sum(ceilings) / 2
+        log(
+            f"[{level:>3} clients] ceiling: {ceilings[0]:.1f} / {ceilings[1]:.1f} GET /healthz "
+            f"per s before / after the flows (CPU: server {after.server_cpu:.0%}, "
+            f"load generator {after.client_cpu:.0%}, other {after.other_cpu:.0%})"
+        )
+        noise = max(phase.other_cpu for phase in (before, flows, after))
+        if noise > NOISY_CPU:
+            log(
+                f"[{level:>3} clients] warning: other processes used up to {noise:.0%} of a core "
+                "during the measurement; the figures are disturbed"
+            )
+        checked = verify_samples(flows)
+        lat = sorted(flows.latencies)
+        flows_per_s = len(lat) / duration
+        ratio = 3 * flows_per_s / ceiling_rps if ceiling_rps else math.nan
+        log(
+            f"[{level:>3} clients] flows: {len(lat)} in {duration:g} s = {flows_per_s:.1f}/s, "
+            f"ratio {ratio:.3f} (CPU: server {flows.server_cpu:.0%}, load generator "
+            f"{flows.client_cpu:.0%}, other {flows.other_cpu:.0%}); {checked} JWEs decrypted OK"
+        )
+        if process_died(server):
+            raise BenchError(f"the KBS exited:\n{server.log_tail()}")
+        line = {
+            "clients": level,
+            "flows_per_s": round(flows_per_s, 2),
+            "p50_ms": round(percentile(lat, 50) * 1000, 2),
+            "p99_ms": round(percentile(lat, 99) * 1000, 2),
+            "ceiling_rps": round(ceiling_rps, 1),
+            "ratio": round(ratio, 3),
+        }
+        print(json.dumps(line), flush=True)
+
+
+def process_died(server: Server) -> bool:
+    return server.process.poll() is not None
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--clients wants integers like 1,32: {exc}") from exc
+    if not levels or levels[0] < 1 or levels[-1] > MAX_CLIENTS:
+        raise argparse.ArgumentTypeError(f"--clients must be between 1 and {MAX_CLIENTS}")
+    return levels
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_DURATION_S:g}] seconds")
+    return value
+
+
+def print_profile(path: Path, limit: int = 40) -> None:
+    stats = pstats.Stats(str(path), stream=sys.stderr)
+    stats.strip_dirs().sort_stats("tottime").print_stats(limit)
+    stats.sort_stats("cumulative").print_stats(limit)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--clients", type=_levels, default=[1, 32], help="concurrency levels (default 1,32)"
+    )
+    parser.add_argument(
+        "--duration", type=_seconds, default=6.0, help="measuring window per phase, s (6)"
+    )
+    parser.add_argument("--warmup", type=_seconds, default=1.0, help="warm-up per phase, s (1)")
+    parser.add_argument(
+        "--profile-server",
+        type=Path,
+        metavar="FILE",
+        help="run the server under cProfile during the last flow window; write pstats to FILE",
+    )
+    args = parser.parse_args(argv)
+    profile: Path | None = args.profile_server
+    if profile is not None:
+        profile = profile.resolve()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="trustee-bench-") as tmp,
+            running_server(Path(tmp), profile) as server,
+        ):
+            trio.run(bench, server, args.clients, args.warmup, args.duration, bool(profile))
+    except (BenchError, ExceptionGroup) as exc:
+        for leaf in _leaves(exc):
+            log(f"bench failed: {type(leaf).__name__}: {leaf}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    if profile is not None:
+        print_profile(profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
