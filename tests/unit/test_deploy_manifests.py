@@ -656,3 +656,41 @@ def test_kubectl_kustomize_agrees_with_emulation(deploy_copy: Path, overlay: str
 
     real = sorted((doc for doc in yaml.safe_load_all(out) if doc), key=key)
     assert real == sorted(kustomize(deploy_copy / overlay), key=key)
+
+
+# --- Helm itself (Helm's Go SDK through helm-python-sdk, offline) ----------------------------
+
+
+def _real_helm() -> Any:
+    return pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_real_helm_render_matches_and_validates(create: bool) -> None:
+    helm = _real_helm()
+    chart = helm.Chart.load(str(CHART))
+    values = {"kbsConfig": {**chart_values()["kbsConfig"], "create": create}}
+    rendered = chart.render(values, name=RELEASE["Name"], namespace=RELEASE["Namespace"])
+    objs: list[Obj] = [
+        doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc is not None
+    ]
+    for obj in objs:
+        if obj["kind"] == "KbsConfig":
+            jsonschema.validate(obj, crd_schema())
+        else:
+            validate_builtin(obj)
+    emulated = [
+        o
+        for o in helm_render(kbsConfig=values["kbsConfig"])
+        if o["kind"] != "CustomResourceDefinition"
+    ]
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(objs, key=key) == sorted(emulated, key=key)
+    assert ("KbsConfig" in {o["kind"] for o in objs}) is create
+
+
+def test_real_helm_lint_is_clean() -> None:
+    helm = _real_helm()
+    report = helm.lint(str(CHART), strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
