@@ -75,6 +75,11 @@ class Request:
             return False
 
 
+def _compact(value: Any) -> bytes:
+    # serde's compact form, as upstream's server writes its JSON bodies.
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def error_reply(exc: KbsError) -> Reply:
     return Reply(status=exc.status, body=exc.body(), content_type=JSON)
 
@@ -252,7 +257,7 @@ class Kbs:
                 raise errors.policy_engine_error("no resource policy is stored")
             encoded = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
             return Reply(body=encoded.encode(), content_type="text/xml")
-        return Reply(body=json.dumps(await self.resource_policy.ids()).encode(), content_type=JSON)
+        return Reply(body=_compact(await self.resource_policy.ids()), content_type=JSON)
 
     async def set_reference_value(self, body: bytes) -> Reply:
         assert self.attestation is not None
@@ -273,7 +278,7 @@ class Kbs:
                 "Failed to get reference_values: "
                 f"No reference value found for the given id: {rv_id}"
             )
-        return Reply(body=json.dumps(value).encode(), content_type=JSON)
+        return Reply(body=_compact(value), content_type=JSON)
 
     # ---- plugins ----------------------------------------------------------------------------
 
@@ -314,7 +319,7 @@ class Kbs:
             sealed = encrypt(out, tee_pubkey, form=_jwe_form(generation, tee_pubkey))
         except JweError as exc:
             raise errors.jwe_error(str(exc)) from exc
-        return Reply(body=json.dumps(sealed).encode(), content_type=JSON)
+        return Reply(body=_compact(sealed), content_type=JSON)
 
     async def _attested_claims(self, req: Request) -> tuple[dict[str, Any], str | None]:
         """The verified claims and, on the cookie path, the session's protocol generation."""

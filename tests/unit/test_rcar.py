@@ -61,7 +61,9 @@ def test_nonce_is_44_char_std_b64_and_unique() -> None:
 def test_challenge_and_cookie_form() -> None:
     session = rcar.new_session(rcar.parse_auth_request(auth_body(), ACCEPTED), 5, 1767225600.0)
     assert len(session.id) == 32 and int(session.id, 16) >= 0
-    body = json.loads(rcar.challenge_body(session))
+    raw = rcar.challenge_body(session)
+    assert raw == b'{"nonce":"' + session.nonce.encode() + b'","extra-params":""}'  # compact
+    body = json.loads(raw)
     assert list(body) == ["nonce", "extra-params"] and body["extra-params"] == ""
     cookie = rcar.set_cookie_value(session)
     assert cookie == f"kbs-session-id={session.id}; Expires=Thu, 01 Jan 2026 00:05:00 GMT"

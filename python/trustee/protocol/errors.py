@@ -32,7 +32,7 @@ class KbsError(Exception):
         info: dict[str, Any] = {"type": ERROR_TYPE_PREFIX + self.variant, "detail": self.detail}
         if self.reason:
             info["reason"] = self.reason
-        return json.dumps(info).encode()
+        return json.dumps(info, separators=(",", ":")).encode()
 
 
 def auth_failed(msg: str, reason: str | None = None) -> KbsError:

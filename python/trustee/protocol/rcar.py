@@ -163,7 +163,7 @@ def new_session(request: AuthRequest, timeout_min: int, now: float) -> Session:
 
 
 def challenge_body(session: Session) -> bytes:
-    return json.dumps({"nonce": session.nonce, "extra-params": ""}).encode()
+    return json.dumps({"nonce": session.nonce, "extra-params": ""}, separators=(",", ":")).encode()
 
 
 def set_cookie_value(session: Session) -> str:
@@ -173,7 +173,7 @@ def set_cookie_value(session: Session) -> str:
 
 
 def token_body(token: str) -> bytes:
-    return json.dumps({"token": token}).encode()
+    return json.dumps({"token": token}, separators=(",", ":")).encode()
 
 
 _KEY_MEMBERS = {"EC": ("crv", "alg", "x", "y"), "RSA": ("alg", "n", "e"), "AKP": ("alg", "pub")}
