@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 import trio
 
 from trustee.policy.engine import CompiledPolicy, PolicyCache, PolicyCompileError
+from trustee.storage.atomic import write_atomically
 from trustee.storage.kv import NS_KBS, KeyValueStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -101,19 +101,8 @@ class FilePolicySource:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     async def write(self, text: str) -> None:
-        def write() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(text)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-
         try:
-            await trio.to_thread.run_sync(write)
+            await trio.to_thread.run_sync(write_atomically, self.path, text.encode())
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
 

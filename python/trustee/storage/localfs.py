@@ -7,11 +7,11 @@ File I/O runs in worker threads so a slow disk does not stall the event loop.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import trio
 
+from trustee.storage.atomic import write_atomically
 from trustee.storage.kv import StorageError, check_key
 
 _SLASH = "\\x2F"
@@ -42,29 +42,22 @@ class LocalFsStore:
 
         def read() -> bytes | None:
             try:
-                return path.read_bytes()
-            except FileNotFoundError:
-                return None
-            except IsADirectoryError:
+                return path.read_bytes()  # follows symlinks (Kubernetes Secret volumes)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 return None
 
-        return await trio.to_thread.run_sync(read, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(read, limiter=self._limiter)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
         path = self._path(namespace, key)
 
         def write() -> bool:
-            path.parent.mkdir(parents=True, exist_ok=True)
             if not overwrite and path.exists():
                 return False
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(value)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(path, value)
             return True
 
         try:
@@ -82,7 +75,10 @@ class LocalFsStore:
                 return False
             return True
 
-        return await trio.to_thread.run_sync(remove, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(remove, limiter=self._limiter)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc.strerror}") from exc
 
     async def list(self, namespace: str) -> list[str]:
         folder = self.root / namespace

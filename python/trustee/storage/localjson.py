@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import trio
 
+from trustee.storage.atomic import write_atomically
 from trustee.storage.kv import StorageError, check_nonempty_key
 
 
@@ -41,17 +41,9 @@ class LocalJsonStore:
         return data
 
     def _flush(self, namespace: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         data = self._cache[namespace]
         doc = {k: base64.urlsafe_b64encode(v).decode() for k, v in sorted(data.items())}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(doc, fh)
-            os.replace(tmp, self.root / namespace)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.root / namespace, json.dumps(doc).encode())
 
     async def get(self, namespace: str, key: str) -> bytes | None:
         async with self._lock:

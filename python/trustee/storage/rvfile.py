@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustee.storage.atomic import write_atomically
 from trustee.storage.kv import StorageError
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,7 @@ class ReferenceValueFile:
 
     def _write(self, records: Sequence[dict[str, Any]]) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(list(records), fh, indent=1)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps(list(records), indent=1).encode())
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
         self._stamp = None
