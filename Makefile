@@ -27,7 +27,7 @@ run: develop
 rust-check:
 	cd $(CARGO_DIR) && cargo fmt --all -- --check
 	cd $(CARGO_DIR) && PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --workspace --all-targets -q -- -D warnings
-	cd $(CARGO_DIR) && cargo test -q -p trustee-evidence -p trustee-policy -p trustee-tdx
+	cd $(CARGO_DIR) && cargo test -q --workspace --exclude trustee-py-binding
 
 py-check: develop
 	$(BIN)/ruff check python tests benches
