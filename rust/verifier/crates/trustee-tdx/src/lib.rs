@@ -2,18 +2,22 @@
 //! Trustee derives from the quote.
 //!
 //! Written from the project spec (`shared/spec/verifiers.md` §2.1–§2.3, §3).
-//! This crate only *parses*: no signature, certificate chain or collateral
-//! checks are performed here. Every length is checked before slicing; the
-//! parser never panics on any input.
+//! [`parse_quote`] only *parses*; [`verify_signatures`] adds the offline
+//! signature checks (PCK chain to a pinned root, QE report signature, QE
+//! report-data binding, quote signature — spec §2.1, §2.6). No collateral
+//! (TCB info, QE identity, CRLs) is evaluated here. Every length is checked
+//! before slicing; nothing panics on any input.
 
 mod claims;
 mod pck;
 mod reader;
+mod verify;
 
 use reader::Reader;
 
 pub use claims::claims;
 pub use pck::{pem_certificates, platform_instance_id};
+pub use verify::{verify_signatures, RootMatch, SignatureReport, VerifyError, PCK_CHAIN_LEN};
 
 /// Quote header length.
 pub const HEADER_LEN: usize = 48;

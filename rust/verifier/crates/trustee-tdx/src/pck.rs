@@ -44,7 +44,7 @@ pub fn pem_certificates(chain: &[u8]) -> Vec<Vec<u8>> {
 
 /// One DER TLV: returns (tag, content, rest). Single-byte tags only,
 /// definite lengths up to 4 length bytes.
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = data.split_first()?;
     if tag & 0x1f == 0x1f {
         return None;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use trustee_tdx::{claims, parse_quote, ParseError};
+use trustee_tdx::{claims, parse_quote, verify_signatures, ParseError, VerifyError};
 
 /// Golden keys not produced by this crate:
 /// * `uefi_event_logs` — parsed CC event log (CCEL_data), out of scope here.
@@ -247,6 +247,7 @@ fn length_field_flips_are_errors() {
 #[test]
 fn random_corruption_never_panics() {
     let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let Some(root) = read_root() else { return };
     for name in ["tdx_quote_4.dat", "tdx_quote_5.dat", "tdx_quote_6.dat"] {
         let Some(q) = read(name) else { return };
         for _ in 0..3000 {
@@ -262,7 +263,367 @@ fn random_corruption_never_panics() {
             };
             if let Ok(p) = parse_quote(&m[..cut]) {
                 let _ = claims(&p);
+                let now = (rng.below(2) == 0).then(|| rng.next() as i64);
+                let _ = verify_signatures(&p, &root, now);
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Offline signature checks (verify_signatures)
+// ---------------------------------------------------------------------------
+
+const QUOTES: [&str; 3] = ["tdx_quote_4.dat", "tdx_quote_5.dat", "tdx_quote_6.dat"];
+
+/// The pinned Intel SGX Root CA (dcap-qvl/TrustedRootCA.der).
+fn read_root() -> Option<Vec<u8>> {
+    let dir = test_data_dir()?;
+    let p = dir.join("../../../../dcap-qvl/TrustedRootCA.der");
+    match std::fs::read(&p) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("SKIP: cannot read {}: {e}", p.display());
+            None
+        }
+    }
+}
+
+/// Verify `m` (a mutated quote that must still parse) against `root`.
+fn verify_bytes(m: &[u8], root: &[u8]) -> Result<trustee_tdx::SignatureReport, VerifyError> {
+    let p = parse_quote(m).expect("mutated quote still parses");
+    verify_signatures(&p, root, None)
+}
+
+#[test]
+fn quotes_verify_offline() {
+    let Some(root) = read_root() else { return };
+    use sha2::Digest as _;
+    let fp = hex::encode(sha2::Sha256::digest(&root));
+    assert!(fp.starts_with("44a0196b") && fp.ends_with("b674d3"), "{fp}");
+    for name in QUOTES {
+        let Some(q) = read(name) else { return };
+        let p = parse_quote(&q).unwrap();
+        assert_eq!(p.signed_bytes(), &q[..p.signed_len], "{name}");
+        let r = verify_signatures(&p, &root, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.chain_len, 3);
+        assert_eq!(hex::encode(r.root_sha256), fp);
+        assert_eq!(r.validity_checked_at, None);
+        assert!(r.chain_not_before < r.chain_not_after, "{name}");
+        let leaf = trustee_tdx::pem_certificates(&p.signature.pck_cert_chain)
+            .into_iter()
+            .next()
+            .unwrap();
+        assert_eq!(r.pck_leaf_der, leaf);
+
+        // Validity window (inclusive bounds).
+        for now in [
+            r.chain_not_before,
+            r.chain_not_before + 3600,
+            r.chain_not_after,
+        ] {
+            let ok = verify_signatures(&p, &root, Some(now)).unwrap();
+            assert_eq!(ok.validity_checked_at, Some(now));
+        }
+        for now in [
+            r.chain_not_before - 1,
+            r.chain_not_after + 1,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let e = verify_signatures(&p, &root, Some(now)).unwrap_err();
+            assert!(
+                matches!(e, VerifyError::CertificateValidity { .. }),
+                "{name} {now}: {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn flipped_signed_bytes_fail_quote_signature() {
+    let Some(root) = read_root() else { return };
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    for name in QUOTES {
+        let Some(q) = read(name) else { return };
+        let p = parse_quote(&q).unwrap();
+        let body_start = if p.body_descriptor.is_some() { 54 } else { 48 };
+        // Header user_data, every body field region, and the last signed byte.
+        let mut offsets = vec![28, 47, body_start, p.signed_len - 1];
+        for _ in 0..24 {
+            offsets.push(body_start + rng.below(p.signed_len - body_start));
+        }
+        for off in offsets {
+            let mut m = q.clone();
+            m[off] ^= rng.nonzero_byte();
+            let e = verify_bytes(&m, &root).unwrap_err();
+            assert!(
+                matches!(e, VerifyError::QuoteSignature(_)),
+                "{name} @{off}: {e}"
+            );
+            assert!(e.to_string().contains("quote signature"), "{e}");
+        }
+        // The quote signature itself.
+        let sd = p.signed_len + 4;
+        for off in [sd, sd + 31, sd + 32, sd + 63] {
+            let mut m = q.clone();
+            m[off] ^= 0x01;
+            let e = verify_bytes(&m, &root).unwrap_err();
+            assert!(matches!(e, VerifyError::QuoteSignature(_)), "{name}: {e}");
+        }
+    }
+}
+
+#[test]
+fn flipped_qe_report_fails_qe_report_signature() {
+    let Some(root) = read_root() else { return };
+    let mut rng = Rng(0x5555_aaaa_1234_4321);
+    for name in QUOTES {
+        let Some(q) = read(name) else { return };
+        let p = parse_quote(&q).unwrap();
+        let qe = p.signed_len + 4 + 134;
+        let mut offsets = vec![qe, qe + 320, qe + 383, qe + 384, qe + 447];
+        for _ in 0..16 {
+            offsets.push(qe + rng.below(384 + 64));
+        }
+        for off in offsets {
+            let mut m = q.clone();
+            m[off] ^= rng.nonzero_byte();
+            let e = verify_bytes(&m, &root).unwrap_err();
+            assert!(
+                matches!(e, VerifyError::QeReportSignature(_)),
+                "{name} @{off}: {e}"
+            );
+            assert!(e.to_string().contains("QE report signature"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn flipped_auth_data_or_attestation_key_fails_binding() {
+    let Some(root) = read_root() else { return };
+    for name in QUOTES {
+        let Some(q) = read(name) else { return };
+        let p = parse_quote(&q).unwrap();
+        let sd = p.signed_len + 4;
+        let n = p.signature.qe_auth_data.len();
+        assert!(n > 0);
+        // QE auth data, then the attestation key (both hashed into the binding).
+        for off in [sd + 584, sd + 584 + n - 1, sd + 64, sd + 127] {
+            let mut m = q.clone();
+            m[off] ^= 0x80;
+            let e = verify_bytes(&m, &root).unwrap_err();
+            assert!(
+                matches!(e, VerifyError::QeReportDataBinding(_)),
+                "{name} @{off}: {e}"
+            );
+            assert!(e.to_string().contains("binding"), "{e}");
+        }
+    }
+}
+
+/// DER length header of the TLV at the start of `b`: (header length, content length).
+fn der_header(b: &[u8]) -> (usize, usize) {
+    let l0 = b[1] as usize;
+    if l0 < 0x80 {
+        (2, l0)
+    } else {
+        let n = l0 & 0x7f;
+        let len = b[2..2 + n]
+            .iter()
+            .fold(0usize, |a, &x| (a << 8) | x as usize);
+        (2 + n, len)
+    }
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        v.push(n as u8);
+    } else if n < 0x100 {
+        v.extend_from_slice(&[0x81, n as u8]);
+    } else {
+        v.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
+    }
+    v.extend_from_slice(content);
+    v
+}
+
+/// A self-signed certificate with the Intel root's names and validity but our
+/// own P-256 key (re-signed with it).
+fn self_made_root(intel_root: &[u8]) -> Vec<u8> {
+    use p256::ecdsa::{signature::Signer as _, Signature, SigningKey};
+    let sk = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let pk = sk.verifying_key().to_encoded_point(false);
+    let (h, _) = der_header(intel_root);
+    let outer = &intel_root[h..];
+    let (th, tl) = der_header(outer);
+    let mut tbs = outer[..th + tl].to_vec();
+    let rest = &outer[th + tl..];
+    let (ah, al) = der_header(rest);
+    let alg = &rest[..ah + al];
+    let intel_key =
+        hex::decode("040ba9c4c0c0c86193a3fe23d6b02cda10a8bbd4e88e48b4458561a36e705525f567918e2edc88e40d860bd0cc4ee26aacc988e505a953558c453f6b0904ae7394").unwrap();
+    let pos = tbs
+        .windows(65)
+        .position(|w| w == intel_key.as_slice())
+        .expect("Intel root key in TBS");
+    tbs[pos..pos + 65].copy_from_slice(pk.as_bytes());
+    let sig: Signature = sk.sign(&tbs);
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(sig.to_der().as_bytes());
+    let mut content = tbs;
+    content.extend_from_slice(alg);
+    content.extend_from_slice(&der_tlv(0x03, &bits));
+    der_tlv(0x30, &content)
+}
+
+fn pem(ders: &[Vec<u8>]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut s = String::new();
+    for d in ders {
+        s.push_str("-----BEGIN CERTIFICATE-----\n");
+        s.push_str(&base64::engine::general_purpose::STANDARD.encode(d));
+        s.push_str("\n-----END CERTIFICATE-----\n");
+    }
+    let mut v = s.into_bytes();
+    v.push(0);
+    v
+}
+
+#[test]
+fn other_roots_fail_chain() {
+    let Some(root) = read_root() else { return };
+    let fake = self_made_root(&root);
+    for name in QUOTES {
+        let Some(q) = read(name) else { return };
+        let p = parse_quote(&q).unwrap();
+        let certs = trustee_tdx::pem_certificates(&p.signature.pck_cert_chain);
+        assert_eq!(certs.len(), 3);
+        assert_eq!(certs[2], root, "{name}: chain root is the exact Intel DER");
+
+        // The self-made root is a valid self-signed P-256 certificate...
+        let mut own = p.clone();
+        own.signature.pck_cert_chain = pem(std::slice::from_ref(&fake));
+        let e = verify_signatures(&own, &fake, None).unwrap_err();
+        assert!(matches!(e, VerifyError::ChainStructure(_)), "{e}");
+
+        // ...but the quote's chain does not end in it.
+        for other in [&fake, &certs[0], &certs[1]] {
+            let e = verify_signatures(&p, other, None).unwrap_err();
+            assert!(matches!(e, VerifyError::UntrustedRoot), "{name}: {e}");
+            assert!(e.to_string().contains("chain root"), "{e}");
+        }
+
+        // Swapping the self-made root into the chain: the PCK CA is not signed by it.
+        let mut swapped = p.clone();
+        swapped.signature.pck_cert_chain = pem(&[certs[0].clone(), certs[1].clone(), fake.clone()]);
+        let e = verify_signatures(&swapped, &fake, None).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::ChainSignature { index: 1, .. }),
+            "{name}: {e}"
+        );
+
+        // Chain shape errors.
+        for chain in [
+            vec![certs[0].clone(), certs[1].clone()],
+            vec![
+                certs[0].clone(),
+                certs[1].clone(),
+                root.clone(),
+                root.clone(),
+            ],
+        ] {
+            let mut m = p.clone();
+            m.signature.pck_cert_chain = pem(&chain);
+            let e = verify_signatures(&m, &root, None).unwrap_err();
+            assert!(matches!(e, VerifyError::ChainStructure(_)), "{name}: {e}");
+        }
+        // Wrong order: issuer/subject chaining fails.
+        let mut m = p.clone();
+        m.signature.pck_cert_chain = pem(&[certs[1].clone(), certs[0].clone(), root.clone()]);
+        let e = verify_signatures(&m, &root, None).unwrap_err();
+        assert!(matches!(e, VerifyError::ChainStructure(_)), "{name}: {e}");
+
+        // A leaf signed by someone else (its signature bytes altered).
+        let mut leaf = certs[0].clone();
+        let n = leaf.len();
+        leaf[n - 5] ^= 0x01;
+        let mut m = p.clone();
+        m.signature.pck_cert_chain = pem(&[leaf, certs[1].clone(), root.clone()]);
+        let e = verify_signatures(&m, &root, None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VerifyError::ChainSignature { index: 0, .. } | VerifyError::ChainStructure(_)
+            ),
+            "{name}: {e}"
+        );
+    }
+    // Garbage as the trusted root.
+    let Some(q) = read("tdx_quote_4.dat") else {
+        return;
+    };
+    let p = parse_quote(&q).unwrap();
+    for bad in [&b""[..], b"\x30\x00", &root[..root.len() - 1]] {
+        let e = verify_signatures(&p, bad, None).unwrap_err();
+        assert!(matches!(e, VerifyError::TrustedRootInvalid(_)), "{e}");
+    }
+}
+
+#[test]
+fn pem_chain_flips_fail_chain_checks() {
+    let Some(root) = read_root() else { return };
+    let mut rng = Rng(0x1357_9bdf_2468_ace0);
+    for name in QUOTES {
+        let Some(q) = read(name) else { return };
+        let p = parse_quote(&q).unwrap();
+        let chain = &p.signature.pck_cert_chain;
+        for _ in 0..200 {
+            let mut m = p.clone();
+            let i = rng.below(chain.len());
+            let c = chain[i];
+            if !c.is_ascii_alphanumeric() && c != b'+' && c != b'/' {
+                continue; // only base64 payload characters
+            }
+            m.signature.pck_cert_chain[i] = if c == b'A' { b'B' } else { b'A' };
+            if let Err(e) = verify_signatures(&m, &root, None) {
+                assert!(
+                    matches!(
+                        e,
+                        VerifyError::ChainStructure(_)
+                            | VerifyError::ChainSignature { .. }
+                            | VerifyError::UntrustedRoot
+                            | VerifyError::QeReportSignature(_)
+                    ),
+                    "{name} @{i}: {e}"
+                );
+            } else {
+                // Only a flip inside the PEM armour text could be harmless.
+                let s = &chain[i.saturating_sub(30)..(i + 30).min(chain.len())];
+                assert!(s.contains(&b'-'), "{name}: base64 flip at {i} accepted");
+            }
+        }
+    }
+}
+
+#[test]
+fn synthetic_quote_fails_without_panic() {
+    let Some(root) = read_root() else { return };
+    let Some(q) = read("tdx_quote_4.dat") else {
+        return;
+    };
+    let mut p = parse_quote(&q).unwrap();
+    p.signature.pck_cert_chain = Vec::new();
+    assert!(matches!(
+        verify_signatures(&p, &root, None),
+        Err(VerifyError::ChainStructure(_))
+    ));
+    p.signature.pck_cert_chain =
+        b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----".to_vec();
+    assert!(matches!(
+        verify_signatures(&p, &root, None),
+        Err(VerifyError::ChainStructure(_))
+    ));
 }
