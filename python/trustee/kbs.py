@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from trustee.admin.auth import AdminAuthorizer, AdminDenied
 from trustee.attestation.policies import PolicyStoreError
@@ -28,6 +28,7 @@ from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError
 from trustee.policy.engine import PolicyCompileError, PolicyEvalError
 from trustee.protocol import errors, rcar
 from trustee.protocol.errors import KbsError
+from trustee.protocol.headers import HeaderLookup, bearer_token
 from trustee.protocol.jwe import JweError, JweForm, encrypt, form_for_protocol
 from trustee.storage.kv import StorageError
 from trustee.storage.sessions import SessionStore
@@ -46,12 +47,6 @@ class Reply:
     body: bytes = b""
     content_type: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class HeaderLookup(Protocol):
-    """Request headers; `get` is case-insensitive (or the names are stored lower-case)."""
-
-    def get(self, key: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -340,10 +335,7 @@ class Kbs:
                         raise errors.token_verifier_error(str(exc)) from exc
                     return session.attested_claims, generation
         if token is None:
-            value = req.headers.get("authorization") or ""
-            scheme, _, bearer = value.partition(" ")
-            if scheme.lower() == "bearer" and bearer.strip():
-                token = bearer.strip()
+            token = bearer_token(req.headers)
         if token is None:
             raise errors.token_not_found()
         # A signature that verified once verifies again (the trust configuration is fixed for

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from trustee.config.model import AdminConfig, IdentityProvider
 from trustee.crypto.jwk import JwkError, PublicKey, load_public_key_pem, public_key_from_jwk
 from trustee.crypto.jws import JwsError, check_time_claims, split_compact, verify_signature
+from trustee.protocol.headers import HeaderLookup, bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -264,15 +265,8 @@ def _check_tolerant_times(claims: Mapping[str, Any], now: float) -> None:
         raise AdminDenied("Admin Token verification failed: token has expired")
 
 
-class HeaderLookup(Protocol):
-    def get(self, key: str, /) -> str | None: ...
-
-
 def _bearer(headers: HeaderLookup) -> str:
-    value = headers.get("Authorization") or headers.get("authorization")
-    if not value:
+    token = bearer_token(headers)
+    if token is None:
         raise AdminDenied("Failed to parse HTTP Auth Bearer header")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AdminDenied("Failed to parse HTTP Auth Bearer header")
-    return token.strip()
+    return token
