@@ -4,20 +4,39 @@
 //! Written from the project spec (`shared/spec/verifiers.md` §2.1–§2.3, §3).
 //! [`parse_quote`] only *parses*; [`verify_signatures`] adds the offline
 //! signature checks (PCK chain to a pinned root, QE report signature, QE
-//! report-data binding, quote signature — spec §2.1, §2.6). No collateral
-//! (TCB info, QE identity, CRLs) is evaluated here. Every length is checked
-//! before slicing; nothing panics on any input.
+//! report-data binding, quote signature — spec §2.1, §2.6);
+//! [`verify_quote`] / [`DcapVerifier`] perform the full DCAP appraisal
+//! against collateral (spec §2.6, §2.7). Every length is checked before
+//! slicing; nothing panics on any input.
 
+mod appraisal;
+mod cache;
 mod claims;
+mod collateral;
+mod crl;
+mod dcap;
+mod error;
 mod pck;
 mod reader;
+mod tcb_info;
+mod time;
 mod verify;
 
 use reader::Reader;
 
+pub use cache::{CacheStats, DcapVerifier};
 pub use claims::claims;
-pub use pck::{pem_certificates, platform_instance_id};
-pub use verify::{verify_signatures, RootMatch, SignatureReport, VerifyError, PCK_CHAIN_LEN};
+pub use collateral::{Collateral, CollateralError, CollateralParts};
+pub use crl::{crl_der_from_any, normalize_serial, Crl};
+pub use dcap::{collateral_key, verify_quote, CollateralKey, PckCaType, Verified, VerifyOptions};
+pub use error::DcapError;
+pub use pck::{pck_extension, pem_certificates, platform_instance_id, PckExtension};
+pub use tcb_info::{IsvLevel, ModuleIdentity, QeIdentity, TcbInfo, TcbLevel, TcbStatus};
+pub use time::{format_rfc3339, parse_rfc3339};
+pub use verify::{
+    verify_pck_chain, verify_quote_with_chain, verify_signatures, PckChain, RootMatch,
+    SignatureReport, VerifyError, INTEL_SGX_ROOT_CA_SHA256, PCK_CHAIN_LEN,
+};
 
 /// Quote header length.
 pub const HEADER_LEN: usize = 48;

@@ -1,5 +1,5 @@
 //! Minimal, bounds-checked extraction from the embedded PCK certificate chain:
-//! PEM splitting and the SGX extension's PlatformInstanceID (spec §2.2).
+//! PEM splitting and the fields of the PCK leaf's SGX extension (spec §2.2).
 //! Nothing here verifies certificates.
 
 use base64::Engine as _;
@@ -138,6 +138,190 @@ pub fn platform_instance_id(chain: &[u8]) -> Option<[u8; 16]> {
         return Some(out);
     }
     None
+}
+
+/// The SGX-extension fields of a PCK leaf that the DCAP appraisal uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PckExtension {
+    /// .1 PPID.
+    pub ppid: [u8; 16],
+    /// .2.1–.2.16 SGX TCB component SVNs.
+    pub sgx_tcb_components: [u8; 16],
+    /// .2.17 PCE SVN.
+    pub pce_svn: u16,
+    /// .2.18 CPU SVN.
+    pub cpu_svn: [u8; 16],
+    /// .3 PCE-ID.
+    pub pce_id: [u8; 2],
+    /// .4 FMSPC.
+    pub fmspc: [u8; 6],
+    /// .5 SGX type (0 Standard, 1 Scalable, 2 Scalable with Integrity).
+    pub sgx_type: u8,
+    /// .6 PlatformInstanceID as carried (not reversed); Platform-CA only.
+    pub platform_instance_id: Option<[u8; 16]>,
+    /// .7.1 dynamicPlatform.
+    pub dynamic_platform: Option<bool>,
+    /// .7.2 cachedKeys.
+    pub cached_keys: Option<bool>,
+    /// .7.3 SMTEnabled.
+    pub smt_enabled: Option<bool>,
+}
+
+/// Last arc(s) of an OID below the SGX extension OID, e.g. `[2, 17]` for .2.17.
+fn sub_arcs(oid: &[u8]) -> Option<&[u8]> {
+    let rest = oid.strip_prefix(SGX_EXT_OID)?;
+    // Single-byte arcs only (all SGX sub-OIDs are < 128).
+    if rest.is_empty() || rest.iter().any(|b| *b >= 0x80) {
+        return None;
+    }
+    Some(rest)
+}
+
+/// Unsigned value of a DER INTEGER / ENUMERATED content (at most 8 bytes).
+fn uint(content: &[u8]) -> Option<u64> {
+    // Negative or empty values are malformed for SVNs and enumerations.
+    if content.first().is_none_or(|b| *b >= 0x80) {
+        return None;
+    }
+    let start = content
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(content.len());
+    let c = content.get(start..)?;
+    if c.len() > 8 {
+        return None;
+    }
+    Some(c.iter().fold(0u64, |a, &b| (a << 8) | u64::from(b)))
+}
+
+fn fixed<const N: usize>(what: &str, tag: u8, content: &[u8]) -> Result<[u8; N], String> {
+    if tag != 0x04 {
+        return Err(format!(
+            "{what}: expected OCTET STRING, found tag {tag:#04x}"
+        ));
+    }
+    content
+        .try_into()
+        .map_err(|_| format!("{what}: expected {N} bytes, found {}", content.len()))
+}
+
+/// Parse the SGX extension of a PCK leaf certificate (DER). Every field the
+/// appraisal needs (.1–.5) must be present; .6/.7 are optional.
+pub fn pck_extension(leaf_der: &[u8]) -> Result<PckExtension, String> {
+    let sgx = sgx_extension(leaf_der)
+        .ok_or("PCK leaf has no decodable SGX extension (OID 1.2.840.113741.1.13.1)")?;
+    let mut ppid = None;
+    let mut comps: [Option<u8>; 16] = [None; 16];
+    let mut pce_svn = None;
+    let mut cpu_svn = None;
+    let mut pce_id = None;
+    let mut fmspc = None;
+    let mut sgx_type = None;
+    let mut piid = None;
+    let (mut dynamic_platform, mut cached_keys, mut smt_enabled) = (None, None, None);
+    for (tag, item) in children(sgx) {
+        if tag != 0x30 {
+            continue;
+        }
+        let mut it = children(item);
+        let Some((0x06, oid)) = it.next() else {
+            continue;
+        };
+        let Some((vtag, value)) = it.next() else {
+            return Err("SGX extension entry without a value".into());
+        };
+        match sub_arcs(oid) {
+            Some([1]) => ppid = Some(fixed::<16>("PPID", vtag, value)?),
+            Some([2]) => {
+                if vtag != 0x30 {
+                    return Err(format!("TCB: expected SEQUENCE, found tag {vtag:#04x}"));
+                }
+                for (t, e) in children(value) {
+                    if t != 0x30 {
+                        continue;
+                    }
+                    let mut f = children(e);
+                    let (Some((0x06, o)), Some((vt, v))) = (f.next(), f.next()) else {
+                        continue;
+                    };
+                    match sub_arcs(o) {
+                        Some([2, k @ 1..=16]) => {
+                            let n = uint(v)
+                                .filter(|_| vt == 0x02)
+                                .ok_or_else(|| format!("TCB component {k}: not a small INTEGER"))?;
+                            let n = u8::try_from(n)
+                                .map_err(|_| format!("TCB component {k}: SVN {n} above 255"))?;
+                            if let Some(slot) = comps.get_mut(usize::from(*k) - 1) {
+                                *slot = Some(n);
+                            }
+                        }
+                        Some([2, 17]) => {
+                            let n = uint(v)
+                                .filter(|_| vt == 0x02)
+                                .ok_or("PCESVN: not a small INTEGER")?;
+                            pce_svn = Some(
+                                u16::try_from(n).map_err(|_| format!("PCESVN {n} above 65535"))?,
+                            );
+                        }
+                        Some([2, 18]) => cpu_svn = Some(fixed::<16>("CPUSVN", vt, v)?),
+                        _ => {}
+                    }
+                }
+            }
+            Some([3]) => pce_id = Some(fixed::<2>("PCE-ID", vtag, value)?),
+            Some([4]) => fmspc = Some(fixed::<6>("FMSPC", vtag, value)?),
+            Some([5]) => {
+                let n = uint(value)
+                    .filter(|_| vtag == 0x0a)
+                    .ok_or("SGX type: not an ENUMERATED")?;
+                sgx_type = Some(u8::try_from(n).map_err(|_| format!("SGX type {n} above 255"))?);
+            }
+            Some([6]) => piid = Some(fixed::<16>("PlatformInstanceID", vtag, value)?),
+            Some([7]) => {
+                if vtag != 0x30 {
+                    return Err(format!(
+                        "configuration: expected SEQUENCE, found tag {vtag:#04x}"
+                    ));
+                }
+                for (t, e) in children(value) {
+                    if t != 0x30 {
+                        continue;
+                    }
+                    let mut f = children(e);
+                    let (Some((0x06, o)), Some((0x01, [b]))) = (f.next(), f.next()) else {
+                        continue;
+                    };
+                    match sub_arcs(o) {
+                        Some([7, 1]) => dynamic_platform = Some(*b != 0),
+                        Some([7, 2]) => cached_keys = Some(*b != 0),
+                        Some([7, 3]) => smt_enabled = Some(*b != 0),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut sgx_tcb_components = [0u8; 16];
+    for (i, c) in comps.iter().enumerate() {
+        let v = c.ok_or_else(|| format!("TCB component {} (.2.{}) missing", i + 1, i + 1))?;
+        if let Some(slot) = sgx_tcb_components.get_mut(i) {
+            *slot = v;
+        }
+    }
+    Ok(PckExtension {
+        ppid: ppid.ok_or("PPID (.1) missing")?,
+        sgx_tcb_components,
+        pce_svn: pce_svn.ok_or("PCESVN (.2.17) missing")?,
+        cpu_svn: cpu_svn.ok_or("CPUSVN (.2.18) missing")?,
+        pce_id: pce_id.ok_or("PCE-ID (.3) missing")?,
+        fmspc: fmspc.ok_or("FMSPC (.4) missing")?,
+        sgx_type: sgx_type.ok_or("SGX type (.5) missing")?,
+        platform_instance_id: piid,
+        dynamic_platform,
+        cached_keys,
+        smt_enabled,
+    })
 }
 
 #[cfg(test)]

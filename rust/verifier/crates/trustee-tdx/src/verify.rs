@@ -7,9 +7,8 @@
 //!    certificate's issuer name equal to the next one's subject, every
 //!    signature ECDSA-P256-SHA256 by the next certificate's P-256 key, the
 //!    root self-signed;
-//! 2. the chain's root is **byte-for-byte** equal to the pinned
-//!    `trusted_root_der` (a root carrying the same key but different bytes
-//!    is rejected);
+//! 2. the SHA-256 of the chain's root DER is one of the pinned fingerprints
+//!    (so a root carrying the same key but different bytes is rejected);
 //! 3. optionally, each certificate's validity window contains `now`;
 //! 4. the QE report signature (raw r‖s over the 384 QE-report bytes) by the
 //!    PCK leaf key;
@@ -19,7 +18,8 @@
 //!    the attestation key.
 //!
 //! Not checked here: CRLs, TCB info / QE identity collateral, certificate
-//! extensions (basic constraints, key usage), FMSPC/PCE-ID matching.
+//! extensions (basic constraints, key usage), FMSPC/PCE-ID matching — see
+//! the `dcap` module for the full appraisal.
 
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -44,9 +44,6 @@ pub const PCK_CHAIN_LEN: usize = 3;
 /// Errors of [`verify_signatures`]; one variant per check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// The pinned root passed by the caller is not a usable certificate.
-    #[error("trusted root certificate invalid: {0}")]
-    TrustedRootInvalid(String),
     /// PCK chain structure: PEM/DER decoding, certificate count, name chaining.
     #[error("PCK certificate chain structure check failed: {0}")]
     ChainStructure(String),
@@ -59,9 +56,9 @@ pub enum VerifyError {
         role: &'static str,
         reason: String,
     },
-    /// The chain's root is not byte-for-byte the pinned trusted root.
-    #[error("PCK certificate chain root check failed: the chain's root certificate is not the trusted root (byte-for-byte comparison)")]
-    UntrustedRoot,
+    /// The SHA-256 of the chain's root DER is not a trusted fingerprint.
+    #[error("PCK certificate chain root check failed: root certificate SHA-256 {sha256} is not a trusted root fingerprint")]
+    UntrustedRoot { sha256: String },
     /// `now` is outside a certificate's validity window.
     #[error("PCK certificate chain validity check failed for certificate {index} ({role}): now={now} not in [{not_before}, {not_after}]")]
     CertificateValidity {
@@ -82,8 +79,9 @@ pub enum VerifyError {
 /// How the chain's root was matched against the pinned root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RootMatch {
-    /// The chain's root DER equals `trusted_root_der` byte for byte.
-    ExactDer,
+    /// The SHA-256 of the chain's root DER is a pinned fingerprint (which
+    /// binds the exact bytes, not just the key).
+    PinnedSha256,
 }
 
 /// What [`verify_signatures`] established.
@@ -92,7 +90,7 @@ pub struct SignatureReport {
     /// Number of certificates in the PCK chain (always [`PCK_CHAIN_LEN`]).
     pub chain_len: usize,
     pub root_match: RootMatch,
-    /// SHA-256 of the trusted root DER.
+    /// SHA-256 of the chain's (trusted) root DER.
     pub root_sha256: [u8; 32],
     /// DER of the PCK leaf certificate.
     pub pck_leaf_der: Vec<u8>,
@@ -148,7 +146,7 @@ impl Quote {
 
 /// The full DER bytes (tag + length + content) of the first TLV inside the
 /// outer SEQUENCE of a certificate, i.e. the signed `tbsCertificate`.
-fn tbs_bytes(cert_der: &[u8]) -> Option<&[u8]> {
+pub(crate) fn tbs_bytes(cert_der: &[u8]) -> Option<&[u8]> {
     let (0x30, outer, _) = tlv(cert_der)? else {
         return None;
     };
@@ -159,7 +157,7 @@ fn tbs_bytes(cert_der: &[u8]) -> Option<&[u8]> {
 }
 
 /// The P-256 verifying key of a certificate's SubjectPublicKeyInfo.
-fn p256_key(cert: &Certificate) -> Result<VerifyingKey, String> {
+pub(crate) fn p256_key(cert: &Certificate) -> Result<VerifyingKey, String> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(format!(
@@ -183,7 +181,7 @@ fn p256_key(cert: &Certificate) -> Result<VerifyingKey, String> {
 }
 
 /// Verify `cert` (whose DER is `cert_der`) was signed by `issuer_key`.
-fn check_cert_signature(
+pub(crate) fn check_cert_signature(
     cert: &Certificate,
     cert_der: &[u8],
     issuer_key: &VerifyingKey,
@@ -211,149 +209,265 @@ fn check_cert_signature(
         .map_err(|_| "ECDSA-P256-SHA256 signature does not verify".into())
 }
 
-fn unix(t: x509_cert::time::Time) -> i64 {
+pub(crate) fn unix(t: x509_cert::time::Time) -> i64 {
     i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Verify a raw r‖s ECDSA-P256-SHA256 signature.
-fn check_raw_signature(key: &VerifyingKey, msg: &[u8], rs: &[u8; 64]) -> Result<(), String> {
+pub(crate) fn check_raw_signature(
+    key: &VerifyingKey,
+    msg: &[u8],
+    rs: &[u8; 64],
+) -> Result<(), String> {
     let sig =
         Signature::from_slice(rs).map_err(|_| "r or s is zero or not below the group order")?;
     key.verify(msg, &sig)
         .map_err(|_| "ECDSA-P256-SHA256 signature does not verify".into())
 }
 
-/// Offline signature checks of a TDX quote (see the module docs for the
-/// exact list and order). `trusted_root_der` is the pinned Intel SGX Root
-/// CA; the chain's root must equal it byte for byte. When `now_unix` is
-/// `Some`, every chain certificate must be valid at that time (inclusive).
-/// Never panics.
-pub fn verify_signatures(
-    quote: &Quote,
-    trusted_root_der: &[u8],
-    now_unix: Option<i64>,
-) -> Result<SignatureReport, VerifyError> {
-    // --- 1. chain structure and certificate signatures -------------------
-    let trusted = Certificate::from_der(trusted_root_der)
-        .map_err(|e| VerifyError::TrustedRootInvalid(format!("DER decode: {e}")))?;
-    // The pinned root's own self-signature is checked below, as the chain's
-    // last certificate (which must be byte-identical to it).
-    let trusted_key = p256_key(&trusted).map_err(VerifyError::TrustedRootInvalid)?;
+/// SHA-256 of the Intel SGX Root CA certificate (DER). The certificate bytes
+/// themselves arrive with the quote's PCK chain and the collateral issuer
+/// chains; pinning its digest keeps the trust anchor out of the source tree.
+pub const INTEL_SGX_ROOT_CA_SHA256: [u8; 32] = [
+    0x44, 0xa0, 0x19, 0x6b, 0x2b, 0x99, 0xf8, 0x89, 0xb8, 0xe1, 0x49, 0xe9, 0x5b, 0x80, 0x7a, 0x35,
+    0x0e, 0x74, 0x24, 0x96, 0x43, 0x99, 0xe8, 0x85, 0xa7, 0xcb, 0xb8, 0xcc, 0xfa, 0xb6, 0x74, 0xd3,
+];
 
-    let chain = &quote.signature.pck_cert_chain;
-    let pem_blocks = count(chain, b"-----BEGIN CERTIFICATE-----");
-    let ders = pem_certificates(chain);
+/// Why a certificate chain was rejected (shared by the PCK chain and the
+/// collateral issuer chains, which map it onto their own error variants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChainFailure {
+    Structure(String),
+    Signature {
+        index: usize,
+        role: &'static str,
+        reason: String,
+    },
+    UntrustedRoot {
+        sha256: String,
+    },
+}
+
+impl std::fmt::Display for ChainFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainFailure::Structure(s) => write!(f, "structure: {s}"),
+            ChainFailure::Signature {
+                index,
+                role,
+                reason,
+            } => write!(f, "signature of certificate {index} ({role}): {reason}"),
+            ChainFailure::UntrustedRoot { sha256 } => write!(
+                f,
+                "root certificate SHA-256 {sha256} is not a trusted root fingerprint"
+            ),
+        }
+    }
+}
+
+/// A certificate chain whose names chain, whose signatures verify and whose
+/// last certificate is a self-signed root with a trusted SHA-256.
+/// Validity windows are NOT judged here (they depend on the time of use).
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedChain {
+    pub(crate) ders: Vec<Vec<u8>>,
+    pub(crate) certs: Vec<Certificate>,
+    pub(crate) root_sha256: [u8; 32],
+}
+
+impl CheckedChain {
+    /// (notBefore, notAfter) of every certificate, unix seconds.
+    pub(crate) fn windows(&self) -> Vec<(i64, i64)> {
+        self.certs
+            .iter()
+            .map(|c| {
+                let v = &c.tbs_certificate.validity;
+                (unix(v.not_before), unix(v.not_after))
+            })
+            .collect()
+    }
+}
+
+/// Check a chain given as PEM text: exactly `roles.len()` certificates,
+/// leaf first, root last.
+pub(crate) fn check_pem_chain(
+    pem: &[u8],
+    roles: &[&'static str],
+    trusted_roots_sha256: &[[u8; 32]],
+) -> Result<CheckedChain, ChainFailure> {
+    let pem_blocks = count(pem, b"-----BEGIN CERTIFICATE-----");
+    let ders = pem_certificates(pem);
     if ders.len() != pem_blocks {
-        return Err(VerifyError::ChainStructure(format!(
+        return Err(ChainFailure::Structure(format!(
             "{} of {pem_blocks} PEM certificate blocks have invalid base64",
             pem_blocks.saturating_sub(ders.len())
         )));
     }
-    if ders.len() != PCK_CHAIN_LEN {
-        return Err(VerifyError::ChainStructure(format!(
-            "expected {PCK_CHAIN_LEN} certificates (PCK leaf, PCK CA, root CA), found {}",
+    if ders.len() != roles.len() {
+        return Err(ChainFailure::Structure(format!(
+            "expected {} certificates ({}), found {}",
+            roles.len(),
+            roles.join(", "),
             ders.len()
         )));
     }
-    let mut certs = Vec::with_capacity(PCK_CHAIN_LEN);
+    check_der_chain(ders, roles, trusted_roots_sha256)
+}
+
+pub(crate) fn check_der_chain(
+    ders: Vec<Vec<u8>>,
+    roles: &[&'static str],
+    trusted_roots_sha256: &[[u8; 32]],
+) -> Result<CheckedChain, ChainFailure> {
+    let role = |i: usize| roles.get(i).copied().unwrap_or("?");
+    let mut certs = Vec::with_capacity(ders.len());
     for (i, der) in ders.iter().enumerate() {
         let c = Certificate::from_der(der).map_err(|e| {
-            VerifyError::ChainStructure(format!(
+            ChainFailure::Structure(format!(
                 "certificate {i} ({}) does not decode: {e}",
-                ROLES.get(i).copied().unwrap_or("?")
+                role(i)
             ))
         })?;
         certs.push(c);
     }
-    for i in 0..PCK_CHAIN_LEN {
+    let last = ders
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| ChainFailure::Structure("certificate chain is empty".into()))?;
+    let root_sha256: [u8; 32] = ders
+        .get(last)
+        .map(|d| Sha256::digest(d).into())
+        .unwrap_or_default();
+    for i in 0..ders.len() {
         let (Some(cert), Some(der)) = (certs.get(i), ders.get(i)) else {
-            return Err(VerifyError::ChainStructure("internal index".into()));
+            return Err(ChainFailure::Structure("internal index".into()));
         };
-        // Issuer of the last certificate is itself (self-signed root).
-        let (issuer, issuer_der) = match (certs.get(i + 1), ders.get(i + 1)) {
-            (Some(c), Some(d)) => (c, d.as_slice()),
-            _ => (cert, der.as_slice()),
-        };
-        let role = ROLES.get(i).copied().unwrap_or("?");
+        // The last certificate is its own issuer (self-signed root).
+        let issuer = certs.get(i + 1).unwrap_or(cert);
         if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
-            return Err(VerifyError::ChainStructure(format!(
-                "certificate {i} ({role}) issuer \"{}\" is not the subject \"{}\" of the next certificate",
-                cert.tbs_certificate.issuer, issuer.tbs_certificate.subject
+            return Err(ChainFailure::Structure(format!(
+                "certificate {i} ({}) issuer \"{}\" is not the subject \"{}\" of the next certificate",
+                role(i),
+                cert.tbs_certificate.issuer,
+                issuer.tbs_certificate.subject
             )));
         }
-        // The root position is judged against the pinned root (step 2)
-        // before trusting its key; intermediate keys are from the chain.
-        let key = if issuer_der == trusted_root_der {
-            trusted_key
-        } else if i + 1 >= PCK_CHAIN_LEN {
-            return Err(VerifyError::UntrustedRoot);
-        } else {
-            p256_key(issuer).map_err(|reason| VerifyError::ChainSignature {
-                index: i,
-                role,
-                reason: format!("issuer key: {reason}"),
-            })?
-        };
-        check_cert_signature(cert, der, &key).map_err(|reason| VerifyError::ChainSignature {
+        // Never use the root's key before the root itself is known trusted.
+        if i + 1 >= last && !trusted_roots_sha256.contains(&root_sha256) {
+            return Err(ChainFailure::UntrustedRoot {
+                sha256: hex::encode(root_sha256),
+            });
+        }
+        let key = p256_key(issuer).map_err(|reason| ChainFailure::Signature {
             index: i,
-            role,
+            role: role(i),
+            reason: format!("issuer key: {reason}"),
+        })?;
+        check_cert_signature(cert, der, &key).map_err(|reason| ChainFailure::Signature {
+            index: i,
+            role: role(i),
             reason,
         })?;
     }
-    // --- 2. root pinning (byte-for-byte) ---------------------------------
-    if ders.last().map(Vec::as_slice) != Some(trusted_root_der) {
-        return Err(VerifyError::UntrustedRoot);
-    }
+    Ok(CheckedChain {
+        ders,
+        certs,
+        root_sha256,
+    })
+}
 
-    // --- 3. validity windows ---------------------------------------------
-    let mut chain_not_before = i64::MIN;
-    let mut chain_not_after = i64::MAX;
-    for (i, c) in certs.iter().enumerate() {
-        let v = &c.tbs_certificate.validity;
-        let (nb, na) = (unix(v.not_before), unix(v.not_after));
-        chain_not_before = chain_not_before.max(nb);
-        chain_not_after = chain_not_after.min(na);
-        if let Some(now) = now_unix {
-            if now < nb || now > na {
-                return Err(VerifyError::CertificateValidity {
-                    index: i,
-                    role: ROLES.get(i).copied().unwrap_or("?"),
-                    now,
-                    not_before: nb,
-                    not_after: na,
-                });
-            }
-        }
-    }
+/// A verified PCK chain (leaf, PCK CA, root) with the leaf key ready for the
+/// per-quote signature checks. Independent of time and of the quote, so it
+/// can be cached by the chain's content hash.
+#[derive(Debug, Clone)]
+pub struct PckChain {
+    pub(crate) chain: CheckedChain,
+    pub(crate) leaf_key: VerifyingKey,
+}
 
-    // --- 4. QE report signature by the PCK leaf key ----------------------
-    let sd = &quote.signature;
-    let leaf = certs
+impl PckChain {
+    /// DER of the PCK leaf certificate.
+    pub fn leaf_der(&self) -> &[u8] {
+        self.chain.ders.first().map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// DER of the PCK CA certificate.
+    pub fn ca_der(&self) -> &[u8] {
+        self.chain.ders.get(1).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// DER of the root certificate.
+    pub fn root_der(&self) -> &[u8] {
+        self.chain.ders.get(2).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// SHA-256 of the root certificate DER.
+    pub fn root_sha256(&self) -> [u8; 32] {
+        self.chain.root_sha256
+    }
+    pub(crate) fn cert(&self, i: usize) -> Option<&Certificate> {
+        self.chain.certs.get(i)
+    }
+}
+
+fn map_pck_failure(f: ChainFailure) -> VerifyError {
+    match f {
+        ChainFailure::Structure(s) => VerifyError::ChainStructure(s),
+        ChainFailure::Signature {
+            index,
+            role,
+            reason,
+        } => VerifyError::ChainSignature {
+            index,
+            role,
+            reason,
+        },
+        ChainFailure::UntrustedRoot { sha256 } => VerifyError::UntrustedRoot { sha256 },
+    }
+}
+
+/// Verify the quote's embedded PCK chain: three certificates, names chained,
+/// ECDSA-P256-SHA256 signatures, the root self-signed and its DER SHA-256 in
+/// `trusted_roots_sha256`. Validity windows are not judged here.
+pub fn verify_pck_chain(
+    chain_pem: &[u8],
+    trusted_roots_sha256: &[[u8; 32]],
+) -> Result<PckChain, VerifyError> {
+    let chain =
+        check_pem_chain(chain_pem, &ROLES, trusted_roots_sha256).map_err(map_pck_failure)?;
+    let leaf = chain
+        .certs
         .first()
         .ok_or_else(|| VerifyError::ChainStructure("empty chain".into()))?;
     let leaf_key =
         p256_key(leaf).map_err(|e| VerifyError::QeReportSignature(format!("PCK leaf key: {e}")))?;
-    check_raw_signature(&leaf_key, &sd.qe_report.raw, &sd.qe_report_signature)
+    Ok(PckChain { chain, leaf_key })
+}
+
+/// The per-quote checks once the PCK chain is verified: QE report signature
+/// by the PCK leaf key, QE report-data binding, quote signature by the
+/// attestation key.
+pub fn verify_quote_with_chain(quote: &Quote, pck: &PckChain) -> Result<(), VerifyError> {
+    let sd = &quote.signature;
+    check_raw_signature(&pck.leaf_key, &sd.qe_report.raw, &sd.qe_report_signature)
         .map_err(|e| VerifyError::QeReportSignature(format!("by the PCK leaf key: {e}")))?;
 
-    // --- 5. QE report-data binding ---------------------------------------
     let mut h = Sha256::new();
     h.update(sd.attestation_key);
     h.update(&sd.qe_auth_data);
     let digest: [u8; 32] = h.finalize().into();
     let rd = &sd.qe_report.report_data;
     if rd.get(..32) != Some(&digest[..]) {
-        return Err(VerifyError::QeReportDataBinding(
-            "QE report_data[0..32] != SHA-256(attestation_key || qe_auth_data)".into(),
-        ));
+        return Err(VerifyError::QeReportDataBinding(format!(
+            "QE report_data[0..32] {} != SHA-256(attestation_key || qe_auth_data) {}",
+            hex::encode(rd.get(..32).unwrap_or(&[])),
+            hex::encode(digest)
+        )));
     }
     if rd.get(32..).is_none_or(|z| z.iter().any(|&b| b != 0)) {
-        return Err(VerifyError::QeReportDataBinding(
-            "QE report_data[32..64] is not all zero".into(),
-        ));
+        return Err(VerifyError::QeReportDataBinding(format!(
+            "QE report_data[32..64] is not all zero: {}",
+            hex::encode(rd.get(32..).unwrap_or(&[]))
+        )));
     }
 
-    // --- 6. quote signature by the attestation key -----------------------
     let signed = quote.signed_bytes();
     if signed.len() != quote.signed_len {
         return Err(VerifyError::QuoteSignature(format!(
@@ -369,13 +483,46 @@ pub fn verify_signatures(
         VerifyError::QuoteSignature("attestation key is not a valid P-256 point".into())
     })?;
     check_raw_signature(&att_key, &signed, &sd.quote_signature)
-        .map_err(|e| VerifyError::QuoteSignature(format!("by the attestation key: {e}")))?;
+        .map_err(|e| VerifyError::QuoteSignature(format!("by the attestation key: {e}")))
+}
+
+/// Offline signature checks of a TDX quote (see the module docs for the
+/// exact list and order). The chain's root must be self-signed and the
+/// SHA-256 of its DER must be one of `trusted_roots_sha256` (pass
+/// [`INTEL_SGX_ROOT_CA_SHA256`] for Intel). When `now_unix` is `Some`, every
+/// chain certificate must be valid at that time (inclusive). Never panics.
+pub fn verify_signatures(
+    quote: &Quote,
+    trusted_roots_sha256: &[[u8; 32]],
+    now_unix: Option<i64>,
+) -> Result<SignatureReport, VerifyError> {
+    let pck = verify_pck_chain(&quote.signature.pck_cert_chain, trusted_roots_sha256)?;
+
+    let mut chain_not_before = i64::MIN;
+    let mut chain_not_after = i64::MAX;
+    for (i, (nb, na)) in pck.chain.windows().into_iter().enumerate() {
+        chain_not_before = chain_not_before.max(nb);
+        chain_not_after = chain_not_after.min(na);
+        if let Some(now) = now_unix {
+            if now < nb || now > na {
+                return Err(VerifyError::CertificateValidity {
+                    index: i,
+                    role: ROLES.get(i).copied().unwrap_or("?"),
+                    now,
+                    not_before: nb,
+                    not_after: na,
+                });
+            }
+        }
+    }
+
+    verify_quote_with_chain(quote, &pck)?;
 
     Ok(SignatureReport {
-        chain_len: certs.len(),
-        root_match: RootMatch::ExactDer,
-        root_sha256: Sha256::digest(trusted_root_der).into(),
-        pck_leaf_der: ders.into_iter().next().unwrap_or_default(),
+        chain_len: pck.chain.certs.len(),
+        root_match: RootMatch::PinnedSha256,
+        root_sha256: pck.chain.root_sha256,
+        pck_leaf_der: pck.leaf_der().to_vec(),
         chain_not_before,
         chain_not_after,
         validity_checked_at: now_unix,

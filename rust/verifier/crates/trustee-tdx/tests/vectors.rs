@@ -264,7 +264,7 @@ fn random_corruption_never_panics() {
             if let Ok(p) = parse_quote(&m[..cut]) {
                 let _ = claims(&p);
                 let now = (rng.below(2) == 0).then(|| rng.next() as i64);
-                let _ = verify_signatures(&p, &root, now);
+                let _ = verify_signatures(&p, &[sha(&root)], now);
             }
         }
     }
@@ -289,10 +289,16 @@ fn read_root() -> Option<Vec<u8>> {
     }
 }
 
+/// SHA-256 fingerprint of a root certificate DER.
+fn sha(der: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der).into()
+}
+
 /// Verify `m` (a mutated quote that must still parse) against `root`.
 fn verify_bytes(m: &[u8], root: &[u8]) -> Result<trustee_tdx::SignatureReport, VerifyError> {
     let p = parse_quote(m).expect("mutated quote still parses");
-    verify_signatures(&p, root, None)
+    verify_signatures(&p, &[sha(root)], None)
 }
 
 #[test]
@@ -305,7 +311,8 @@ fn quotes_verify_offline() {
         let Some(q) = read(name) else { return };
         let p = parse_quote(&q).unwrap();
         assert_eq!(p.signed_bytes(), &q[..p.signed_len], "{name}");
-        let r = verify_signatures(&p, &root, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r =
+            verify_signatures(&p, &[sha(&root)], None).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(r.chain_len, 3);
         assert_eq!(hex::encode(r.root_sha256), fp);
         assert_eq!(r.validity_checked_at, None);
@@ -322,7 +329,7 @@ fn quotes_verify_offline() {
             r.chain_not_before + 3600,
             r.chain_not_after,
         ] {
-            let ok = verify_signatures(&p, &root, Some(now)).unwrap();
+            let ok = verify_signatures(&p, &[sha(&root)], Some(now)).unwrap();
             assert_eq!(ok.validity_checked_at, Some(now));
         }
         for now in [
@@ -331,7 +338,7 @@ fn quotes_verify_offline() {
             i64::MIN,
             i64::MAX,
         ] {
-            let e = verify_signatures(&p, &root, Some(now)).unwrap_err();
+            let e = verify_signatures(&p, &[sha(&root)], Some(now)).unwrap_err();
             assert!(
                 matches!(e, VerifyError::CertificateValidity { .. }),
                 "{name} {now}: {e}"
@@ -506,20 +513,23 @@ fn other_roots_fail_chain() {
         // The self-made root is a valid self-signed P-256 certificate...
         let mut own = p.clone();
         own.signature.pck_cert_chain = pem(std::slice::from_ref(&fake));
-        let e = verify_signatures(&own, &fake, None).unwrap_err();
+        let e = verify_signatures(&own, &[sha(&fake)], None).unwrap_err();
         assert!(matches!(e, VerifyError::ChainStructure(_)), "{e}");
 
         // ...but the quote's chain does not end in it.
         for other in [&fake, &certs[0], &certs[1]] {
-            let e = verify_signatures(&p, other, None).unwrap_err();
-            assert!(matches!(e, VerifyError::UntrustedRoot), "{name}: {e}");
+            let e = verify_signatures(&p, &[sha(other)], None).unwrap_err();
+            assert!(
+                matches!(e, VerifyError::UntrustedRoot { .. }),
+                "{name}: {e}"
+            );
             assert!(e.to_string().contains("chain root"), "{e}");
         }
 
         // Swapping the self-made root into the chain: the PCK CA is not signed by it.
         let mut swapped = p.clone();
         swapped.signature.pck_cert_chain = pem(&[certs[0].clone(), certs[1].clone(), fake.clone()]);
-        let e = verify_signatures(&swapped, &fake, None).unwrap_err();
+        let e = verify_signatures(&swapped, &[sha(&fake)], None).unwrap_err();
         assert!(
             matches!(e, VerifyError::ChainSignature { index: 1, .. }),
             "{name}: {e}"
@@ -537,13 +547,13 @@ fn other_roots_fail_chain() {
         ] {
             let mut m = p.clone();
             m.signature.pck_cert_chain = pem(&chain);
-            let e = verify_signatures(&m, &root, None).unwrap_err();
+            let e = verify_signatures(&m, &[sha(&root)], None).unwrap_err();
             assert!(matches!(e, VerifyError::ChainStructure(_)), "{name}: {e}");
         }
         // Wrong order: issuer/subject chaining fails.
         let mut m = p.clone();
         m.signature.pck_cert_chain = pem(&[certs[1].clone(), certs[0].clone(), root.clone()]);
-        let e = verify_signatures(&m, &root, None).unwrap_err();
+        let e = verify_signatures(&m, &[sha(&root)], None).unwrap_err();
         assert!(matches!(e, VerifyError::ChainStructure(_)), "{name}: {e}");
 
         // A leaf signed by someone else (its signature bytes altered).
@@ -552,7 +562,7 @@ fn other_roots_fail_chain() {
         leaf[n - 5] ^= 0x01;
         let mut m = p.clone();
         m.signature.pck_cert_chain = pem(&[leaf, certs[1].clone(), root.clone()]);
-        let e = verify_signatures(&m, &root, None).unwrap_err();
+        let e = verify_signatures(&m, &[sha(&root)], None).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -561,15 +571,19 @@ fn other_roots_fail_chain() {
             "{name}: {e}"
         );
     }
-    // Garbage as the trusted root.
+    // No trusted fingerprint, or the Intel one with a bit flipped.
     let Some(q) = read("tdx_quote_4.dat") else {
         return;
     };
     let p = parse_quote(&q).unwrap();
-    for bad in [&b""[..], b"\x30\x00", &root[..root.len() - 1]] {
-        let e = verify_signatures(&p, bad, None).unwrap_err();
-        assert!(matches!(e, VerifyError::TrustedRootInvalid(_)), "{e}");
+    let mut flipped = sha(&root);
+    flipped[0] ^= 1;
+    for trusted in [&[][..], &[flipped][..]] {
+        let e = verify_signatures(&p, trusted, None).unwrap_err();
+        assert!(matches!(e, VerifyError::UntrustedRoot { .. }), "{e}");
+        assert!(e.to_string().contains(&hex::encode(sha(&root))), "{e}");
     }
+    assert_eq!(sha(&root), trustee_tdx::INTEL_SGX_ROOT_CA_SHA256);
 }
 
 #[test]
@@ -588,13 +602,13 @@ fn pem_chain_flips_fail_chain_checks() {
                 continue; // only base64 payload characters
             }
             m.signature.pck_cert_chain[i] = if c == b'A' { b'B' } else { b'A' };
-            if let Err(e) = verify_signatures(&m, &root, None) {
+            if let Err(e) = verify_signatures(&m, &[sha(&root)], None) {
                 assert!(
                     matches!(
                         e,
                         VerifyError::ChainStructure(_)
                             | VerifyError::ChainSignature { .. }
-                            | VerifyError::UntrustedRoot
+                            | VerifyError::UntrustedRoot { .. }
                             | VerifyError::QeReportSignature(_)
                     ),
                     "{name} @{i}: {e}"
@@ -617,13 +631,13 @@ fn synthetic_quote_fails_without_panic() {
     let mut p = parse_quote(&q).unwrap();
     p.signature.pck_cert_chain = Vec::new();
     assert!(matches!(
-        verify_signatures(&p, &root, None),
+        verify_signatures(&p, &[sha(&root)], None),
         Err(VerifyError::ChainStructure(_))
     ));
     p.signature.pck_cert_chain =
         b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----".to_vec();
     assert!(matches!(
-        verify_signatures(&p, &root, None),
+        verify_signatures(&p, &[sha(&root)], None),
         Err(VerifyError::ChainStructure(_))
     ));
 }

@@ -1,0 +1,182 @@
+//! [`DcapVerifier`]: the DCAP appraisal with memoised, time-independent
+//! collateral and PCK-chain verification.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::dcap::{appraise, check_collateral, check_pck, CheckedCollateral, CheckedPck};
+use crate::{parse_quote, Collateral, DcapError, Verified, VerifyOptions};
+
+/// Hit/miss counters of a [`DcapVerifier`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub collateral_hits: u64,
+    pub collateral_misses: u64,
+    pub pck_chain_hits: u64,
+    pub pck_chain_misses: u64,
+}
+
+/// Insertion-ordered map that forgets its oldest entry beyond `capacity`.
+#[derive(Debug)]
+struct Bounded<V> {
+    map: HashMap<[u8; 32], Arc<V>>,
+    order: VecDeque<[u8; 32]>,
+    capacity: usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+    fn get(&self, k: &[u8; 32]) -> Option<Arc<V>> {
+        self.map.get(k).cloned()
+    }
+    fn insert(&mut self, k: [u8; 32], v: Arc<V>) {
+        if self.map.insert(k, v).is_none() {
+            self.order.push_back(k);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Caches {
+    collateral: Bounded<CheckedCollateral>,
+    chains: Bounded<CheckedPck>,
+    stats: CacheStats,
+}
+
+/// [`verify_quote`] with memoised collateral and PCK-chain verification,
+/// keyed by the SHA-256 of their content and of the trusted roots. Only
+/// successful, time-independent checks are cached: quote signatures,
+/// revocation lookups, matching and validity windows run on every call.
+#[derive(Debug)]
+pub struct DcapVerifier {
+    caches: Mutex<Caches>,
+}
+
+impl Default for DcapVerifier {
+    fn default() -> Self {
+        DcapVerifier::new(64)
+    }
+}
+
+fn cache_key(trusted: &[[u8; 32]], content: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((trusted.len() as u64).to_le_bytes());
+    for t in trusted {
+        h.update(t);
+    }
+    h.update(content);
+    h.finalize().into()
+}
+
+impl DcapVerifier {
+    /// A verifier keeping at most `capacity` collaterals and `capacity` PCK
+    /// chains (at least one each).
+    pub fn new(capacity: usize) -> DcapVerifier {
+        DcapVerifier {
+            caches: Mutex::new(Caches {
+                collateral: Bounded::new(capacity),
+                chains: Bounded::new(capacity),
+                stats: CacheStats::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Caches> {
+        // A panic elsewhere cannot leave the caches inconsistent (each
+        // update is a single insert), so a poisoned lock is still usable.
+        self.caches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Current hit/miss counters.
+    pub fn stats(&self) -> CacheStats {
+        self.lock().stats
+    }
+
+    /// Same result as [`verify_quote`].
+    pub fn verify_quote(
+        &self,
+        raw_quote: &[u8],
+        collateral: &Collateral,
+        opts: &VerifyOptions,
+    ) -> Result<Verified, DcapError> {
+        let quote = parse_quote(raw_quote)?;
+        let trusted = opts.trusted();
+        let col_key = cache_key(&trusted, &collateral.content_hash());
+        let chain_key = cache_key(&trusted, &Sha256::digest(&quote.signature.pck_cert_chain));
+
+        let cached_col = {
+            let mut c = self.lock();
+            let hit = c.collateral.get(&col_key);
+            if hit.is_some() {
+                c.stats.collateral_hits += 1;
+            } else {
+                c.stats.collateral_misses += 1;
+            }
+            hit
+        };
+        let col = match cached_col {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(check_collateral(collateral, &trusted)?);
+                self.lock().collateral.insert(col_key, Arc::clone(&c));
+                c
+            }
+        };
+
+        let cached_pck = {
+            let mut c = self.lock();
+            let hit = c.chains.get(&chain_key);
+            if hit.is_some() {
+                c.stats.pck_chain_hits += 1;
+            } else {
+                c.stats.pck_chain_misses += 1;
+            }
+            hit
+        };
+        let pck = match cached_pck {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(check_pck(&quote, &trusted)?);
+                self.lock().chains.insert(chain_key, Arc::clone(&p));
+                p
+            }
+        };
+        appraise(quote, &pck, &col, opts.now_unix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_forgets_oldest() {
+        let mut b = Bounded::new(2);
+        for i in 0..3u8 {
+            b.insert([i; 32], Arc::new(i));
+        }
+        assert!(b.get(&[0; 32]).is_none());
+        assert_eq!(b.get(&[2; 32]).as_deref(), Some(&2));
+        b.insert([2; 32], Arc::new(9));
+        assert_eq!(b.order.len(), 2);
+    }
+
+    #[test]
+    fn verifier_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<DcapVerifier>();
+    }
+}
