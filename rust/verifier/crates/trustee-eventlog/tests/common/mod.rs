@@ -1,0 +1,80 @@
+//! Locates the shared upstream vectors, read in place: `$TRUSTEE_VECTORS`, or
+//! the `shared/vectors` folder beside the repository.
+
+#![allow(dead_code)]
+
+pub mod builder;
+
+use std::path::PathBuf;
+
+pub const EVENTLOG_DIR: &str = "trustee/deps/eventlog/test_data";
+pub const VERIFIER_DIR: &str = "trustee/deps/verifier/test_data";
+
+pub fn vectors_root() -> Option<PathBuf> {
+    let root = match std::env::var_os("TRUSTEE_VECTORS") {
+        Some(dir) => PathBuf::from(dir),
+        // crates/trustee-eventlog -> crates -> verifier -> rust -> repo -> its parent
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors"),
+    };
+    if root.is_dir() {
+        Some(root)
+    } else {
+        eprintln!(
+            "SKIP: vectors folder {} not found (set TRUSTEE_VECTORS or place `shared/vectors` beside the repository)",
+            root.display()
+        );
+        None
+    }
+}
+
+/// Bytes of `dir/name` under the vectors root, or `None` (with a printed
+/// reason) when the folder or the file is absent.
+pub fn read(dir: &str, name: &str) -> Option<Vec<u8>> {
+    let path = vectors_root()?.join(dir).join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            eprintln!("SKIP: vector {} not readable: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// An event log by name. `CCEL_data` may be stored with the eventlog or with
+/// the verifier vectors (identical copies).
+pub fn read_log(name: &str) -> Option<Vec<u8>> {
+    if name == "CCEL_data" {
+        let root = vectors_root()?;
+        if let Ok(bytes) = std::fs::read(root.join(EVENTLOG_DIR).join(name)) {
+            return Some(bytes);
+        }
+        return read(VERIFIER_DIR, name);
+    }
+    read(EVENTLOG_DIR, name)
+}
+
+pub fn read_json(dir: &str, name: &str) -> Option<serde_json::Value> {
+    let bytes = read(dir, name)?;
+    Some(serde_json::from_slice(&bytes).expect("golden JSON parses"))
+}
+
+/// xorshift64*: deterministic and dependency-free, so failures reproduce.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-enough value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
