@@ -45,6 +45,22 @@ pub struct CertInfo {
     pub not_after: u64,
 }
 
+impl CertInfo {
+    /// Inclusive validity window check at `now` (Unix seconds).
+    pub fn check_validity(&self, now: i64) -> Result<(), VerifyError> {
+        let now_wide = i128::from(now);
+        if now_wide < i128::from(self.not_before) || now_wide > i128::from(self.not_after) {
+            return Err(VerifyError::Expired {
+                subject: self.common_name.clone(),
+                now,
+                not_before: self.not_before,
+                not_after: self.not_after,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// AMD X.509 extensions of a VCEK / VLEK.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VekExtensions {
@@ -78,16 +94,9 @@ pub struct ChainInfo {
 impl ChainInfo {
     /// Check the validity periods of all three certificates at `now` (Unix seconds).
     /// Upstream does not check validity; the project does (decision 5).
-    pub fn check_validity(&self, now: u64) -> Result<(), VerifyError> {
+    pub fn check_validity(&self, now: i64) -> Result<(), VerifyError> {
         for c in [&self.leaf, &self.intermediate, &self.ark] {
-            if now < c.not_before || now > c.not_after {
-                return Err(VerifyError::Expired {
-                    subject: c.common_name.clone(),
-                    now,
-                    not_before: c.not_before,
-                    not_after: c.not_after,
-                });
-            }
+            c.check_validity(now)?;
         }
         Ok(())
     }
@@ -103,6 +112,14 @@ const PEM_END: &str = "-----END CERTIFICATE-----";
 /// Split a PEM bundle into certificates. Own implementation: x509-cert 0.2's
 /// `load_pem_chain` panics (integer underflow) on some truncated inputs.
 fn parse_pem_chain(pem: &[u8], what: &str) -> Result<Vec<Certificate>, VerifyError> {
+    Ok(parse_pem_chain_der(pem, what)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
+
+/// Like [`parse_pem_chain`], keeping each certificate's DER (its fingerprint is taken over it).
+fn parse_pem_chain_der(pem: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Certificate)>, VerifyError> {
     use base64::Engine as _;
     let text = std::str::from_utf8(pem).map_err(|e| cert_err(what, e))?;
     let mut rest = text;
@@ -122,7 +139,8 @@ fn parse_pem_chain(pem: &[u8], what: &str) -> Result<Vec<Certificate>, VerifyErr
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.as_bytes())
             .map_err(|e| cert_err(what, e))?;
-        out.push(Certificate::from_der(&der).map_err(|e| cert_err(what, e))?);
+        let cert = Certificate::from_der(&der).map_err(|e| cert_err(what, e))?;
+        out.push((der, cert));
         rest = after.get(end + PEM_END.len()..).unwrap_or("");
     }
     if out.is_empty() {
@@ -131,9 +149,32 @@ fn parse_pem_chain(pem: &[u8], what: &str) -> Result<Vec<Certificate>, VerifyErr
     Ok(out)
 }
 
+/// Parse a DER certificate or a PEM bundle of one or more certificates, keeping each DER.
+pub(crate) fn parse_certs(
+    bytes: &[u8],
+    what: &str,
+) -> Result<Vec<(Vec<u8>, Certificate)>, VerifyError> {
+    if is_pem(bytes) {
+        parse_pem_chain_der(bytes, what)
+    } else {
+        let cert = Certificate::from_der(bytes).map_err(|e| cert_err(what, e))?;
+        Ok(vec![(bytes.to_vec(), cert)])
+    }
+}
+
+fn is_pem(bytes: &[u8]) -> bool {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    bytes
+        .get(start..)
+        .is_some_and(|b| b.starts_with(b"-----BEGIN"))
+}
+
 /// Parse one certificate, DER or PEM (auto-detected by the PEM prefix).
-fn parse_cert(bytes: &[u8], what: &str) -> Result<Certificate, VerifyError> {
-    if bytes.starts_with(b"-----BEGIN") {
+pub(crate) fn parse_cert(bytes: &[u8], what: &str) -> Result<Certificate, VerifyError> {
+    if is_pem(bytes) {
         let mut certs = parse_pem_chain(bytes, what)?;
         if certs.len() != 1 {
             return Err(cert_err(
@@ -147,7 +188,7 @@ fn parse_cert(bytes: &[u8], what: &str) -> Result<Certificate, VerifyError> {
     }
 }
 
-fn common_name(name: &x509_cert::name::Name) -> String {
+pub(crate) fn common_name(name: &x509_cert::name::Name) -> String {
     for rdn in name.0.iter() {
         for atv in rdn.0.iter() {
             if atv.oid == OID_CN {
@@ -158,7 +199,7 @@ fn common_name(name: &x509_cert::name::Name) -> String {
     String::new()
 }
 
-fn cert_info(c: &Certificate) -> CertInfo {
+pub(crate) fn cert_info(c: &Certificate) -> CertInfo {
     let v = &c.tbs_certificate.validity;
     CertInfo {
         common_name: common_name(&c.tbs_certificate.subject),
@@ -167,7 +208,7 @@ fn cert_info(c: &Certificate) -> CertInfo {
     }
 }
 
-fn names_equal(a: &x509_cert::name::Name, b: &x509_cert::name::Name) -> bool {
+pub(crate) fn names_equal(a: &x509_cert::name::Name, b: &x509_cert::name::Name) -> bool {
     match (a.to_der(), b.to_der()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
@@ -193,7 +234,10 @@ fn rsa_key(c: &Certificate) -> Result<rsa::RsaPublicKey, VerifyError> {
 }
 
 /// Verify that `issuer` signed `subject` with RSASSA-PSS / SHA-384.
-fn verify_signed_by(subject: &Certificate, issuer: &Certificate) -> Result<(), VerifyError> {
+pub(crate) fn verify_signed_by(
+    subject: &Certificate,
+    issuer: &Certificate,
+) -> Result<(), VerifyError> {
     let subj_cn = common_name(&subject.tbs_certificate.subject);
     let iss_cn = common_name(&issuer.tbs_certificate.subject);
     let fail = |m: String| VerifyError::InvalidSignature(format!("{iss_cn} -> {subj_cn}: {m}"));
@@ -244,7 +288,7 @@ fn decode_u8_int(bytes: &[u8], what: &str) -> Result<u8, VerifyError> {
     u8::from_der(bytes).map_err(|e| cert_err(what, e))
 }
 
-fn extensions_of(c: &Certificate) -> Result<VekExtensions, VerifyError> {
+pub(crate) fn extensions_of(c: &Certificate) -> Result<VekExtensions, VerifyError> {
     let mut out = VekExtensions {
         common_name: common_name(&c.tbs_certificate.subject),
         ..Default::default()
@@ -292,7 +336,7 @@ pub fn parse_vek_extensions(cert: &[u8]) -> Result<VekExtensions, VerifyError> {
     extensions_of(&parse_cert(cert, "VEK")?)
 }
 
-fn leaf_kind(cn: &str) -> Result<LeafKind, VerifyError> {
+pub(crate) fn leaf_kind(cn: &str) -> Result<LeafKind, VerifyError> {
     if cn.contains("VLEK") {
         Ok(LeafKind::Vlek)
     } else if cn.contains("VCEK") {
@@ -387,7 +431,7 @@ pub fn verify_anchors(anchors_pem: &[u8]) -> Result<Vec<CertInfo>, VerifyError> 
     Ok(out)
 }
 
-fn p384_key(c: &Certificate) -> Result<p384::ecdsa::VerifyingKey, VerifyError> {
+pub(crate) fn p384_key(c: &Certificate) -> Result<p384::ecdsa::VerifyingKey, VerifyError> {
     let spki = &c.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(VerifyError::UnsupportedKey(format!(
@@ -438,7 +482,7 @@ pub fn verify_report_signature(
     verify_parsed_report_signature(&report, &key)
 }
 
-fn verify_parsed_report_signature(
+pub(crate) fn verify_parsed_report_signature(
     report: &Report,
     key: &p384::ecdsa::VerifyingKey,
 ) -> Result<(), VerifyError> {
@@ -448,55 +492,109 @@ fn verify_parsed_report_signature(
             family: report.cpuid_fam_id.unwrap_or(0),
             model: report.cpuid_mod_id.unwrap_or(0),
         })?;
-    let signed = canonical
-        .get(..SIGNED_LEN)
-        .ok_or_else(|| VerifyError::MalformedSignature("short report".into()))?;
+    verify_canonical_signature(report, &canonical, key)
+}
+
+/// ECDSA P-384 / SHA-384 check of `canonical[..0x2A0]` with the report's (r, s).
+pub(crate) fn verify_canonical_signature(
+    report: &Report,
+    canonical: &[u8],
+    key: &p384::ecdsa::VerifyingKey,
+) -> Result<(), VerifyError> {
+    let signed = canonical.get(..SIGNED_LEN).ok_or_else(|| {
+        VerifyError::MalformedSignature(format!(
+            "re-encoded report is {} bytes, {SIGNED_LEN} needed",
+            canonical.len()
+        ))
+    })?;
     let r = le72_to_be48(&report.sig_r)?;
     let s = le72_to_be48(&report.sig_s)?;
     let sig = p384::ecdsa::Signature::from_scalars(r, s)
         .map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
-    key.verify(signed, &sig)
-        .map_err(|_| VerifyError::InvalidSignature("report signature does not verify".into()))
+    key.verify(signed, &sig).map_err(|_| {
+        VerifyError::ReportSignature(
+            "ECDSA P-384/SHA-384 signature over report bytes 0x000..0x2A0 does not verify \
+             with the endorsement key"
+                .into(),
+        )
+    })
 }
 
-/// Compare REPORTED_TCB (and, for VCEKs, CHIP_ID) with the VEK's extensions.
-///
-/// SPLs: bootloader, TEE, SNP, microcode always; FMC on Turin. hwID: checked for VCEKs
-/// (CN `VCEK` or `SEV-VCEK` — project decision 4; upstream effectively never checks it).
+/// Compare REPORTED_TCB (and, for VCEKs, CHIP_ID) with the VEK's extensions, decoding the
+/// TCB with [`Report::generation`]'s layout (the chip-ID heuristic for v2 reports); see
+/// [`check_tcb`] and [`check_chip_id`] for a known generation.
 pub fn verify_report_tcb(report: &Report, ext: &VekExtensions) -> Result<(), VerifyError> {
-    let tcb = report.reported_tcb();
-    let check = |name: &str, want: Option<u8>, got: u8| -> Result<(), VerifyError> {
-        match want {
-            Some(w) if w == got => Ok(()),
-            Some(w) => Err(VerifyError::TcbMismatch(format!(
-                "{name} version mismatch (certificate {w}, report {got})"
-            ))),
-            None => Err(VerifyError::TcbMismatch(format!(
-                "{name} SPL extension missing from the certificate"
-            ))),
-        }
+    let generation = report.generation().unwrap_or(Generation::Milan);
+    check_tcb(report, generation, ext)?;
+    if is_vcek_cn(&ext.common_name) {
+        check_chip_id(&report.chip_id, generation, ext)?;
+    }
+    Ok(())
+}
+
+/// VCEK common names: upstream only recognises `VCEK`, but AMD issues `SEV-VCEK`
+/// (project decision: check the chip ID for both).
+pub(crate) fn is_vcek_cn(cn: &str) -> bool {
+    cn == "VCEK" || cn == "SEV-VCEK"
+}
+
+/// REPORTED_TCB (decoded with `generation`'s layout) against the VEK's SPL extensions:
+/// bootloader, TEE, SNP and microcode always; FMC on Turin.
+pub fn check_tcb(
+    report: &Report,
+    generation: Generation,
+    ext: &VekExtensions,
+) -> Result<(), VerifyError> {
+    let tcb = report.reported_tcb_for(generation);
+    let kind = if is_vcek_cn(&ext.common_name) {
+        "VCEK"
+    } else {
+        "VEK"
+    };
+    let check = |field: &'static str, want: Option<u8>, got: u8| match want {
+        Some(w) if w == got => Ok(()),
+        Some(w) => Err(VerifyError::TcbMismatch {
+            field,
+            certificate: w,
+            report: got,
+        }),
+        None => Err(VerifyError::TcbExtensionMissing { field, kind }),
     };
     check("Boot loader", ext.bl_spl, tcb.bootloader)?;
     check("TEE", ext.tee_spl, tcb.tee)?;
     check("SNP", ext.snp_spl, tcb.snp)?;
     check("Microcode", ext.ucode_spl, tcb.microcode)?;
-    let generation = report.generation();
-    if generation == Some(Generation::Turin) {
+    if generation == Generation::Turin {
         check("FMC", ext.fmc_spl, tcb.fmc.unwrap_or(0))?;
     }
-    if ext.common_name == "VCEK" || ext.common_name == "SEV-VCEK" {
-        let hw = ext
-            .hw_id
-            .as_deref()
-            .ok_or_else(|| VerifyError::TcbMismatch("VCEK has no hwID extension".into()))?;
-        let ok = match hw.len() {
-            64 => hw == report.chip_id.as_slice(),
-            8 if generation == Some(Generation::Turin) => report.chip_id.get(..8) == Some(hw),
-            _ => false,
-        };
-        if !ok {
-            return Err(VerifyError::TcbMismatch("Chip ID mismatch".into()));
-        }
-    }
     Ok(())
+}
+
+/// The VCEK's hwID extension against the report's CHIP_ID: all 64 bytes, or on Turin the
+/// first 8 (Turin VCEKs carry an 8-byte hwID and zero the rest of CHIP_ID).
+pub fn check_chip_id(
+    chip_id: &[u8; 64],
+    generation: Generation,
+    ext: &VekExtensions,
+) -> Result<(), VerifyError> {
+    let hw = ext
+        .hw_id
+        .as_deref()
+        .ok_or_else(|| VerifyError::ChipIdMismatch {
+            certificate: "(no hwID extension)".into(),
+            report: hex::encode(chip_id),
+        })?;
+    let ok = match hw.len() {
+        64 => hw == chip_id.as_slice(),
+        8 if generation == Generation::Turin => chip_id.get(..8) == Some(hw),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(VerifyError::ChipIdMismatch {
+            certificate: hex::encode(hw),
+            report: hex::encode(chip_id),
+        })
+    }
 }

@@ -1,60 +1,44 @@
 //! AMD SEV-SNP support for trustee-py.
 //!
-//! * [`parse_report`] — decode the 1184-byte `ATTESTATION_REPORT` (versions 2, 3/4 and 5+).
-//! * [`claims`] — upstream Trustee's SNP claim set (names and encodings per the spec, §4.3).
-//! * [`verify_report_signature`] — ECDSA P-384 / SHA-384 over bytes `0x000..0x2A0` of the
-//!   *canonical* re-encoding (reserved bytes zeroed, as upstream does), with the VCEK/VLEK key.
-//! * [`verify_chain`] — leaf (VCEK or VLEK) → ASK / ASVK → ARK (self-signed), RSASSA-PSS SHA-384.
-//! * [`parse_vek_extensions`] / [`verify_report_tcb`] — the AMD X.509 extensions of a VEK and
-//!   the REPORTED_TCB / chip-ID comparison.
+//! * [`verify_evidence`] / [`SnpVerifier`] — full verification of the attester's evidence
+//!   (JSON per spec §1.4, or a raw 1184-byte report): VEK → ASK/ASVK → ARK to an AMD root
+//!   pinned by fingerprint ([`PINNED_ANCHORS`]; certificates supplied by the caller),
+//!   report signature, validity periods, REPORTED_TCB and chip ID against the VEK, VMPL,
+//!   report-data and host-data bindings; upstream's claims.
+//! * [`vcek_request`] — what to ask AMD KDS for when the evidence has no VCEK.
+//! * Building blocks: [`parse_report`], [`decode_evidence`], [`claims`],
+//!   [`verify_report_signature`], [`verify_chain`], [`parse_vek_extensions`],
+//!   [`check_tcb`], [`check_chip_id`].
 //!
 //! Nothing in this crate panics on any input: every offset is checked.
 
+mod anchors;
 mod cert;
+mod chain;
+mod checks;
+mod error;
+mod evidence;
+mod json_report;
+mod kds;
+mod memo;
 mod report;
+mod verify;
 
+pub use anchors::{fingerprint, pinned, AnchorRole, PinnedAnchor, PINNED_ANCHORS};
 pub use cert::{
-    parse_vek_extensions, verify_anchors, verify_chain, verify_report_signature, verify_report_tcb,
-    CertInfo, ChainInfo, LeafKind, VekExtensions,
+    check_chip_id, check_tcb, parse_vek_extensions, verify_anchors, verify_chain,
+    verify_report_signature, verify_report_tcb, CertInfo, ChainInfo, LeafKind, VekExtensions,
 };
-pub use report::{claims, parse_report, Generation, Report, TcbVersion, REPORT_LEN, SIGNED_LEN};
-
-/// Errors from [`parse_report`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("SNP report must be {expected} bytes, got {actual}")]
-    Length { expected: usize, actual: usize },
-    #[error("unsupported SNP report version {0}")]
-    UnsupportedVersion(u32),
-}
-
-/// Errors from signature / chain / TCB verification.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("report: {0}")]
-    Report(#[from] ParseError),
-    #[error("processor model not supported (family {family:#x}, model {model:#x})")]
-    UnsupportedProcessor { family: u8, model: u8 },
-    #[error("certificate: {0}")]
-    Certificate(String),
-    #[error("anchors: {0}")]
-    Anchors(String),
-    #[error("unsupported key: {0}")]
-    UnsupportedKey(String),
-    #[error("malformed report signature: {0}")]
-    MalformedSignature(String),
-    #[error("invalid signature: {0}")]
-    InvalidSignature(String),
-    #[error("{0}")]
-    TcbMismatch(String),
-    #[error("certificate {subject} not valid at {now} (valid {not_before}..={not_after})")]
-    Expired {
-        subject: String,
-        now: u64,
-        not_before: u64,
-        not_after: u64,
-    },
-}
+pub use checks::{check_host_data, check_report_data, check_vmpl, regularize};
+pub use error::{ParseError, VerifyError};
+pub use evidence::{decode_evidence, decode_evidence_value, CertType, ChainEntry, Evidence};
+pub use json_report::report_from_json;
+pub use kds::{vcek_request, VcekRequest};
+pub use report::{
+    claims, claims_for, extended_claims, parse_report, Generation, Report, TcbVersion, REPORT_LEN,
+    SIGNED_LEN,
+};
+pub use verify::{verify_evidence, SnpVerifier, VekSource, Verified, VerifyOptions};
 
 #[cfg(test)]
 mod tests;

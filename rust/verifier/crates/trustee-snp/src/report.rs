@@ -1,6 +1,6 @@
 //! SNP `ATTESTATION_REPORT` layout (AMD SNP ABI), versions 2, 3/4 and 5+.
 
-use crate::ParseError;
+use crate::{ParseError, VerifyError};
 use serde_json::{json, Value};
 
 /// Total size of an attestation report.
@@ -14,7 +14,7 @@ pub(crate) const SIG_S_OFF: usize = 0x2E8;
 pub(crate) const SIG_COMPONENT_LEN: usize = 72;
 
 /// AMD EPYC processor generation; decides the TCB_VERSION byte layout and the vendor chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Generation {
     Milan,
     Genoa,
@@ -33,6 +33,8 @@ impl Generation {
         }
     }
 
+    pub const ALL: [Generation; 3] = [Generation::Milan, Generation::Genoa, Generation::Turin];
+
     /// Name used by AMD KDS and the anchor files.
     pub fn name(self) -> &'static str {
         match self {
@@ -42,7 +44,7 @@ impl Generation {
         }
     }
 
-    fn turin_layout(self) -> bool {
+    pub(crate) fn turin_layout(self) -> bool {
         matches!(self, Generation::Turin)
     }
 }
@@ -257,6 +259,22 @@ impl Report {
         (self.key_info >> 2) & 0x7
     }
 
+    /// Generation named by the CPUID bytes: `Ok(None)` for v2 reports (no CPUID bytes),
+    /// an error for a v3+ report naming an unsupported processor.
+    pub fn cpuid_generation(&self) -> Result<Option<Generation>, VerifyError> {
+        match (self.cpuid_fam_id, self.cpuid_mod_id) {
+            (Some(family), Some(model)) => Generation::from_cpuid(family, model)
+                .map(Some)
+                .ok_or(VerifyError::UnsupportedProcessor { family, model }),
+            _ => Ok(None),
+        }
+    }
+
+    /// REPORTED_TCB decoded with `generation`'s layout.
+    pub fn reported_tcb_for(&self, generation: Generation) -> TcbVersion {
+        TcbVersion::decode(&self.reported_tcb_raw, generation.turin_layout())
+    }
+
     /// Canonical re-encoding, as upstream's sev crate produces it from the decoded report:
     /// every field at its offset, all reserved bytes zero, TCB_VERSIONs re-encoded with the
     /// generation's layout, CPUID bytes only for v3+, mitigation vectors only for v5+.
@@ -266,6 +284,16 @@ impl Report {
             (Some(f), Some(m)) => Generation::from_cpuid(f, m)?.turin_layout(),
             _ => self.turin_tcb_layout(),
         };
+        Some(self.encode_layout(turin))
+    }
+
+    /// Canonical re-encoding with the TCB layout of `generation` (which the caller derived
+    /// from CPUID for v3+, or from the certificate chain for v2).
+    pub fn canonical_bytes_for(&self, generation: Generation) -> Vec<u8> {
+        self.encode_layout(generation.turin_layout())
+    }
+
+    pub(crate) fn encode_layout(&self, turin: bool) -> Vec<u8> {
         let tcb = |raw: &[u8; 8]| TcbVersion::decode(raw, turin).encode(turin);
         let mut out = vec![0u8; REPORT_LEN];
         let mut put = |off: usize, src: &[u8]| {
@@ -322,15 +350,25 @@ impl Report {
         }
         put(SIG_R_OFF, &self.sig_r);
         put(SIG_S_OFF, &self.sig_s);
-        Some(out)
+        out
     }
 }
 
 /// Upstream Trustee's SNP claims (`class cpu`): numbers, booleans and lowercase hex.
+/// REPORTED_TCB is decoded with [`Report::generation`]'s layout; see [`claims_for`].
 pub fn claims(report: &Report) -> Value {
+    claims_with_tcb(report, report.reported_tcb())
+}
+
+/// [`claims`] with REPORTED_TCB decoded for a known generation (for v2 reports the
+/// generation comes from the certificate chain, not from the chip-ID heuristic).
+pub fn claims_for(report: &Report, generation: Generation) -> Value {
+    claims_with_tcb(report, report.reported_tcb_for(generation))
+}
+
+fn claims_with_tcb(report: &Report, tcb: TcbVersion) -> Value {
     let p = report.policy;
     let bit = |v: u64, n: u32| (v >> n) & 1 == 1;
-    let tcb = report.reported_tcb();
     json!({
         "policy_abi_major": (p >> 8) & 0xFF,
         "policy_abi_minor": p & 0xFF,
@@ -348,5 +386,49 @@ pub fn claims(report: &Report) -> Value {
         "report_data": hex::encode(report.report_data),
         "init_data": hex::encode(report.host_data),
         "chip_id": hex::encode(report.chip_id),
+    })
+}
+
+/// Claims upstream does not produce, for policies that need them: VMPL, the raw POLICY
+/// and every named POLICY / PLATFORM_INFO bit, the product and the signing key kind.
+pub fn extended_claims(report: &Report, generation: Generation, signer: crate::LeafKind) -> Value {
+    let p = report.policy;
+    let bit = |v: u64, n: u32| (v >> n) & 1 == 1;
+    let pi = report.platform_info;
+    json!({
+        "version": report.version,
+        "guest_svn": report.guest_svn,
+        "vmpl": report.vmpl,
+        "policy": p,
+        "policy_smt_allowed": bit(p, 16),
+        "policy_migrate_ma": bit(p, 18),
+        "policy_debug_allowed": bit(p, 19),
+        "policy_single_socket": bit(p, 20),
+        "policy_cxl_allowed": bit(p, 21),
+        "policy_mem_aes_256_xts": bit(p, 22),
+        "policy_rapl_disabled": bit(p, 23),
+        "policy_ciphertext_hiding": bit(p, 24),
+        "policy_page_swap_disabled": bit(p, 25),
+        "platform_info": pi,
+        "platform_smt_enabled": bit(pi, 0),
+        "platform_tsme_enabled": bit(pi, 1),
+        "platform_ecc_enabled": bit(pi, 2),
+        "platform_rapl_disabled": bit(pi, 3),
+        "platform_ciphertext_hiding_enabled": bit(pi, 4),
+        "platform_alias_check_complete": bit(pi, 5),
+        "platform_tio_enabled": bit(pi, 7),
+        "key_info_author_key_en": report.key_info & 1 == 1,
+        "key_info_mask_chip_key": (report.key_info >> 1) & 1 == 1,
+        "signing_key": match signer {
+            crate::LeafKind::Vcek => "VCEK",
+            crate::LeafKind::Vlek => "VLEK",
+        },
+        "product": generation.name(),
+        "host_data": hex::encode(report.host_data),
+        "family_id": hex::encode(report.family_id),
+        "image_id": hex::encode(report.image_id),
+        "id_key_digest": hex::encode(report.id_key_digest),
+        "author_key_digest": hex::encode(report.author_key_digest),
+        "report_id": hex::encode(report.report_id),
     })
 }

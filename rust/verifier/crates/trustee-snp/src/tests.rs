@@ -76,3 +76,88 @@ fn v2_drops_cpuid_and_mitigations() {
     assert_eq!(&c[0x188..0x1A0], &[0; 24]);
     assert_eq!(&c[0x1F8..0x2A0], &[0; 0xA8][..]);
 }
+
+#[test]
+fn regularize_pads_and_truncates() {
+    assert_eq!(regularize(&[1, 2], 4), vec![1, 2, 0, 0]);
+    assert_eq!(regularize(&[1, 2, 3, 4, 5], 4), vec![1, 2, 3, 4]);
+    assert_eq!(regularize(&[], 2), vec![0, 0]);
+}
+
+#[test]
+fn test_pki_roles_follow_amd_names() {
+    use crate::anchors::role_from_name;
+    assert_eq!(
+        role_from_name("ARK-Milan", true),
+        Some((Generation::Milan, AnchorRole::Ark))
+    );
+    assert_eq!(
+        role_from_name("SEV-Genoa", false),
+        Some((Generation::Genoa, AnchorRole::Ask))
+    );
+    assert_eq!(
+        role_from_name("SEV-VLEK-Turin", false),
+        Some((Generation::Turin, AnchorRole::Asvk))
+    );
+    assert_eq!(role_from_name("ARK-Milan", false), None);
+    assert_eq!(role_from_name("SEV-Rome", false), None);
+    assert_eq!(role_from_name("Some CA", true), None);
+}
+
+#[test]
+fn memo_is_bounded_oldest_first() {
+    let memo = crate::memo::LinkMemo::new(2);
+    let keys: Vec<[u8; 32]> = (0u8..3)
+        .map(|i| crate::memo::LinkMemo::key(&[i; 32], &[i; 32]))
+        .collect();
+    for k in &keys {
+        memo.insert(*k);
+    }
+    assert_eq!(memo.len(), 2);
+    assert!(!memo.contains(&keys[0]));
+    assert!(memo.contains(&keys[1]) && memo.contains(&keys[2]));
+    let none = crate::memo::LinkMemo::new(0);
+    none.insert(keys[0]);
+    assert_eq!(none.len(), 0);
+}
+
+#[test]
+fn checks_name_their_values() {
+    let mut b = vec![0u8; REPORT_LEN];
+    b[0..4].copy_from_slice(&3u32.to_le_bytes());
+    b[0x30] = 2; // VMPL 2
+    b[0x50] = 0xAB;
+    let r = parse_report(&b).unwrap();
+    let e = check_vmpl(&r, false).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "VMPL Check Failed: report VMPL is 2, 0 required"
+    );
+    check_vmpl(&r, true).unwrap();
+    check_report_data(&r, &[0xAB]).unwrap();
+    let e = check_report_data(&r, &[0xAC]).unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("Report Data Mismatch: expected ac00"));
+    check_host_data(&r, &[]).unwrap();
+    assert!(check_host_data(&r, &[1]).is_err());
+}
+
+#[test]
+fn evidence_rejects_malformed_shapes() {
+    for bad in [
+        &b""[..],
+        b"[]",
+        b"{}",
+        b"{\"attestation_report\": 5}",
+        b"{\"attestation_report\": [1,2,3]}",
+        b"{\"attestation_report\": {}, \"cert_chain\": 3}",
+        b"not json at all",
+    ] {
+        let e = decode_evidence(bad).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::Evidence(_) | VerifyError::Report(_)),
+            "{e}"
+        );
+    }
+}

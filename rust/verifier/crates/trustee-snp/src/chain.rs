@@ -1,0 +1,248 @@
+//! Sorting supplied certificates into endorsement keys and trusted AMD anchors, and
+//! building VEK → ASK/ASVK → ARK chains from them (with an optional memo of verified links).
+
+use crate::anchors::{fingerprint, pinned, role_from_name, AnchorRole};
+use crate::cert::{
+    cert_info, common_name, is_vcek_cn, names_equal, parse_certs, verify_signed_by, CertInfo,
+    LeafKind,
+};
+use crate::memo::LinkMemo;
+use crate::report::Generation;
+use crate::VerifyError;
+use x509_cert::Certificate;
+
+const OID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// A trusted AMD vendor certificate.
+pub(crate) struct Anchor {
+    pub sha256: [u8; 32],
+    pub cert: Certificate,
+    pub generation: Generation,
+    pub role: AnchorRole,
+    pub info: CertInfo,
+}
+
+/// A candidate VCEK / VLEK.
+pub(crate) struct Vek {
+    pub sha256: [u8; 32],
+    pub cert: Certificate,
+    pub kind: LeafKind,
+    pub info: CertInfo,
+    pub from_evidence: bool,
+}
+
+/// Supplied certificates, sorted.
+#[derive(Default)]
+pub(crate) struct Pool {
+    pub anchors: Vec<Anchor>,
+    pub veks: Vec<Vek>,
+}
+
+fn vek_kind(cn: &str) -> Option<LeafKind> {
+    if is_vcek_cn(cn) {
+        Some(LeafKind::Vcek)
+    } else if cn == "SEV-VLEK" || cn == "VLEK" {
+        Some(LeafKind::Vlek)
+    } else {
+        None
+    }
+}
+
+impl Pool {
+    /// Add every certificate in `bytes` (DER, or PEM with one or more certificates).
+    /// EC keys are endorsement keys; RSA certificates must be pinned (or in `extra`) AMD
+    /// anchors, anything else is an error rather than silently ignored.
+    pub fn add(
+        &mut self,
+        bytes: &[u8],
+        what: &str,
+        from_evidence: bool,
+        extra: &[[u8; 32]],
+    ) -> Result<(), VerifyError> {
+        for (der, cert) in parse_certs(bytes, what)? {
+            let sha256 = fingerprint(&der);
+            let cn = common_name(&cert.tbs_certificate.subject);
+            let is_ec =
+                cert.tbs_certificate.subject_public_key_info.algorithm.oid == OID_EC_PUBLIC_KEY;
+            if is_ec {
+                let kind = vek_kind(&cn).ok_or_else(|| {
+                    VerifyError::Certificate(format!(
+                        "{what}: EC certificate with CN {cn:?} is neither a VCEK nor a VLEK"
+                    ))
+                })?;
+                if !self.veks.iter().any(|v| v.sha256 == sha256) {
+                    self.veks.push(Vek {
+                        sha256,
+                        info: cert_info(&cert),
+                        cert,
+                        kind,
+                        from_evidence,
+                    });
+                }
+                continue;
+            }
+            let self_signed =
+                names_equal(&cert.tbs_certificate.subject, &cert.tbs_certificate.issuer);
+            let (generation, role) = match pinned(&sha256) {
+                Some(p) => p,
+                None if extra.contains(&sha256) => {
+                    role_from_name(&cn, self_signed).ok_or_else(|| {
+                        VerifyError::Certificate(format!(
+                            "{what}: trusted test certificate CN {cn:?} does not name an AMD \
+                             role and product (ARK-<P>, SEV-<P>, SEV-VLEK-<P>)"
+                        ))
+                    })?
+                }
+                None => {
+                    let role = if self_signed {
+                        "ARK"
+                    } else {
+                        role_from_name(&cn, false).map_or("ASK/ASVK", |(_, r)| r.name())
+                    };
+                    return Err(VerifyError::UntrustedCertificate {
+                        role,
+                        subject: cn,
+                        sha256: hex::encode(sha256),
+                    });
+                }
+            };
+            if !self.anchors.iter().any(|a| a.sha256 == sha256) {
+                self.anchors.push(Anchor {
+                    sha256,
+                    info: cert_info(&cert),
+                    cert,
+                    generation,
+                    role,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn describe_anchors(&self) -> String {
+        if self.anchors.is_empty() {
+            return "none supplied".into();
+        }
+        let names: Vec<String> = self
+            .anchors
+            .iter()
+            .map(|a| format!("{} {}", a.generation.name(), a.role.name()))
+            .collect();
+        format!("trusted supplied: {}", names.join(", "))
+    }
+
+    /// Chain `vek` to a trusted intermediate and ARK. `generations` are the products the
+    /// report allows (one for v3+; all for v2, where the chain decides). Returns the
+    /// product, intermediate and ARK of the first chain that verifies.
+    pub fn chain_for(
+        &self,
+        vek: &Vek,
+        generations: &[Generation],
+        memo: Option<&LinkMemo>,
+    ) -> Result<(Generation, &Anchor, &Anchor), VerifyError> {
+        let role = match vek.kind {
+            LeafKind::Vcek => AnchorRole::Ask,
+            LeafKind::Vlek => AnchorRole::Asvk,
+        };
+        let products = || {
+            generations
+                .iter()
+                .map(|g| g.name())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let issuer_cn = common_name(&vek.cert.tbs_certificate.issuer);
+        let intermediates: Vec<&Anchor> = self
+            .anchors
+            .iter()
+            .filter(|a| a.role == role && generations.contains(&a.generation))
+            .filter(|a| {
+                names_equal(
+                    &a.cert.tbs_certificate.subject,
+                    &vek.cert.tbs_certificate.issuer,
+                )
+            })
+            .collect();
+        if intermediates.is_empty() {
+            return Err(VerifyError::MissingAnchor {
+                role: role.name(),
+                product: products(),
+                detail: format!(
+                    "{} {:?} is issued by {issuer_cn:?}; {}",
+                    kind_name(vek.kind),
+                    vek.info.common_name,
+                    self.describe_anchors()
+                ),
+            });
+        }
+        let mut first_err = None;
+        for inter in intermediates {
+            let ark = self.anchors.iter().find(|a| {
+                a.role == AnchorRole::Ark
+                    && a.generation == inter.generation
+                    && names_equal(
+                        &a.cert.tbs_certificate.subject,
+                        &inter.cert.tbs_certificate.issuer,
+                    )
+            });
+            let Some(ark) = ark else {
+                first_err.get_or_insert(VerifyError::MissingAnchor {
+                    role: AnchorRole::Ark.name(),
+                    product: inter.generation.name().into(),
+                    detail: format!(
+                        "{} {:?} needs its ARK; {}",
+                        inter.role.name(),
+                        inter.info.common_name,
+                        self.describe_anchors()
+                    ),
+                });
+                continue;
+            };
+            let links = [
+                (&ark.cert, &ark.sha256, &ark.cert, &ark.sha256),
+                (&inter.cert, &inter.sha256, &ark.cert, &ark.sha256),
+                (&vek.cert, &vek.sha256, &inter.cert, &inter.sha256),
+            ];
+            let verified = links.iter().try_for_each(|(subj, subj_fp, iss, iss_fp)| {
+                verify_link(subj, subj_fp, iss, iss_fp, memo)
+            });
+            match verified {
+                Ok(()) => return Ok((inter.generation, inter, ark)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| VerifyError::MissingAnchor {
+            role: role.name(),
+            product: products(),
+            detail: self.describe_anchors(),
+        }))
+    }
+}
+
+pub(crate) fn kind_name(kind: LeafKind) -> &'static str {
+    match kind {
+        LeafKind::Vcek => "VCEK",
+        LeafKind::Vlek => "VLEK",
+    }
+}
+
+fn verify_link(
+    subject: &Certificate,
+    subject_fp: &[u8; 32],
+    issuer: &Certificate,
+    issuer_fp: &[u8; 32],
+    memo: Option<&LinkMemo>,
+) -> Result<(), VerifyError> {
+    let key = LinkMemo::key(subject_fp, issuer_fp);
+    if memo.is_some_and(|m| m.contains(&key)) {
+        return Ok(());
+    }
+    verify_signed_by(subject, issuer)?;
+    if let Some(m) = memo {
+        m.insert(key);
+    }
+    Ok(())
+}
