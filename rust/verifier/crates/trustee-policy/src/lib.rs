@@ -61,12 +61,27 @@ pub enum RuleOutcome {
     Absent,
 }
 
+/// How many data documents keep a prepared engine. Resource policies see one data document
+/// per resource path, and a KBS serves a handful of paths at a time; the bound keeps a client
+/// that walks many paths from growing the cache.
+const DATA_ENGINES: usize = 64;
+
 /// A parsed and analysed policy, ready to be evaluated concurrently.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CompiledPolicy {
     engine: Engine,
     syntax: Syntax,
     package_path: String,
+    /// Engines with a data document already added and analysed, most recently used last.
+    /// Adding data makes regorus redo its analysis on every clone; preparing once per
+    /// document and cloning that engine skips it.
+    data_engines: Mutex<Vec<(String, Engine)>>,
+}
+
+impl Clone for CompiledPolicy {
+    fn clone(&self) -> Self {
+        Self::new(self.engine.clone(), self.syntax, self.package_path.clone())
+    }
 }
 
 impl CompiledPolicy {
@@ -108,7 +123,44 @@ impl CompiledPolicy {
             engine,
             syntax,
             package_path,
+            data_engines: Mutex::default(),
         }
+    }
+
+    /// A fresh evaluation engine, with `data_json` added and analysed when given.
+    fn engine_for(&self, data_json: Option<&str>) -> Result<Engine, PolicyError> {
+        let Some(data) = data_json else {
+            return Ok(self.engine.clone());
+        };
+        {
+            let mut cache = self
+                .data_engines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(pos) = cache.iter().position(|(key, _)| key == data) {
+                let entry = cache.remove(pos);
+                let engine = entry.1.clone();
+                cache.push(entry);
+                return Ok(engine);
+            }
+        }
+        let mut engine = self.engine.clone();
+        engine
+            .add_data_json(data)
+            .map_err(|e| PolicyError::Input(format!("policy data document: {e}")))?;
+        // Same trick as at compile time: evaluating `data` runs the analysis. A failure here
+        // is left for the real evaluation to report, and such an engine is not kept.
+        if prepare(&mut engine).is_ok() {
+            let mut cache = self
+                .data_engines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= DATA_ENGINES {
+                cache.remove(0);
+            }
+            cache.push((data.to_owned(), engine.clone()));
+        }
+        Ok(engine)
     }
 
     /// Which Rego syntax the policy was accepted under.
@@ -134,16 +186,10 @@ impl CompiledPolicy {
     ) -> Result<Vec<RuleOutcome>, PolicyError> {
         // Cloning shares the parsed modules and analysis (reference-counted); only the
         // per-evaluation state is fresh, which is what makes concurrent use safe.
-        let mut engine = self.engine.clone();
+        let mut engine = self.engine_for(data_json)?;
         engine
             .set_input_json(input_json)
             .map_err(|e| PolicyError::Input(format!("policy input is not valid JSON: {e}")))?;
-        if let Some(data) = data_json {
-            // Note: adding data makes regorus redo its analysis pass for this clone.
-            engine
-                .add_data_json(data)
-                .map_err(|e| PolicyError::Input(format!("policy data document: {e}")))?;
-        }
 
         let callback_error: Arc<Mutex<Option<String>>> = Arc::default();
         let ext_error = Arc::clone(&callback_error);
@@ -204,12 +250,17 @@ fn prepared_engine(text: &str, syntax: Syntax) -> Result<(Engine, String), Build
     let package_path = engine
         .add_policy(SOURCE_NAME.into(), text.into())
         .map_err(|e| BuildError::Parse(clean(&e)))?;
-    // regorus has no public "prepare" call; evaluating `data`, which is never a rule path,
-    // runs the analysis and then fails with the path error we expect.
+    prepare(&mut engine).map_err(BuildError::Analysis)?;
+    Ok((engine, package_path))
+}
+
+/// Runs regorus's analysis pass. regorus has no public "prepare" call; evaluating `data`,
+/// which is never a rule path, runs the analysis and then fails with the path error we expect.
+fn prepare(engine: &mut Engine) -> Result<(), String> {
     match engine.eval_rule("data".into()) {
-        Err(e) if e.to_string().contains(NOT_A_RULE_PATH) => Ok((engine, package_path)),
-        Err(e) => Err(BuildError::Analysis(clean(&e))),
-        Ok(_) => Ok((engine, package_path)),
+        Err(e) if e.to_string().contains(NOT_A_RULE_PATH) => Ok(()),
+        Err(e) => Err(clean(&e)),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -327,6 +327,76 @@ fn data_document() {
 }
 
 #[test]
+fn prepared_data_engines_keep_documents_and_inputs_apart() {
+    // Resource policies are evaluated with one data document per resource path; the prepared
+    // engine kept per document must never answer for another document or an earlier input.
+    let text = "package policy\nimport rego.v1\ndefault allow := false\nallow if {\n  data[\"resource-path\"][0] == input.repo\n}";
+    let p = compile(text);
+    let doc = |i: usize| format!(r#"{{"plugin":"resource","resource-path":["r{i}","t","k"]}}"#);
+    let input = |i: usize| format!(r#"{{"repo":"r{i}"}}"#);
+    let allow = |d: &str, i: &str| {
+        p.evaluate(i, Some(d), &["data.policy.allow"], None)
+            .unwrap()
+            .pop()
+            .unwrap()
+    };
+    // More documents than the cache holds, twice over, in an order that evicts and reloads.
+    for round in 0..2 {
+        for i in 0..(DATA_ENGINES + 10) {
+            let d = doc(i);
+            assert_eq!(
+                allow(&d, &input(i)),
+                RuleOutcome::Value(json!(true)),
+                "{round}/{i}"
+            );
+            assert_eq!(
+                allow(&d, &input(i + 1)),
+                RuleOutcome::Value(json!(false)),
+                "{round}/{i}"
+            );
+        }
+    }
+    assert!(p.data_engines.lock().unwrap().len() <= DATA_ENGINES);
+    // A clone starts with an empty cache and the same behaviour.
+    let q = p.clone();
+    assert!(q.data_engines.lock().unwrap().is_empty());
+    assert_eq!(
+        q.evaluate(&input(3), Some(&doc(3)), &["data.policy.allow"], None)
+            .unwrap(),
+        vec![RuleOutcome::Value(json!(true))]
+    );
+}
+
+#[test]
+fn reference_values_work_on_prepared_data_engines() {
+    let text = "package policy\nimport rego.v1\ndefault allow := false\nallow if query_reference_value(data.plugin) == input.v";
+    let p = compile(text);
+    let rv: Arc<ReferenceValueFn> = Arc::new(|id: &str| Ok(Some(json!(format!("rv-{id}")))));
+    for _ in 0..3 {
+        assert_eq!(
+            p.evaluate(
+                r#"{"v":"rv-a"}"#,
+                Some(r#"{"plugin":"a"}"#),
+                &["data.policy.allow"],
+                Some(Arc::clone(&rv))
+            )
+            .unwrap(),
+            vec![RuleOutcome::Value(json!(true))]
+        );
+        assert_eq!(
+            p.evaluate(
+                r#"{"v":"rv-a"}"#,
+                Some(r#"{"plugin":"b"}"#),
+                &["data.policy.allow"],
+                Some(Arc::clone(&rv))
+            )
+            .unwrap(),
+            vec![RuleOutcome::Value(json!(false))]
+        );
+    }
+}
+
+#[test]
 fn bad_input_json_is_an_input_error() {
     let p = compile("package policy default allow = true");
     for input in ["", "{", "nope"] {
