@@ -1,7 +1,7 @@
 """Type stubs for the native verification core (rust/verifier/crates/trustee-py-binding)."""
 
 from collections.abc import Callable
-from typing import final
+from typing import Any, final
 
 class VerifierError(Exception):
     """Evidence could not be verified; the message says why."""
@@ -29,6 +29,38 @@ def verify_evidence(
     Releases the GIL. Raises UnsupportedTee for known TEEs without a verifier and
     VerifierError for everything else (unknown TEE, malformed evidence, binding mismatch).
     """
+
+def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str]:
+    """``(fmspc, ca, pce_id)`` of TDX evidence JSON: FMSPC and PCE-ID upper-case hex, ca
+    ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
+
+def snp_needs(evidence: bytes) -> dict[str, Any]:
+    """What SNP evidence lacks: ``{"vcek": {product, hw_id, bl, tee, snp, microcode, fmc} |
+    None, "product": str | None, "has_ca": bool}``. ``vcek`` is None when the evidence's
+    cert_chain carries a VCEK/VLEK. Raises VerifierError for malformed evidence."""
+
+@final
+class Verifiers:
+    """TDX and SNP verifiers with their memo caches (verified collateral, PCK and VEK chains)."""
+
+    def __init__(
+        self, extra_roots_sha256: list[bytes] = ..., snp_allow_nonzero_vmpl: bool = False
+    ) -> None:
+        """``extra_roots_sha256``: SHA-256 of extra trusted root certificates (test PKIs)."""
+
+    def verify(
+        self,
+        tee: str,
+        evidence: bytes,
+        expected_report_data: bytes | None,
+        expected_init_data_hash: bytes | None,
+        now: int,
+        tdx_collateral: bytes | None = None,
+        snp_certs: list[bytes] = ...,
+    ) -> list[tuple[str, str]]:
+        """Like :func:`verify_evidence`, for every supported TEE; TDX needs ``tdx_collateral``
+        (dcap-qvl JSON), SNP takes extra certificates (VEK, ASK/ASVK, ARK; DER or PEM).
+        Certificates and collateral are judged at ``now`` (unix seconds). Releases the GIL."""
 
 def supported_tees() -> list[str]:
     """TEE names that have a verifier in this build."""

@@ -24,4 +24,18 @@ pub enum VerifyError {
         expected_hex: String,
         actual_hex: String,
     },
+
+    #[error("{tee} evidence cannot be verified without {what}")]
+    Missing { tee: &'static str, what: String },
+
+    #[error("{tee} verification failed: {reason}")]
+    Rejected { tee: &'static str, reason: String },
+
+    #[error("{tee} {field} mismatch: evidence has {actual_hex}, expected {expected_hex}")]
+    BindingMismatch {
+        tee: &'static str,
+        field: &'static str,
+        expected_hex: String,
+        actual_hex: String,
+    },
 }

@@ -8,16 +8,21 @@
 use serde_json::Value;
 
 mod error;
+mod hardware;
 mod sample;
 mod tee;
 
 pub use error::VerifyError;
+pub use hardware::{
+    snp_needs, tdx_collateral_key, tdx_parsed_claims, HardwareInputs, HardwareOptions, SnpNeeds,
+    Verifiers,
+};
 pub use tee::Tee;
 
-/// Evidence larger than this is rejected before parsing. Real quotes with certificate chains
-/// and event logs stay well below it; the bound only exists so hostile input cannot make us
-/// allocate without limit.
-pub const MAX_EVIDENCE_BYTES: usize = 1024 * 1024;
+/// Evidence larger than this is rejected before parsing. A TDX quote with an untrimmed 1 MiB
+/// CCEL table (base64 in JSON) stays below it; the bound only exists so hostile input cannot
+/// make us allocate without limit.
+pub const MAX_EVIDENCE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Expected binding values are digests or small structures; anything larger is a caller bug.
 pub const MAX_EXPECTED_BYTES: usize = 4096;
@@ -49,6 +54,7 @@ pub fn verifier_for(tee: Tee) -> Option<&'static dyn Verifier> {
     match tee {
         Tee::Sample => Some(&sample::Sample),
         Tee::SampleDevice => Some(&sample::SampleDevice),
+        // TDX and SNP need collateral and certificates: see [`Verifiers`].
         Tee::Tdx
         | Tee::Snp
         | Tee::AzSnpVtpm
@@ -64,12 +70,13 @@ pub fn verifier_for(tee: Tee) -> Option<&'static dyn Verifier> {
     }
 }
 
-/// TEE names (wire spelling) that have a verifier in this build.
+/// TEE names (wire spelling) that have a verifier in this build ([`verify`] or
+/// [`Verifiers::verify`]).
 pub fn supported_tees() -> Vec<&'static str> {
     Tee::ALL
         .iter()
         .copied()
-        .filter(|t| verifier_for(*t).is_some())
+        .filter(|t| verifier_for(*t).is_some() || matches!(t, Tee::Tdx | Tee::Snp))
         .map(Tee::name)
         .collect()
 }
@@ -85,6 +92,21 @@ pub fn verify(
     let tee_kind = Tee::from_name(tee).ok_or_else(|| VerifyError::UnknownTee(tee.to_owned()))?;
     let verifier =
         verifier_for(tee_kind).ok_or_else(|| VerifyError::Unsupported(tee_kind.name().into()))?;
+    check_inputs(evidence, expected_report_data, expected_init_data_hash)?;
+    verifier.verify(
+        evidence,
+        Expectations {
+            report_data: expected_report_data,
+            init_data_hash: expected_init_data_hash,
+        },
+    )
+}
+
+fn check_inputs(
+    evidence: &[u8],
+    expected_report_data: Option<&[u8]>,
+    expected_init_data_hash: Option<&[u8]>,
+) -> Result<(), VerifyError> {
     check_size("evidence", evidence.len(), MAX_EVIDENCE_BYTES)?;
     for (what, value) in [
         ("expected report data", expected_report_data),
@@ -94,13 +116,7 @@ pub fn verify(
             check_size(what, v.len(), MAX_EXPECTED_BYTES)?;
         }
     }
-    verifier.verify(
-        evidence,
-        Expectations {
-            report_data: expected_report_data,
-            init_data_hash: expected_init_data_hash,
-        },
-    )
+    Ok(())
 }
 
 fn check_size(what: &'static str, size: usize, limit: usize) -> Result<(), VerifyError> {
@@ -149,7 +165,10 @@ mod tests {
 
     #[test]
     fn supported_list_matches_dispatch() {
-        assert_eq!(supported_tees(), vec!["sample", "sampledevice"]);
+        assert_eq!(
+            supported_tees(),
+            vec!["sample", "sampledevice", "tdx", "snp"]
+        );
     }
 
     #[test]

@@ -59,19 +59,121 @@ fn verify_evidence(
     py.detach(|| {
         let entries =
             trustee_evidence::verify(tee, evidence, expected_report_data, expected_init_data_hash)?;
-        entries
-            .into_iter()
-            .map(|(claims, class)| {
-                serde_json::to_string(&claims)
-                    .map(|text| (text, class))
-                    .map_err(|e| VerifyError::Malformed {
-                        tee: "claims",
-                        reason: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
+        claims_texts(entries)
     })
     .map_err(verify_err)
+}
+
+/// The hardware verifiers (TDX, SNP) with their memo caches; one per attestation service.
+#[pyclass(frozen, module = "trustee._core")]
+struct Verifiers {
+    inner: trustee_evidence::Verifiers,
+}
+
+fn fingerprints(values: Vec<Vec<u8>>) -> PyResult<Vec<[u8; 32]>> {
+    values
+        .into_iter()
+        .map(|v| {
+            <[u8; 32]>::try_from(v.as_slice()).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "a trusted root fingerprint must be 32 bytes (SHA-256), got {}",
+                    v.len()
+                ))
+            })
+        })
+        .collect()
+}
+
+#[pymethods]
+impl Verifiers {
+    #[new]
+    #[pyo3(signature = (extra_roots_sha256 = Vec::new(), snp_allow_nonzero_vmpl = false))]
+    fn new(extra_roots_sha256: Vec<Vec<u8>>, snp_allow_nonzero_vmpl: bool) -> PyResult<Self> {
+        Ok(Self {
+            inner: trustee_evidence::Verifiers::new(trustee_evidence::HardwareOptions {
+                extra_roots_sha256: fingerprints(extra_roots_sha256)?,
+                snp_allow_nonzero_vmpl,
+            }),
+        })
+    }
+
+    #[pyo3(signature = (tee, evidence, expected_report_data, expected_init_data_hash, now, tdx_collateral = None, snp_certs = Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        tee: &str,
+        evidence: &[u8],
+        expected_report_data: Option<&[u8]>,
+        expected_init_data_hash: Option<&[u8]>,
+        now: i64,
+        tdx_collateral: Option<&[u8]>,
+        snp_certs: Vec<Vec<u8>>,
+    ) -> PyResult<Vec<(String, String)>> {
+        py.detach(|| {
+            let inputs = trustee_evidence::HardwareInputs {
+                now_unix: now,
+                tdx_collateral,
+                snp_certs: &snp_certs,
+            };
+            let entries = self.inner.verify(
+                tee,
+                evidence,
+                expected_report_data,
+                expected_init_data_hash,
+                &inputs,
+            )?;
+            claims_texts(entries)
+        })
+        .map_err(verify_err)
+    }
+}
+
+/// `(fmspc, ca, pce_id)` of TDX evidence: what to fetch its collateral by.
+#[pyfunction]
+fn tdx_collateral_key(evidence: &[u8]) -> PyResult<(String, String, String)> {
+    let key = trustee_evidence::tdx_collateral_key(evidence).map_err(verify_err)?;
+    Ok((key.fmspc, key.ca.as_str().to_owned(), key.pce_id))
+}
+
+/// What SNP evidence lacks: `{"vcek": {...} | None, "product": str | None, "has_ca": bool}`.
+#[pyfunction]
+fn snp_needs(py: Python<'_>, evidence: &[u8]) -> PyResult<Py<PyAny>> {
+    let needs = trustee_evidence::snp_needs(evidence).map_err(verify_err)?;
+    let out = pyo3::types::PyDict::new(py);
+    match needs.vcek {
+        Some(r) => {
+            let d = pyo3::types::PyDict::new(py);
+            d.set_item("product", r.product)?;
+            d.set_item("hw_id", r.hw_id_hex)?;
+            d.set_item("bl", r.bl)?;
+            d.set_item("tee", r.tee)?;
+            d.set_item("snp", r.snp)?;
+            d.set_item("microcode", r.microcode)?;
+            d.set_item("fmc", r.fmc)?;
+            out.set_item("vcek", d)?;
+        }
+        None => out.set_item("vcek", py.None())?,
+    }
+    out.set_item("product", needs.product)?;
+    out.set_item("has_ca", needs.has_ca)?;
+    Ok(out.into_any().unbind())
+}
+
+fn claims_texts(
+    entries: Vec<(serde_json::Value, String)>,
+) -> Result<Vec<(String, String)>, VerifyError> {
+    entries
+        .into_iter()
+        .map(|(claims, class)| {
+            serde_json::to_string(&claims)
+                .map(|text| (text, class))
+                .map_err(|e| VerifyError::Malformed {
+                    tee: "claims",
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 /// TEE names with a verifier in this build.
@@ -208,6 +310,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_evidence, m)?)?;
     m.add_function(wrap_pyfunction!(supported_tees, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(tdx_collateral_key, m)?)?;
+    m.add_function(wrap_pyfunction!(snp_needs, m)?)?;
     m.add_class::<Policy>()?;
+    m.add_class::<Verifiers>()?;
     Ok(())
 }

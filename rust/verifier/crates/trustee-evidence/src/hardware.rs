@@ -1,0 +1,323 @@
+//! TDX and SNP: the hardware verifiers, which need more than the evidence itself.
+//!
+//! Collateral (TDX) and VEK certificates (SNP) come from the caller, who fetches them with
+//! I/O this crate does not do; [`tdx_collateral_key`] and [`snp_needs`] say what to fetch.
+//! [`Verifiers`] keeps the memo caches of verified collateral and certificate chains, so
+//! one long-lived instance serves every attestation.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use trustee_snp::{CertType, SnpVerifier};
+use trustee_tdx::{Collateral, DcapVerifier};
+
+use crate::{ClaimsEntry, Tee, VerifyError};
+
+/// Parsed collateral documents kept for reuse; a KBS sees a handful of platforms.
+const COLLATERAL_CACHE: usize = 32;
+
+/// Trust settings fixed for the life of a [`Verifiers`].
+#[derive(Debug, Clone, Default)]
+pub struct HardwareOptions {
+    /// SHA-256 of extra root certificates to trust beside the pinned Intel and AMD ones (a
+    /// test PKI). Never set in production.
+    pub extra_roots_sha256: Vec<[u8; 32]>,
+    /// Accept SNP reports from VMPL > 0 (upstream refuses them).
+    pub snp_allow_nonzero_vmpl: bool,
+}
+
+/// What one verification needs beside the evidence.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HardwareInputs<'a> {
+    /// Time at which certificates and collateral are judged (unix seconds).
+    pub now_unix: i64,
+    /// TDX collateral in the dcap-qvl JSON form.
+    pub tdx_collateral: Option<&'a [u8]>,
+    /// SNP certificates (DER or PEM): the VEK and/or ASK/ASVK/ARK fetched by the caller.
+    pub snp_certs: &'a [Vec<u8>],
+}
+
+/// Long-lived TDX + SNP verifiers with their caches.
+pub struct Verifiers {
+    options: HardwareOptions,
+    dcap: DcapVerifier,
+    snp: SnpVerifier,
+    collaterals: Mutex<Vec<([u8; 32], Arc<Collateral>)>>,
+}
+
+impl Verifiers {
+    pub fn new(options: HardwareOptions) -> Self {
+        Self {
+            options,
+            dcap: DcapVerifier::default(),
+            snp: SnpVerifier::default(),
+            collaterals: Mutex::default(),
+        }
+    }
+
+    pub fn options(&self) -> &HardwareOptions {
+        &self.options
+    }
+
+    /// Any supported TEE: the hardware ones here, the others through [`crate::verify`].
+    pub fn verify(
+        &self,
+        tee: &str,
+        evidence: &[u8],
+        report_data: Option<&[u8]>,
+        init_data_hash: Option<&[u8]>,
+        inputs: &HardwareInputs<'_>,
+    ) -> Result<Vec<ClaimsEntry>, VerifyError> {
+        match Tee::from_name(tee) {
+            Some(Tee::Tdx | Tee::Snp) => {}
+            _ => return crate::verify(tee, evidence, report_data, init_data_hash),
+        }
+        crate::check_inputs(evidence, report_data, init_data_hash)?;
+        if tee == Tee::Tdx.name() {
+            self.verify_tdx(evidence, report_data, init_data_hash, inputs)
+        } else {
+            self.verify_snp(evidence, report_data, init_data_hash, inputs)
+        }
+    }
+
+    /// TDX: the quote against its collateral, the report-data and init-data bindings, and
+    /// the CC event log replayed against the RTMRs. One `cpu` entry.
+    pub fn verify_tdx(
+        &self,
+        evidence: &[u8],
+        report_data: Option<&[u8]>,
+        init_data_hash: Option<&[u8]>,
+        inputs: &HardwareInputs<'_>,
+    ) -> Result<Vec<ClaimsEntry>, VerifyError> {
+        let ev = TdxEvidence::decode(evidence)?;
+        let raw = inputs.tdx_collateral.ok_or_else(|| VerifyError::Missing {
+            tee: "tdx",
+            what: "DCAP collateral (configure a collateral source for the TDX verifier)".into(),
+        })?;
+        let collateral = self.collateral(raw)?;
+        let opts = trustee_tdx::VerifyOptions {
+            now_unix: inputs.now_unix,
+            trusted_roots_sha256: self.options.extra_roots_sha256.clone(),
+        };
+        let verified = self
+            .dcap
+            .verify_quote(&ev.quote, &collateral, &opts)
+            .map_err(|e| VerifyError::Rejected {
+                tee: "tdx",
+                reason: e.to_string(),
+            })?;
+        let body = &verified.quote.body;
+        if let Some(expected) = report_data {
+            check_binding(
+                "tdx",
+                "REPORT_DATA",
+                &regularize(expected, 64),
+                &body.report_data,
+            )?;
+        }
+        if let Some(expected) = init_data_hash {
+            check_binding(
+                "tdx",
+                "MRCONFIGID",
+                &regularize(expected, 48),
+                &body.mr_config_id,
+            )?;
+        }
+        let mut claims = verified.claims;
+        if let Some(log) = ev.cc_eventlog.filter(|l| !l.is_empty()) {
+            let parsed = trustee_eventlog::parse(&log).map_err(|e| VerifyError::Rejected {
+                tee: "tdx",
+                reason: format!("CC event log: {e}"),
+            })?;
+            parsed
+                .check_rtmrs(&body.rtmr)
+                .map_err(|e| VerifyError::Rejected {
+                    tee: "tdx",
+                    reason: format!("CC event log replay: {e}"),
+                })?;
+            if let Value::Object(map) = &mut claims {
+                map.insert("uefi_event_logs".into(), parsed.claims_json());
+            }
+        }
+        Ok(vec![(claims, "cpu".into())])
+    }
+
+    /// SNP: the report, its VEK chain to the pinned (or explicitly trusted) AMD roots, the
+    /// TCB and chip-ID checks, VMPL, and the report-data / host-data bindings.
+    pub fn verify_snp(
+        &self,
+        evidence: &[u8],
+        report_data: Option<&[u8]>,
+        init_data_hash: Option<&[u8]>,
+        inputs: &HardwareInputs<'_>,
+    ) -> Result<Vec<ClaimsEntry>, VerifyError> {
+        let opts = trustee_snp::VerifyOptions {
+            now_unix: inputs.now_unix,
+            expected_report_data: report_data.map(<[u8]>::to_vec),
+            expected_host_data: init_data_hash.map(<[u8]>::to_vec),
+            allow_nonzero_vmpl: self.options.snp_allow_nonzero_vmpl,
+            extra_trusted_sha256: self.options.extra_roots_sha256.clone(),
+        };
+        let verified = self
+            .snp
+            .verify(evidence, inputs.snp_certs, &opts)
+            .map_err(|e| VerifyError::Rejected {
+                tee: "snp",
+                reason: e.to_string(),
+            })?;
+        // Upstream's claims stay exactly as they are; VMPL and the other report bits that
+        // upstream does not expose are added beside them for policies to judge.
+        let mut claims = verified.claims;
+        if let (Value::Object(map), Value::Object(extra)) = (&mut claims, verified.extended_claims)
+        {
+            for (k, v) in extra {
+                map.entry(k).or_insert(v);
+            }
+        }
+        Ok(vec![(claims, "cpu".into())])
+    }
+
+    fn collateral(&self, raw: &[u8]) -> Result<Arc<Collateral>, VerifyError> {
+        let key: [u8; 32] = Sha256::digest(raw).into();
+        let mut cache = self
+            .collaterals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, c)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(Arc::clone(c));
+        }
+        let parsed = Arc::new(
+            Collateral::from_json(raw).map_err(|e| VerifyError::Rejected {
+                tee: "tdx",
+                reason: format!("collateral: {e}"),
+            })?,
+        );
+        if cache.len() >= COLLATERAL_CACHE {
+            cache.remove(0);
+        }
+        cache.push((key, Arc::clone(&parsed)));
+        Ok(parsed)
+    }
+}
+
+/// The attester's TDX evidence: `{"quote": base64, "cc_eventlog": base64 | null}`.
+struct TdxEvidence {
+    quote: Vec<u8>,
+    cc_eventlog: Option<Vec<u8>>,
+}
+
+impl TdxEvidence {
+    fn decode(evidence: &[u8]) -> Result<Self, VerifyError> {
+        let malformed = |reason: String| VerifyError::Malformed { tee: "tdx", reason };
+        let doc: Map<String, Value> =
+            serde_json::from_slice(evidence).map_err(|e| malformed(format!("not JSON: {e}")))?;
+        let quote = match doc.get("quote") {
+            Some(Value::String(s)) if !s.is_empty() => STANDARD
+                .decode(s)
+                .map_err(|e| malformed(format!("`quote` is not base64: {e}")))?,
+            Some(Value::String(_)) => return Err(malformed("`quote` is empty".into())),
+            Some(_) => return Err(malformed("`quote` is not a string".into())),
+            None => return Err(malformed("missing `quote`".into())),
+        };
+        let cc_eventlog = match doc.get("cc_eventlog") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                STANDARD
+                    .decode(s)
+                    .map_err(|e| malformed(format!("`cc_eventlog` is not base64: {e}")))?,
+            ),
+            Some(_) => return Err(malformed("`cc_eventlog` is not a string".into())),
+        };
+        Ok(Self { quote, cc_eventlog })
+    }
+}
+
+/// The claims of TDX evidence without any verification (no signature, collateral or
+/// event-log replay): for inspecting evidence that cannot be appraised here.
+pub fn tdx_parsed_claims(evidence: &[u8]) -> Result<Value, VerifyError> {
+    let ev = TdxEvidence::decode(evidence)?;
+    let rejected = |reason: String| VerifyError::Rejected { tee: "tdx", reason };
+    let quote = trustee_tdx::parse_quote(&ev.quote).map_err(|e| rejected(e.to_string()))?;
+    let mut claims = trustee_tdx::claims(&quote);
+    if let Some(log) = ev.cc_eventlog.filter(|l| !l.is_empty()) {
+        let parsed =
+            trustee_eventlog::parse(&log).map_err(|e| rejected(format!("CC event log: {e}")))?;
+        if let Value::Object(map) = &mut claims {
+            map.insert("uefi_event_logs".into(), parsed.claims_json());
+        }
+    }
+    Ok(claims)
+}
+
+/// What a caller must fetch to verify a TDX quote: its platform's FMSPC and PCK CA type.
+pub fn tdx_collateral_key(evidence: &[u8]) -> Result<trustee_tdx::CollateralKey, VerifyError> {
+    let ev = TdxEvidence::decode(evidence)?;
+    trustee_tdx::collateral_key(&ev.quote).map_err(|e| VerifyError::Malformed {
+        tee: "tdx",
+        reason: e.to_string(),
+    })
+}
+
+/// What a caller may need to fetch for SNP evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnpNeeds {
+    /// The VCEK to fetch, when the evidence carries no VCEK/VLEK.
+    pub vcek: Option<trustee_snp::VcekRequest>,
+    /// Product from the report's CPUID fields (`None` for v2 reports).
+    pub product: Option<&'static str>,
+    /// Whether the evidence's own cert_chain carries an ARK and an ASK/ASVK.
+    pub has_ca: bool,
+}
+
+pub fn snp_needs(evidence: &[u8]) -> Result<SnpNeeds, VerifyError> {
+    let malformed = |e: trustee_snp::VerifyError| VerifyError::Malformed {
+        tee: "snp",
+        reason: e.to_string(),
+    };
+    let ev = trustee_snp::decode_evidence(evidence).map_err(malformed)?;
+    let chain = ev.cert_chain.unwrap_or_default();
+    let has = |t: &CertType| chain.iter().any(|e| &e.cert_type == t);
+    let has_vek = has(&CertType::Vcek) || has(&CertType::Vlek);
+    let vcek = if has_vek {
+        None
+    } else {
+        Some(trustee_snp::vcek_request(evidence).map_err(malformed)?)
+    };
+    Ok(SnpNeeds {
+        vcek,
+        product: ev
+            .report
+            .cpuid_generation()
+            .map_err(malformed)?
+            .map(|g| g.name()),
+        has_ca: has(&CertType::Ark) && has(&CertType::Ask),
+    })
+}
+
+/// Right-pads with zeros or truncates to `len`, as upstream compares bindings.
+fn regularize(data: &[u8], len: usize) -> Vec<u8> {
+    let mut v = data[..data.len().min(len)].to_vec();
+    v.resize(len, 0);
+    v
+}
+
+fn check_binding(
+    tee: &'static str,
+    field: &'static str,
+    expected: &[u8],
+    actual: &[u8],
+) -> Result<(), VerifyError> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(VerifyError::BindingMismatch {
+        tee,
+        field,
+        expected_hex: hex::encode(expected),
+        actual_hex: hex::encode(actual),
+    })
+}
