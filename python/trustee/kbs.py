@@ -182,6 +182,7 @@ class Kbs:
             raise errors.attest_failed(exc.reason) from exc
         session.token = appraised.token
         session.attested_claims = appraised.claims
+        session.attested_claims_json = appraised.claims_json
         await self.sessions.update(session)
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
         log.info(
@@ -289,10 +290,10 @@ class Kbs:
             except PluginError as exc:
                 raise errors.plugin_internal_error(str(exc)) from exc
             return Reply(body=out, content_type="text/xml")
-        claims, generation = await self._attested_claims(req)
+        claims, generation, claims_json = await self._attested_claims(req)
         try:
             allowed, why = await self.resource_policy.allows(
-                claims, self.resource_policy.document(name, segments, req.query)
+                claims, self.resource_policy.document(name, segments, req.query), claims_json
             )
         except (ResourcePolicyError, PolicyEvalError) as exc:
             raise errors.policy_engine_error(str(exc)) from exc
@@ -316,8 +317,11 @@ class Kbs:
             raise errors.jwe_error(str(exc)) from exc
         return Reply(body=_compact(sealed), content_type=JSON)
 
-    async def _attested_claims(self, req: Request) -> tuple[dict[str, Any], str | None]:
-        """The verified claims and, on the cookie path, the session's protocol generation."""
+    async def _attested_claims(
+        self, req: Request
+    ) -> tuple[dict[str, Any], str | None, str | None]:
+        """The verified claims, on the cookie path the session's protocol generation, and the
+        claims' JSON text when it is at hand."""
         token: str | None = None
         generation: str | None = None
         cookie = req.cookies.get(rcar.SESSION_COOKIE)
@@ -333,7 +337,7 @@ class Kbs:
                         check_time_claims(session.attested_claims, time.time(), LEEWAY_SECONDS)
                     except JwsError as exc:
                         raise errors.token_verifier_error(str(exc)) from exc
-                    return session.attested_claims, generation
+                    return session.attested_claims, generation, session.attested_claims_json
         if token is None:
             token = bearer_token(req.headers)
         if token is None:
@@ -348,7 +352,7 @@ class Kbs:
             except JwsError as exc:
                 raise errors.token_verifier_error(str(exc)) from exc
             self._verified_tokens.move_to_end(token)
-            return claims, generation
+            return claims, generation, None
         try:
             claims = await self.token_verifier.verify(token)
         except TokenVerifyError as exc:
@@ -359,7 +363,7 @@ class Kbs:
         if generation is not None:
             # A session token is always one this process issued.
             self._own_tokens_trusted = True
-        return claims, generation
+        return claims, generation, None
 
 
 def _jwe_form(generation: str | None, tee_pubkey: Mapping[str, Any]) -> JweForm:

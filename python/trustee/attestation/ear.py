@@ -165,6 +165,14 @@ def load_signer(config: TokenBrokerConfig) -> Signer:
     return Signer(key, x5c=x5c, x5u=config.signer.cert_url)
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: dict[str, Any]
+    # The payload text: policies that read the claims as input can skip re-serialising them.
+    claims_json: str
+
+
 class EarBroker:
     def __init__(self, config: TokenBrokerConfig, signer: Signer) -> None:
         self.config = config
@@ -178,6 +186,13 @@ class EarBroker:
         self, submods: dict[str, dict[str, Any]], now: float | None = None
     ) -> tuple[str, dict[str, Any]]:
         """The signed token and the claims it carries (JSON-native, as a verifier returns them)."""
+        issued = self.issue_full(submods, now)
+        return issued.token, issued.claims
+
+    def issue_full(
+        self, submods: dict[str, dict[str, Any]], now: float | None = None
+    ) -> IssuedToken:
+        """The signed token, its claims, and the claims' JSON text (the token's payload)."""
         iat = int(now if now is not None else time.time())
         claims = {
             "eat_profile": self.config.profile_name,
@@ -190,8 +205,8 @@ class EarBroker:
             "exp": iat + self.config.duration_min * 60,
             "iss": self.config.issuer_name,
         }
-        payload = json.dumps(claims, separators=(",", ":")).encode()
-        return sign_compact(self._header, payload, self.signer.key), claims
+        text = json.dumps(claims, separators=(",", ":"))
+        return IssuedToken(sign_compact(self._header, text.encode(), self.signer.key), claims, text)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.signer.header_jwk()]}

@@ -11,6 +11,7 @@ from typing import Any
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from trustee.kbs import Kbs, Reply, Request
@@ -21,11 +22,14 @@ SESSION_PURGE_INTERVAL = 60.0
 
 
 def _response(reply: Reply) -> Response:
-    response = Response(reply.body, status=reply.status, headers=dict(reply.headers))
-    if reply.content_type is None:
-        del response.headers["Content-Type"]
-    else:
-        response.headers["Content-Type"] = reply.content_type
+    # Headers keeps repeated names (several Set-Cookie); a dict would fold them.
+    headers = Headers(reply.headers)
+    if reply.content_type is not None:
+        return Response(
+            reply.body, status=reply.status, headers=headers, content_type=reply.content_type
+        )
+    response = Response(reply.body, status=reply.status, headers=headers)
+    del response.headers["Content-Type"]
     return response
 
 

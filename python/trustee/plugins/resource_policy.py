@@ -173,15 +173,24 @@ class ResourcePolicy:
             return legacy_request_document(plugin, path)
         return request_document(plugin, path, query)
 
-    async def allows(self, claims: dict[str, Any], document: dict[str, Any]) -> tuple[bool, str]:
+    async def allows(
+        self, claims: dict[str, Any], document: dict[str, Any], claims_json: str | None = None
+    ) -> tuple[bool, str]:
         """(allowed, explanation); explanation names the value the policy produced.
+
+        `claims_json`, when given, is the JSON text of `claims` (saves serialising them again).
 
         Raises ResourcePolicyError where the policy gives no boolean and the configured
         generation treats that as an engine error (v0.11–v0.16) rather than a deny.
         """
         policy = await self.current()
-        policy_input = with_submod_aliases(claims) if self.submod_alias else claims
-        (outcome,) = policy.evaluate(policy_input, document, ["data.policy.allow"])
+        if self.submod_alias:
+            policy_input, claims_json = with_submod_aliases(claims), None
+        else:
+            policy_input = claims
+        (outcome,) = policy.evaluate(
+            policy_input, document, ["data.policy.allow"], input_json=claims_json
+        )
         if outcome.kind == "value" and outcome.value is True:
             return True, "data.policy.allow = true"
         if outcome.kind == "value" and outcome.value is False:

@@ -46,9 +46,12 @@ class CompiledPolicy:
         data_doc: Any | None,
         rules: list[str],
         reference_values: ReferenceLookup | None = None,
+        *,
+        input_json: str | None = None,
     ) -> list[RuleOutcome]:
+        """`input_json`, when given, must be the JSON text of `input_doc`; it is used instead."""
         raw = self._policy.evaluate(
-            json.dumps(input_doc),
+            json.dumps(input_doc) if input_json is None else input_json,
             None if data_doc is None else json.dumps(data_doc),
             rules,
             reference_values,

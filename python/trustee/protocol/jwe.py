@@ -33,6 +33,7 @@ can reproduce the specification's examples; production callers never pass them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -177,6 +178,25 @@ def _tee_alg(tee_pubkey: Mapping[str, Any]) -> str:
     return alg
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_ec_peer(crv: str, x: str, y: str) -> ec.EllipticCurvePublicKey:
+    key = public_key_from_jwk({"kty": "EC", "crv": crv, "x": x, "y": y}, exact_coordinates=True)
+    if not isinstance(key, ec.EllipticCurvePublicKey):  # pragma: no cover - kty is EC
+        raise JwkError("not an EC key")
+    return key
+
+
+def _ec_peer(tee_pubkey: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    # A guest fetches several resources with one TEE key: decode and validate its point once.
+    crv, x, y = tee_pubkey.get("crv"), tee_pubkey.get("x"), tee_pubkey.get("y")
+    if isinstance(crv, str) and isinstance(x, str) and isinstance(y, str):
+        return _cached_ec_peer(crv, x, y)
+    key = public_key_from_jwk(tee_pubkey, exact_coordinates=True)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise JwkError("not an EC key")
+    return key
+
+
 def _wrap_ecdh(
     tee_pubkey: Mapping[str, Any],
     cek: bytes,
@@ -191,10 +211,9 @@ def _wrap_ecdh(
     if crv not in curves:
         raise JweError(f"TEE EC key curve {crv!r} is not supported (use {' or '.join(curves)})")
     try:
-        peer = public_key_from_jwk(tee_pubkey, exact_coordinates=True)
+        peer = _ec_peer(tee_pubkey)
     except JwkError as exc:
         raise JweError(f"TEE public key is invalid: {exc}") from exc
-    assert isinstance(peer, ec.EllipticCurvePublicKey)
     if ephemeral is None:
         ephemeral = ec.generate_private_key(peer.curve)
     elif ephemeral.curve.name != peer.curve.name:

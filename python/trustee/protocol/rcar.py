@@ -51,6 +51,7 @@ class Session:
     token: str | None = None
     generation: str = "0.4.0"
     attested_claims: dict[str, Any] | None = field(default=None, repr=False)
+    attested_claims_json: str | None = field(default=None, repr=False)
 
     @property
     def attested(self) -> bool:
