@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trustee import __version__
+from trustee import __version__, verify_cli
 from trustee.config import Config, ConfigError, load_embedded_default, load_file
 from trustee.logs import setup_logging
 
@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="IP:PORT",
         help="listen here instead of [http_server] sockets (repeatable)",
     )
+    verify_cli.add_parser(sub)
+    simulate = sub.add_parser(
+        "simulate",
+        help="simulated TDX/SNP test PKIs (`trustee simulate init --help`)",
+        add_help=False,
+    )
+    simulate.add_argument("rest", nargs=argparse.REMAINDER)
     operator = sub.add_parser("operator", help="the Kubernetes operator's tools")
     operator_sub = operator.add_subparsers(dest="operator_command", required=True)
     render = operator_sub.add_parser(
@@ -254,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args.config or os.environ.get("KBS_CONFIG_FILE"), args.socket)
+    if args.command == "verify":
+        return verify_cli.run(args)
+    if args.command == "simulate":
+        from trustee.simulate.cli import simulate_main
+
+        return simulate_main(args.rest)
     if args.command == "operator" and args.operator_command == "render":
         return _operator_render(args)
     return 2

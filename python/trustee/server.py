@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
 from trustee.attestation.ear import EarBroker, EarError, load_signer
+from trustee.attestation.hardware import HardwareVerifier
 from trustee.attestation.policies import (
     DEFAULT_POLICY_IDS,
     LEGACY_DEFAULT_POLICY_IDS,
@@ -15,8 +17,10 @@ from trustee.attestation.policies import (
 )
 from trustee.attestation.rvps import ReferenceValueStore
 from trustee.attestation.service import AttestationService
+from trustee.collateral import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import Config
+from trustee.crypto.x509chain import load_certificate_files
 from trustee.kbs import Kbs
 from trustee.plugins.base import Plugin
 from trustee.plugins.resource import ResourcePlugin, SamplePlugin
@@ -58,6 +62,36 @@ def _resource_store(params: dict[str, object], main_store: KeyValueStore) -> Key
     except StorageError as exc:
         raise ConfigError("plugins.dir_path", str(exc)) from exc
     return tree
+
+
+def build_hardware_verifier(table: dict[str, Any], source: str | None) -> HardwareVerifier:
+    """TDX/SNP verifiers from `[attestation_service.verifier_config]`.
+
+    Without configured sources, upstream's defaults apply: Intel PCS for DCAP collateral and
+    AMD KDS for VCEKs (both fetched only when such evidence arrives, then cached).
+    """
+    key = "attestation_service.verifier_config"
+    try:
+        tdx = tdx_source_from_config(table) or tdx_source_from_config({"dcap_verifier": {}})
+        vek = vek_source_from_config(table) or vek_source_from_config({"snp_verifier": {}})
+        roots = table.get("insecure_test_roots") or []
+        anchors = load_certificate_files(roots)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc), source) from exc
+    snp = table.get("snp_verifier") or {}
+    allow_vmpl = bool(snp.get("allow_nonzero_vmpl", False))
+    for path in roots:
+        log.warning(
+            "INSECURE: %s.insecure_test_roots trusts %s as a TDX/SNP root; evidence signed by "
+            "this test PKI is accepted as genuine hardware evidence. Never use in production.",
+            key,
+            path,
+        )
+    if allow_vmpl:
+        log.warning("%s.snp_verifier.allow_nonzero_vmpl: SNP reports from VMPL > 0 accepted", key)
+    return HardwareVerifier(
+        tdx_source=tdx, vek_source=vek, test_anchors=anchors, snp_allow_nonzero_vmpl=allow_vmpl
+    )
 
 
 async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
@@ -148,7 +182,10 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
             raise ConfigError(
                 "attestation_service.attestation_token_broker.signer", str(exc), config.source
             ) from exc
-        attestation = AttestationService(policies, rvps, broker, as_cfg.broker, legacy=legacy)
+        hardware = build_hardware_verifier(as_cfg.verifier_config, config.source)
+        attestation = AttestationService(
+            policies, rvps, broker, as_cfg.broker, legacy=legacy, hardware=hardware
+        )
     else:
         log.info("no [attestation_service]: resource-only (passport) KBS")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from trustee import _core
 from trustee.attestation import ear
+from trustee.attestation.hardware import HARDWARE_TEES, HardwareInputError, HardwareVerifier
 from trustee.attestation.initdata import InitDataError, parse_init_data
 from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
 from trustee.attestation.rvps import ReferenceValueStore, RvpsError
@@ -26,7 +27,7 @@ from trustee.storage.kv import StorageError
 
 log = logging.getLogger(__name__)
 
-MAX_EVIDENCE_BYTES = 1 << 20
+MAX_EVIDENCE_BYTES = 4 << 20  # as the Rust core's bound
 
 
 class AttestationFailure(Exception):
@@ -39,6 +40,7 @@ class AttestationFailure(Exception):
 class Appraised:
     token: str
     claims: dict[str, Any]
+    claims_json: str | None = None  # the token payload's text, when this service issued it
 
 
 def _transform(
@@ -79,8 +81,10 @@ class AttestationService:
         config: TokenBrokerConfig,
         *,
         legacy: bool = False,
+        hardware: HardwareVerifier | None = None,
     ) -> None:
         self.policies = policies
+        self.hardware = hardware or HardwareVerifier()
         self.rvps = rvps
         self.broker = broker
         self.config = config
@@ -106,7 +110,7 @@ class AttestationService:
         counters: dict[str, int] = {}
         for index, req in enumerate(requests):
             where = f"evidence[{index}] ({req.tee})"
-            for claims, tee_class in self._verify(req, where):
+            for claims, tee_class in await self._verify(req, where):
                 n = counters.get(tee_class, 0)
                 counters[tee_class] = n + 1
                 name = f"{tee_class}{n}"
@@ -116,10 +120,12 @@ class AttestationService:
                 submods[name] = await self._appraise(
                     claims, class_policy, policy_id, lookup, data, f"{where} → {name}"
                 )
-        token, claims = self.broker.issue_with_claims(submods)
-        return Appraised(token=token, claims=claims)
+        issued = self.broker.issue_full(submods)
+        return Appraised(token=issued.token, claims=issued.claims, claims_json=issued.claims_json)
 
-    def _verify(self, req: EvidenceRequest, where: str) -> list[tuple[dict[str, Any], str]]:
+    async def _verify(
+        self, req: EvidenceRequest, where: str
+    ) -> list[tuple[dict[str, Any], str]]:
         expected_rd = None
         if req.runtime_data is not None:
             expected_rd = binding.runtime_data_digest(req.runtime_data, req.hash_algorithm)
@@ -134,10 +140,15 @@ class AttestationService:
         evidence = json.dumps(req.evidence).encode()
         if len(evidence) > MAX_EVIDENCE_BYTES:
             raise AttestationFailure(f"{where}: evidence larger than {MAX_EVIDENCE_BYTES} bytes")
+        tee = verifier_name(req.tee)
         try:
-            results = _core.verify_evidence(
-                verifier_name(req.tee), evidence, expected_rd, init_digest
-            )
+            if tee in HARDWARE_TEES:
+                inputs = await self.hardware.inputs(tee, evidence)
+                results = self.hardware.verify(tee, evidence, expected_rd, init_digest, inputs)
+            else:
+                results = _core.verify_evidence(tee, evidence, expected_rd, init_digest)
+        except HardwareInputError as exc:
+            raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         except _core.VerifierError as exc:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         out = []

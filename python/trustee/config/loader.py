@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
     AclRule,
@@ -33,6 +34,7 @@ from trustee.config.model import (
     TokenBrokerConfig,
 )
 from trustee.config.reader import Table
+from trustee.crypto.x509chain import load_certificate_files
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +344,10 @@ def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceCo
                     "reference values use the storage backend)"
                 )
         notes.ignore(rv, "extractors", "extractor settings are built in")
+    verifiers = t.table("verifier_config")
+    if verifiers is not None:
+        cfg.verifier_config = verifiers.data
+        _check_verifier_config(verifiers)
     broker = t.table("attestation_token_broker")
     if broker is not None:
         cfg.broker = _broker(broker)
@@ -352,6 +358,28 @@ def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceCo
             if kind != "Ear":
                 raise ConfigError(broker.key("type"), f"token type {kind!r} is not supported; Ear")
     return cfg
+
+
+def _check_verifier_config(t: Table) -> None:
+    # Build the sources once so a bad key fails at start-up, naming the key; the server
+    # builds its own when it starts.
+    try:
+        tdx_source_from_config(t.data)
+        vek_source_from_config(t.data)
+    except ValueError as exc:
+        key, _, why = str(exc).partition(": ")
+        raise ConfigError(t.key(key), why or str(exc)) from exc
+    roots = t.get("insecure_test_roots", list, [])
+    for index, path in enumerate(roots):
+        if not isinstance(path, str):
+            raise ConfigError(f"{t.key('insecure_test_roots')}[{index}]", "expected a file path")
+    try:
+        load_certificate_files(roots)
+    except ValueError as exc:
+        raise ConfigError(t.key("insecure_test_roots"), str(exc)) from exc
+    snp = t.table("snp_verifier")
+    if snp is not None:
+        snp.get("allow_nonzero_vmpl", bool, False)
 
 
 def _broker(t: Table) -> TokenBrokerConfig:

@@ -110,6 +110,9 @@ class AttestationServiceConfig:
     storage_type: StorageType | None = None
     # v0.11-era: AS policies live in `<policy_dir>/opa/<id>.rego`.
     policy_dir: str | None = None
+    # Per-TEE verifier settings (upstream's `dcap_verifier`, `snp_verifier`, and ours:
+    # collateral sources, `insecure_test_roots`); read by trustee.attestation.hardware.
+    verifier_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

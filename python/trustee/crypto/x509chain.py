@@ -10,11 +10,15 @@ present. A leaf that is itself one of the anchors is trusted as is (a pinned sel
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
 from trustee.crypto.b64 import b64std_decode
 
@@ -179,3 +183,27 @@ class _PathBuilder:
                 "certificate(s)"
             )
         return False
+
+
+def load_certificate_files(paths: Sequence[str]) -> list[bytes]:
+    """DER of every certificate in the given PEM or DER files; ValueError names the file."""
+    out: list[bytes] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{path}: {exc.strerror or exc}") from exc
+        if b"-----BEGIN" in data:
+            try:
+                with warnings.catch_warnings():
+                    # AMD issues VCEKs with serial number 0, which cryptography warns about.
+                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                    certs = load_pem_certificates(data)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from exc
+            if not certs:
+                raise ValueError(f"{path}: no certificate in the PEM file")
+            out.extend(c.public_bytes(Encoding.DER) for c in certs)
+        else:
+            out.append(data)
+    return out

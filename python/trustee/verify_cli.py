@@ -1,0 +1,181 @@
+"""`trustee verify`: check one piece of TDX or SNP evidence offline and print its claims.
+
+Exit codes: 0 verified (claims JSON on stdout), 1 the evidence failed a check (the failing
+check on stderr), 2 usage errors (a file that cannot be read, a bad option value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import trio
+
+from trustee import _core
+from trustee.attestation.hardware import HardwareInputError, HardwareVerifier, Inputs
+from trustee.collateral import tdx_source_from_config, vek_source_from_config
+from trustee.crypto.b64 import b64std_encode
+from trustee.crypto.x509chain import load_certificate_files
+
+SNP_REPORT_BYTES = 1184
+
+
+class UsageError(Exception):
+    pass
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="verify TDX or SNP evidence offline and print its claims",
+        description=(
+            "Verify one piece of TDX or SNP evidence and print the claims the attestation "
+            "service would see (exit 0), or the failing check (exit 1)."
+        ),
+    )
+    p.add_argument("--tee", required=True, choices=("tdx", "snp"))
+    p.add_argument(
+        "--evidence",
+        required=True,
+        metavar="FILE",
+        help="the attester's evidence JSON, or a raw TDX quote / raw 1184-byte SNP report",
+    )
+    p.add_argument("--eventlog", metavar="FILE", help="TDX: CC event log (CCEL) to replay")
+    p.add_argument(
+        "--collateral",
+        metavar="FILE_OR_DIR",
+        help="TDX: collateral as a dcap-qvl JSON file or a directory (default: Intel PCS)",
+    )
+    p.add_argument(
+        "--vcek",
+        metavar="FILE",
+        help="SNP: VCEK/VLEK (DER or PEM), or a bundle whose first certificate is the VEK; "
+        "any ASK/ARK in it must match the pinned AMD roots (default: the evidence, then AMD KDS)",
+    )
+    p.add_argument(
+        "--at", metavar="RFC3339", help="judge validity at this time (default: now)"
+    )
+    p.add_argument(
+        "--report-data", metavar="HEX", help="expected report data (zero-padded to 64 bytes)"
+    )
+    p.add_argument(
+        "--init-data-hash",
+        metavar="HEX",
+        help="expected init-data digest (TDX MRCONFIGID, SNP HOST_DATA)",
+    )
+    p.add_argument(
+        "--insecure-test-root",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also trust this test root (simulated TDX/SNP PKI); never for real evidence",
+    )
+    p.add_argument(
+        "--allow-nonzero-vmpl", action="store_true", help="SNP: accept reports from VMPL > 0"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return trio.run(_verify, args)
+    except UsageError as exc:
+        print(f"trustee verify: {exc}", file=sys.stderr)
+        return 2
+
+
+def _hex(value: str | None, option: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError as exc:
+        raise UsageError(f"{option}: not hex: {exc}") from exc
+
+
+def _time(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"--at: not an RFC 3339 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise UsageError(f"--at: {value!r} has no time zone (add Z or an offset)")
+    return int(parsed.timestamp())
+
+
+def _read(path: str, option: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from exc
+
+
+def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
+    """The evidence as the attester's JSON; raw quotes and reports are wrapped or kept."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if tee == "tdx":
+        if not isinstance(doc, dict):
+            doc = {"quote": b64std_encode(raw), "cc_eventlog": None}
+        if eventlog is not None:
+            doc["cc_eventlog"] = b64std_encode(eventlog)
+        return json.dumps(doc).encode()
+    if eventlog is not None:
+        raise UsageError("--eventlog applies to TDX evidence only")
+    if isinstance(doc, dict):
+        return raw
+    if len(raw) != SNP_REPORT_BYTES:
+        raise UsageError(
+            f"--evidence: neither SNP evidence JSON nor a {SNP_REPORT_BYTES}-byte report "
+            f"({len(raw)} bytes)"
+        )
+    return raw
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    tee: str = args.tee
+    if tee == "snp" and args.collateral:
+        raise UsageError("--collateral applies to TDX evidence only")
+    if tee == "tdx" and args.vcek:
+        raise UsageError("--vcek applies to SNP evidence only")
+    eventlog = _read(args.eventlog, "--eventlog") if args.eventlog else None
+    evidence = _evidence(tee, _read(args.evidence, "--evidence"), eventlog)
+    report_data = _hex(args.report_data, "--report-data")
+    init_hash = _hex(args.init_data_hash, "--init-data-hash")
+    at = _time(args.at)
+    try:
+        anchors = load_certificate_files(args.insecure_test_root)
+        bundle = load_certificate_files([args.vcek]) if args.vcek else []
+        tdx = tdx_source_from_config(
+            {"collateral": args.collateral} if args.collateral else {"dcap_verifier": {}}
+        )
+        vek = vek_source_from_config({"snp_verifier": {}})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    hw = HardwareVerifier(
+        tdx_source=tdx,
+        vek_source=vek,
+        test_anchors=anchors,
+        snp_allow_nonzero_vmpl=args.allow_nonzero_vmpl,
+        clock=(lambda: float(at)) if at is not None else None,
+    )
+    try:
+        if bundle:
+            # The operator's bundle replaces any fetching; its CA certificates are only
+            # used when they match the pinned roots (the verifier checks that).
+            inputs = Inputs(now=hw.now(), snp_certs=[*anchors, *bundle])
+        else:
+            inputs = await hw.inputs(tee, evidence)
+        entries = hw.verify(tee, evidence, report_data, init_hash, inputs)
+    except (HardwareInputError, _core.VerifierError) as exc:
+        print(f"verification failed: {exc}", file=sys.stderr)
+        return 1
+    claims = [json.loads(text) for text, _class in entries]
+    print(json.dumps(claims[0] if len(claims) == 1 else claims, indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,226 @@
+"""`trustee verify` on the real TDX/SNP vectors: claims on success, the failing check otherwise."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import vectors_dir
+from trustee import _core
+from trustee.cli import main
+
+TDX = "trustee/deps/verifier/test_data"
+SNP = "trustee/deps/verifier/test_data/snp"
+ANCHORS = "trustee/deps/verifier/src/snp"
+QVL = "dcap-qvl/sample"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    code = main(["verify", *argv])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else out), err
+
+
+def quote6_collateral_dir(tmp_path: Path) -> Path:
+    """Quote 6's TCB info and QE identity, with the Intel issuer chains and CRLs of the
+    dcap-qvl collateral (the TCB signing certificate is the same)."""
+    v = vectors_dir()
+    qvl = json.loads((v / QVL / "tdx_quote_collateral.json").read_text())
+    quote = (v / TDX / "tdx_quote_6.dat").read_bytes()
+    evidence = json.dumps({"quote": __import__("base64").b64encode(quote).decode()}).encode()
+    _fmspc, ca, _pce = _core.tdx_collateral_key(evidence)
+    d = tmp_path / "collateral"
+    d.mkdir()
+    (d / "tcbInfo.json").write_bytes((v / TDX / "tcbInfo.json").read_bytes())
+    (d / "enclaveIdentity.json").write_bytes((v / TDX / "enclaveIdentity.json").read_bytes())
+    (d / "tcb_info_issuer_chain.pem").write_text(qvl["tcb_info_issuer_chain"])
+    (d / f"pck_crl_{ca}.der").write_text(qvl["pck_crl"])
+    (d / f"pck_crl_issuer_chain_{ca}.pem").write_text(qvl["pck_crl_issuer_chain"])
+    (d / "root_ca_crl.der").write_text(qvl["root_ca_crl"])
+    return d
+
+
+def test_tdx_quote6_with_its_collateral_is_out_of_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v = vectors_dir()
+    collateral = quote6_collateral_dir(tmp_path)
+    code, claims, err = run(
+        capsys,
+        "--tee=tdx",
+        f"--evidence={v / TDX / 'tdx_quote_6.dat'}",
+        f"--collateral={collateral}",
+        "--at=2025-11-01T00:00:00Z",
+    )
+    assert code == 0, err
+    assert claims["tcb_status"] == "OutOfDate"
+    assert claims["advisory_ids"] == []
+    assert claims["tcb_date"] == "2018-01-04T00:00:00Z"
+    assert claims["quote"]["header"]["version"] == "0400"
+    assert claims["init_data"].startswith("889abf4718f0")
+
+
+def test_tdx_dcap_qvl_sample_is_up_to_date_inside_its_window(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    v = vectors_dir()
+    args = [
+        "--tee=tdx",
+        f"--evidence={v / QVL / 'tdx_quote'}",
+        f"--collateral={v / QVL / 'tdx_quote_collateral.json'}",
+    ]
+    code, claims, err = run(capsys, *args, "--at=2025-06-19T11:16:03Z")
+    assert code == 0, err
+    assert (claims["tcb_status"], claims["advisory_ids"]) == ("UpToDate", [])
+    assert claims["collateral_expiration_status"] == "0"
+    # Outside the collateral's window the verdict stands, the expiry becomes a claim.
+    code, claims, err = run(capsys, *args, "--at=2025-09-01T00:00:00Z")
+    assert code == 0, err
+    assert claims["collateral_expiration_status"] == "1"
+
+
+def test_tdx_report_data_and_tampering_fail_with_their_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v = vectors_dir()
+    base = [
+        "--tee=tdx",
+        f"--collateral={v / QVL / 'tdx_quote_collateral.json'}",
+        "--at=2025-06-19T11:16:03Z",
+    ]
+    code, out, err = run(
+        capsys, *base, f"--evidence={v / QVL / 'tdx_quote'}", "--report-data=" + "ab" * 48
+    )
+    assert code == 1 and "REPORT_DATA mismatch" in err and out == ""
+    quote = bytearray((v / QVL / "tdx_quote").read_bytes())
+    quote[48 + 100] ^= 1  # a byte of the TD report body, covered by the quote signature
+    tampered = tmp_path / "tampered.dat"
+    tampered.write_bytes(bytes(quote))
+    code, _, err = run(capsys, *base, f"--evidence={tampered}")
+    assert code == 1 and "quote signature" in err, err
+
+
+def test_tdx_event_log_is_replayed_against_the_rtmrs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Quote 4's RTMRs match CCEL_data; the dcap-qvl quote's do not, so the replay fails there.
+    v = vectors_dir()
+    code, _, err = run(
+        capsys,
+        "--tee=tdx",
+        f"--evidence={v / QVL / 'tdx_quote'}",
+        f"--eventlog={v / TDX / 'CCEL_data'}",
+        f"--collateral={v / QVL / 'tdx_quote_collateral.json'}",
+        "--at=2025-06-19T11:16:03Z",
+    )
+    assert code == 1 and "replay" in err, err
+
+
+def _pem_bundle(tmp_path: Path, first_der: Path, *pems: Path) -> Path:
+    text = ssl.DER_cert_to_PEM_cert(first_der.read_bytes())
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(text + "".join(p.read_text() for p in pems))
+    return bundle
+
+
+def test_snp_v2_report_with_vcek_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    v = vectors_dir()
+    bundle = _pem_bundle(
+        tmp_path, v / SNP / "test-vcek.der", v / ANCHORS / "milan_ask_ark_asvk.pem"
+    )
+    args = [
+        "--tee=snp",
+        f"--evidence={v / SNP / 'test-report.bin'}",
+        f"--vcek={bundle}",
+        "--at=2024-01-01T00:00:00Z",
+    ]
+    code, claims, err = run(capsys, *args)
+    assert code == 0, err
+    assert claims["reported_tcb_snp"] == 8 and claims["vmpl"] == 0
+    # The VCEK alone: no trusted ASK for it.
+    code, _, err = run(capsys, *args[:2], f"--vcek={v / SNP / 'test-vcek.der'}", args[3])
+    assert code == 1 and "ASK" in err
+    # After the VCEK's notAfter.
+    code, _, err = run(capsys, *args[:3], "--at=2040-01-01T00:00:00Z")
+    assert code == 1 and "SEV-VCEK" in err
+
+
+def test_snp_vlek_report_needs_nonzero_vmpl_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v = vectors_dir()
+    bundle = _pem_bundle(
+        tmp_path, v / SNP / "test-vlek.der", v / ANCHORS / "milan_ask_ark_asvk.pem"
+    )
+    args = [
+        "--tee=snp",
+        f"--evidence={v / SNP / 'test-vlek-report.bin'}",
+        f"--vcek={bundle}",
+        "--at=2025-06-01T00:00:00Z",
+    ]
+    code, _, err = run(capsys, *args)
+    assert code == 1 and "VMPL" in err
+    code, claims, err = run(capsys, *args, "--allow-nonzero-vmpl")
+    assert code == 0, err
+    assert claims["vmpl"] == 1 and claims["signing_key"] == "VLEK"
+
+
+def test_snp_e2e_evidence_json_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    v = vectors_dir()
+    args = [
+        "--tee=snp",
+        f"--evidence={v / 'trustee/attestation-service/tests/e2e/evidence.json'}",
+        f"--vcek={v / ANCHORS / 'genoa_ask_ark_asvk.pem'}",
+        "--at=2025-07-01T00:00:00Z",
+    ]
+    code, claims, err = run(capsys, *args)
+    assert code == 0, err
+    assert claims["measurement"].startswith("6a6519d7")
+    assert claims["reported_tcb_microcode"] == 25
+    code, _, err = run(capsys, *args, "--report-data=00")
+    assert code == 1 and "eport" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tee=tdx", "--evidence=/nonexistent/q"], "/nonexistent/q"),
+        (["--tee=snp", "--evidence=/dev/null", "--collateral=x"], "TDX evidence only"),
+        (["--tee=tdx", "--evidence=/dev/null", "--report-data=zz"], "--report-data"),
+        (["--tee=tdx", "--evidence=/dev/null", "--at=yesterday"], "--at"),
+        (["--tee=snp", "--evidence=/dev/null"], "1184-byte report"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_real_process_reports_failure_without_traceback(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"quote": "AAAA"}')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trustee.cli",
+            "verify",
+            "--tee=tdx",
+            f"--evidence={junk}",
+            f"--collateral={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "verification failed" in proc.stderr
