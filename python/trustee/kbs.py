@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustee import jsonfast
 from trustee.admin.auth import AdminAuthorizer, AdminDenied
 from trustee.attestation.policies import PolicyStoreError
 from trustee.attestation.rvps import RvpsError
@@ -72,7 +73,7 @@ class Request:
 
 def _compact(value: Any) -> bytes:
     # serde's compact form, as upstream's server writes its JSON bodies.
-    return json.dumps(value, separators=(",", ":")).encode()
+    return jsonfast.dumps(value)
 
 
 def error_reply(exc: KbsError) -> Reply:
@@ -317,9 +318,7 @@ class Kbs:
             raise errors.jwe_error(str(exc)) from exc
         return Reply(body=_compact(sealed), content_type=JSON)
 
-    async def _attested_claims(
-        self, req: Request
-    ) -> tuple[dict[str, Any], str | None, str | None]:
+    async def _attested_claims(self, req: Request) -> tuple[dict[str, Any], str | None, str | None]:
         """The verified claims, on the cookie path the session's protocol generation, and the
         claims' JSON text when it is at hand."""
         token: str | None = None

@@ -55,9 +55,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="SNP: VCEK/VLEK (DER or PEM), or a bundle whose first certificate is the VEK; "
         "any ASK/ARK in it must match the pinned AMD roots (default: the evidence, then AMD KDS)",
     )
-    p.add_argument(
-        "--at", metavar="RFC3339", help="judge validity at this time (default: now)"
-    )
+    p.add_argument("--at", metavar="RFC3339", help="judge validity at this time (default: now)")
     p.add_argument(
         "--report-data", metavar="HEX", help="expected report data (zero-padded to 64 bytes)"
     )

@@ -6,7 +6,6 @@ resource policies written for upstream read exactly these paths.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from trustee import jsonfast
 from trustee.config.model import TokenBrokerConfig
 from trustee.crypto.b64 import b64std_encode, b64url_encode
 from trustee.crypto.jws import sign_compact
@@ -205,7 +205,7 @@ class EarBroker:
             "exp": iat + self.config.duration_min * 60,
             "iss": self.config.issuer_name,
         }
-        text = json.dumps(claims, separators=(",", ":"))
+        text = jsonfast.dumps_str(claims)
         return IssuedToken(sign_compact(self._header, text.encode(), self.signer.key), claims, text)
 
     def jwks(self) -> dict[str, Any]:

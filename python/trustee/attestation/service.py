@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trustee import _core
+from trustee import _core, jsonfast
 from trustee.attestation import ear
 from trustee.attestation.hardware import HARDWARE_TEES, HardwareInputError, HardwareVerifier
 from trustee.attestation.initdata import InitDataError, parse_init_data
@@ -123,9 +123,7 @@ class AttestationService:
         issued = self.broker.issue_full(submods)
         return Appraised(token=issued.token, claims=issued.claims, claims_json=issued.claims_json)
 
-    async def _verify(
-        self, req: EvidenceRequest, where: str
-    ) -> list[tuple[dict[str, Any], str]]:
+    async def _verify(self, req: EvidenceRequest, where: str) -> list[tuple[dict[str, Any], str]]:
         expected_rd = None
         if req.runtime_data is not None:
             expected_rd = binding.runtime_data_digest(req.runtime_data, req.hash_algorithm)
@@ -137,7 +135,7 @@ class AttestationService:
             except InitDataError as exc:
                 raise AttestationFailure(f"{where}: init-data: {exc}") from exc
             init_digest, init_claims = init.digest, init.claims
-        evidence = json.dumps(req.evidence).encode()
+        evidence = jsonfast.dumps(req.evidence)
         if len(evidence) > MAX_EVIDENCE_BYTES:
             raise AttestationFailure(f"{where}: evidence larger than {MAX_EVIDENCE_BYTES} bytes")
         tee = verifier_name(req.tee)
@@ -153,7 +151,7 @@ class AttestationService:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         out = []
         for claims_json, tee_class in results:
-            claims = json.loads(claims_json)
+            claims = jsonfast.loads_trusted(claims_json)
             out.append(
                 (
                     _transform(

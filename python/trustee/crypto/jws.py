@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from trustee import jsonfast
 from trustee.crypto.b64 import Base64Error, b64url_decode_nopad, b64url_encode
 from trustee.crypto.jwk import EC_CURVES, PrivateKey, PublicKey, describe_key, ec_curve_name
 
@@ -66,7 +67,7 @@ class Parsed:
 
 
 def _compact_json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonfast.dumps(dict(value))
 
 
 def _check_alg(alg: object) -> str:

@@ -61,10 +61,15 @@ def create_app(kbs: Kbs) -> QuartTrio:
     @app.route("/kbs/v0/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE"])
     @app.route("/kbs/v0/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
     async def kbs_route(path: str) -> Response:
-        body = await request.get_data(cache=False)
-        assert isinstance(body, bytes)
-        # Admin ACLs match the URI as sent (not percent-decoded), query string included.
         scope = request.scope
+        headers = request.headers
+        body: bytes = b""
+        # Bodiless GETs (every resource fetch) skip Quart's body wait and its cancel scope.
+        if request.method != "GET" or "Content-Length" in headers or "Transfer-Encoding" in headers:
+            data = await request.get_data(cache=False)
+            assert isinstance(data, bytes)
+            body = data
+        # Admin ACLs match the URI as sent (not percent-decoded), query string included.
         uri = (scope.get("raw_path") or request.path.encode()).decode("latin-1")
         query: dict[str, str] = {}
         if qs := scope.get("query_string"):
@@ -77,7 +82,7 @@ def create_app(kbs: Kbs) -> QuartTrio:
                 path=path,
                 query=query,
                 body=body,
-                headers=request.headers,
+                headers=headers,
                 cookies=request.cookies,
                 uri=uri,
                 peer=client[0] if client else None,

@@ -7,12 +7,11 @@ or re-read from disk is compiled only once per process.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trustee import _core
+from trustee import _core, jsonfast
 
 PolicyCompileError = _core.PolicyCompileError
 PolicyEvalError = _core.PolicyEvalError
@@ -51,14 +50,19 @@ class CompiledPolicy:
     ) -> list[RuleOutcome]:
         """`input_json`, when given, must be the JSON text of `input_doc`; it is used instead."""
         raw = self._policy.evaluate(
-            json.dumps(input_doc) if input_json is None else input_json,
-            None if data_doc is None else json.dumps(data_doc),
+            jsonfast.dumps_str(input_doc) if input_json is None else input_json,
+            None if data_doc is None else jsonfast.dumps_str(data_doc),
             rules,
             reference_values,
         )
-        return [
-            RuleOutcome(kind, json.loads(text) if kind == "value" else None) for kind, text in raw
-        ]
+        return _outcomes(raw)
+
+
+def _outcomes(raw: list[tuple[str, str]]) -> list[RuleOutcome]:
+    return [
+        RuleOutcome(kind, jsonfast.loads_trusted(text) if kind == "value" else None)
+        for kind, text in raw
+    ]
 
 
 class PolicyCache:

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from trustee import jsonfast
 from trustee.crypto.b64 import Base64Error, b64url_decode_nopad, b64url_encode
 from trustee.crypto.jwk import (
     EC_CURVES,
@@ -161,8 +162,7 @@ def encode_protected_header(header: Mapping[str, Any], *, sort_members: bool = F
     if sort_members:
         rest = [(k, _sorted_deep(v)) for k, v in sorted(rest)]
     ordered.update(rest)
-    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
-    return b64url_encode(text.encode())
+    return b64url_encode(jsonfast.dumps(ordered))
 
 
 def _tee_alg(tee_pubkey: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
+from trustee import jsonfast
 from trustee.protocol import binding
 from trustee.protocol.errors import KbsError, attest_failed, auth_failed
 from trustee.protocol.tees import ACCEPTED_TEES
@@ -164,7 +165,7 @@ def new_session(request: AuthRequest, timeout_min: int, now: float) -> Session:
 
 
 def challenge_body(session: Session) -> bytes:
-    return json.dumps({"nonce": session.nonce, "extra-params": ""}, separators=(",", ":")).encode()
+    return jsonfast.dumps({"nonce": session.nonce, "extra-params": ""})
 
 
 def set_cookie_value(session: Session) -> str:
@@ -174,7 +175,7 @@ def set_cookie_value(session: Session) -> str:
 
 
 def token_body(token: str) -> bytes:
-    return json.dumps({"token": token}, separators=(",", ":")).encode()
+    return jsonfast.dumps({"token": token})
 
 
 _KEY_MEMBERS = {"EC": ("crv", "alg", "x", "y"), "RSA": ("alg", "n", "e"), "AKP": ("alg", "pub")}
