@@ -1,22 +1,33 @@
 """Evidence producers for the KBS client.
 
 An attester turns the report data the client computed (the runtime-data digest) into the evidence
-JSON its TEE type's verifier expects. On a host without TEE hardware only the sample attesters
-exist; they are what the upstream client falls back to, so the server's CI-path verifiers can be
-exercised anywhere.
+JSON its TEE type's verifier expects. On a host without TEE hardware the sample attesters are
+what the upstream client falls back to, so the server's CI-path verifiers can be exercised
+anywhere.
 
-Detection is table-driven so that simulated TDX/SNP attesters (quotes signed by a run-time test
-PKI) can be registered in front of the sample fallback without touching the client.
+Detection is table-driven. In front of the sample fallback sit the simulated TDX/SNP attesters,
+chosen by TRUSTEE_SIMULATED_TEE and signing with the test PKI saved in TRUSTEE_SIMULATED_PKI
+(`trustee simulate init` makes both the PKI and the server's trust files), so the real
+verification path runs with fresh nonces on any host.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from trustee.crypto.b64 import b64std_encode
+from trustee.simulate import (
+    SimulatedSnpAttester,
+    SimulatedTdxAttester,
+    SimulationError,
+    SnpTestPki,
+    TdxTestPki,
+)
 
 # The upstream device attester is switched on by the mere presence of this variable (any value,
 # even empty), so tests and CI can opt in without a real accelerator.
@@ -60,7 +71,13 @@ class AttesterSet:
 
 
 Detector = Callable[[Mapping[str, str]], bool]
-Factory = Callable[[], Attester]
+Factory = Callable[[Mapping[str, str]], Attester]
+
+# A simulated TDX/SNP guest whose evidence is signed by a PKI `trustee simulate init` saved.
+SIMULATED_TEE_ENV = "TRUSTEE_SIMULATED_TEE"
+SIMULATED_PKI_ENV = "TRUSTEE_SIMULATED_PKI"
+SIMULATED_SNP_CA_ENV = "TRUSTEE_SIMULATED_SNP_CA"
+SIMULATED_TEES = ("tdx", "snp")
 
 
 def _always(env: Mapping[str, str]) -> bool:
@@ -71,18 +88,68 @@ def _sample_device_enabled(env: Mapping[str, str]) -> bool:
     return SAMPLE_DEVICE_ENV in env
 
 
+def _simulated_tee_requested(env: Mapping[str, str]) -> bool:
+    # An empty value counts as unset, so `TRUSTEE_SIMULATED_TEE= trustee-client …` opts out.
+    return bool(env.get(SIMULATED_TEE_ENV))
+
+
+def _client_error(message: str) -> Exception:
+    # The client CLI reports KbsClientError as one line; kbs imports this module, hence late.
+    from trustee.client.kbs import KbsClientError
+
+    return KbsClientError(f"simulated attester: {message}")
+
+
+@functools.lru_cache(maxsize=8)
+def _load_pki(tee: str, directory: str) -> TdxTestPki | SnpTestPki:
+    # Loading parses several keys and re-signs the QE report: once per process is enough, and
+    # benchmarks build evidence in a loop.
+    return TdxTestPki.load(directory) if tee == "tdx" else SnpTestPki.load(directory)
+
+
+def _simulated_attester(env: Mapping[str, str]) -> Attester:
+    tee = env.get(SIMULATED_TEE_ENV, "")
+    if tee not in SIMULATED_TEES:
+        raise _client_error(f"{SIMULATED_TEE_ENV} is {tee!r}, expected 'tdx' or 'snp'")
+    directory = env.get(SIMULATED_PKI_ENV, "")
+    if not directory:
+        raise _client_error(
+            f"{SIMULATED_TEE_ENV}={tee} needs {SIMULATED_PKI_ENV} set to the pki directory "
+            "`trustee simulate init` wrote (DIR/pki)"
+        )
+    include_ca = env.get(SIMULATED_SNP_CA_ENV, "")
+    if include_ca not in ("", "0", "1"):
+        raise _client_error(f"{SIMULATED_SNP_CA_ENV} is {include_ca!r}, expected '1' or '0'")
+    try:
+        pki = _load_pki(tee, str(Path(directory).absolute()))
+    except SimulationError as exc:
+        raise _client_error(f"{SIMULATED_PKI_ENV}: {exc}") from None
+    if isinstance(pki, TdxTestPki):
+        return SimulatedTdxAttester(pki)
+    return SimulatedSnpAttester(pki, include_ca=include_ca == "1")
+
+
+def _sample(env: Mapping[str, str]) -> Attester:
+    return SampleAttester()
+
+
+def _sample_device(env: Mapping[str, str]) -> Attester:
+    return SampleDeviceAttester()
+
+
 # First match wins; the sample attester is the catch-all and therefore last.
-PRIMARY_DETECTORS: Sequence[tuple[Detector, Factory]] = ((_always, SampleAttester),)
+PRIMARY_DETECTORS: Sequence[tuple[Detector, Factory]] = (
+    (_simulated_tee_requested, _simulated_attester),
+    (_always, _sample),
+)
 
 # Every matching device contributes evidence.
-DEVICE_DETECTORS: Sequence[tuple[Detector, Factory]] = (
-    (_sample_device_enabled, SampleDeviceAttester),
-)
+DEVICE_DETECTORS: Sequence[tuple[Detector, Factory]] = ((_sample_device_enabled, _sample_device),)
 
 
 def detect_attesters(env: Mapping[str, str] | None = None) -> AttesterSet:
     """The attesters this host offers, decided from the environment (default: os.environ)."""
     environ: Mapping[str, str] = os.environ if env is None else env
-    primary = next(factory() for detect, factory in PRIMARY_DETECTORS if detect(environ))
-    devices = tuple(factory() for detect, factory in DEVICE_DETECTORS if detect(environ))
+    primary = next(factory(environ) for detect, factory in PRIMARY_DETECTORS if detect(environ))
+    devices = tuple(factory(environ) for detect, factory in DEVICE_DETECTORS if detect(environ))
     return AttesterSet(primary=primary, devices=devices)

@@ -1,0 +1,39 @@
+"""Simulated TDX and SEV-SNP guests whose evidence is signed by test PKIs generated at run time.
+
+Tests and benchmarks use them to drive the real verification path with fresh nonces; a server
+accepts such evidence only when its test roots are configured explicitly.
+"""
+
+from trustee.simulate.cli import simulate_main
+from trustee.simulate.server_trust import write_server_trust
+from trustee.simulate.snp import (
+    SimulatedSnpAttester,
+    SnpTestPki,
+    snp_evidence,
+    snp_evidence_json,
+)
+from trustee.simulate.store import SimulationError
+from trustee.simulate.tdx import (
+    QeIdentity,
+    SimulatedTdxAttester,
+    TdxPlatform,
+    TdxTestPki,
+    tdx_evidence,
+    tdx_evidence_json,
+)
+
+__all__ = [
+    "QeIdentity",
+    "SimulatedSnpAttester",
+    "SimulatedTdxAttester",
+    "SimulationError",
+    "SnpTestPki",
+    "TdxPlatform",
+    "TdxTestPki",
+    "simulate_main",
+    "snp_evidence",
+    "snp_evidence_json",
+    "tdx_evidence",
+    "tdx_evidence_json",
+    "write_server_trust",
+]

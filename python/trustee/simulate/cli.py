@@ -1,0 +1,110 @@
+"""`trustee simulate init`: make a simulated TEE platform and the files a KBS needs to trust it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from trustee.simulate.server_trust import write_server_trust
+from trustee.simulate.snp import PRODUCTS, SnpTestPki
+from trustee.simulate.snp_layout import GENOA
+from trustee.simulate.store import SimulationError
+from trustee.simulate.tdx import TdxTestPki
+
+PKI_SUBDIR = "pki"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block before exiting; a usage error here is one line.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="trustee simulate",
+        description="Simulated TDX / SEV-SNP platforms signed by a test PKI made on this machine.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    init = commands.add_parser(
+        "init",
+        help="generate a test PKI and the server trust files",
+        description=(
+            "Generate a test PKI under DIR/pki (for the client: TRUSTEE_SIMULATED_PKI) and the "
+            "files a KBS needs to trust it under DIR."
+        ),
+    )
+    init.add_argument("--tee", required=True, choices=("tdx", "snp"))
+    init.add_argument("--dir", required=True, type=Path, metavar="DIR")
+    init.add_argument(
+        "--product",
+        choices=sorted(PRODUCTS),
+        help=f"SNP processor generation (default {GENOA})",
+    )
+    return parser
+
+
+def _toml_string(path: Path) -> str:
+    # A JSON string literal is a valid TOML basic string for any path.
+    return json.dumps(str(path))
+
+
+def init(tee: str, directory: Path, product: str | None) -> list[str]:
+    """Create the PKI and trust files; returns the summary lines."""
+    directory = directory.absolute()
+    pki: TdxTestPki | SnpTestPki
+    if tee == "tdx":
+        pki, label = TdxTestPki.generate(), "TDX"
+    else:
+        snp = SnpTestPki.generate(product or GENOA)
+        pki, label = snp, f"SNP {snp.product.name}"
+    pki_dir = pki.save(directory / PKI_SUBDIR)
+    files = write_server_trust(pki, directory)
+    lines = [f"wrote {pki_dir}/ ({label} test PKI with private keys; client side only)"]
+    lines += [f"wrote {path} ({role})" for role, path in files.items()]
+    lines += [
+        "",
+        "KBS config (these roots are trusted only because they are listed here):",
+        "[attestation_service.verifier_config]",
+        f"insecure_test_roots = [{_toml_string(files['test_roots'])}]",
+    ]
+    if "collateral" in files:
+        lines.append(f"collateral = {_toml_string(files['collateral'])}")
+    lines += [
+        "",
+        "Client environment:",
+        f"TRUSTEE_SIMULATED_TEE={tee} TRUSTEE_SIMULATED_PKI={pki_dir}",
+    ]
+    return lines
+
+
+def simulate_main(argv: list[str]) -> int:
+    """`trustee simulate …`; 0 on success, 1 when the files cannot be made, 2 on usage errors."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.tee != "snp" and args.product is not None:
+            raise UsageError(
+                f"trustee simulate init: --product applies to --tee snp, not {args.tee}"
+            )
+    except UsageError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 2
+    except SystemExit as exc:  # --help, already printed
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        lines = init(args.tee, args.dir, args.product)
+    except SimulationError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    except Exception as exc:  # never a traceback for the user; the type says where to look
+        sys.stderr.write(f"Error: {type(exc).__name__}: {exc}\n")
+        return 1
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
