@@ -15,7 +15,7 @@ from pathlib import Path
 import trio
 
 from trustee import _core
-from trustee.attestation.hardware import HardwareInputError, HardwareVerifier, Inputs
+from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
 from trustee.collateral import tdx_source_from_config, vek_source_from_config
 from trustee.crypto.b64 import b64std_encode
 from trustee.crypto.x509chain import load_certificate_files
@@ -167,7 +167,7 @@ async def _verify(args: argparse.Namespace) -> int:
         if bundle:
             # The operator's bundle replaces any fetching; its CA certificates are only
             # used when they match the pinned roots (the verifier checks that).
-            inputs = Inputs(now=hw.now(), snp_certs=[*anchors, *bundle])
+            inputs = hw.with_snp_certs(bundle)
         else:
             inputs = await hw.inputs(tee, evidence)
         entries = hw.verify(tee, evidence, report_data, init_hash, inputs)

@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from trustee import _core
 from trustee.collateral import (
     CollateralError,
@@ -56,9 +59,10 @@ class HardwareVerifier:
     ) -> None:
         self.tdx_source = tdx_source
         self.vek_source = vek_source
-        # Test anchors are trusted by fingerprint and also handed to the SNP verifier as
-        # certificates, so a test ARK/ASK need not travel in the evidence.
+        # Test anchors are trusted by fingerprint; the RSA ones (a test ARK/ASK) are also
+        # handed to the SNP verifier as certificates, so they need not travel in the evidence.
         self._test_anchors = list(test_anchors)
+        self._snp_anchors = [der for der in self._test_anchors if _is_rsa_certificate(der)]
         self._core = _core.Verifiers(
             [hashlib.sha256(der).digest() for der in self._test_anchors],
             snp_allow_nonzero_vmpl,
@@ -67,6 +71,10 @@ class HardwareVerifier:
 
     def now(self) -> int:
         return int(self._clock())
+
+    def with_snp_certs(self, certs: list[bytes]) -> Inputs:
+        """Inputs for SNP evidence whose certificates the caller supplies (nothing fetched)."""
+        return Inputs(now=self.now(), snp_certs=[*self._snp_anchors, *certs])
 
     async def inputs(self, tee: str, evidence: bytes) -> Inputs:
         now = self.now()
@@ -110,14 +118,14 @@ class HardwareVerifier:
 
     async def _snp_certs(self, evidence: bytes) -> list[bytes]:
         needs = _core.snp_needs(evidence)
-        certs = list(self._test_anchors)
+        certs = list(self._snp_anchors)
         product = needs["product"]
         products = (product,) if isinstance(product, str) else SNP_PRODUCTS
         vcek = needs["vcek"]
         if vcek is not None:
             certs.append(await self._fetch_vcek(vcek, products))
         # Configured test anchors stand in for AMD's ASK/ARK: nothing is fetched for them.
-        if not needs["has_ca"] and not self._test_anchors and self.vek_source is not None:
+        if not needs["has_ca"] and not self._snp_anchors and self.vek_source is not None:
             for name in products:
                 try:
                     certs.extend(await self.vek_source.cert_chain(name))
@@ -154,3 +162,10 @@ class HardwareVerifier:
             except CollateralError as exc:
                 errors.append(f"{name}: {exc}")
         raise HardwareInputError("SNP VCEK could not be fetched: " + "; ".join(errors))
+
+
+def _is_rsa_certificate(der: bytes) -> bool:
+    try:
+        return isinstance(x509.load_der_x509_certificate(der).public_key(), rsa.RSAPublicKey)
+    except ValueError:
+        return False

@@ -77,6 +77,8 @@ Factory = Callable[[Mapping[str, str]], Attester]
 SIMULATED_TEE_ENV = "TRUSTEE_SIMULATED_TEE"
 SIMULATED_PKI_ENV = "TRUSTEE_SIMULATED_PKI"
 SIMULATED_SNP_CA_ENV = "TRUSTEE_SIMULATED_SNP_CA"
+# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT), 48 bytes in hex.
+SIMULATED_MEASUREMENT_ENV = "TRUSTEE_SIMULATED_MEASUREMENT"
 SIMULATED_TEES = ("tdx", "snp")
 
 
@@ -120,13 +122,21 @@ def _simulated_attester(env: Mapping[str, str]) -> Attester:
     include_ca = env.get(SIMULATED_SNP_CA_ENV, "")
     if include_ca not in ("", "0", "1"):
         raise _client_error(f"{SIMULATED_SNP_CA_ENV} is {include_ca!r}, expected '1' or '0'")
+    measurement = None
+    if text := env.get(SIMULATED_MEASUREMENT_ENV, ""):
+        try:
+            measurement = bytes.fromhex(text)
+        except ValueError:
+            measurement = b""
+        if len(measurement) != 48:
+            raise _client_error(f"{SIMULATED_MEASUREMENT_ENV} must be 96 hex digits (48 bytes)")
     try:
         pki = _load_pki(tee, str(Path(directory).absolute()))
     except SimulationError as exc:
         raise _client_error(f"{SIMULATED_PKI_ENV}: {exc}") from None
     if isinstance(pki, TdxTestPki):
-        return SimulatedTdxAttester(pki)
-    return SimulatedSnpAttester(pki, include_ca=include_ca == "1")
+        return SimulatedTdxAttester(pki, measurement=measurement)
+    return SimulatedSnpAttester(pki, include_ca=include_ca == "1", measurement=measurement)
 
 
 def _sample(env: Mapping[str, str]) -> Attester:

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRODUCTS),
         help=f"SNP processor generation (default {GENOA})",
     )
+    init.add_argument(
+        "--tcb-status",
+        choices=("UpToDate", "OutOfDate"),
+        help="TDX: how the collateral rates the platform's TCB (default UpToDate)",
+    )
     return parser
 
 
@@ -56,7 +61,9 @@ def _toml_string(path: Path) -> str:
     return json.dumps(str(path))
 
 
-def init(tee: str, directory: Path, product: str | None) -> list[str]:
+def init(
+    tee: str, directory: Path, product: str | None, tcb_status: str | None = None
+) -> list[str]:
     """Create the PKI and trust files; returns the summary lines."""
     directory = directory.absolute()
     pki: TdxTestPki | SnpTestPki
@@ -66,7 +73,7 @@ def init(tee: str, directory: Path, product: str | None) -> list[str]:
         snp = SnpTestPki.generate(product or GENOA)
         pki, label = snp, f"SNP {snp.product.name}"
     pki_dir = pki.save(directory / PKI_SUBDIR)
-    files = write_server_trust(pki, directory)
+    files = write_server_trust(pki, directory, tcb_status=tcb_status or "UpToDate")
     lines = [f"wrote {pki_dir}/ ({label} test PKI with private keys; client side only)"]
     lines += [f"wrote {path} ({role})" for role, path in files.items()]
     lines += [
@@ -93,13 +100,17 @@ def simulate_main(argv: list[str]) -> int:
             raise UsageError(
                 f"trustee simulate init: --product applies to --tee snp, not {args.tee}"
             )
+        if args.tee != "tdx" and args.tcb_status is not None:
+            raise UsageError(
+                f"trustee simulate init: --tcb-status applies to --tee tdx, not {args.tee}"
+            )
     except UsageError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 2
     except SystemExit as exc:  # --help, already printed
         return exc.code if isinstance(exc.code, int) else 0
     try:
-        lines = init(args.tee, args.dir, args.product)
+        lines = init(args.tee, args.dir, args.product, args.tcb_status)
     except SimulationError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 1

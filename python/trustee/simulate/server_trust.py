@@ -20,11 +20,14 @@ def write_server_trust(
     pki: TdxTestPki | SnpTestPki,
     directory: str | os.PathLike[str],
     now: datetime.datetime | None = None,
+    *,
+    tcb_status: str = "UpToDate",
 ) -> dict[str, Path]:
     """Write the server's trust files; returns their paths by role.
 
     TDX: `test_roots` (the root certificate alone) and `collateral` (dcap-qvl JSON form, valid
-    from an hour before `now` for 30 days). SNP: `test_roots` (ASK then ARK).
+    from an hour before `now` for 30 days, rating the platform `tcb_status`). SNP:
+    `test_roots` (ASK then ARK).
     """
     target = Path(directory)
     try:
@@ -34,7 +37,7 @@ def write_server_trust(
         raise SimulationError(f"{target}: cannot create directory: {exc.strerror or exc}") from None
     files: dict[str, tuple[Path, str]]
     if isinstance(pki, TdxTestPki):
-        collateral = json.dumps(pki.collateral(now), indent=2) + "\n"
+        collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
         files = {
             "test_roots": (target / TDX_ROOT_FILE, pki.root_pem),
             "collateral": (target / TDX_COLLATERAL_FILE, collateral),

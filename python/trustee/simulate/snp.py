@@ -424,11 +424,22 @@ class SimulatedSnpAttester:
 
     tee: str = "snp"
 
-    def __init__(self, pki: SnpTestPki | None = None, *, include_ca: bool = False) -> None:
+    def __init__(
+        self,
+        pki: SnpTestPki | None = None,
+        *,
+        include_ca: bool = False,
+        measurement: bytes | None = None,
+    ) -> None:
         self.pki = pki or SnpTestPki.shared()
         self.include_ca = include_ca
+        self.measurement = measurement or bytes(48)
 
     def evidence(self, report_data: bytes, init_data_digest: bytes | None) -> Any:
         # The guest pads or truncates both values to the field size, as the real attester does.
-        report = self.pki.report(report_data[:64], host_data=(init_data_digest or b"")[:32])
+        report = self.pki.report(
+            report_data[:64],
+            host_data=(init_data_digest or b"")[:32],
+            measurement=self.measurement,
+        )
         return snp_evidence(report, self.pki.cert_chain(include_ca=self.include_ca))

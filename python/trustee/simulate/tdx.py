@@ -517,8 +517,12 @@ class TdxTestPki:
 
     # -- collateral --------------------------------------------------------------------------
 
-    def tcb_info(self, now: datetime.datetime) -> dict[str, Any]:
-        """TDX TCB info v3 whose first level matches this platform (UpToDate)."""
+    def tcb_info(self, now: datetime.datetime, *, status: str = "UpToDate") -> dict[str, Any]:
+        """TDX TCB info v3 whose first level matching this platform has `status`.
+
+        With `OutOfDate`, a newer level (PCE SVN one higher) is listed first as UpToDate, so
+        the platform's own level is behind it, as after an Intel TCB recovery.
+        """
         issue_date, next_update = _window(now)
         tee = self.platform.tee_tcb_svn
         zero_signer = "00" * 48
@@ -573,12 +577,25 @@ class TdxTestPki:
                 }
             ],
             "tcbLevels": [
+                *(
+                    [
+                        level(
+                            self.platform.sgx_tcb_components,
+                            self.platform.pce_svn + 1,
+                            tdx_components,
+                            _tcb_date(now),
+                            "UpToDate",
+                        )
+                    ]
+                    if status != "UpToDate"
+                    else []
+                ),
                 level(
                     self.platform.sgx_tcb_components,
                     self.platform.pce_svn,
                     tdx_components,
-                    _tcb_date(now),
-                    "UpToDate",
+                    _tcb_date(now) if status == "UpToDate" else "2023-02-15T00:00:00Z",
+                    status,
                 ),
                 level(older, 0, bytes(16), "2018-01-04T00:00:00Z", "OutOfDate"),
             ],
@@ -634,14 +651,16 @@ class TdxTestPki:
         )
         return empty.public_bytes(serialization.Encoding.DER)
 
-    def collateral(self, now: datetime.datetime | None = None) -> dict[str, str]:
+    def collateral(
+        self, now: datetime.datetime | None = None, *, status: str = "UpToDate"
+    ) -> dict[str, str]:
         """Quote collateral in dcap-qvl's JSON form, valid from 1 h before `now` for 30 days.
 
         TCB info and QE identity are signed over the exact compact JSON text placed in the
         result, which is what verifiers hash.
         """
         moment = certs.utc(now) if now else certs.now_utc()
-        tcb_info = _compact(self.tcb_info(moment))
+        tcb_info = _compact(self.tcb_info(moment, status=status))
         qe_identity = _compact(self.qe_identity(moment))
         signing_chain = certs.pem(self.tcb_signing_cert, self.root_cert)
         return {
@@ -758,11 +777,24 @@ class SimulatedTdxAttester:
 
     tee: str = "tdx"
 
-    def __init__(self, pki: TdxTestPki | None = None, *, cc_eventlog: bytes | None = None) -> None:
+    def __init__(
+        self,
+        pki: TdxTestPki | None = None,
+        *,
+        cc_eventlog: bytes | None = None,
+        measurement: bytes | None = None,
+    ) -> None:
         self.pki = pki or TdxTestPki.shared()
         self.cc_eventlog = cc_eventlog
+        self.measurement = measurement
 
     def evidence(self, report_data: bytes, init_data_digest: bytes | None) -> Any:
         # The guest pads or truncates both values to the field size, as the real attester does.
-        quote = self.pki.quote(report_data[:64], mr_config_id=(init_data_digest or b"")[:48])
+        mr_config_id = (init_data_digest or b"")[:48]
+        if self.measurement is not None:
+            quote = self.pki.quote(
+                report_data[:64], mr_config_id=mr_config_id, mr_td=self.measurement
+            )
+        else:
+            quote = self.pki.quote(report_data[:64], mr_config_id=mr_config_id)
         return tdx_evidence(quote, self.cc_eventlog)

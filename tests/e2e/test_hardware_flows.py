@@ -1,0 +1,235 @@
+"""Simulated TDX and SNP guests attest through the real server and receive secrets.
+
+`trustee simulate init` makes a test PKI (TDX: root, PCK chain, QE, TCB signing key and
+collateral; SNP: ARK, ASK, VCEK); the server trusts it only through
+`verifier_config.insecure_test_roots` and says so loudly. The guest is the real `trustee-client`
+process with TRUSTEE_SIMULATED_TEE set; every protocol generation is exercised. Resource
+policies judge the hardware claims (TCB status, launch digest).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.e2e.harness import RunningKbs, run_kbs
+from trustee.crypto.b64 import b64url_encode
+
+SECRET = b"released to attested hardware"
+PATH = "default/hardware/secret"
+PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
+GOOD = hashlib.sha384(b"the launch digest we expect").hexdigest()
+OTHER = hashlib.sha384(b"some other image").hexdigest()
+
+
+async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = await trio.run_process(
+        [sys.executable, "-m", *argv],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTEE_SIM")},
+            **(env or {}),
+        },
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "Traceback" not in err, err
+    return result.returncode, out, err
+
+
+async def simulate(tee: str, directory: Path) -> None:
+    code, out, err = await run(
+        "trustee.cli", "simulate", "init", "--tee", tee, "--dir", str(directory)
+    )
+    assert code == 0, err
+    assert "insecure_test_roots" in out
+
+
+def config(tdx: Path, snp: Path) -> str:
+    return f"""
+[http_server]
+sockets = ["127.0.0.1:{{port}}"]
+insecure_http = true
+
+[admin]
+authorization_mode = "InsecureAllowAll"
+
+[attestation_token]
+insecure_header_jwk = true
+
+[attestation_service]
+type = "coco_as_builtin"
+
+[attestation_service.verifier_config]
+insecure_test_roots = ["{tdx / "tdx-test-root.pem"}", "{snp / "snp-test-ark-ask.pem"}"]
+collateral = "{tdx / "tdx-collateral.json"}"
+
+[[plugins]]
+name = "resource"
+"""
+
+
+def guest(tee: str, directory: Path, measurement: str) -> dict[str, str]:
+    return {
+        "TRUSTEE_SIMULATED_TEE": tee,
+        "TRUSTEE_SIMULATED_PKI": str(directory / "pki"),
+        "TRUSTEE_SIMULATED_MEASUREMENT": measurement,
+    }
+
+
+def measurement_policy(tee: str, digest: str) -> str:
+    field = {"tdx": "quote.body.mr_td", "snp": "measurement"}[tee]
+    evidence = f'input.submods.cpu0["ear.veraison.annotated-evidence"].{tee}.{field}'
+    return (
+        "package policy\nimport rego.v1\ndefault allow := false\n"
+        f'allow if {evidence} == "{digest}"\n'
+    )
+
+
+async def admin_setup(kbs: RunningKbs, policy: str) -> None:
+    async with kbs.client() as http:
+        r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
+        assert r.status_code == 200, r.text
+        body = {"policy": b64url_encode(policy.encode())}
+        r = await http.post("/kbs/v0/resource-policy", json=body)
+        assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="module")
+def pkis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("simulated")
+
+    async def make() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(simulate, "tdx", base / "tdx")
+            nursery.start_soon(simulate, "snp", base / "snp")
+
+    trio.run(make)
+    return base / "tdx", base / "snp"
+
+
+@pytest.mark.parametrize("tee", ["tdx", "snp"])
+async def test_simulated_guest_gets_the_secret_for_its_launch_digest(
+    tee: str, pkis: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tdx, snp = pkis
+    directory = tdx if tee == "tdx" else snp
+    async with run_kbs(config(tdx, snp), tmp_path) as kbs:
+        await admin_setup(kbs, measurement_policy(tee, GOOD))
+        for protocol in PROTOCOLS:
+            code, out, err = await run(
+                "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
+                "get-resource", "--path", PATH,
+                env=guest(tee, directory, GOOD),
+            )  # fmt: skip
+            assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
+            assert base64.b64decode(out) == SECRET, protocol
+        # Another launch digest, same genuine (simulated) hardware: the policy says no.
+        code, _, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest(tee, directory, OTHER),
+        )  # fmt: skip
+        assert code != 0
+        assert "PolicyDeny" in err or "policy" in err.lower(), err
+        # The token carries the hardware claims the policies judged.
+        code, token, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", env=guest(tee, directory, GOOD)
+        )
+        assert code == 0, err
+        payload = token.strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]
+        if tee == "tdx":
+            assert evidence["quote"]["body"]["mr_td"] == GOOD
+            assert evidence["tcb_status"] == "UpToDate"
+            assert evidence["collateral_expiration_status"] == "0"
+        else:
+            assert evidence["measurement"] == GOOD
+            assert evidence["vmpl"] == 0
+        log = kbs.log_text()
+        assert "INSECURE" in log and "insecure_test_roots" in log
+
+
+async def test_untrusted_pki_is_refused_with_the_failing_check(
+    pkis: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tdx, snp = pkis
+    stranger = tmp_path / "stranger"
+    await simulate("tdx", stranger)
+    async with run_kbs(config(tdx, snp), tmp_path) as kbs:
+        await admin_setup(kbs, measurement_policy("tdx", GOOD))
+        code, _, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", env=guest("tdx", stranger, GOOD)
+        )
+        assert code != 0
+        log = kbs.log_text()
+        assert "root" in log.lower() and "tdx verification failed" in log, log[-2000:]
+        # The server keeps serving genuine guests.
+        code, out, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest("tdx", tdx, GOOD),
+        )  # fmt: skip
+        assert code == 0, err
+        assert base64.b64decode(out) == SECRET
+
+
+async def test_without_test_roots_simulated_evidence_is_rejected(
+    pkis: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tdx, snp = pkis
+    text = config(tdx, snp).replace("insecure_test_roots", "# insecure_test_roots")
+    async with run_kbs(text, tmp_path) as kbs:
+        for tee, directory in (("tdx", tdx), ("snp", snp)):
+            code, _, _ = await run(
+                "trustee.client.cli", "--url", kbs.url, "attest", env=guest(tee, directory, GOOD)
+            )
+            assert code != 0, tee
+        assert "INSECURE" not in kbs.log_text()
+
+
+TCB_POLICY = (
+    "package policy\nimport rego.v1\ndefault allow := false\n"
+    'allow if input.submods.cpu0["ear.veraison.annotated-evidence"].tdx.tcb_status == "UpToDate"\n'
+)
+
+
+async def test_out_of_date_tdx_platform_is_denied_by_a_tcb_policy(
+    pkis: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tdx, snp = pkis
+    behind = tmp_path / "behind"
+    code, _, err = await run(
+        "trustee.cli", "simulate", "init", "--tee", "tdx", "--dir", str(behind),
+        "--tcb-status", "OutOfDate",
+    )  # fmt: skip
+    assert code == 0, err
+    text = config(tdx, snp).replace(
+        f'"{tdx / "tdx-test-root.pem"}"',
+        f'"{tdx / "tdx-test-root.pem"}", "{behind / "tdx-test-root.pem"}"',
+    )
+    # One collateral file per server here, so the out-of-date platform gets its own server.
+    text = text.replace(str(tdx / "tdx-collateral.json"), str(behind / "tdx-collateral.json"))
+    async with run_kbs(text, tmp_path) as kbs:
+        await admin_setup(kbs, TCB_POLICY)
+        code, token, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", env=guest("tdx", behind, GOOD)
+        )
+        assert code == 0, err  # attestation succeeds: the TCB status is a claim for policy
+        payload = token.strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        tdx_claims = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["tdx"]
+        assert tdx_claims["tcb_status"] == "OutOfDate"
+        assert tdx_claims["advisory_ids"] == ["INTEL-SA-00000"]
+        code, _, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest("tdx", behind, GOOD),
+        )  # fmt: skip
+        assert code != 0 and "PolicyDeny" in err, err
