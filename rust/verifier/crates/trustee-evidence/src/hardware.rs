@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use trustee_snp::{CertType, SnpVerifier};
 use trustee_tdx::{Collateral, DcapVerifier};
@@ -46,7 +45,7 @@ pub struct Verifiers {
     options: HardwareOptions,
     dcap: DcapVerifier,
     snp: SnpVerifier,
-    collaterals: Mutex<Vec<([u8; 32], Arc<Collateral>)>>,
+    collaterals: Mutex<Vec<(Vec<u8>, Arc<Collateral>)>>,
 }
 
 impl Verifiers {
@@ -182,12 +181,12 @@ impl Verifiers {
     }
 
     fn collateral(&self, raw: &[u8]) -> Result<Arc<Collateral>, VerifyError> {
-        let key: [u8; 32] = Sha256::digest(raw).into();
         let mut cache = self
             .collaterals
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, c)) = cache.iter().find(|(k, _)| *k == key) {
+        // A handful of entries: comparing the bytes is cheaper than hashing ~11 KB per call.
+        if let Some((_, c)) = cache.iter().find(|(k, _)| k.as_slice() == raw) {
             return Ok(Arc::clone(c));
         }
         let parsed = Arc::new(
@@ -199,7 +198,7 @@ impl Verifiers {
         if cache.len() >= COLLATERAL_CACHE {
             cache.remove(0);
         }
-        cache.push((key, Arc::clone(&parsed)));
+        cache.push((raw.to_vec(), Arc::clone(&parsed)));
         Ok(parsed)
     }
 }

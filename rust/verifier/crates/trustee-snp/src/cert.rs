@@ -2,11 +2,12 @@
 
 use crate::report::{parse_report, Generation, Report, SIGNED_LEN, SIG_COMPONENT_LEN};
 use crate::VerifyError;
+use aws_lc_rs::signature::{
+    ParsedPublicKey, UnparsedPublicKey, ECDSA_P384_SHA384_FIXED, RSA_PSS_2048_8192_SHA384,
+};
 use der::asn1::{Ia5StringRef, ObjectIdentifier, OctetStringRef};
 use der::{Decode, Encode};
-use p384::ecdsa::signature::Verifier as _;
-use rsa::pkcs1::{DecodeRsaPublicKey, RsaPssParams};
-use sha2::Sha384;
+use pkcs1::RsaPssParams;
 use x509_cert::Certificate;
 
 const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
@@ -15,6 +16,11 @@ const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.8
 const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+
+/// `RSA_PSS_2048_8192_SHA384` verifies with a salt as long as the digest; AMD signs with
+/// exactly that, so any other length is refused rather than silently accepted.
+const PSS_SALT_LEN: u8 = 48;
 
 const OID_STRUCT_VERSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.1");
 const OID_PRODUCT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.2");
@@ -215,8 +221,9 @@ pub(crate) fn names_equal(a: &x509_cert::name::Name, b: &x509_cert::name::Name) 
     }
 }
 
-/// RSA public key of an AMD root / intermediate (SPKI algorithm rsaEncryption or RSASSA-PSS).
-fn rsa_key(c: &Certificate) -> Result<rsa::RsaPublicKey, VerifyError> {
+/// PKCS#1 RSAPublicKey DER of an AMD root / intermediate (SPKI algorithm rsaEncryption or
+/// RSASSA-PSS; the key encoding is the same for both).
+fn rsa_key(c: &Certificate) -> Result<&[u8], VerifyError> {
     let spki = &c.tbs_certificate.subject_public_key_info;
     let oid = spki.algorithm.oid;
     if oid != OID_RSA_ENCRYPTION && oid != OID_RSASSA_PSS {
@@ -225,15 +232,13 @@ fn rsa_key(c: &Certificate) -> Result<rsa::RsaPublicKey, VerifyError> {
             common_name(&c.tbs_certificate.subject)
         )));
     }
-    let bits = spki
-        .subject_public_key
+    spki.subject_public_key
         .as_bytes()
-        .ok_or_else(|| VerifyError::UnsupportedKey("unaligned RSA key bit string".into()))?;
-    rsa::RsaPublicKey::from_pkcs1_der(bits)
-        .map_err(|e| VerifyError::UnsupportedKey(format!("RSA public key: {e}")))
+        .ok_or_else(|| VerifyError::UnsupportedKey("unaligned RSA key bit string".into()))
 }
 
-/// Verify that `issuer` signed `subject` with RSASSA-PSS / SHA-384.
+/// Verify that `issuer` signed `subject` with RSASSA-PSS / SHA-384 (MGF1 SHA-384, 48-byte
+/// salt: the only parameters AMD uses).
 pub(crate) fn verify_signed_by(
     subject: &Certificate,
     issuer: &Certificate,
@@ -266,22 +271,41 @@ pub(crate) fn verify_signed_by(
     if params.hash.oid != OID_SHA384 {
         return Err(fail(format!("PSS hash {} is not SHA-384", params.hash.oid)));
     }
+    if params.mask_gen.oid != OID_MGF1 {
+        return Err(fail(format!(
+            "PSS mask generation {} is not MGF1",
+            params.mask_gen.oid
+        )));
+    }
     let mgf_hash = params.mask_gen.parameters.as_ref().map(|p| p.oid);
     if mgf_hash != Some(OID_SHA384) {
         return Err(fail("PSS MGF1 hash is not SHA-384".into()));
+    }
+    if params.salt_len != PSS_SALT_LEN {
+        return Err(fail(format!(
+            "PSS salt length {} is not {PSS_SALT_LEN}",
+            params.salt_len
+        )));
     }
     let key = rsa_key(issuer)?;
     let tbs = subject
         .tbs_certificate
         .to_der()
         .map_err(|e| fail(format!("TBS encoding: {e}")))?;
-    let sig_bytes = subject
+    let sig = subject
         .signature
         .as_bytes()
         .ok_or_else(|| fail("unaligned signature bit string".into()))?;
-    let sig = rsa::pss::Signature::try_from(sig_bytes).map_err(|e| fail(e.to_string()))?;
-    let vk = rsa::pss::VerifyingKey::<Sha384>::new_with_salt_len(key, params.salt_len as usize);
-    vk.verify(&tbs, &sig).map_err(|e| fail(e.to_string()))
+    UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA384, key)
+        .verify(&tbs, sig)
+        .map_err(|_| {
+            fail(format!(
+                "RSASSA-PSS SHA-384 signature ({} bytes) does not verify with the issuer's \
+                 {}-byte RSA key (or the key is malformed or outside 2048..8192 bits)",
+                sig.len(),
+                key.len()
+            ))
+        })
 }
 
 fn decode_u8_int(bytes: &[u8], what: &str) -> Result<u8, VerifyError> {
@@ -431,7 +455,9 @@ pub fn verify_anchors(anchors_pem: &[u8]) -> Result<Vec<CertInfo>, VerifyError> 
     Ok(out)
 }
 
-pub(crate) fn p384_key(c: &Certificate) -> Result<p384::ecdsa::VerifyingKey, VerifyError> {
+/// The VEK's P-384 public key, parsed once so that repeated report checks skip point
+/// decoding and validation.
+pub(crate) fn p384_key(c: &Certificate) -> Result<ParsedPublicKey, VerifyError> {
     let spki = &c.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(VerifyError::UnsupportedKey(format!(
@@ -445,29 +471,41 @@ pub(crate) fn p384_key(c: &Certificate) -> Result<p384::ecdsa::VerifyingKey, Ver
         .as_ref()
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     if curve != Some(OID_SECP384R1) {
-        return Err(VerifyError::UnsupportedKey("EC key is not on P-384".into()));
+        return Err(VerifyError::UnsupportedKey(format!(
+            "EC key is not on P-384 (curve {})",
+            curve.map_or_else(|| "unreadable".to_string(), |c| c.to_string())
+        )));
     }
     let bits = spki
         .subject_public_key
         .as_bytes()
         .ok_or_else(|| VerifyError::UnsupportedKey("unaligned EC key bit string".into()))?;
-    p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-        .map_err(|e| VerifyError::UnsupportedKey(format!("P-384 point: {e}")))
+    ParsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, bits).map_err(|e| {
+        VerifyError::UnsupportedKey(format!("P-384 point ({} bytes) rejected: {e}", bits.len()))
+    })
 }
 
 /// Convert a 72-byte little-endian signature component to a 48-byte big-endian scalar.
-fn le72_to_be48(le: &[u8; SIG_COMPONENT_LEN]) -> Result<[u8; 48], VerifyError> {
-    if le[48..].iter().any(|&b| b != 0) {
-        return Err(VerifyError::MalformedSignature(
-            "component exceeds 384 bits".into(),
-        ));
+fn le72_to_be48(
+    le: &[u8; SIG_COMPONENT_LEN],
+    name: &str,
+    be: &mut [u8],
+) -> Result<(), VerifyError> {
+    let (low, high) = le.split_at(P384_SCALAR_LEN);
+    if let Some(pos) = high.iter().position(|&b| b != 0) {
+        return Err(VerifyError::MalformedSignature(format!(
+            "{name} exceeds 384 bits (byte {} of 72 is {:#04x}, must be zero)",
+            P384_SCALAR_LEN + pos,
+            high[pos]
+        )));
     }
-    let mut be = [0u8; 48];
-    for (dst, src) in be.iter_mut().zip(le[..48].iter().rev()) {
+    for (dst, src) in be.iter_mut().zip(low.iter().rev()) {
         *dst = *src;
     }
-    Ok(be)
+    Ok(())
 }
+
+const P384_SCALAR_LEN: usize = 48;
 
 /// Verify the report's ECDSA P-384 / SHA-384 signature over bytes `0x000..0x2A0` of the
 /// canonical re-encoding (as upstream: reserved bytes are zeroed before hashing) with the
@@ -484,7 +522,7 @@ pub fn verify_report_signature(
 
 pub(crate) fn verify_parsed_report_signature(
     report: &Report,
-    key: &p384::ecdsa::VerifyingKey,
+    key: &ParsedPublicKey,
 ) -> Result<(), VerifyError> {
     let canonical = report
         .canonical_bytes()
@@ -499,7 +537,7 @@ pub(crate) fn verify_parsed_report_signature(
 pub(crate) fn verify_canonical_signature(
     report: &Report,
     canonical: &[u8],
-    key: &p384::ecdsa::VerifyingKey,
+    key: &ParsedPublicKey,
 ) -> Result<(), VerifyError> {
     let signed = canonical.get(..SIGNED_LEN).ok_or_else(|| {
         VerifyError::MalformedSignature(format!(
@@ -507,11 +545,12 @@ pub(crate) fn verify_canonical_signature(
             canonical.len()
         ))
     })?;
-    let r = le72_to_be48(&report.sig_r)?;
-    let s = le72_to_be48(&report.sig_s)?;
-    let sig = p384::ecdsa::Signature::from_scalars(r, s)
-        .map_err(|e| VerifyError::MalformedSignature(e.to_string()))?;
-    key.verify(signed, &sig).map_err(|_| {
+    // The fixed form is r || s, each 48 bytes big-endian.
+    let mut fixed = [0u8; 2 * P384_SCALAR_LEN];
+    let (r, s) = fixed.split_at_mut(P384_SCALAR_LEN);
+    le72_to_be48(&report.sig_r, "signature R", r)?;
+    le72_to_be48(&report.sig_s, "signature S", s)?;
+    key.verify_sig(signed, &fixed).map_err(|_| {
         VerifyError::ReportSignature(
             "ECDSA P-384/SHA-384 signature over report bytes 0x000..0x2A0 does not verify \
              with the endorsement key"

@@ -1,34 +1,25 @@
 //! Sorting supplied certificates into endorsement keys and trusted AMD anchors, and
 //! building VEK → ASK/ASVK → ARK chains from them (with an optional memo of verified links).
 
-use crate::anchors::{fingerprint, pinned, role_from_name, AnchorRole};
-use crate::cert::{
-    cert_info, common_name, is_vcek_cn, names_equal, parse_certs, verify_signed_by, CertInfo,
-    LeafKind,
-};
+use crate::anchors::{pinned, role_from_name, AnchorRole};
+use crate::cert::{is_vcek_cn, verify_signed_by, LeafKind};
 use crate::memo::LinkMemo;
+use crate::parsed::{parsed, ParseMemo, ParsedCert};
 use crate::report::Generation;
 use crate::VerifyError;
-use x509_cert::Certificate;
-
-const OID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+use std::sync::Arc;
 
 /// A trusted AMD vendor certificate.
 pub(crate) struct Anchor {
-    pub sha256: [u8; 32],
-    pub cert: Certificate,
+    pub cert: Arc<ParsedCert>,
     pub generation: Generation,
     pub role: AnchorRole,
-    pub info: CertInfo,
 }
 
 /// A candidate VCEK / VLEK.
 pub(crate) struct Vek {
-    pub sha256: [u8; 32],
-    pub cert: Certificate,
+    pub cert: Arc<ParsedCert>,
     pub kind: LeafKind,
-    pub info: CertInfo,
     pub from_evidence: bool,
 }
 
@@ -59,35 +50,31 @@ impl Pool {
         what: &str,
         from_evidence: bool,
         extra: &[[u8; 32]],
+        memo: Option<&ParseMemo>,
     ) -> Result<(), VerifyError> {
-        for (der, cert) in parse_certs(bytes, what)? {
-            let sha256 = fingerprint(&der);
-            let cn = common_name(&cert.tbs_certificate.subject);
-            let is_ec =
-                cert.tbs_certificate.subject_public_key_info.algorithm.oid == OID_EC_PUBLIC_KEY;
-            if is_ec {
-                let kind = vek_kind(&cn).ok_or_else(|| {
+        for cert in parsed(bytes, what, memo)?.iter() {
+            let sha256 = cert.sha256;
+            let cn = &cert.common_name;
+            if cert.ec.is_some() {
+                let kind = vek_kind(cn).ok_or_else(|| {
                     VerifyError::Certificate(format!(
                         "{what}: EC certificate with CN {cn:?} is neither a VCEK nor a VLEK"
                     ))
                 })?;
-                if !self.veks.iter().any(|v| v.sha256 == sha256) {
+                if !self.veks.iter().any(|v| v.cert.sha256 == sha256) {
                     self.veks.push(Vek {
-                        sha256,
-                        info: cert_info(&cert),
-                        cert,
+                        cert: Arc::clone(cert),
                         kind,
                         from_evidence,
                     });
                 }
                 continue;
             }
-            let self_signed =
-                names_equal(&cert.tbs_certificate.subject, &cert.tbs_certificate.issuer);
+            let self_signed = cert.self_signed();
             let (generation, role) = match pinned(&sha256) {
                 Some(p) => p,
                 None if extra.contains(&sha256) => {
-                    role_from_name(&cn, self_signed).ok_or_else(|| {
+                    role_from_name(cn, self_signed).ok_or_else(|| {
                         VerifyError::Certificate(format!(
                             "{what}: trusted test certificate CN {cn:?} does not name an AMD \
                              role and product (ARK-<P>, SEV-<P>, SEV-VLEK-<P>)"
@@ -98,20 +85,18 @@ impl Pool {
                     let role = if self_signed {
                         "ARK"
                     } else {
-                        role_from_name(&cn, false).map_or("ASK/ASVK", |(_, r)| r.name())
+                        role_from_name(cn, false).map_or("ASK/ASVK", |(_, r)| r.name())
                     };
                     return Err(VerifyError::UntrustedCertificate {
                         role,
-                        subject: cn,
+                        subject: cn.clone(),
                         sha256: hex::encode(sha256),
                     });
                 }
             };
-            if !self.anchors.iter().any(|a| a.sha256 == sha256) {
+            if !self.anchors.iter().any(|a| a.cert.sha256 == sha256) {
                 self.anchors.push(Anchor {
-                    sha256,
-                    info: cert_info(&cert),
-                    cert,
+                    cert: Arc::clone(cert),
                     generation,
                     role,
                 });
@@ -152,26 +137,21 @@ impl Pool {
                 .collect::<Vec<_>>()
                 .join("/")
         };
-        let issuer_cn = common_name(&vek.cert.tbs_certificate.issuer);
         let intermediates: Vec<&Anchor> = self
             .anchors
             .iter()
             .filter(|a| a.role == role && generations.contains(&a.generation))
-            .filter(|a| {
-                names_equal(
-                    &a.cert.tbs_certificate.subject,
-                    &vek.cert.tbs_certificate.issuer,
-                )
-            })
+            .filter(|a| vek.cert.named_issuer_is(&a.cert))
             .collect();
         if intermediates.is_empty() {
+            let issuer_cn = crate::cert::common_name(&vek.cert.x509.tbs_certificate.issuer);
             return Err(VerifyError::MissingAnchor {
                 role: role.name(),
                 product: products(),
                 detail: format!(
                     "{} {:?} is issued by {issuer_cn:?}; {}",
                     kind_name(vek.kind),
-                    vek.info.common_name,
+                    vek.cert.common_name,
                     self.describe_anchors()
                 ),
             });
@@ -181,10 +161,7 @@ impl Pool {
             let ark = self.anchors.iter().find(|a| {
                 a.role == AnchorRole::Ark
                     && a.generation == inter.generation
-                    && names_equal(
-                        &a.cert.tbs_certificate.subject,
-                        &inter.cert.tbs_certificate.issuer,
-                    )
+                    && inter.cert.named_issuer_is(&a.cert)
             });
             let Some(ark) = ark else {
                 first_err.get_or_insert(VerifyError::MissingAnchor {
@@ -193,20 +170,20 @@ impl Pool {
                     detail: format!(
                         "{} {:?} needs its ARK; {}",
                         inter.role.name(),
-                        inter.info.common_name,
+                        inter.cert.common_name,
                         self.describe_anchors()
                     ),
                 });
                 continue;
             };
             let links = [
-                (&ark.cert, &ark.sha256, &ark.cert, &ark.sha256),
-                (&inter.cert, &inter.sha256, &ark.cert, &ark.sha256),
-                (&vek.cert, &vek.sha256, &inter.cert, &inter.sha256),
+                (&ark.cert, &ark.cert),
+                (&inter.cert, &ark.cert),
+                (&vek.cert, &inter.cert),
             ];
-            let verified = links.iter().try_for_each(|(subj, subj_fp, iss, iss_fp)| {
-                verify_link(subj, subj_fp, iss, iss_fp, memo)
-            });
+            let verified = links
+                .iter()
+                .try_for_each(|(subject, issuer)| verify_link(subject, issuer, memo));
             match verified {
                 Ok(()) => return Ok((inter.generation, inter, ark)),
                 Err(e) => {
@@ -230,17 +207,15 @@ pub(crate) fn kind_name(kind: LeafKind) -> &'static str {
 }
 
 fn verify_link(
-    subject: &Certificate,
-    subject_fp: &[u8; 32],
-    issuer: &Certificate,
-    issuer_fp: &[u8; 32],
+    subject: &ParsedCert,
+    issuer: &ParsedCert,
     memo: Option<&LinkMemo>,
 ) -> Result<(), VerifyError> {
-    let key = LinkMemo::key(subject_fp, issuer_fp);
+    let key = LinkMemo::key(&subject.sha256, &issuer.sha256);
     if memo.is_some_and(|m| m.contains(&key)) {
         return Ok(());
     }
-    verify_signed_by(subject, issuer)?;
+    verify_signed_by(&subject.x509, &issuer.x509)?;
     if let Some(m) = memo {
         m.insert(key);
     }

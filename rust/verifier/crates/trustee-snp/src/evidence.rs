@@ -1,5 +1,6 @@
 //! SNP evidence as the attester sends it (spec §1.4), or a bare binary report.
 
+use crate::evidence_stream::decode_fast;
 use crate::json_report::report_from_json;
 use crate::report::{parse_report, Report, REPORT_LEN};
 use crate::VerifyError;
@@ -55,6 +56,9 @@ pub fn decode_evidence(bytes: &[u8]) -> Result<Evidence, VerifyError> {
             bytes.len()
         )));
     }
+    if let Some(evidence) = decode_fast(bytes) {
+        return Ok(evidence);
+    }
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     decode_evidence_value(&value)
@@ -68,12 +72,7 @@ pub fn decode_evidence_value(value: &Value) -> Result<Evidence, VerifyError> {
     let report_value = obj
         .get("attestation_report")
         .ok_or_else(|| bad("missing attestation_report"))?;
-    let report = if report_value.is_array() {
-        let raw = byte_array(report_value, "attestation_report")?;
-        parse_report(&raw)?
-    } else {
-        report_from_json(report_value)?
-    };
+    let report = report_of(report_value)?;
     let cert_chain = match obj.get("cert_chain") {
         None | Some(Value::Null) => None,
         Some(Value::Array(entries)) => Some(
@@ -90,6 +89,16 @@ pub fn decode_evidence_value(value: &Value) -> Result<Evidence, VerifyError> {
         }
     };
     Ok(Evidence { report, cert_chain })
+}
+
+/// `attestation_report`: the serde object, or the binary report as an array of bytes.
+pub(crate) fn report_of(report_value: &Value) -> Result<Report, VerifyError> {
+    if report_value.is_array() {
+        let raw = byte_array(report_value, "attestation_report")?;
+        Ok(parse_report(&raw)?)
+    } else {
+        report_from_json(report_value)
+    }
 }
 
 fn byte_array(v: &Value, field: &str) -> Result<Vec<u8>, VerifyError> {
@@ -112,7 +121,19 @@ fn chain_entry(v: &Value, index: usize) -> Result<ChainEntry, VerifyError> {
     let obj = v
         .as_object()
         .ok_or_else(|| bad(format!("{field} must be an object")))?;
-    let cert_type = match obj.get("cert_type") {
+    let cert_type = cert_type_of(obj.get("cert_type"), index)?;
+    let data = match obj.get("data") {
+        Some(Value::String(s)) => s.as_bytes().to_vec(),
+        Some(d) => byte_array(d, &format!("{field}.data"))?,
+        None => return Err(bad(format!("{field}.data missing"))),
+    };
+    Ok(ChainEntry { cert_type, data })
+}
+
+/// `cert_chain[index].cert_type`: a GHCB certificate-table type name or `{"OTHER": uuid}`.
+pub(crate) fn cert_type_of(v: Option<&Value>, index: usize) -> Result<CertType, VerifyError> {
+    let field = format!("cert_chain[{index}]");
+    Ok(match v {
         Some(Value::String(s)) => match s.as_str() {
             "ARK" => CertType::Ark,
             "ASK" => CertType::Ask,
@@ -132,11 +153,5 @@ fn chain_entry(v: &Value, index: usize) -> Result<ChainEntry, VerifyError> {
         },
         Some(other) => return Err(bad(format!("{field}.cert_type is not valid: {other}"))),
         None => return Err(bad(format!("{field}.cert_type missing"))),
-    };
-    let data = match obj.get("data") {
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(d) => byte_array(d, &format!("{field}.data"))?,
-        None => return Err(bad(format!("{field}.data missing"))),
-    };
-    Ok(ChainEntry { cert_type, data })
+    })
 }

@@ -18,9 +18,11 @@ mod chain;
 mod checks;
 mod error;
 mod evidence;
+mod evidence_stream;
 mod json_report;
 mod kds;
 mod memo;
+mod parsed;
 mod report;
 mod verify;
 

@@ -161,3 +161,39 @@ fn evidence_rejects_malformed_shapes() {
         );
     }
 }
+
+#[test]
+fn one_pass_decoder_takes_the_usual_evidence_shape() {
+    let bytes_json = |n: usize| format!("[{}]", vec!["7"; n].join(","));
+    let tcb = r#"{"bootloader":1,"tee":2,"snp":3,"microcode":4}"#;
+    let fw = r#"{"major":1,"minor":2,"build":3}"#;
+    let text = format!(
+        r#"{{"attestation_report":{{"version":2,"guest_svn":0,"policy":196608,
+        "family_id":{f16},"image_id":{f16},"vmpl":0,"sig_algo":1,"current_tcb":{tcb},
+        "plat_info":0,"key_info":0,"report_data":{f64},"measurement":{f48},"host_data":{f32},
+        "id_key_digest":{f48},"author_key_digest":{f48},"report_id":{f32},"report_id_ma":{f32},
+        "reported_tcb":{tcb},"chip_id":{f64},"committed_tcb":{tcb},"current":{fw},
+        "committed":{fw},"launch_tcb":{tcb},"signature":{{"r":{f72},"s":{f72}}}}},
+        "cert_chain":[{{"cert_type":"VCEK","data":[1,2,255]}},{{"cert_type":"ARK","data":"PEM"}}]}}"#,
+        f16 = bytes_json(16),
+        f32 = bytes_json(32),
+        f48 = bytes_json(48),
+        f64 = bytes_json(64),
+        f72 = bytes_json(72),
+    );
+    let fast = crate::evidence_stream::decode_fast(text.as_bytes()).expect("fast path taken");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(Ok(fast.clone()), decode_evidence_value(&value));
+    let chain = fast.cert_chain.expect("chain");
+    assert_eq!(chain[0].data, [1, 2, 255]);
+    assert_eq!(chain[1].data, b"PEM");
+    // A non-byte value leaves the decision (and the message) to the value decoder.
+    let bad = text.replace("[1,2,255]", "[1,2,256]");
+    assert!(crate::evidence_stream::decode_fast(bad.as_bytes()).is_none());
+    let e = decode_evidence(bad.as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cert_chain[0].data[2] is not a byte: 256"),
+        "{e}"
+    );
+}

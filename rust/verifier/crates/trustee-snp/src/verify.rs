@@ -5,9 +5,10 @@ use crate::chain::{kind_name, Pool, Vek};
 use crate::checks::{check_host_data, check_report_data, check_vmpl};
 use crate::evidence::{decode_evidence, CertType};
 use crate::memo::LinkMemo;
+use crate::parsed::{EcParts, ParseMemo};
 use crate::report::{claims_for, extended_claims, Generation, Report, TcbVersion};
 use crate::{
-    cert::{check_chip_id, check_tcb, extensions_of, p384_key, verify_canonical_signature},
+    cert::{check_chip_id, check_tcb, verify_canonical_signature},
     CertInfo, LeafKind, VekExtensions, VerifyError,
 };
 use serde_json::Value;
@@ -82,9 +83,16 @@ pub fn verify_evidence(
     verify_with_memo(evidence, certs, opts, None)
 }
 
-/// Verifier keeping a bounded memo of verified certificate links; share one per process.
+/// What a [`SnpVerifier`] remembers between calls.
+struct Memos {
+    links: LinkMemo,
+    parsed: ParseMemo,
+}
+
+/// Verifier keeping bounded memos of verified certificate links and of parsed certificate
+/// inputs; share one per process.
 pub struct SnpVerifier {
-    memo: LinkMemo,
+    memo: Memos,
 }
 
 impl Default for SnpVerifier {
@@ -94,15 +102,21 @@ impl Default for SnpVerifier {
 }
 
 impl SnpVerifier {
-    /// `capacity`: maximum number of remembered (subject, issuer) signature links.
+    /// `capacity`: maximum number of remembered (subject, issuer) signature links, and of
+    /// remembered certificate inputs (each DER certificate or PEM bundle, by content).
     pub fn new(capacity: usize) -> Self {
         SnpVerifier {
-            memo: LinkMemo::new(capacity),
+            memo: Memos {
+                links: LinkMemo::new(capacity),
+                parsed: ParseMemo::new(capacity),
+            },
         }
     }
 
     /// [`verify_evidence`], skipping RSA signature checks of certificate links already
-    /// verified by this instance (identified by the SHA-256 of both certificates).
+    /// verified by this instance (identified by the SHA-256 of both certificates), and
+    /// re-parsing of certificate inputs already seen (identified by the SHA-256 of the
+    /// input bytes; this includes the VEK's public key and extensions).
     pub fn verify(
         &self,
         evidence: &[u8],
@@ -114,7 +128,12 @@ impl SnpVerifier {
 
     /// Number of remembered links.
     pub fn memo_len(&self) -> usize {
-        self.memo.len()
+        self.memo.links.len()
+    }
+
+    /// Number of remembered certificate inputs.
+    pub fn parsed_memo_len(&self) -> usize {
+        self.memo.parsed.len()
     }
 }
 
@@ -122,9 +141,11 @@ fn verify_with_memo(
     evidence: &[u8],
     certs: &[Vec<u8>],
     opts: &VerifyOptions,
-    memo: Option<&LinkMemo>,
+    memo: Option<&Memos>,
 ) -> Result<Verified, VerifyError> {
     let ev = decode_evidence(evidence)?;
+    let links = memo.map(|m| &m.links);
+    let parsed = memo.map(|m| &m.parsed);
     let report = ev.report;
     let extra = &opts.extra_trusted_sha256;
 
@@ -143,10 +164,17 @@ fn verify_with_memo(
             &format!("cert_chain[{i}] ({label})"),
             true,
             extra,
+            parsed,
         )?;
     }
     for (i, c) in certs.iter().enumerate() {
-        pool.add(c, &format!("supplied certificate {i}"), false, extra)?;
+        pool.add(
+            c,
+            &format!("supplied certificate {i}"),
+            false,
+            extra,
+            parsed,
+        )?;
     }
     if pool.veks.is_empty() {
         return Err(VerifyError::MissingVek(
@@ -168,7 +196,7 @@ fn verify_with_memo(
     // tried when an earlier one fails, and the first failure is what gets reported.
     let mut first_err = None;
     for vek in &pool.veks {
-        match chain_and_signature(&pool, vek, &report, &generations, memo) {
+        match chain_and_signature(&pool, vek, &report, &generations, links) {
             Ok((generation, inter, ark)) => {
                 return finish(report, vek, generation, inter, ark, opts);
             }
@@ -188,18 +216,29 @@ fn chain_and_signature(
     memo: Option<&LinkMemo>,
 ) -> Result<(Generation, CertInfo, CertInfo), VerifyError> {
     let (generation, inter, ark) = pool.chain_for(vek, generations, memo)?;
-    let key = p384_key(&vek.cert)?;
+    let key = ec_parts(vek)?.key.as_ref().map_err(Clone::clone)?;
     let canonical = report.canonical_bytes_for(generation);
-    verify_canonical_signature(report, &canonical, &key).map_err(|e| match e {
+    verify_canonical_signature(report, &canonical, key).map_err(|e| match e {
         VerifyError::ReportSignature(m) => VerifyError::ReportSignature(format!(
             "{m} ({} {:?}, {})",
             kind_name(vek.kind),
-            vek.info.common_name,
+            vek.cert.common_name,
             generation.name()
         )),
         other => other,
     })?;
-    Ok((generation, inter.info.clone(), ark.info.clone()))
+    Ok((generation, inter.cert.info.clone(), ark.cert.info.clone()))
+}
+
+fn ec_parts(vek: &Vek) -> Result<&EcParts, VerifyError> {
+    // The pool only admits EC certificates as VEKs; this guards that invariant.
+    vek.cert.ec.as_ref().ok_or_else(|| {
+        VerifyError::UnsupportedKey(format!(
+            "{} {:?} has no EC public key",
+            kind_name(vek.kind),
+            vek.cert.common_name
+        ))
+    })
 }
 
 fn finish(
@@ -210,13 +249,13 @@ fn finish(
     ark: CertInfo,
     opts: &VerifyOptions,
 ) -> Result<Verified, VerifyError> {
-    for c in [&vek.info, &intermediate, &ark] {
+    for c in [&vek.cert.info, &intermediate, &ark] {
         c.check_validity(opts.now_unix)?;
     }
-    let ext = extensions_of(&vek.cert)?;
-    check_tcb(&report, generation, &ext)?;
+    let ext = ec_parts(vek)?.extensions.as_ref().map_err(Clone::clone)?;
+    check_tcb(&report, generation, ext)?;
     if vek.kind == LeafKind::Vcek {
-        check_chip_id(&report.chip_id, generation, &ext)?;
+        check_chip_id(&report.chip_id, generation, ext)?;
     }
     check_vmpl(&report, opts.allow_nonzero_vmpl)?;
     if let Some(expected) = &opts.expected_report_data {
@@ -237,8 +276,8 @@ fn finish(
         } else {
             VekSource::Supplied
         },
-        vek: vek.info.clone(),
-        vek_extensions: ext,
+        vek: vek.cert.info.clone(),
+        vek_extensions: ext.clone(),
         intermediate,
         ark,
         report,

@@ -438,6 +438,7 @@ fn memoising_verifier_skips_repeat_chain_work_but_rechecks_time() {
         .verify(&evidence, &certs, &VerifyOptions::at(NOW))
         .expect("first");
     assert_eq!(verifier.memo_len(), 3); // ARK self, ARK->ASK, ASK->VCEK
+    assert_eq!(verifier.parsed_memo_len(), 2); // the evidence's VCEK, the Genoa bundle
     let started = std::time::Instant::now();
     let second = verifier
         .verify(&evidence, &certs, &VerifyOptions::at(NOW))
@@ -445,6 +446,7 @@ fn memoising_verifier_skips_repeat_chain_work_but_rechecks_time() {
     eprintln!("memoised verification took {:?}", started.elapsed());
     assert_eq!(first, second);
     assert_eq!(verifier.memo_len(), 3);
+    assert_eq!(verifier.parsed_memo_len(), 2);
     // 2033: after the e2e VCEK's notAfter (2032-05-27), memo or not.
     let err = verifier
         .verify(&evidence, &certs, &VerifyOptions::at(1_988_150_400))
@@ -455,6 +457,22 @@ fn memoising_verifier_skips_repeat_chain_work_but_rechecks_time() {
     tiny.verify(&evidence, &certs, &VerifyOptions::at(NOW))
         .expect("tiny memo");
     assert_eq!(tiny.memo_len(), 2);
+    assert_eq!(tiny.parsed_memo_len(), 2);
+    // A memoised VEK is still checked against each report: a flipped report byte fails.
+    let mut edited: serde_json::Value = serde_json::from_slice(&evidence).unwrap();
+    edited["attestation_report"]["guest_svn"] = serde_json::json!(1);
+    let err = verifier
+        .verify(
+            &serde_json::to_vec(&edited).unwrap(),
+            &certs,
+            &VerifyOptions::at(NOW),
+        )
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::ReportSignature(_)), "{err}");
+    let none = SnpVerifier::new(0);
+    none.verify(&evidence, &certs, &VerifyOptions::at(NOW))
+        .expect("no memo");
+    assert_eq!((none.memo_len(), none.parsed_memo_len()), (0, 0));
 }
 
 #[test]

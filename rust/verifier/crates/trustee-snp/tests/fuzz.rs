@@ -1,6 +1,10 @@
-//! Bounded, deterministic fuzzing (fixed-seed PRNG, at most ~20 s per target) of the report
-//! parser, the JSON report decoder and the VEK extension parser: errors are fine, panics
-//! are not. Seeds come from the shared vectors when present, synthetic inputs otherwise.
+//! Bounded, deterministic fuzzing (fixed-seed PRNG, time-boxed) of the report parser, the
+//! JSON evidence decoder (whose one-pass fast path must agree with the `Value`-based
+//! decoder on every input) and the VEK extension parser: errors are fine, panics are not.
+//! Seeds come from the shared vectors when present, synthetic inputs otherwise.
+//!
+//! Budget per target: `SNP_FUZZ_SECS` seconds (default 8, at most 30). Each target prints
+//! how many inputs it ran.
 
 mod common;
 
@@ -8,11 +12,39 @@ use common::{anchors, e2e_evidence, snp, NOW};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use trustee_snp::{
-    claims, decode_evidence, parse_report, parse_vek_extensions, report_from_json, vcek_request,
-    verify_evidence, verify_report_signature, Report, VerifyOptions, REPORT_LEN,
+    claims, decode_evidence, decode_evidence_value, parse_report, parse_vek_extensions,
+    report_from_json, vcek_request, verify_evidence, verify_report_signature, Report,
+    VerifyOptions, REPORT_LEN,
 };
 
-const BUDGET: Duration = Duration::from_secs(20);
+const DEFAULT_SECS: u64 = 8;
+const MAX_SECS: u64 = 30;
+
+fn budget() -> Duration {
+    let secs = std::env::var("SNP_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_SECS)
+        .min(MAX_SECS);
+    Duration::from_secs(secs)
+}
+
+/// `decode_evidence` (fast path first) must give exactly what the `Value` decoder gives
+/// for any JSON object, errors included.
+fn assert_decoders_agree(text: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(text) else {
+        return;
+    };
+    if !value.is_object() || text.first() != Some(&b'{') {
+        return;
+    }
+    assert_eq!(
+        decode_evidence(text),
+        decode_evidence_value(&value),
+        "decoders disagree on {}",
+        String::from_utf8_lossy(text)
+    );
+}
 
 /// xorshift64*: small, deterministic, good enough to drive mutations.
 struct Rng(u64);
@@ -140,9 +172,10 @@ fn fuzz_report_parser() {
         seeds.push(synthetic_report(&mut rng, v));
     }
     let vcek = snp("test-vcek.der");
+    let budget = budget();
     let started = Instant::now();
     let mut n = 0u32;
-    while n < 200_000 && started.elapsed() < BUDGET {
+    while n < 200_000 && started.elapsed() < budget {
         let seed = &seeds[rng.below(seeds.len())];
         let input = if rng.below(4) == 0 {
             // Same length, a few bytes changed: reaches the deeper paths.
@@ -254,17 +287,28 @@ fn fuzz_json_report_decoder() {
         let raw = synthetic_report(&mut rng, v);
         if let Ok(r) = parse_report(&raw) {
             seeds.push(json!({"attestation_report": report_to_json(&r), "cert_chain": null}));
+            // Every entry form the one-pass decoder reads itself.
+            seeds.push(json!({
+                "attestation_report": report_to_json(&r),
+                "cert_chain": [
+                    {"cert_type": "VCEK", "data": [48, 130, 1, 0, 255]},
+                    {"cert_type": {"OTHER": "00000000-0000-0000-0000-000000000000"}, "data": "PEM"},
+                    {"cert_type": "CRL", "data": [], "extra": {"ignored": [1, 2]}},
+                ],
+                "extra": [null, {"x": 1}],
+            }));
         }
     }
+    let budget = budget();
     let started = Instant::now();
     let mut n = 0u32;
-    while n < 100_000 && started.elapsed() < BUDGET {
+    while n < 100_000 && started.elapsed() < budget {
         let mut v = seeds[rng.below(seeds.len())].clone();
         for _ in 0..=rng.below(3) {
             mutate_json(&mut rng, &mut v);
         }
         let text = serde_json::to_vec(&v).unwrap_or_default();
-        let _ = decode_evidence(&text);
+        assert_decoders_agree(&text);
         if let Some(r) = v.get("attestation_report") {
             if let Ok(rep) = report_from_json(r) {
                 assert_eq!(rep.raw.len(), REPORT_LEN);
@@ -272,12 +316,52 @@ fn fuzz_json_report_decoder() {
             }
         }
         if n.is_multiple_of(8) {
-            let _ = decode_evidence(&mutate_bytes(&mut rng, &text));
+            let mutated = mutate_bytes(&mut rng, &text);
+            let _ = decode_evidence(&mutated);
+            assert_decoders_agree(&mutated);
             let _ = vcek_request(&text);
         }
         n += 1;
     }
     eprintln!("JSON decoder: {n} inputs in {:?}", started.elapsed());
+}
+
+#[test]
+fn decoders_agree_on_json_the_fuzzer_cannot_produce() {
+    let Some(e2e) = e2e_evidence() else {
+        return;
+    };
+    let text = String::from_utf8(e2e).expect("UTF-8 evidence");
+    let body = text.trim().trim_start_matches('{');
+    let cases = [
+        // Repeated keys: the last one counts, for the evidence and for each entry.
+        format!(r#"{{"cert_chain": 7, {body}"#),
+        format!(r#"{{"cert_chain": null, {body}"#),
+        text.replacen(r#""cert_chain""#, r#""cert_chain": null, "cert_chain""#, 1),
+        text.replacen(r#""data""#, r#""data": "x", "data""#, 1),
+        text.replacen(r#""data""#, r#""data": [1], "data": 3, "ignored""#, 1),
+        text.replacen(r#""cert_type""#, r#""cert_type": "ARK", "cert_type""#, 1),
+        // Escaped key names and non-byte numbers.
+        text.replacen(r#""cert_chain""#, r#""cert\u005fchain""#, 1),
+        text.replacen(r#""data""#, r#""d\u0061ta""#, 1),
+        text.replacen(r#""data":["#, r#""data":[1.0, "#, 1),
+        text.replacen(r#""data":["#, r#""data":[-1, "#, 1),
+        text.replacen(r#""data":["#, r#""data":[256, "#, 1),
+        text.replacen(r#""data":["#, r#""data":[18446744073709551616, "#, 1),
+        text.replacen(r#""data":["#, r#""data":[null, "#, 1),
+        // Trailing garbage and a second document.
+        format!("{text} x"),
+        format!("{text} {{}}"),
+    ];
+    for case in &cases {
+        assert_ne!(case, &text, "every case edits the evidence");
+        assert_decoders_agree(case.as_bytes());
+    }
+    assert!(decode_evidence(cases[1].as_bytes())
+        .expect("last cert_chain wins")
+        .cert_chain
+        .is_some());
+    assert!(decode_evidence(cases[2].as_bytes()).is_ok());
 }
 
 #[test]
@@ -298,9 +382,10 @@ fn fuzz_vek_extension_parser() {
     }
     let report = snp("test-report.bin");
     let milan = anchors("milan");
+    let budget = budget();
     let started = Instant::now();
     let mut n = 0u32;
-    while n < 100_000 && started.elapsed() < BUDGET {
+    while n < 100_000 && started.elapsed() < budget {
         let seed = &seeds[rng.below(seeds.len())];
         let mut input = seed.clone();
         // Mostly same-length edits so that the DER framing often survives.
