@@ -233,3 +233,40 @@ async def test_out_of_date_tdx_platform_is_denied_by_a_tcb_policy(
             env=guest("tdx", behind, GOOD),
         )  # fmt: skip
         assert code != 0 and "PolicyDeny" in err, err
+
+
+INIT_DATA = """version = "0.1.0"
+algorithm = "sha256"
+[data]
+"aa.toml" = '''
+[token_configs]
+[token_configs.kbs]
+url = "http://127.0.0.1:8080"
+'''
+"""
+
+
+@pytest.mark.parametrize("tee", ["tdx", "snp"])
+async def test_init_data_is_bound_to_the_hardware_field(
+    tee: str, pkis: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # TDX binds the digest in MRCONFIGID (48 bytes), SNP in HOST_DATA (32 bytes); the server
+    # checks the field against the digest of the TOML the guest sent, then exposes its claims.
+    tdx, snp = pkis
+    async with run_kbs(config(tdx, snp), tmp_path) as kbs:
+        code, token, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", INIT_DATA,
+            env=guest(tee, tdx if tee == "tdx" else snp, GOOD),
+        )  # fmt: skip
+        assert code == 0, f"{err}\n{kbs.log_text()[-2000:]}"
+        payload = token.strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        annotated = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
+        digest = hashlib.sha256(INIT_DATA.encode()).hexdigest()
+        field = (
+            annotated[tee]["quote"]["body"]["mr_config_id"]
+            if tee == "tdx"
+            else annotated[tee]["host_data"]
+        )
+        assert field.startswith(digest)
+        assert "aa.toml" in json.dumps(annotated.get("init_data_claims"))
