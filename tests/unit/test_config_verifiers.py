@@ -1,0 +1,92 @@
+"""`[attestation_service.verifier_config]`: sources for TDX/SNP, test roots, bad keys named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trustee.config.errors import ConfigError
+from trustee.config.loader import parse
+from trustee.server import build_hardware_verifier
+from trustee.simulate import SnpTestPki, TdxTestPki, write_server_trust
+
+HTTP = '[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = "DenyAll"\n'
+BASE = (
+    HTTP
+    + '[attestation_service]\ntype = "coco_as_builtin"\n[attestation_service.verifier_config]\n'
+)
+
+
+def test_no_verifier_config_means_upstream_defaults() -> None:
+    cfg = parse(HTTP + '[attestation_service]\ntype = "coco_as_builtin"\n')
+    assert cfg.attestation_service is not None
+    assert cfg.attestation_service.verifier_config == {}
+    hw = build_hardware_verifier({}, None)
+    assert hw.tdx_source is not None and hw.vek_source is not None  # Intel PCS, AMD KDS
+
+
+def test_upstream_tables_are_accepted() -> None:
+    cfg = parse(
+        BASE + "[attestation_service.verifier_config.dcap_verifier]\n"
+        'collateral_service = "https://pccs.example/sgx/certification/v4/"\n'
+        'tcb_update_type = "standard"\n'
+        "[attestation_service.verifier_config.snp_verifier]\n"
+        'vcek_sources = [{type = "OfflineStore", path = "/tmp"}, {type = "KDS"}]\n'
+        "allow_nonzero_vmpl = true\n"
+    )
+    assert cfg.attestation_service is not None
+    table = cfg.attestation_service.verifier_config
+    hw = build_hardware_verifier(table, None)
+    assert hw.tdx_source is not None and hw.vek_source is not None
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        (
+            '[attestation_service.verifier_config.dcap_verifier]\ntcb_update_type = "late"\n',
+            "attestation_service.verifier_config.dcap_verifier.tcb_update_type",
+        ),
+        (
+            'collateral = "/nonexistent/collateral.json"\n',
+            "attestation_service.verifier_config.collateral",
+        ),
+        (
+            'insecure_test_roots = ["/nonexistent/root.pem"]\n',
+            "attestation_service.verifier_config.insecure_test_roots",
+        ),
+        (
+            "insecure_test_roots = [3]\n",
+            "attestation_service.verifier_config.insecure_test_roots[0]",
+        ),
+        (
+            "[attestation_service.verifier_config.snp_verifier]\n"
+            'vcek_sources = [{type = "Nope"}]\n',
+            "attestation_service.verifier_config.snp_verifier.vcek_sources[0].type",
+        ),
+        (
+            "[attestation_service.verifier_config.snp_verifier]\nallow_nonzero_vmpl = 1\n",
+            "attestation_service.verifier_config.snp_verifier.allow_nonzero_vmpl",
+        ),
+    ],
+)
+def test_bad_keys_are_named(body: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(BASE + body, "kbs-config.toml")
+    assert info.value.key == key, str(info.value)
+    assert str(info.value).startswith("kbs-config.toml: ")
+    assert "\n" not in str(info.value)
+
+
+def test_test_roots_are_trusted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tdx = write_server_trust(TdxTestPki.shared(), tmp_path / "tdx")
+    snp = write_server_trust(SnpTestPki.shared(), tmp_path / "snp")
+    roots = [str(tdx["test_roots"]), str(snp["test_roots"])]
+    table = {"insecure_test_roots": roots, "collateral": str(tdx["collateral"])}
+    with caplog.at_level("WARNING"):
+        hw = build_hardware_verifier(table, None)
+    assert sum("INSECURE" in r.getMessage() for r in caplog.records) == 2
+    assert hw.tdx_source is not None
