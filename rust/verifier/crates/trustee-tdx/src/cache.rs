@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use crate::dcap::{appraise, check_collateral, check_pck, CheckedCollateral, CheckedPck};
-use crate::{parse_quote, Collateral, DcapError, Verified, VerifyOptions};
+use crate::ecdsa::P256Key;
+use crate::verify::SeenSignatures;
+use crate::{parse_quote, Collateral, DcapError, Quote, Verified, VerifyOptions};
 
 /// Hit/miss counters of a [`DcapVerifier`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,10 +51,24 @@ impl<V> Bounded<V> {
     }
 }
 
+/// A verified collateral with the exact content it was verified from: the
+/// lookup key may be a stale construction-time hash (public fields can be
+/// edited), so a hit counts only when the content is equal.
+#[derive(Debug)]
+struct CollateralEntry {
+    source: Collateral,
+    checked: CheckedCollateral,
+}
+
 #[derive(Debug)]
 struct Caches {
-    collateral: Bounded<CheckedCollateral>,
+    collateral: Bounded<CollateralEntry>,
     chains: Bounded<CheckedPck>,
+    /// Attestation keys whose QE report signature (by the PCK leaf) and
+    /// report-data binding were verified, keyed by every byte those checks
+    /// read. The QE report is constant per platform, so warm calls skip one
+    /// ECDSA verification without changing any outcome.
+    qe_reports: Bounded<P256Key>,
     stats: CacheStats,
 }
 
@@ -89,6 +105,7 @@ impl DcapVerifier {
             caches: Mutex::new(Caches {
                 collateral: Bounded::new(capacity),
                 chains: Bounded::new(capacity),
+                qe_reports: Bounded::new(capacity),
                 stats: CacheStats::default(),
             }),
         }
@@ -114,12 +131,17 @@ impl DcapVerifier {
     ) -> Result<Verified, DcapError> {
         let quote = parse_quote(raw_quote)?;
         let trusted = opts.trusted();
-        let col_key = cache_key(&trusted, &collateral.content_hash());
         let chain_key = cache_key(&trusted, &Sha256::digest(&quote.signature.pck_cert_chain));
+        let qe_key = qe_report_key(&chain_key, &quote);
+        let mut seen = SeenSignatures::default();
 
+        let mut col_key = cache_key(&trusted, &collateral.construction_hash());
         let cached_col = {
             let mut c = self.lock();
-            let hit = c.collateral.get(&col_key);
+            let hit = c
+                .collateral
+                .get(&col_key)
+                .filter(|e| e.source == *collateral);
             if hit.is_some() {
                 c.stats.collateral_hits += 1;
             } else {
@@ -130,7 +152,12 @@ impl DcapVerifier {
         let col = match cached_col {
             Some(c) => c,
             None => {
-                let c = Arc::new(check_collateral(collateral, &trusted)?);
+                // The construction hash is stale if a field was edited.
+                col_key = cache_key(&trusted, &collateral.content_hash());
+                let c = Arc::new(CollateralEntry {
+                    checked: check_collateral(collateral, &trusted, &mut seen)?,
+                    source: collateral.clone(),
+                });
                 self.lock().collateral.insert(col_key, Arc::clone(&c));
                 c
             }
@@ -149,13 +176,33 @@ impl DcapVerifier {
         let pck = match cached_pck {
             Some(p) => p,
             None => {
-                let p = Arc::new(check_pck(&quote, &trusted)?);
+                let p = Arc::new(check_pck(&quote, &trusted, &mut seen)?);
                 self.lock().chains.insert(chain_key, Arc::clone(&p));
                 p
             }
         };
-        appraise(quote, &pck, &col, opts.now_unix)
+        let known = self.lock().qe_reports.get(&qe_key);
+        let (verified, att_key) =
+            appraise(quote, &pck, &col.checked, opts.now_unix, known.as_deref())?;
+        if known.is_none() {
+            self.lock().qe_reports.insert(qe_key, Arc::new(att_key));
+        }
+        Ok(verified)
     }
+}
+
+/// Identity of the QE-report checks: the PCK chain (hence the leaf key) and
+/// every quote byte the signature and binding checks read.
+fn qe_report_key(chain_key: &[u8; 32], quote: &Quote) -> [u8; 32] {
+    let sd = &quote.signature;
+    let mut h = Sha256::new();
+    h.update(chain_key);
+    h.update(&sd.qe_report.raw);
+    h.update(sd.qe_report_signature);
+    h.update(sd.attestation_key);
+    h.update((sd.qe_auth_data.len() as u64).to_le_bytes());
+    h.update(&sd.qe_auth_data);
+    h.finalize().into()
 }
 
 #[cfg(test)]

@@ -13,6 +13,15 @@ use crate::{pck, Quote};
 /// `platform_instance_id` when the PCK leaf carries one (Platform-CA chains).
 /// `uefi_event_logs` and DCAP-appraisal claims are not produced here.
 pub fn claims(quote: &Quote) -> Value {
+    claims_with(
+        quote,
+        pck::platform_instance_id(&quote.signature.pck_cert_chain),
+    )
+}
+
+/// [`claims`] with the PlatformInstanceID (as [`pck::platform_instance_id`]
+/// reports it) supplied by a caller that already decoded the PCK chain.
+pub(crate) fn claims_with(quote: &Quote, platform_instance_id: Option<[u8; 16]>) -> Value {
     let h = &quote.header;
     let header = json!({
         "version": hex::encode(h.version.to_le_bytes()),
@@ -83,7 +92,7 @@ pub fn claims(quote: &Quote) -> Value {
         "init_data".into(),
         Value::String(hex::encode(b.mr_config_id)),
     );
-    if let Some(piid) = pck::platform_instance_id(&quote.signature.pck_cert_chain) {
+    if let Some(piid) = platform_instance_id {
         out.insert(
             "platform_instance_id".into(),
             Value::String(hex::encode(piid)),

@@ -24,7 +24,7 @@ pub enum CollateralError {
 ///
 /// `tcb_info` and `qe_identity` hold the exact signed bytes (the value of
 /// `tcbInfo` / `enclaveIdentity` as served), never a re-serialization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Collateral {
     /// PEM chain that issued the PCK CRL (PCK CA, root); may be empty, in
     /// which case the quote's own PCK CA is used to check the PCK CRL.
@@ -45,7 +45,20 @@ pub struct Collateral {
     pub qe_identity: Vec<u8>,
     /// Raw r‖s signature over `qe_identity`.
     pub qe_identity_signature: Vec<u8>,
+    /// [`Collateral::content_hash`] as of construction, so a cached
+    /// appraisal need not rehash ~11 KB per call. The fields are public and
+    /// may change afterwards: a cache hit found through this value must
+    /// still compare the content (see `DcapVerifier`).
+    construction_hash: [u8; 32],
 }
+
+impl PartialEq for Collateral {
+    fn eq(&self, other: &Collateral) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl Eq for Collateral {}
 
 /// Parts as a PCS / directory source provides them.
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +162,7 @@ impl Collateral {
     /// CRLs may be hex of DER or PEM; signatures are hex.
     pub fn from_json(bytes: &[u8]) -> Result<Collateral, CollateralError> {
         let map = raw_map(bytes, "collateral")?;
-        Ok(Collateral {
+        Ok(Collateral::hashed(Collateral {
             pck_crl_issuer_chain: member(&map, "pck_crl_issuer_chain")?,
             root_ca_crl: crl("root_ca_crl", &member(&map, "root_ca_crl")?)?,
             pck_crl: crl("pck_crl", &member(&map, "pck_crl")?)?,
@@ -165,7 +178,8 @@ impl Collateral {
                 "qe_identity_signature",
                 &member(&map, "qe_identity_signature")?,
             )?,
-        })
+            construction_hash: [0; 32],
+        }))
     }
 
     /// Assemble collateral from the documents a PCS or a directory serves.
@@ -177,7 +191,7 @@ impl Collateral {
             "enclaveIdentity",
             "qe_identity_signature",
         )?;
-        Ok(Collateral {
+        Ok(Collateral::hashed(Collateral {
             pck_crl_issuer_chain: p.pck_crl_issuer_chain.to_vec(),
             root_ca_crl: crl("root_ca_crl", p.root_ca_crl)?,
             pck_crl: crl("pck_crl", p.pck_crl)?,
@@ -187,14 +201,34 @@ impl Collateral {
             qe_identity_issuer_chain: p.qe_identity_issuer_chain.to_vec(),
             qe_identity,
             qe_identity_signature,
-        })
+            construction_hash: [0; 32],
+        }))
     }
 
     /// SHA-256 over every field (length-prefixed, in a fixed order): the
     /// identity of this collateral for caching.
     pub fn content_hash(&self) -> [u8; 32] {
         let mut h = Sha256::new();
-        for f in [
+        for f in self.fields() {
+            h.update((f.len() as u64).to_le_bytes());
+            h.update(f);
+        }
+        h.finalize().into()
+    }
+
+    /// The content hash taken when this value was built; stale if a public
+    /// field was modified since.
+    pub(crate) fn construction_hash(&self) -> [u8; 32] {
+        self.construction_hash
+    }
+
+    fn hashed(mut c: Collateral) -> Collateral {
+        c.construction_hash = c.content_hash();
+        c
+    }
+
+    fn fields(&self) -> [&Vec<u8>; 9] {
+        [
             &self.pck_crl_issuer_chain,
             &self.root_ca_crl,
             &self.pck_crl,
@@ -204,11 +238,7 @@ impl Collateral {
             &self.qe_identity_issuer_chain,
             &self.qe_identity,
             &self.qe_identity_signature,
-        ] {
-            h.update((f.len() as u64).to_le_bytes());
-            h.update(f);
-        }
-        h.finalize().into()
+        ]
     }
 }
 

@@ -2,13 +2,12 @@
 //! CRL): decoding from DER / hex-of-DER / PEM, signature, revocation lookup.
 
 use base64::Engine as _;
-use p256::ecdsa::signature::Verifier as _;
-use p256::ecdsa::{Signature, VerifyingKey};
 use x509_cert::crl::CertificateList;
 use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 use x509_cert::name::Name;
 
+use crate::ecdsa::P256Key;
 use crate::pck::tlv;
 use crate::verify::{tbs_bytes, unix};
 
@@ -142,11 +141,7 @@ impl Crl {
 
     /// Check the CRL's issuer name and ECDSA-P256-SHA256 signature against
     /// the issuing certificate's subject and key.
-    pub(crate) fn verify_issued_by(
-        &self,
-        subject: &Name,
-        key: &VerifyingKey,
-    ) -> Result<(), String> {
+    pub(crate) fn verify_issued_by(&self, subject: &Name, key: &P256Key) -> Result<(), String> {
         if &self.issuer != subject {
             return Err(format!(
                 "CRL issuer \"{}\" is not the expected issuer \"{}\"",
@@ -157,10 +152,7 @@ impl Crl {
             return Err("signature algorithm is not ecdsa-with-SHA256".into());
         }
         let tbs = tbs_bytes(&self.der).ok_or("cannot locate tbsCertList bytes")?;
-        let sig = Signature::from_der(&self.signature)
-            .map_err(|_| "signature is not a valid DER ECDSA signature")?;
-        key.verify(tbs, &sig)
-            .map_err(|_| "ECDSA-P256-SHA256 signature does not verify".to_string())
+        key.verify_der(tbs, &self.signature)
     }
 
     /// Whether `serial` (DER INTEGER content bytes) is listed as revoked.

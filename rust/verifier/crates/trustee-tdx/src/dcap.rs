@@ -8,17 +8,20 @@ use sha2::{Digest, Sha384};
 use x509_cert::Certificate;
 
 use crate::appraisal::{qe_level, relaunch, td_tcb, with_qe};
+use crate::claims::claims_with;
 use crate::collateral::Collateral;
 use crate::crl::Crl;
+use crate::ecdsa::P256Key;
 use crate::error::DcapError;
-use crate::pck::{pck_extension, pem_certificates, PckExtension};
+use crate::pck::{pck_extension, pem_certificates, platform_instance_id, PckExtension};
 use crate::tcb_info::{QeIdentity, TcbInfo, TcbStatus};
 use crate::time::format_rfc3339;
 use crate::verify::{
-    check_pem_chain, check_raw_signature, p256_key, unix, verify_pck_chain,
-    verify_quote_with_chain, CheckedChain, PckChain, INTEL_SGX_ROOT_CA_SHA256,
+    check_pem_chain, check_qe_binding, check_qe_report_signature, check_quote_signature,
+    check_raw_signature, p256_key, pck_chain_with, unix, CheckedChain, PckChain, SeenSignatures,
+    INTEL_SGX_ROOT_CA_SHA256,
 };
-use crate::{claims, parse_quote, Quote};
+use crate::{parse_quote, Quote};
 
 /// Caller-controlled inputs of an appraisal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +124,8 @@ pub(crate) struct CheckedPck {
     chain: PckChain,
     ext: PckExtension,
     ca: PckCaType,
+    /// The `platform_instance_id` claim, read once from the same chain bytes.
+    platform_instance_id: Option<[u8; 16]>,
 }
 
 /// The only QE vendor the TCB info / QE identity collateral describes.
@@ -148,11 +153,18 @@ fn check_signed_json(chain: &CheckedChain, body: &[u8], sig: &[u8]) -> Result<()
 pub(crate) fn check_collateral(
     c: &Collateral,
     trusted: &[[u8; 32]],
+    seen: &mut SeenSignatures,
 ) -> Result<CheckedCollateral, DcapError> {
-    let tcb_chain = check_pem_chain(&c.tcb_info_issuer_chain, &SIGNER_ROLES, trusted)
+    let tcb_chain = check_pem_chain(&c.tcb_info_issuer_chain, &SIGNER_ROLES, trusted, seen)
         .map_err(|e| DcapError::TcbInfoIssuerChain(e.to_string()))?;
-    let qe_chain = check_pem_chain(&c.qe_identity_issuer_chain, &SIGNER_ROLES, trusted)
-        .map_err(|e| DcapError::QeIdentityIssuerChain(e.to_string()))?;
+    // Intel serves the same issuer chain for both documents; the check is a
+    // function of the bytes, so identical bytes need it once.
+    let qe_chain = if c.qe_identity_issuer_chain == c.tcb_info_issuer_chain {
+        tcb_chain.clone()
+    } else {
+        check_pem_chain(&c.qe_identity_issuer_chain, &SIGNER_ROLES, trusted, seen)
+            .map_err(|e| DcapError::QeIdentityIssuerChain(e.to_string()))?
+    };
     if qe_chain.root_sha256 != tcb_chain.root_sha256 {
         return Err(DcapError::QeIdentityIssuerChain(format!(
             "root SHA-256 {} differs from the TCB info issuer chain root {}",
@@ -196,7 +208,7 @@ pub(crate) fn check_collateral(
     windows.extend(qe_chain.windows());
     let mut pck_crl_signer_der = None;
     if !pem_certificates(&c.pck_crl_issuer_chain).is_empty() {
-        let chain = check_pem_chain(&c.pck_crl_issuer_chain, &PCK_CRL_ROLES, trusted)
+        let chain = check_pem_chain(&c.pck_crl_issuer_chain, &PCK_CRL_ROLES, trusted, seen)
             .map_err(|e| DcapError::PckCrlIssuerChain(e.to_string()))?;
         if chain.root_sha256 != tcb_chain.root_sha256 {
             return Err(DcapError::PckCrlIssuerChain(format!(
@@ -259,15 +271,24 @@ fn ca_type(ca: &Certificate) -> Result<PckCaType, DcapError> {
     }
 }
 
-pub(crate) fn check_pck(quote: &Quote, trusted: &[[u8; 32]]) -> Result<CheckedPck, DcapError> {
-    let chain = verify_pck_chain(&quote.signature.pck_cert_chain, trusted)?;
+pub(crate) fn check_pck(
+    quote: &Quote,
+    trusted: &[[u8; 32]],
+    seen: &mut SeenSignatures,
+) -> Result<CheckedPck, DcapError> {
+    let chain = pck_chain_with(&quote.signature.pck_cert_chain, trusted, seen)?;
     let ext = pck_extension(chain.leaf_der()).map_err(DcapError::PckExtension)?;
     let ca = ca_type(
         chain
             .cert(1)
             .ok_or_else(|| DcapError::PckCaType("PCK chain has no CA certificate".into()))?,
     )?;
-    Ok(CheckedPck { chain, ext, ca })
+    Ok(CheckedPck {
+        chain,
+        ext,
+        ca,
+        platform_instance_id: platform_instance_id(&quote.signature.pck_cert_chain),
+    })
 }
 
 /// FMSPC / CA type / PCE-ID of a quote, read from its PCK leaf without
@@ -313,19 +334,30 @@ fn sgx_type_name(t: u8) -> String {
 }
 
 /// The per-call part: quote signatures, revocation, matching, time, claims.
+/// `qe_checked` is the attestation key of a QE report (signature and
+/// binding) already verified for exactly these bytes; the decoded
+/// attestation key is returned so the caller can keep it.
 pub(crate) fn appraise(
     quote: Quote,
     pck: &CheckedPck,
     col: &CheckedCollateral,
     now: i64,
-) -> Result<Verified, DcapError> {
+    qe_checked: Option<&P256Key>,
+) -> Result<(Verified, P256Key), DcapError> {
     if quote.header.vendor_id != INTEL_QE_VENDOR_ID {
         return Err(DcapError::QeVendorId {
             expected: hex::encode(INTEL_QE_VENDOR_ID),
             found: hex::encode(quote.header.vendor_id),
         });
     }
-    verify_quote_with_chain(&quote, &pck.chain)?;
+    let att_key = match qe_checked {
+        Some(k) => k.clone(),
+        None => {
+            check_qe_report_signature(&quote, &pck.chain)?;
+            check_qe_binding(&quote)?
+        }
+    };
+    check_quote_signature(&quote, &att_key)?;
 
     if pck.chain.root_sha256() != col.root_sha256 {
         return Err(DcapError::RootMismatch {
@@ -435,7 +467,7 @@ pub(crate) fn appraise(
         .map(|k| hex::encode(Sha384::digest(k)))
         .unwrap_or_default();
 
-    let mut claims = match claims(&quote) {
+    let mut claims = match claims_with(&quote, pck.platform_instance_id) {
         Value::Object(m) => m,
         _ => Map::new(),
     };
@@ -484,7 +516,7 @@ pub(crate) fn appraise(
     put("tcb_status_current", tcb_status_current.as_str().into());
     put("advisory_ids_current", advisory_ids.clone().into());
 
-    Ok(Verified {
+    let verified = Verified {
         claims: Value::Object(claims),
         tcb_status,
         advisory_ids,
@@ -494,7 +526,8 @@ pub(crate) fn appraise(
         collateral_expired,
         collateral_key: key_of(&pck.ext, pck.ca),
         quote,
-    })
+    };
+    Ok((verified, att_key))
 }
 
 /// Appraise a raw TDX quote against its collateral (no caching).
@@ -505,9 +538,10 @@ pub fn verify_quote(
 ) -> Result<Verified, DcapError> {
     let quote = parse_quote(raw_quote)?;
     let trusted = opts.trusted();
-    let col = check_collateral(collateral, &trusted)?;
-    let pck = check_pck(&quote, &trusted)?;
-    appraise(quote, &pck, &col, opts.now_unix)
+    let mut seen = SeenSignatures::default();
+    let col = check_collateral(collateral, &trusted, &mut seen)?;
+    let pck = check_pck(&quote, &trusted, &mut seen)?;
+    appraise(quote, &pck, &col, opts.now_unix, None).map(|(v, _)| v)
 }
 
 #[cfg(test)]

@@ -3,6 +3,12 @@
 
 use super::*;
 use crate::crl::Crl;
+use crate::ecdsa::P256Key;
+
+/// The verifying half of a test signing key, in the form the crate uses.
+fn public(k: &p256::ecdsa::SigningKey) -> P256Key {
+    P256Key::from_sec1(k.verifying_key().to_encoded_point(false).as_bytes()).unwrap()
+}
 
 #[test]
 fn trusted_always_has_intel() {
@@ -40,8 +46,9 @@ fn fixture() -> Option<(Quote, CheckedPck, CheckedCollateral)> {
     let q = parse_quote(&vector("dcap-qvl/sample/tdx_quote")?).ok()?;
     let c = Collateral::from_json(&vector("dcap-qvl/sample/tdx_quote_collateral.json")?).ok()?;
     let trusted = [INTEL_SGX_ROOT_CA_SHA256];
-    let col = check_collateral(&c, &trusted).expect("collateral verifies");
-    let pck = check_pck(&q, &trusted).expect("PCK chain verifies");
+    let mut seen = SeenSignatures::default();
+    let col = check_collateral(&c, &trusted, &mut seen).expect("collateral verifies");
+    let pck = check_pck(&q, &trusted, &mut seen).expect("PCK chain verifies");
     Some((q, pck, col))
 }
 
@@ -52,7 +59,7 @@ fn run(
 ) -> Option<Result<Verified, DcapError>> {
     let (mut q, mut p, mut c) = fixture()?;
     f(&mut q, &mut p, &mut c);
-    Some(appraise(q, &p, &c, NOW))
+    Some(appraise(q, &p, &c, NOW, None).map(|(v, _)| v))
 }
 
 #[test]
@@ -135,15 +142,15 @@ fn synthetic_crl_signature_and_serial_matching() {
     );
     assert!(!crl.revokes(&[0x01, 0x03]));
     assert!(crl.next_update > Some(crl.this_update));
-    crl.verify_issued_by(&ca.tbs_certificate.subject, key.verifying_key())
+    crl.verify_issued_by(&ca.tbs_certificate.subject, &public(&key))
         .expect("signed by the test key");
     let other = p256::ecdsa::SigningKey::from_slice(&[4u8; 32]).unwrap();
     let e = crl
-        .verify_issued_by(&ca.tbs_certificate.subject, other.verifying_key())
+        .verify_issued_by(&ca.tbs_certificate.subject, &public(&other))
         .unwrap_err();
     assert!(e.contains("does not verify"), "{e}");
     let e = crl
-        .verify_issued_by(&leaf.tbs_certificate.subject, key.verifying_key())
+        .verify_issued_by(&leaf.tbs_certificate.subject, &public(&key))
         .unwrap_err();
     assert!(e.contains("CRL issuer"), "{e}");
 

@@ -15,6 +15,7 @@ mod claims;
 mod collateral;
 mod crl;
 mod dcap;
+mod ecdsa;
 mod error;
 mod pck;
 mod reader;

@@ -6,7 +6,8 @@
 //!    PCK Platform/Processor CA, Intel SGX Root CA), each DER-decodable, each
 //!    certificate's issuer name equal to the next one's subject, every
 //!    signature ECDSA-P256-SHA256 by the next certificate's P-256 key, the
-//!    root self-signed;
+//!    root naming itself as issuer (its self-signature is not recomputed:
+//!    the pinned fingerprint below is what makes it trusted);
 //! 2. the SHA-256 of the chain's root DER is one of the pinned fingerprints
 //!    (so a root carrying the same key but different bytes is rejected);
 //! 3. optionally, each certificate's validity window contains `now`;
@@ -21,13 +22,12 @@
 //! extensions (basic constraints, key usage), FMSPC/PCE-ID matching — see
 //! the `dcap` module for the full appraisal.
 
-use p256::ecdsa::signature::Verifier as _;
-use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 use x509_cert::Certificate;
 
+use crate::ecdsa::P256Key;
 use crate::pck::{pem_certificates, tlv};
 use crate::Quote;
 
@@ -157,7 +157,7 @@ pub(crate) fn tbs_bytes(cert_der: &[u8]) -> Option<&[u8]> {
 }
 
 /// The P-256 verifying key of a certificate's SubjectPublicKeyInfo.
-pub(crate) fn p256_key(cert: &Certificate) -> Result<VerifyingKey, String> {
+pub(crate) fn p256_key(cert: &Certificate) -> Result<P256Key, String> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(format!(
@@ -177,15 +177,15 @@ pub(crate) fn p256_key(cert: &Certificate) -> Result<VerifyingKey, String> {
         .subject_public_key
         .as_bytes()
         .ok_or("public key BIT STRING has unused bits")?;
-    VerifyingKey::from_sec1_bytes(bytes).map_err(|_| "public key is not a valid P-256 point".into())
+    P256Key::from_sec1(bytes)
 }
 
-/// Verify `cert` (whose DER is `cert_der`) was signed by `issuer_key`.
-pub(crate) fn check_cert_signature(
-    cert: &Certificate,
-    cert_der: &[u8],
-    issuer_key: &VerifyingKey,
-) -> Result<(), String> {
+/// The signed `tbsCertificate` bytes and DER signature of `cert`, once its
+/// signature algorithm is known to be ecdsa-with-SHA256 on both sides.
+fn signed_parts<'a>(
+    cert: &'a Certificate,
+    cert_der: &'a [u8],
+) -> Result<(&'a [u8], &'a [u8]), String> {
     if cert.signature_algorithm.oid != OID_ECDSA_SHA256
         || cert.tbs_certificate.signature.oid != OID_ECDSA_SHA256
     {
@@ -202,11 +202,28 @@ pub(crate) fn check_cert_signature(
         .signature
         .as_bytes()
         .ok_or("signature BIT STRING has unused bits")?;
-    let sig =
-        Signature::from_der(sig_der).map_err(|_| "signature is not a valid DER ECDSA signature")?;
-    issuer_key
-        .verify(tbs, &sig)
-        .map_err(|_| "ECDSA-P256-SHA256 signature does not verify".into())
+    Ok((tbs, sig_der))
+}
+
+/// Certificate signatures already shown valid during one appraisal, as
+/// (certificate DER, issuer DER) pairs. The collateral chains and the
+/// quote's PCK chain repeat certificates (the PCK CA appears in the quote
+/// and in the PCK CRL issuer chain); an ECDSA check is a deterministic
+/// function of these bytes, so repeating it proves nothing new.
+#[derive(Debug, Default)]
+pub(crate) struct SeenSignatures {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SeenSignatures {
+    fn contains(&self, cert_der: &[u8], issuer_der: &[u8]) -> bool {
+        self.pairs
+            .iter()
+            .any(|(c, i)| c.as_slice() == cert_der && i.as_slice() == issuer_der)
+    }
+    fn record(&mut self, cert_der: &[u8], issuer_der: &[u8]) {
+        self.pairs.push((cert_der.to_vec(), issuer_der.to_vec()));
+    }
 }
 
 pub(crate) fn unix(t: x509_cert::time::Time) -> i64 {
@@ -214,15 +231,8 @@ pub(crate) fn unix(t: x509_cert::time::Time) -> i64 {
 }
 
 /// Verify a raw r‖s ECDSA-P256-SHA256 signature.
-pub(crate) fn check_raw_signature(
-    key: &VerifyingKey,
-    msg: &[u8],
-    rs: &[u8; 64],
-) -> Result<(), String> {
-    let sig =
-        Signature::from_slice(rs).map_err(|_| "r or s is zero or not below the group order")?;
-    key.verify(msg, &sig)
-        .map_err(|_| "ECDSA-P256-SHA256 signature does not verify".into())
+pub(crate) fn check_raw_signature(key: &P256Key, msg: &[u8], rs: &[u8; 64]) -> Result<(), String> {
+    key.verify_fixed(msg, rs)
 }
 
 /// SHA-256 of the Intel SGX Root CA certificate (DER). The certificate bytes
@@ -294,6 +304,7 @@ pub(crate) fn check_pem_chain(
     pem: &[u8],
     roles: &[&'static str],
     trusted_roots_sha256: &[[u8; 32]],
+    seen: &mut SeenSignatures,
 ) -> Result<CheckedChain, ChainFailure> {
     let pem_blocks = count(pem, b"-----BEGIN CERTIFICATE-----");
     let ders = pem_certificates(pem);
@@ -311,13 +322,14 @@ pub(crate) fn check_pem_chain(
             ders.len()
         )));
     }
-    check_der_chain(ders, roles, trusted_roots_sha256)
+    check_der_chain(ders, roles, trusted_roots_sha256, seen)
 }
 
 pub(crate) fn check_der_chain(
     ders: Vec<Vec<u8>>,
     roles: &[&'static str],
     trusted_roots_sha256: &[[u8; 32]],
+    seen: &mut SeenSignatures,
 ) -> Result<CheckedChain, ChainFailure> {
     let role = |i: usize| roles.get(i).copied().unwrap_or("?");
     let mut certs = Vec::with_capacity(ders.len());
@@ -344,6 +356,7 @@ pub(crate) fn check_der_chain(
         };
         // The last certificate is its own issuer (self-signed root).
         let issuer = certs.get(i + 1).unwrap_or(cert);
+        let issuer_der = ders.get(i + 1).unwrap_or(der);
         if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
             return Err(ChainFailure::Structure(format!(
                 "certificate {i} ({}) issuer \"{}\" is not the subject \"{}\" of the next certificate",
@@ -358,16 +371,27 @@ pub(crate) fn check_der_chain(
                 sha256: hex::encode(root_sha256),
             });
         }
-        let key = p256_key(issuer).map_err(|reason| ChainFailure::Signature {
-            index: i,
-            role: role(i),
-            reason: format!("issuer key: {reason}"),
-        })?;
-        check_cert_signature(cert, der, &key).map_err(|reason| ChainFailure::Signature {
+        let failure = |reason: String| ChainFailure::Signature {
             index: i,
             role: role(i),
             reason,
-        })?;
+        };
+        let (tbs, sig_der) = signed_parts(cert, der).map_err(failure)?;
+        // The root is trusted because the SHA-256 of its exact DER is pinned
+        // (checked above), not because it signs itself: its self-signature is
+        // a fixed property of those pinned bytes, and any altered root fails
+        // the fingerprint. So the root's ECDSA self-check is skipped (its
+        // algorithm fields are still checked above); its key is still
+        // decoded and used for the certificate below it.
+        if i == last && last > 0 {
+            continue;
+        }
+        if seen.contains(der, issuer_der) {
+            continue;
+        }
+        let key = p256_key(issuer).map_err(|reason| failure(format!("issuer key: {reason}")))?;
+        key.verify_der(tbs, sig_der).map_err(failure)?;
+        seen.record(der, issuer_der);
     }
     Ok(CheckedChain {
         ders,
@@ -382,7 +406,7 @@ pub(crate) fn check_der_chain(
 #[derive(Debug, Clone)]
 pub struct PckChain {
     pub(crate) chain: CheckedChain,
-    pub(crate) leaf_key: VerifyingKey,
+    pub(crate) leaf_key: P256Key,
 }
 
 impl PckChain {
@@ -424,14 +448,28 @@ fn map_pck_failure(f: ChainFailure) -> VerifyError {
 }
 
 /// Verify the quote's embedded PCK chain: three certificates, names chained,
-/// ECDSA-P256-SHA256 signatures, the root self-signed and its DER SHA-256 in
+/// ECDSA-P256-SHA256 signatures, the root self-issued and its DER SHA-256 in
 /// `trusted_roots_sha256`. Validity windows are not judged here.
 pub fn verify_pck_chain(
     chain_pem: &[u8],
     trusted_roots_sha256: &[[u8; 32]],
 ) -> Result<PckChain, VerifyError> {
+    pck_chain_with(
+        chain_pem,
+        trusted_roots_sha256,
+        &mut SeenSignatures::default(),
+    )
+}
+
+/// [`verify_pck_chain`] sharing the signatures already checked in this
+/// appraisal.
+pub(crate) fn pck_chain_with(
+    chain_pem: &[u8],
+    trusted_roots_sha256: &[[u8; 32]],
+    seen: &mut SeenSignatures,
+) -> Result<PckChain, VerifyError> {
     let chain =
-        check_pem_chain(chain_pem, &ROLES, trusted_roots_sha256).map_err(map_pck_failure)?;
+        check_pem_chain(chain_pem, &ROLES, trusted_roots_sha256, seen).map_err(map_pck_failure)?;
     let leaf = chain
         .certs
         .first()
@@ -445,10 +483,22 @@ pub fn verify_pck_chain(
 /// by the PCK leaf key, QE report-data binding, quote signature by the
 /// attestation key.
 pub fn verify_quote_with_chain(quote: &Quote, pck: &PckChain) -> Result<(), VerifyError> {
+    check_qe_report_signature(quote, pck)?;
+    let att_key = check_qe_binding(quote)?;
+    check_quote_signature(quote, &att_key)
+}
+
+/// The QE report signature by the PCK leaf key.
+pub(crate) fn check_qe_report_signature(quote: &Quote, pck: &PckChain) -> Result<(), VerifyError> {
     let sd = &quote.signature;
     check_raw_signature(&pck.leaf_key, &sd.qe_report.raw, &sd.qe_report_signature)
-        .map_err(|e| VerifyError::QeReportSignature(format!("by the PCK leaf key: {e}")))?;
+        .map_err(|e| VerifyError::QeReportSignature(format!("by the PCK leaf key: {e}")))
+}
 
+/// The QE report-data binding of the attestation key; returns that key
+/// decoded.
+pub(crate) fn check_qe_binding(quote: &Quote) -> Result<P256Key, VerifyError> {
+    let sd = &quote.signature;
     let mut h = Sha256::new();
     h.update(sd.attestation_key);
     h.update(&sd.qe_auth_data);
@@ -468,6 +518,20 @@ pub fn verify_quote_with_chain(quote: &Quote, pck: &PckChain) -> Result<(), Veri
         )));
     }
 
+    attestation_key(quote)
+}
+
+fn attestation_key(quote: &Quote) -> Result<P256Key, VerifyError> {
+    let mut sec1 = [0u8; 65];
+    sec1[0] = 0x04;
+    sec1[1..].copy_from_slice(&quote.signature.attestation_key);
+    P256Key::from_sec1(&sec1).map_err(|_| {
+        VerifyError::QuoteSignature("attestation key is not a valid P-256 point".into())
+    })
+}
+
+/// The quote signature by the (already decoded) attestation key.
+pub(crate) fn check_quote_signature(quote: &Quote, att_key: &P256Key) -> Result<(), VerifyError> {
     let signed = quote.signed_bytes();
     if signed.len() != quote.signed_len {
         return Err(VerifyError::QuoteSignature(format!(
@@ -476,18 +540,12 @@ pub fn verify_quote_with_chain(quote: &Quote, pck: &PckChain) -> Result<(), Veri
             quote.signed_len
         )));
     }
-    let mut sec1 = [0u8; 65];
-    sec1[0] = 0x04;
-    sec1[1..].copy_from_slice(&sd.attestation_key);
-    let att_key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| {
-        VerifyError::QuoteSignature("attestation key is not a valid P-256 point".into())
-    })?;
-    check_raw_signature(&att_key, &signed, &sd.quote_signature)
+    check_raw_signature(att_key, &signed, &quote.signature.quote_signature)
         .map_err(|e| VerifyError::QuoteSignature(format!("by the attestation key: {e}")))
 }
 
 /// Offline signature checks of a TDX quote (see the module docs for the
-/// exact list and order). The chain's root must be self-signed and the
+/// exact list and order). The chain's root must be self-issued and the
 /// SHA-256 of its DER must be one of `trusted_roots_sha256` (pass
 /// [`INTEL_SGX_ROOT_CA_SHA256`] for Intel). When `now_unix` is `Some`, every
 /// chain certificate must be valid at that time (inclusive). Never panics.

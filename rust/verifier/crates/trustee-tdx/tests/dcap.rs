@@ -410,3 +410,18 @@ fn corrupted_quotes_never_panic() {
         assert!(verify_quote(&q[..n], &c, &opts).is_err());
     }
 }
+
+#[test]
+fn verifier_rechecks_collateral_edited_after_construction() {
+    let Some((q, c)) = qvl_sample() else { return };
+    let opts = VerifyOptions::at(t("2025-06-19T11:16:03Z"));
+    let v = DcapVerifier::new(4);
+    v.verify_quote(&q, &c, &opts).unwrap();
+    // The edited copy still carries the original construction-time hash.
+    let mut m = c.clone();
+    let i = m.tcb_info.len() / 2;
+    m.tcb_info[i] ^= 0x01;
+    let e = v.verify_quote(&q, &m, &opts).unwrap_err();
+    assert!(matches!(e, DcapError::TcbInfoSignature(_)), "{e}");
+    v.verify_quote(&q, &c, &opts).unwrap();
+}

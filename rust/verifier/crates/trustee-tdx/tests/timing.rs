@@ -1,0 +1,76 @@
+//! Wall-clock cost of one DCAP appraisal of the dcap-qvl sample, cold (empty
+//! caches) and warm (collateral and PCK chain cached). Ignored by default;
+//! meaningful only in a release build:
+//! `cargo test --release -p trustee-tdx --test timing -- --ignored --nocapture`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use trustee_tdx::{parse_rfc3339, Collateral, DcapVerifier, VerifyOptions};
+
+fn vector(rel: &str) -> Option<Vec<u8>> {
+    let dir = std::env::var_os("TRUSTEE_VECTORS")
+        .or_else(|| std::env::var_os("TRUSTEE_VECTORS_DIR"))
+        .map(PathBuf::from)
+        // crates/trustee-tdx -> crates -> verifier -> rust -> repo -> parent
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors")
+        });
+    match std::fs::read(dir.join(rel)) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!(
+                "SKIP: cannot read vector {} (set TRUSTEE_VECTORS): {e}",
+                dir.join(rel).display()
+            );
+            None
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+#[test]
+#[ignore = "timing only; run in a release build with --ignored --nocapture"]
+fn dcap_qvl_sample_cold_and_warm() {
+    let (Some(q), Some(c)) = (
+        vector("dcap-qvl/sample/tdx_quote"),
+        vector("dcap-qvl/sample/tdx_quote_collateral.json"),
+    ) else {
+        return;
+    };
+    let c = Collateral::from_json(&c).expect("collateral JSON decodes");
+    // Inside the collateral's validity (tcbInfo issueDate + 1 h).
+    let opts = VerifyOptions::at(parse_rfc3339("2025-06-19T11:16:03Z").expect("date"));
+
+    let cold: Vec<Duration> = (0..20)
+        .map(|_| {
+            let v = DcapVerifier::new(4);
+            let t = Instant::now();
+            v.verify_quote(&q, &c, &opts).expect("sample verifies");
+            t.elapsed()
+        })
+        .collect();
+
+    let v = DcapVerifier::new(4);
+    v.verify_quote(&q, &c, &opts).expect("sample verifies");
+    let warm: Vec<Duration> = (0..500)
+        .map(|_| {
+            let t = Instant::now();
+            v.verify_quote(&q, &c, &opts).expect("sample verifies");
+            t.elapsed()
+        })
+        .collect();
+    let stats = v.stats();
+    assert!(stats.collateral_hits >= 500 && stats.pck_chain_hits >= 500);
+
+    eprintln!(
+        "dcap-qvl sample: cold median {:?} (20 runs), warm median {:?} / min {:?} (500 runs)",
+        median(cold),
+        median(warm.clone()),
+        warm.iter().min().copied().unwrap_or_default()
+    );
+}
