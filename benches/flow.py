@@ -448,14 +448,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_server(workdir: Path, profile: Path | None) -> Iterator[Server]:
+def running_server(
+    workdir: Path, profile: Path | None, extra_config: str = ""
+) -> Iterator[Server]:
     env = dict(os.environ)
     env.pop("KBS_CONFIG_FILE", None)
     env.setdefault("TRUSTEE_LOG", "info")
     for attempt in range(3):
         port = free_port()
         config = workdir / "kbs-config.toml"
-        config.write_text(CONFIG.format(host=HOST, port=port))
+        config.write_text(CONFIG.format(host=HOST, port=port) + extra_config)
         log_path = workdir / "kbs.log"
         serve = ["serve", "--config", str(config)]
         if profile is None:

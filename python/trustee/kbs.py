@@ -24,6 +24,7 @@ from trustee.attestation.rvps import RvpsError
 from trustee.attestation.service import AttestationFailure, AttestationService
 from trustee.config.model import Config
 from trustee.crypto.jws import JwsError, check_time_claims
+from trustee.metrics import Metrics
 from trustee.plugins.base import Plugin, PluginError, PluginRequest
 from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError
 from trustee.policy.engine import PolicyCompileError, PolicyEvalError
@@ -60,6 +61,7 @@ class Request:
     cookies: Mapping[str, str]
     uri: str  # path and query as received, for admin ACLs
     peer: str | None = None  # the client's address
+    request_id: str = ""  # shared by the log lines, audit events and the X-Request-Id header
 
     @property
     def peer_is_loopback(self) -> bool:
@@ -108,6 +110,7 @@ class Kbs:
         self.plugins = plugins
         self.admin = admin
         self.timeout_min = config.attestation_service.timeout if config.attestation_service else 5
+        self.metrics = Metrics()
         self._verified_tokens: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._own_tokens_trusted = False
 
@@ -130,7 +133,13 @@ class Kbs:
         m = req.method
         if self.attestation is not None:
             if name == "auth" and m == "POST":
-                return await self.auth(req.body)
+                try:
+                    reply = await self.auth(req.body)
+                except KbsError:
+                    self.metrics.auth("error")
+                    raise
+                self.metrics.auth("success")
+                return reply
             if name == "attest" and m == "POST":
                 return await self.attest(req.body, req.cookies.get(rcar.SESSION_COOKIE))
             if name == "attestation-policy" and m == "POST":
@@ -175,12 +184,18 @@ class Kbs:
             return Reply(
                 body=rcar.token_body(session.token), content_type=JSON, headers=cookie_header
             )
-        attestation = rcar.parse_attestation(body, session.generation)
-        requests = rcar.evidence_requests(session, attestation)
+        try:
+            attestation = rcar.parse_attestation(body, session.generation)
+            requests = rcar.evidence_requests(session, attestation)
+        except KbsError:
+            self.metrics.attestation(session.tee, "error")
+            raise
         try:
             appraised = await self.attestation.evaluate(requests, ["default"])
         except AttestationFailure as exc:
+            self.metrics.attestation(session.tee, "failure")
             raise errors.attest_failed(exc.reason) from exc
+        self.metrics.attestation(session.tee, "success")
         session.token = appraised.token
         session.attested_claims = appraised.claims
         session.attested_claims_json = appraised.claims_json
@@ -290,6 +305,10 @@ class Kbs:
                 out = await plugin.handle(preq)
             except PluginError as exc:
                 raise errors.plugin_internal_error(str(exc)) from exc
+            if name == "resource" and req.method in ("POST", "PUT"):
+                self.metrics.resource_write("/".join(segments))
+            elif name == "resource" and req.method == "DELETE":
+                self.metrics.resource_delete("/".join(segments))
             return Reply(body=out, content_type="text/xml")
         claims, generation, claims_json = await self._attested_claims(req)
         try:
@@ -297,9 +316,14 @@ class Kbs:
                 claims, self.resource_policy.document(name, segments, req.query), claims_json
             )
         except (ResourcePolicyError, PolicyEvalError) as exc:
+            self.metrics.policy_decision("error")
             raise errors.policy_engine_error(str(exc)) from exc
         if not allowed:
+            self.metrics.policy_decision("violation")
             raise errors.policy_deny(f"{name}/{'/'.join(segments)}: {why}")
+        self.metrics.policy_decision("approval")
+        if name == "resource":
+            self.metrics.resource_read("/".join(segments))
         try:
             out = await plugin.handle(preq)
         except PluginError as exc:

@@ -189,7 +189,7 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
     else:
         log.info("no [attestation_service]: resource-only (passport) KBS")
 
-    return Kbs(
+    kbs = Kbs(
         config=config,
         sessions=MemorySessionStore(),
         attestation=attestation,
@@ -198,3 +198,6 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
         plugins=plugins,
         admin=admin,
     )
+    if attestation is not None:
+        attestation.metrics = kbs.metrics
+    return kbs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from trustee.attestation.initdata import InitDataError, parse_init_data
 from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
 from trustee.attestation.rvps import ReferenceValueStore, RvpsError
 from trustee.config.model import TokenBrokerConfig
+from trustee.metrics import Metrics
 from trustee.policy.engine import PolicyEvalError
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
@@ -85,6 +87,7 @@ class AttestationService:
     ) -> None:
         self.policies = policies
         self.hardware = hardware or HardwareVerifier()
+        self.metrics: Metrics | None = None
         self.rvps = rvps
         self.broker = broker
         self.config = config
@@ -139,6 +142,7 @@ class AttestationService:
         if len(evidence) > MAX_EVIDENCE_BYTES:
             raise AttestationFailure(f"{where}: evidence larger than {MAX_EVIDENCE_BYTES} bytes")
         tee = verifier_name(req.tee)
+        started = time.perf_counter()
         try:
             if tee in HARDWARE_TEES:
                 inputs = await self.hardware.inputs(tee, evidence)
@@ -149,6 +153,8 @@ class AttestationService:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         except _core.VerifierError as exc:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
+        if self.metrics is not None:
+            self.metrics.verifier_time(tee, time.perf_counter() - started)
         out = []
         for claims_json, tee_class in results:
             claims = jsonfast.loads_trusted(claims_json)

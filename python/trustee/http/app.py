@@ -6,6 +6,9 @@ No protocol logic lives here; the KBS core decides, this layer only moves bytes.
 from __future__ import annotations
 
 import logging
+import re
+import time
+import uuid
 from typing import Any
 
 import trio
@@ -15,6 +18,10 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from trustee.kbs import Kbs, Reply, Request
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# A caller's id is kept when it is short and harmless in logs; otherwise we make one.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = logging.getLogger("trustee.http")
 
@@ -58,11 +65,22 @@ def create_app(kbs: Kbs) -> QuartTrio:
     async def healthz() -> Response:
         return Response(b"", status=200)
 
+    @app.route("/metrics", methods=["GET"])
+    async def metrics() -> Response:
+        body, content_type = kbs.metrics.render()
+        return Response(body, status=200, content_type=content_type)
+
     @app.route("/kbs/v0/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE"])
     @app.route("/kbs/v0/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
     async def kbs_route(path: str) -> Response:
+        started = time.perf_counter()
         scope = request.scope
         headers = request.headers
+        full_path = "/kbs/v0/" + path
+        kbs.metrics.request_started(full_path)
+        request_id = headers.get(REQUEST_ID_HEADER)
+        if request_id is None or not _REQUEST_ID_RE.match(request_id):
+            request_id = uuid.uuid4().hex
         body: bytes = b""
         # Bodiless GETs (every resource fetch) skip Quart's body wait and its cancel scope.
         if request.method != "GET" or "Content-Length" in headers or "Transfer-Encoding" in headers:
@@ -86,7 +104,18 @@ def create_app(kbs: Kbs) -> QuartTrio:
                 cookies=request.cookies,
                 uri=uri,
                 peer=client[0] if client else None,
+                request_id=request_id,
             )
+        )
+        reply.headers.append((REQUEST_ID_HEADER, request_id))
+        length = headers.get("Content-Length")
+        kbs.metrics.request_finished(
+            full_path,
+            request.method,
+            reply.status,
+            time.perf_counter() - started,
+            int(length) if length and length.isdigit() else (0 if length is None else None),
+            len(reply.body),
         )
         return _response(reply)
 
