@@ -135,7 +135,7 @@ impl DcapVerifier {
         let qe_key = qe_report_key(&chain_key, &quote);
         let mut seen = SeenSignatures::default();
 
-        let mut col_key = cache_key(&trusted, &collateral.construction_hash());
+        let col_key = cache_key(&trusted, &collateral.construction_hash());
         let cached_col = {
             let mut c = self.lock();
             let hit = c
@@ -152,8 +152,10 @@ impl DcapVerifier {
         let col = match cached_col {
             Some(c) => c,
             None => {
-                // The construction hash is stale if a field was edited.
-                col_key = cache_key(&trusted, &collateral.content_hash());
+                // Filed under the construction-time key even if a field was
+                // edited since: every hit compares the full content, so a
+                // stale key can only cost a re-check, never a wrong answer,
+                // and the cold path skips rehashing ~11 KB.
                 let c = Arc::new(CollateralEntry {
                     checked: check_collateral(collateral, &trusted, &mut seen)?,
                     source: collateral.clone(),

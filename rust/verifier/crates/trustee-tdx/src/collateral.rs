@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -81,6 +82,30 @@ pub struct CollateralParts<'a> {
 
 type RawMap = BTreeMap<String, Box<RawValue>>;
 
+/// The members of the dcap-qvl JSON form, borrowed from the input: decoding
+/// into a map of owned raw values first cost an allocation per member.
+#[derive(Deserialize)]
+struct JsonMembers<'a> {
+    #[serde(borrow)]
+    pck_crl_issuer_chain: Option<&'a RawValue>,
+    #[serde(borrow)]
+    root_ca_crl: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pck_crl: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tcb_info_issuer_chain: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tcb_info: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tcb_info_signature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    qe_identity_issuer_chain: Option<&'a RawValue>,
+    #[serde(borrow)]
+    qe_identity: Option<&'a RawValue>,
+    #[serde(borrow)]
+    qe_identity_signature: Option<&'a RawValue>,
+}
+
 fn raw_map(bytes: &[u8], what: &str) -> Result<RawMap, CollateralError> {
     serde_json::from_slice::<RawMap>(bytes)
         .map_err(|e| CollateralError::NotAnObject(format!("{what}: {e}")))
@@ -89,7 +114,11 @@ fn raw_map(bytes: &[u8], what: &str) -> Result<RawMap, CollateralError> {
 /// A member as bytes: the content of a JSON string, or the exact raw text of
 /// any other JSON value (an object keeps its served bytes this way).
 fn member(map: &RawMap, key: &'static str) -> Result<Vec<u8>, CollateralError> {
-    let raw = map.get(key).ok_or(CollateralError::Missing(key))?.get();
+    member_bytes(map.get(key).map(AsRef::as_ref), key)
+}
+
+fn member_bytes(raw: Option<&RawValue>, key: &'static str) -> Result<Vec<u8>, CollateralError> {
+    let raw = raw.ok_or(CollateralError::Missing(key))?.get();
     if raw.starts_with('"') {
         let s: String = serde_json::from_str(raw).map_err(|e| CollateralError::Malformed {
             field: key,
@@ -161,22 +190,26 @@ impl Collateral {
     /// `qe_identity_issuer_chain`, `qe_identity`, `qe_identity_signature`).
     /// CRLs may be hex of DER or PEM; signatures are hex.
     pub fn from_json(bytes: &[u8]) -> Result<Collateral, CollateralError> {
-        let map = raw_map(bytes, "collateral")?;
+        let m: JsonMembers<'_> = serde_json::from_slice(bytes)
+            .map_err(|e| CollateralError::NotAnObject(format!("collateral: {e}")))?;
         Ok(Collateral::hashed(Collateral {
-            pck_crl_issuer_chain: member(&map, "pck_crl_issuer_chain")?,
-            root_ca_crl: crl("root_ca_crl", &member(&map, "root_ca_crl")?)?,
-            pck_crl: crl("pck_crl", &member(&map, "pck_crl")?)?,
-            tcb_info_issuer_chain: member(&map, "tcb_info_issuer_chain")?,
-            tcb_info: member(&map, "tcb_info")?,
+            pck_crl_issuer_chain: member_bytes(m.pck_crl_issuer_chain, "pck_crl_issuer_chain")?,
+            root_ca_crl: crl("root_ca_crl", &member_bytes(m.root_ca_crl, "root_ca_crl")?)?,
+            pck_crl: crl("pck_crl", &member_bytes(m.pck_crl, "pck_crl")?)?,
+            tcb_info_issuer_chain: member_bytes(m.tcb_info_issuer_chain, "tcb_info_issuer_chain")?,
+            tcb_info: member_bytes(m.tcb_info, "tcb_info")?,
             tcb_info_signature: hex_signature(
                 "tcb_info_signature",
-                &member(&map, "tcb_info_signature")?,
+                &member_bytes(m.tcb_info_signature, "tcb_info_signature")?,
             )?,
-            qe_identity_issuer_chain: member(&map, "qe_identity_issuer_chain")?,
-            qe_identity: member(&map, "qe_identity")?,
+            qe_identity_issuer_chain: member_bytes(
+                m.qe_identity_issuer_chain,
+                "qe_identity_issuer_chain",
+            )?,
+            qe_identity: member_bytes(m.qe_identity, "qe_identity")?,
             qe_identity_signature: hex_signature(
                 "qe_identity_signature",
-                &member(&map, "qe_identity_signature")?,
+                &member_bytes(m.qe_identity_signature, "qe_identity_signature")?,
             )?,
             construction_hash: [0; 32],
         }))

@@ -2,10 +2,10 @@
 //! CRL): decoding from DER / hex-of-DER / PEM, signature, revocation lookup.
 
 use base64::Engine as _;
-use x509_cert::crl::CertificateList;
 use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 use x509_cert::name::Name;
+use x509_cert::time::Time;
 
 use crate::ecdsa::P256Key;
 use crate::pck::tlv;
@@ -40,14 +40,54 @@ pub fn crl_der_from_any(input: &[u8]) -> Result<Vec<u8>, String> {
             .decode(body)
             .map_err(|e| format!("PEM CRL base64: {e}"));
     }
-    if !trimmed.is_empty() && trimmed.iter().all(u8::is_ascii_hexdigit) {
-        return hex::decode(trimmed).map_err(|e| format!("hex CRL: {e}"));
+    if let Some(der) = hex_der(trimmed) {
+        return der;
     }
     Err(format!(
         "CRL is neither DER, hex of DER nor PEM (first byte {:#04x}, {} bytes)",
         input.first().copied().unwrap_or(0),
         input.len()
     ))
+}
+
+/// Value of an ASCII hex digit, 0xff for anything else.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// `None` when `text` is not (non-empty) hex at all, so the caller can try
+/// the other encodings; otherwise the decoded bytes or why they are not.
+/// One table-driven pass: the PCK CRL is several KB of hex per collateral.
+fn hex_der(text: &[u8]) -> Option<Result<Vec<u8>, String>> {
+    let digit = |c: &u8| HEX_VALUE.get(usize::from(*c)).copied().unwrap_or(0xff);
+    if text.is_empty() || text.iter().any(|c| digit(c) > 0x0f) {
+        return None;
+    }
+    if !text.len().is_multiple_of(2) {
+        return Some(Err(format!(
+            "hex CRL: odd number of hex digits ({})",
+            text.len()
+        )));
+    }
+    Some(Ok(text
+        .chunks_exact(2)
+        .map(|p| match p {
+            [hi, lo] => (digit(hi) << 4) | digit(lo),
+            _ => 0,
+        })
+        .collect()))
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
@@ -90,47 +130,159 @@ pub struct Crl {
     algorithm_ok: bool,
 }
 
-impl Crl {
-    /// Decode a CRL from DER.
-    pub fn from_der(der: &[u8]) -> Result<Crl, String> {
-        let cl = CertificateList::from_der(der).map_err(|e| format!("DER decode: {e}"))?;
-        let tbs = &cl.tbs_cert_list;
-        let mut number = None;
-        for ext in tbs.crl_extensions.iter().flatten() {
-            if ext.extn_id == OID_CRL_NUMBER {
-                let v = ext.extn_value.as_bytes();
-                let Some((0x02, content, _)) = tlv(v) else {
-                    return Err("CRL Number extension is not an INTEGER".into());
-                };
-                if content.first().is_none_or(|b| *b >= 0x80) || content.len() > 9 {
-                    return Err(format!(
-                        "CRL Number {} is negative or too large",
-                        hex::encode(content)
-                    ));
-                }
-                number = Some(
-                    normalize_serial(content)
-                        .iter()
-                        .fold(0u64, |a, &b| (a << 8) | u64::from(b)),
-                );
-            }
+/// One TLV of `data` as (tag, the whole TLV with its header, rest): the
+/// form the `der` decoders of a single field take.
+fn next(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (tag, _, rest) = tlv(data)?;
+    let whole = data.get(..data.len().checked_sub(rest.len())?)?;
+    Some((tag, whole, rest))
+}
+
+/// Whether an AlgorithmIdentifier (content of its SEQUENCE) names
+/// ecdsa-with-SHA256.
+fn is_ecdsa_sha256(alg: &[u8]) -> bool {
+    matches!(tlv(alg), Some((0x06, oid, _)) if oid == OID_ECDSA_SHA256.as_bytes())
+}
+
+fn time(what: &str, whole: &[u8]) -> Result<i64, String> {
+    Time::from_der(whole)
+        .map(unix)
+        .map_err(|e| format!("DER decode: {what}: {e}"))
+}
+
+/// The CRL Number among `crlExtensions` (content of the `[0]` wrapper).
+fn crl_number(wrapped: &[u8]) -> Result<Option<u64>, String> {
+    let Some((0x30, mut exts, [])) = tlv(wrapped) else {
+        return Err("DER decode: crlExtensions is not one SEQUENCE".into());
+    };
+    let mut number = None;
+    while !exts.is_empty() {
+        let Some((0x30, ext, rest)) = tlv(exts) else {
+            return Err("DER decode: a CRL extension is not a SEQUENCE".into());
+        };
+        exts = rest;
+        let Some((0x06, oid, mut fields)) = tlv(ext) else {
+            return Err("DER decode: a CRL extension has no OID".into());
+        };
+        // Optional `critical` BOOLEAN before the OCTET STRING value.
+        if let Some((0x01, _, rest)) = tlv(fields) {
+            fields = rest;
         }
-        let revoked = tbs
-            .revoked_certificates
-            .iter()
-            .flatten()
-            .map(|r| normalize_serial(r.serial_number.as_bytes()).to_vec())
-            .collect();
+        let Some((0x04, value, [])) = tlv(fields) else {
+            return Err("DER decode: a CRL extension value is not an OCTET STRING".into());
+        };
+        if oid != OID_CRL_NUMBER.as_bytes() {
+            continue;
+        }
+        let Some((0x02, content, _)) = tlv(value) else {
+            return Err("CRL Number extension is not an INTEGER".into());
+        };
+        if content.first().is_none_or(|b| *b >= 0x80) || content.len() > 9 {
+            return Err(format!(
+                "CRL Number {} is negative or too large",
+                hex::encode(content)
+            ));
+        }
+        number = Some(
+            normalize_serial(content)
+                .iter()
+                .fold(0u64, |a, &b| (a << 8) | u64::from(b)),
+        );
+    }
+    Ok(number)
+}
+
+/// Normalized serials of a `revokedCertificates` SEQUENCE's content.
+fn revoked_serials(mut entries: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    while !entries.is_empty() {
+        let Some((0x30, entry, rest)) = tlv(entries) else {
+            return Err(format!(
+                "DER decode: revoked certificate entry {} is not a SEQUENCE",
+                out.len()
+            ));
+        };
+        entries = rest;
+        let Some((0x02, serial, _)) = tlv(entry) else {
+            return Err(format!(
+                "DER decode: revoked certificate entry {} has no INTEGER serial",
+                out.len()
+            ));
+        };
+        out.push(normalize_serial(serial).to_vec());
+    }
+    Ok(out)
+}
+
+impl Crl {
+    /// Decode a CRL from DER. Only what the appraisal reads is decoded
+    /// (issuer, dates, CRL Number, revoked serials, signature); the rest of
+    /// the structure is walked for framing only, and is covered by the
+    /// signature check anyway.
+    pub fn from_der(der: &[u8]) -> Result<Crl, String> {
+        let Some((0x30, outer, [])) = tlv(der) else {
+            return Err("DER decode: CRL is not one SEQUENCE".into());
+        };
+        let Some((0x30, mut tbs, rest)) = tlv(outer) else {
+            return Err("DER decode: tbsCertList is not a SEQUENCE".into());
+        };
+        let Some((0x30, outer_alg, rest)) = tlv(rest) else {
+            return Err("DER decode: signatureAlgorithm is not a SEQUENCE".into());
+        };
+        let Some((0x03, bits, [])) = tlv(rest) else {
+            return Err("DER decode: signatureValue is not a trailing BIT STRING".into());
+        };
+        // Only a whole-byte BIT STRING can hold a DER signature.
+        let signature = match bits.split_first() {
+            Some((0, sig)) => sig.to_vec(),
+            _ => Vec::new(),
+        };
+
+        if let Some((0x02, _, rest)) = tlv(tbs) {
+            tbs = rest;
+        }
+        let Some((0x30, tbs_alg, rest)) = tlv(tbs) else {
+            return Err("DER decode: tbsCertList.signature is not a SEQUENCE".into());
+        };
+        let Some((0x30, issuer_whole, rest)) = next(rest) else {
+            return Err("DER decode: tbsCertList.issuer is not a SEQUENCE".into());
+        };
+        let issuer =
+            Name::from_der(issuer_whole).map_err(|e| format!("DER decode: issuer: {e}"))?;
+        let Some((0x17 | 0x18, this_whole, mut rest)) = next(rest) else {
+            return Err("DER decode: tbsCertList.thisUpdate is not a Time".into());
+        };
+        let this_update = time("thisUpdate", this_whole)?;
+        let mut next_update = None;
+        if let Some((0x17 | 0x18, whole, after)) = next(rest) {
+            next_update = Some(time("nextUpdate", whole)?);
+            rest = after;
+        }
+        let mut revoked = Vec::new();
+        if let Some((0x30, entries, after)) = tlv(rest) {
+            revoked = revoked_serials(entries)?;
+            rest = after;
+        }
+        let mut number = None;
+        if let Some((0xa0, exts, after)) = tlv(rest) {
+            number = crl_number(exts)?;
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "DER decode: {} unexpected trailing bytes in tbsCertList",
+                rest.len()
+            ));
+        }
         Ok(Crl {
             der: der.to_vec(),
-            issuer: tbs.issuer.clone(),
-            this_update: unix(tbs.this_update),
-            next_update: tbs.next_update.map(unix),
+            issuer,
+            this_update,
+            next_update,
             number,
             revoked,
-            signature: cl.signature.as_bytes().unwrap_or(&[]).to_vec(),
-            algorithm_ok: cl.signature_algorithm.oid == OID_ECDSA_SHA256
-                && tbs.signature.oid == OID_ECDSA_SHA256,
+            signature,
+            algorithm_ok: is_ecdsa_sha256(outer_alg) && is_ecdsa_sha256(tbs_alg),
         })
     }
 
@@ -183,5 +335,17 @@ mod tests {
         assert!(crl_der_from_any(b"zz").is_err());
         assert!(crl_der_from_any(b"-----BEGIN X509 CRL-----").is_err());
         assert!(Crl::from_der(&[0x30, 0]).is_err());
+        let e = crl_der_from_any(b"300").unwrap_err();
+        assert!(e.contains("odd number of hex digits (3)"), "{e}");
+        assert_eq!(crl_der_from_any(b"aBcD").unwrap(), vec![0xab, 0xcd]);
+    }
+
+    #[test]
+    fn framing_errors_name_the_field() {
+        // SEQUENCE { SEQUENCE {}, SEQUENCE {}, BIT STRING } with an empty TBS.
+        let e = Crl::from_der(&[0x30, 0x07, 0x30, 0x00, 0x30, 0x00, 0x03, 0x01, 0x00]).unwrap_err();
+        assert!(e.contains("tbsCertList.signature"), "{e}");
+        let e = Crl::from_der(&[0x30, 0x04, 0x30, 0x00, 0x30, 0x00]).unwrap_err();
+        assert!(e.contains("signatureValue"), "{e}");
     }
 }

@@ -13,13 +13,15 @@ use crate::collateral::Collateral;
 use crate::crl::Crl;
 use crate::ecdsa::P256Key;
 use crate::error::DcapError;
-use crate::pck::{pck_extension, pem_certificates, platform_instance_id, PckExtension};
+use crate::pck::{
+    pck_extension, pem_certificates, platform_instance_id_of_leaf, split_pem, PckExtension,
+};
 use crate::tcb_info::{QeIdentity, TcbInfo, TcbStatus};
 use crate::time::format_rfc3339;
 use crate::verify::{
     check_pem_chain, check_qe_binding, check_qe_report_signature, check_quote_signature,
-    check_raw_signature, p256_key, pck_chain_with, unix, CheckedChain, PckChain, SeenSignatures,
-    INTEL_SGX_ROOT_CA_SHA256,
+    check_raw_signature, check_split_chain, p256_key, pck_chain_with, unix, CheckedChain, PckChain,
+    SeenSignatures, INTEL_SGX_ROOT_CA_SHA256,
 };
 use crate::{parse_quote, Quote};
 
@@ -207,8 +209,11 @@ pub(crate) fn check_collateral(
     let mut windows = tcb_chain.windows();
     windows.extend(qe_chain.windows());
     let mut pck_crl_signer_der = None;
-    if !pem_certificates(&c.pck_crl_issuer_chain).is_empty() {
-        let chain = check_pem_chain(&c.pck_crl_issuer_chain, &PCK_CRL_ROLES, trusted, seen)
+    // An issuer chain without one decodable certificate means "use the
+    // quote's PCK CA" (checked per quote in `appraise`).
+    let pck_crl_split = split_pem(&c.pck_crl_issuer_chain);
+    if !pck_crl_split.ders.is_empty() {
+        let chain = check_split_chain(pck_crl_split, &PCK_CRL_ROLES, trusted, seen)
             .map_err(|e| DcapError::PckCrlIssuerChain(e.to_string()))?;
         if chain.root_sha256 != tcb_chain.root_sha256 {
             return Err(DcapError::PckCrlIssuerChain(format!(
@@ -283,11 +288,12 @@ pub(crate) fn check_pck(
             .cert(1)
             .ok_or_else(|| DcapError::PckCaType("PCK chain has no CA certificate".into()))?,
     )?;
+    let platform_instance_id = platform_instance_id_of_leaf(chain.leaf_der());
     Ok(CheckedPck {
         chain,
         ext,
         ca,
-        platform_instance_id: platform_instance_id(&quote.signature.pck_cert_chain),
+        platform_instance_id,
     })
 }
 

@@ -12,34 +12,81 @@ const SGX_EXT_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x0
 /// Sub-OID .6 (PlatformInstanceID) is SGX_EXT_OID followed by 0x06.
 const SGX_PIID_LAST: u8 = 0x06;
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
+/// First occurrence of `needle` in `hay`. Scans for the needle's first byte
+/// and only then compares, which is what makes splitting a chain cheap: PEM
+/// text rarely contains that byte outside the markers.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, tail) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = hay.get(from..)?.iter().position(|&b| b == first) {
+        let at = from + i;
+        if hay.get(at + 1..)?.starts_with(tail) {
+            return Some(at);
+        }
+        from = at + 1;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    None
+}
+
+fn count(mut hay: &[u8], needle: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some(i) = find(hay, needle) {
+        n += 1;
+        hay = hay.get(i + needle.len()..).unwrap_or(&[]);
+    }
+    n
+}
+
+/// The `CERTIFICATE` blocks of a PEM chain, split in one pass.
+pub(crate) struct PemSplit {
+    /// Number of `BEGIN CERTIFICATE` markers (with or without an `END`).
+    pub(crate) blocks: usize,
+    /// DER of every block whose base64 decodes, in order.
+    pub(crate) ders: Vec<Vec<u8>>,
+}
+
+pub(crate) fn split_pem(chain: &[u8]) -> PemSplit {
+    let mut split = PemSplit {
+        blocks: 0,
+        ders: Vec::with_capacity(3),
+    };
+    // One scratch buffer for the whitespace-free base64 of every block.
+    let mut b64 = Vec::new();
+    let mut rest = chain;
+    while let Some(b) = find(rest, PEM_BEGIN) {
+        let after = rest.get(b + PEM_BEGIN.len()..).unwrap_or(&[]);
+        split.blocks += 1;
+        let Some(e) = find(after, PEM_END) else {
+            split.blocks += count(after, PEM_BEGIN);
+            break;
+        };
+        // A BEGIN inside a block still counts, as a block that fails.
+        split.blocks += count(after.get(..e).unwrap_or(&[]), PEM_BEGIN);
+        b64.clear();
+        b64.extend(
+            after
+                .get(..e)
+                .unwrap_or(&[])
+                .iter()
+                .copied()
+                .filter(|c| !c.is_ascii_whitespace()),
+        );
+        let mut der = Vec::with_capacity(b64.len() / 4 * 3 + 3);
+        if base64::engine::general_purpose::STANDARD
+            .decode_vec(&b64, &mut der)
+            .is_ok()
+        {
+            split.ders.push(der);
+        }
+        rest = after.get(e + PEM_END.len()..).unwrap_or(&[]);
+    }
+    split
 }
 
 /// Decode every `CERTIFICATE` PEM block of `chain` to DER, in order.
 /// Blocks whose base64 does not decode are skipped.
 pub fn pem_certificates(chain: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = chain;
-    while let Some(b) = find(rest, PEM_BEGIN) {
-        let after = rest.get(b + PEM_BEGIN.len()..).unwrap_or(&[]);
-        let Some(e) = find(after, PEM_END) else { break };
-        let body: Vec<u8> = after
-            .get(..e)
-            .unwrap_or(&[])
-            .iter()
-            .copied()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&body) {
-            out.push(der);
-        }
-        rest = after.get(e + PEM_END.len()..).unwrap_or(&[]);
-    }
-    out
+    split_pem(chain).ders
 }
 
 /// One DER TLV: returns (tag, content, rest). Single-byte tags only,
@@ -113,8 +160,11 @@ fn sgx_extension(cert_der: &[u8]) -> Option<&[u8]> {
 /// `None` when the leaf has no such field (e.g. Processor-CA PCK certs) or
 /// the chain cannot be decoded.
 pub fn platform_instance_id(chain: &[u8]) -> Option<[u8; 16]> {
-    let certs = pem_certificates(chain);
-    let leaf = certs.first()?;
+    platform_instance_id_of_leaf(pem_certificates(chain).first()?)
+}
+
+/// [`platform_instance_id`] of an already decoded PCK leaf (DER).
+pub(crate) fn platform_instance_id_of_leaf(leaf: &[u8]) -> Option<[u8; 16]> {
     let sgx = sgx_extension(leaf)?;
     for (tag, item) in children(sgx) {
         if tag != 0x30 {
@@ -327,6 +377,23 @@ pub fn pck_extension(leaf_der: &[u8]) -> Result<PckExtension, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_counts_every_begin_marker() {
+        let ok = b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        let s = split_pem(ok);
+        assert_eq!((s.blocks, s.ders), (1, vec![vec![0x30, 0]]));
+        let mut two = ok.to_vec();
+        two.extend_from_slice(b"-----BEGIN CERTIFICATE-----\nMAA=\n");
+        let s = split_pem(&two);
+        assert_eq!((s.blocks, s.ders.len()), (2, 1));
+        let nested = b"-----BEGIN CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----";
+        let s = split_pem(nested);
+        assert_eq!((s.blocks, s.ders.len()), (2, 0));
+        assert_eq!(find(b"a-b--c", b"--c"), Some(3));
+        assert_eq!(find(b"--", b"---"), None);
+        assert_eq!(find(b"abc", b""), None);
+    }
 
     #[test]
     fn garbage_does_not_panic() {

@@ -2,7 +2,7 @@
 //! JSON documents (spec §2.6 items 3, 6, 8, 9). Parsed from the exact signed
 //! bytes after their signature has been checked.
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::time::parse_rfc3339;
 
@@ -124,102 +124,184 @@ pub struct QeIdentity {
 
 type R<T> = Result<T, String>;
 
-fn field<'a>(v: &'a Value, path: &str, key: &str) -> R<&'a Value> {
-    v.get(key).ok_or_else(|| format!("{path}.{key} missing"))
+// The documents decode into these mirrors first: every member optional, so
+// a missing one is reported with its path below rather than as a bare serde
+// error, and unknown members are ignored as Intel adds them.
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTcbInfo {
+    id: Option<String>,
+    version: Option<u64>,
+    issue_date: Option<String>,
+    next_update: Option<String>,
+    fmspc: Option<String>,
+    pce_id: Option<String>,
+    tcb_evaluation_data_number: Option<u64>,
+    #[serde(default, deserialize_with = "not_null")]
+    tdx_module: Option<RawModule>,
+    #[serde(default, deserialize_with = "not_null")]
+    tdx_module_identities: Option<Vec<RawModule>>,
+    tcb_levels: Option<Vec<RawTcbLevel>>,
 }
 
-fn string<'a>(v: &'a Value, path: &str, key: &str) -> R<&'a str> {
-    field(v, path, key)?
-        .as_str()
-        .ok_or_else(|| format!("{path}.{key} is not a string"))
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawModule {
+    id: Option<String>,
+    mrsigner: Option<String>,
+    attributes: Option<String>,
+    attributes_mask: Option<String>,
+    tcb_levels: Option<Vec<RawIsvLevel>>,
 }
 
-fn number(v: &Value, path: &str, key: &str) -> R<u64> {
-    field(v, path, key)?
-        .as_u64()
-        .ok_or_else(|| format!("{path}.{key} is not a non-negative integer"))
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTcbLevel {
+    tcb: Option<RawPlatformTcb>,
+    tcb_date: Option<String>,
+    tcb_status: Option<String>,
+    #[serde(rename = "advisoryIDs", default, deserialize_with = "not_null")]
+    advisory_ids: Option<Vec<String>>,
 }
 
-fn small<T: TryFrom<u64>>(v: &Value, path: &str, key: &str) -> R<T> {
-    let n = number(v, path, key)?;
+#[derive(Deserialize)]
+struct RawPlatformTcb {
+    sgxtcbcomponents: Option<Vec<RawComponent>>,
+    pcesvn: Option<u64>,
+    tdxtcbcomponents: Option<Vec<RawComponent>>,
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    svn: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIsvLevel {
+    tcb: Option<RawIsvTcb>,
+    tcb_date: Option<String>,
+    tcb_status: Option<String>,
+    #[serde(rename = "advisoryIDs", default, deserialize_with = "not_null")]
+    advisory_ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawIsvTcb {
+    isvsvn: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawQeIdentity {
+    id: Option<String>,
+    version: Option<u64>,
+    issue_date: Option<String>,
+    next_update: Option<String>,
+    tcb_evaluation_data_number: Option<u64>,
+    miscselect: Option<String>,
+    miscselect_mask: Option<String>,
+    attributes: Option<String>,
+    attributes_mask: Option<String>,
+    mrsigner: Option<String>,
+    isvprodid: Option<u64>,
+    tcb_levels: Option<Vec<RawIsvLevel>>,
+}
+
+/// Where a member sits in the document, formatted only when an error names
+/// it (building every level's path eagerly was a measurable share of the
+/// parse).
+enum Path<'a> {
+    Root(&'static str),
+    /// `{parent}.{key}`
+    Member(&'a Path<'a>, &'static str),
+    /// `{parent}.{key}[{index}]`
+    Item(&'a Path<'a>, &'static str, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(r) => f.write_str(r),
+            Path::Member(p, k) => write!(f, "{p}.{k}"),
+            Path::Item(p, k, i) => write!(f, "{p}.{k}[{i}]"),
+        }
+    }
+}
+
+/// For optional members whose absence means something (no module, no
+/// advisories): an explicit `null` is a malformed document, not an absence.
+fn not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+fn present<T>(v: Option<T>, path: &Path<'_>, key: &str) -> R<T> {
+    v.ok_or_else(|| format!("{path}.{key} missing"))
+}
+
+fn small<T: TryFrom<u64>>(v: Option<u64>, path: &Path<'_>, key: &str) -> R<T> {
+    let n = present(v, path, key)?;
     T::try_from(n).map_err(|_| format!("{path}.{key} = {n} is out of range"))
 }
 
-fn date(v: &Value, path: &str, key: &str) -> R<i64> {
-    let s = string(v, path, key)?;
+fn date(v: Option<&str>, path: &Path<'_>, key: &str) -> R<i64> {
+    let s = present(v, path, key)?;
     parse_rfc3339(s).ok_or_else(|| format!("{path}.{key} = \"{s}\" is not an RFC 3339 date"))
 }
 
-fn hex_bytes(v: &Value, path: &str, key: &str) -> R<Vec<u8>> {
-    let s = string(v, path, key)?;
+fn hex_bytes(v: Option<&str>, path: &Path<'_>, key: &str) -> R<Vec<u8>> {
+    let s = present(v, path, key)?;
     hex::decode(s).map_err(|e| format!("{path}.{key} = \"{s}\" is not hex: {e}"))
 }
 
-fn hex_fixed<const N: usize>(v: &Value, path: &str, key: &str) -> R<[u8; N]> {
+fn hex_fixed<const N: usize>(v: Option<&str>, path: &Path<'_>, key: &str) -> R<[u8; N]> {
     let b = hex_bytes(v, path, key)?;
     b.as_slice()
         .try_into()
         .map_err(|_| format!("{path}.{key} has {} bytes, expected {N}", b.len()))
 }
 
-fn array<'a>(v: &'a Value, path: &str, key: &str) -> R<&'a Vec<Value>> {
-    field(v, path, key)?
-        .as_array()
-        .ok_or_else(|| format!("{path}.{key} is not an array"))
-}
-
-fn status(v: &Value, path: &str) -> R<TcbStatus> {
-    let s = string(v, path, "tcbStatus")?;
+fn status(v: Option<&str>, path: &Path<'_>) -> R<TcbStatus> {
+    let s = present(v, path, "tcbStatus")?;
     TcbStatus::from_collateral(s).ok_or_else(|| format!("{path}.tcbStatus \"{s}\" is unknown"))
 }
 
-fn advisories(v: &Value, path: &str) -> R<Vec<String>> {
-    let Some(a) = v.get("advisoryIDs") else {
-        return Ok(Vec::new());
-    };
-    a.as_array()
-        .ok_or_else(|| format!("{path}.advisoryIDs is not an array"))?
-        .iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("{path}.advisoryIDs has a non-string entry"))
-        })
-        .collect()
-}
-
-fn components(v: &Value, path: &str, key: &str) -> R<[u8; 16]> {
-    let a = array(v, path, key)?;
+fn components(v: Option<Vec<RawComponent>>, path: &Path<'_>, key: &'static str) -> R<[u8; 16]> {
+    let a = present(v, path, key)?;
     if a.len() != 16 {
         return Err(format!("{path}.{key} has {} entries, expected 16", a.len()));
     }
     let mut out = [0u8; 16];
     for (i, (c, slot)) in a.iter().zip(out.iter_mut()).enumerate() {
-        *slot = small(c, &format!("{path}.{key}[{i}]"), "svn")?;
+        *slot = small(c.svn, &Path::Item(path, key, i), "svn")?;
     }
     Ok(out)
 }
 
-fn isv_levels(v: &Value, path: &str) -> R<Vec<IsvLevel>> {
-    array(v, path, "tcbLevels")?
-        .iter()
+fn isv_levels(v: Option<Vec<RawIsvLevel>>, path: &Path<'_>) -> R<Vec<IsvLevel>> {
+    present(v, path, "tcbLevels")?
+        .into_iter()
         .enumerate()
         .map(|(i, l)| {
-            let p = format!("{path}.tcbLevels[{i}]");
+            let p = Path::Item(path, "tcbLevels", i);
+            let tcb = present(l.tcb, &p, "tcb")?;
             Ok(IsvLevel {
-                isv_svn: small(field(l, &p, "tcb")?, &format!("{p}.tcb"), "isvsvn")?,
-                tcb_date: date(l, &p, "tcbDate")?,
-                status: status(l, &p)?,
-                advisory_ids: advisories(l, &p)?,
+                isv_svn: small(tcb.isvsvn, &Path::Member(&p, "tcb"), "isvsvn")?,
+                tcb_date: date(l.tcb_date.as_deref(), &p, "tcbDate")?,
+                status: status(l.tcb_status.as_deref(), &p)?,
+                advisory_ids: l.advisory_ids.unwrap_or_default(),
             })
         })
         .collect()
 }
 
-fn module(v: &Value, path: &str, with_levels: bool) -> R<ModuleIdentity> {
-    let mrsigner = hex_bytes(v, path, "mrsigner")?;
-    let attributes = hex_bytes(v, path, "attributes")?;
-    let attributes_mask = hex_bytes(v, path, "attributesMask")?;
+fn module(m: RawModule, path: &Path<'_>, with_levels: bool) -> R<ModuleIdentity> {
+    let mrsigner = hex_bytes(m.mrsigner.as_deref(), path, "mrsigner")?;
+    let attributes = hex_bytes(m.attributes.as_deref(), path, "attributes")?;
+    let attributes_mask = hex_bytes(m.attributes_mask.as_deref(), path, "attributesMask")?;
     if attributes.len() != attributes_mask.len() {
         return Err(format!(
             "{path}: attributes ({} bytes) and attributesMask ({} bytes) differ in length",
@@ -228,76 +310,74 @@ fn module(v: &Value, path: &str, with_levels: bool) -> R<ModuleIdentity> {
         ));
     }
     Ok(ModuleIdentity {
-        id: v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        id: m.id.unwrap_or_default(),
         mrsigner,
         attributes,
         attributes_mask,
         tcb_levels: if with_levels {
-            isv_levels(v, path)?
+            isv_levels(m.tcb_levels, path)?
         } else {
             Vec::new()
         },
     })
 }
 
-fn json(bytes: &[u8], what: &str) -> R<Value> {
-    serde_json::from_slice(bytes).map_err(|e| format!("{what} is not JSON: {e}"))
+fn json<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> R<T> {
+    serde_json::from_slice(bytes).map_err(|e| format!("{what} is not a well-formed document: {e}"))
 }
 
 impl TcbInfo {
     /// Parse and check the document type (`id` "TDX", `version` 3).
     pub fn parse(bytes: &[u8]) -> R<TcbInfo> {
-        let v = json(bytes, "tcbInfo")?;
-        let p = "tcbInfo";
-        let id = string(&v, p, "id")?.to_owned();
-        let version = number(&v, p, "version")?;
+        let v: RawTcbInfo = json(bytes, "tcbInfo")?;
+        let p = &Path::Root("tcbInfo");
+        let id = present(v.id, p, "id")?;
+        let version = present(v.version, p, "version")?;
         if id != "TDX" || version != 3 {
             return Err(format!(
                 "tcbInfo id \"{id}\" version {version} is not a TDX TCB info v3"
             ));
         }
-        let tdx_module = match v.get("tdxModule") {
-            Some(m) => Some(module(m, "tcbInfo.tdxModule", false)?),
+        let tdx_module = match v.tdx_module {
+            Some(m) => Some(module(m, &Path::Member(p, "tdxModule"), false)?),
             None => None,
         };
-        let tdx_module_identities = match v.get("tdxModuleIdentities") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .enumerate()
-                .map(|(i, m)| module(m, &format!("tcbInfo.tdxModuleIdentities[{i}]"), true))
-                .collect::<R<Vec<_>>>()?,
-            Some(_) => return Err("tcbInfo.tdxModuleIdentities is not an array".into()),
-            None => Vec::new(),
-        };
-        let tcb_levels = array(&v, p, "tcbLevels")?
-            .iter()
+        let tdx_module_identities = v
+            .tdx_module_identities
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| module(m, &Path::Item(p, "tdxModuleIdentities", i), true))
+            .collect::<R<Vec<_>>>()?;
+        let tcb_levels = present(v.tcb_levels, p, "tcbLevels")?
+            .into_iter()
             .enumerate()
             .map(|(i, l)| {
-                let lp = format!("tcbInfo.tcbLevels[{i}]");
-                let tcb = field(l, &lp, "tcb")?;
-                let tp = format!("{lp}.tcb");
+                let lp = Path::Item(p, "tcbLevels", i);
+                let tcb = present(l.tcb, &lp, "tcb")?;
+                let tp = Path::Member(&lp, "tcb");
                 Ok(TcbLevel {
-                    sgx_components: components(tcb, &tp, "sgxtcbcomponents")?,
-                    pce_svn: small(tcb, &tp, "pcesvn")?,
-                    tdx_components: components(tcb, &tp, "tdxtcbcomponents")?,
-                    tcb_date: date(l, &lp, "tcbDate")?,
-                    status: status(l, &lp)?,
-                    advisory_ids: advisories(l, &lp)?,
+                    sgx_components: components(tcb.sgxtcbcomponents, &tp, "sgxtcbcomponents")?,
+                    pce_svn: small(tcb.pcesvn, &tp, "pcesvn")?,
+                    tdx_components: components(tcb.tdxtcbcomponents, &tp, "tdxtcbcomponents")?,
+                    tcb_date: date(l.tcb_date.as_deref(), &lp, "tcbDate")?,
+                    status: status(l.tcb_status.as_deref(), &lp)?,
+                    advisory_ids: l.advisory_ids.unwrap_or_default(),
                 })
             })
             .collect::<R<Vec<_>>>()?;
         Ok(TcbInfo {
             id,
             version,
-            issue_date: date(&v, p, "issueDate")?,
-            next_update: date(&v, p, "nextUpdate")?,
-            fmspc: hex_fixed(&v, p, "fmspc")?,
-            pce_id: hex_fixed(&v, p, "pceId")?,
-            tcb_evaluation_data_number: number(&v, p, "tcbEvaluationDataNumber")?,
+            issue_date: date(v.issue_date.as_deref(), p, "issueDate")?,
+            next_update: date(v.next_update.as_deref(), p, "nextUpdate")?,
+            fmspc: hex_fixed(v.fmspc.as_deref(), p, "fmspc")?,
+            pce_id: hex_fixed(v.pce_id.as_deref(), p, "pceId")?,
+            tcb_evaluation_data_number: present(
+                v.tcb_evaluation_data_number,
+                p,
+                "tcbEvaluationDataNumber",
+            )?,
             tdx_module,
             tdx_module_identities,
             tcb_levels,
@@ -308,10 +388,10 @@ impl TcbInfo {
 impl QeIdentity {
     /// Parse and check the document type (`id` "TD_QE", `version` 2).
     pub fn parse(bytes: &[u8]) -> R<QeIdentity> {
-        let v = json(bytes, "enclaveIdentity")?;
-        let p = "enclaveIdentity";
-        let id = string(&v, p, "id")?.to_owned();
-        let version = number(&v, p, "version")?;
+        let v: RawQeIdentity = json(bytes, "enclaveIdentity")?;
+        let p = &Path::Root("enclaveIdentity");
+        let id = present(v.id, p, "id")?;
+        let version = present(v.version, p, "version")?;
         if id != "TD_QE" || version != 2 {
             return Err(format!(
                 "enclaveIdentity id \"{id}\" version {version} is not a TD_QE identity v2"
@@ -320,16 +400,20 @@ impl QeIdentity {
         Ok(QeIdentity {
             id,
             version,
-            issue_date: date(&v, p, "issueDate")?,
-            next_update: date(&v, p, "nextUpdate")?,
-            tcb_evaluation_data_number: number(&v, p, "tcbEvaluationDataNumber")?,
-            miscselect: hex_fixed(&v, p, "miscselect")?,
-            miscselect_mask: hex_fixed(&v, p, "miscselectMask")?,
-            attributes: hex_fixed(&v, p, "attributes")?,
-            attributes_mask: hex_fixed(&v, p, "attributesMask")?,
-            mrsigner: hex_fixed(&v, p, "mrsigner")?,
-            isv_prod_id: small(&v, p, "isvprodid")?,
-            tcb_levels: isv_levels(&v, p)?,
+            issue_date: date(v.issue_date.as_deref(), p, "issueDate")?,
+            next_update: date(v.next_update.as_deref(), p, "nextUpdate")?,
+            tcb_evaluation_data_number: present(
+                v.tcb_evaluation_data_number,
+                p,
+                "tcbEvaluationDataNumber",
+            )?,
+            miscselect: hex_fixed(v.miscselect.as_deref(), p, "miscselect")?,
+            miscselect_mask: hex_fixed(v.miscselect_mask.as_deref(), p, "miscselectMask")?,
+            attributes: hex_fixed(v.attributes.as_deref(), p, "attributes")?,
+            attributes_mask: hex_fixed(v.attributes_mask.as_deref(), p, "attributesMask")?,
+            mrsigner: hex_fixed(v.mrsigner.as_deref(), p, "mrsigner")?,
+            isv_prod_id: small(v.isvprodid, p, "isvprodid")?,
+            tcb_levels: isv_levels(v.tcb_levels, p)?,
         })
     }
 }
@@ -347,5 +431,12 @@ mod tests {
         let e = QeIdentity::parse(br#"{"id":"TD_QE","version":2,"issueDate":"x"}"#).unwrap_err();
         assert!(e.contains("issueDate"), "{e}");
         assert!(QeIdentity::parse(b"").is_err());
+        let e = TcbInfo::parse(br#"{"id":"TDX","version":3,"tdxModule":null}"#).unwrap_err();
+        assert!(e.contains("null"), "{e}");
+        let e = TcbInfo::parse(
+            br#"{"id":"TDX","version":3,"tcbLevels":[{"tcb":{},"advisoryIDs":null}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("null"), "{e}");
     }
 }

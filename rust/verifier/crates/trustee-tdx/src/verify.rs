@@ -22,13 +22,15 @@
 //! extensions (basic constraints, key usage), FMSPC/PCE-ID matching — see
 //! the `dcap` module for the full appraisal.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 use x509_cert::Certificate;
 
 use crate::ecdsa::P256Key;
-use crate::pck::{pem_certificates, tlv};
+use crate::pck::{split_pem, tlv, PemSplit};
 use crate::Quote;
 
 /// ecdsa-with-SHA256.
@@ -205,14 +207,19 @@ fn signed_parts<'a>(
     Ok((tbs, sig_der))
 }
 
-/// Certificate signatures already shown valid during one appraisal, as
-/// (certificate DER, issuer DER) pairs. The collateral chains and the
-/// quote's PCK chain repeat certificates (the PCK CA appears in the quote
-/// and in the PCK CRL issuer chain); an ECDSA check is a deterministic
-/// function of these bytes, so repeating it proves nothing new.
+/// What one appraisal has already established, shared by its chains: the
+/// collateral chains and the quote's PCK chain repeat certificates (the root
+/// in all three, the PCK CA in the quote and in the PCK CRL issuer chain).
+///
+/// * certificate signatures shown valid, as (certificate DER, issuer DER)
+///   pairs: an ECDSA check is a deterministic function of these bytes, so
+///   repeating it proves nothing new;
+/// * certificates already decoded, keyed by their DER, so each distinct
+///   certificate is decoded once.
 #[derive(Debug, Default)]
 pub(crate) struct SeenSignatures {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    decoded: Vec<(Vec<u8>, Arc<Certificate>)>,
 }
 
 impl SeenSignatures {
@@ -223,6 +230,14 @@ impl SeenSignatures {
     }
     fn record(&mut self, cert_der: &[u8], issuer_der: &[u8]) {
         self.pairs.push((cert_der.to_vec(), issuer_der.to_vec()));
+    }
+    fn decode(&mut self, der: &[u8]) -> Result<Arc<Certificate>, x509_cert::der::Error> {
+        if let Some((_, c)) = self.decoded.iter().find(|(d, _)| d.as_slice() == der) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(Certificate::from_der(der)?);
+        self.decoded.push((der.to_vec(), Arc::clone(&c)));
+        Ok(c)
     }
 }
 
@@ -281,7 +296,7 @@ impl std::fmt::Display for ChainFailure {
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedChain {
     pub(crate) ders: Vec<Vec<u8>>,
-    pub(crate) certs: Vec<Certificate>,
+    pub(crate) certs: Vec<Arc<Certificate>>,
     pub(crate) root_sha256: [u8; 32],
 }
 
@@ -306,8 +321,17 @@ pub(crate) fn check_pem_chain(
     trusted_roots_sha256: &[[u8; 32]],
     seen: &mut SeenSignatures,
 ) -> Result<CheckedChain, ChainFailure> {
-    let pem_blocks = count(pem, b"-----BEGIN CERTIFICATE-----");
-    let ders = pem_certificates(pem);
+    check_split_chain(split_pem(pem), roles, trusted_roots_sha256, seen)
+}
+
+/// [`check_pem_chain`] of a chain already split into blocks.
+pub(crate) fn check_split_chain(
+    split: PemSplit,
+    roles: &[&'static str],
+    trusted_roots_sha256: &[[u8; 32]],
+    seen: &mut SeenSignatures,
+) -> Result<CheckedChain, ChainFailure> {
+    let (pem_blocks, ders) = (split.blocks, split.ders);
     if ders.len() != pem_blocks {
         return Err(ChainFailure::Structure(format!(
             "{} of {pem_blocks} PEM certificate blocks have invalid base64",
@@ -334,7 +358,7 @@ pub(crate) fn check_der_chain(
     let role = |i: usize| roles.get(i).copied().unwrap_or("?");
     let mut certs = Vec::with_capacity(ders.len());
     for (i, der) in ders.iter().enumerate() {
-        let c = Certificate::from_der(der).map_err(|e| {
+        let c = seen.decode(der).map_err(|e| {
             ChainFailure::Structure(format!(
                 "certificate {i} ({}) does not decode: {e}",
                 role(i)
@@ -427,7 +451,7 @@ impl PckChain {
         self.chain.root_sha256
     }
     pub(crate) fn cert(&self, i: usize) -> Option<&Certificate> {
-        self.chain.certs.get(i)
+        self.chain.certs.get(i).map(Arc::as_ref)
     }
 }
 
@@ -585,11 +609,4 @@ pub fn verify_signatures(
         chain_not_after,
         validity_checked_at: now_unix,
     })
-}
-
-fn count(hay: &[u8], needle: &[u8]) -> usize {
-    if needle.is_empty() {
-        return 0;
-    }
-    hay.windows(needle.len()).filter(|w| *w == needle).count()
 }

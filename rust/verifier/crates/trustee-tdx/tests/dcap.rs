@@ -425,3 +425,28 @@ fn verifier_rechecks_collateral_edited_after_construction() {
     assert!(matches!(e, DcapError::TcbInfoSignature(_)), "{e}");
     v.verify_quote(&q, &c, &opts).unwrap();
 }
+
+/// The CRL decoder reads only the fields the appraisal needs; a complete
+/// X.509 decoding of the real Intel CRLs must agree on every one of them.
+#[test]
+fn crl_fields_agree_with_a_full_x509_decoding() {
+    use x509_cert::der::Decode as _;
+    let Some((_, c)) = qvl_sample() else { return };
+    for der in [&c.pck_crl, &c.root_ca_crl] {
+        let ours = trustee_tdx::Crl::from_der(der).expect("sample CRL decodes");
+        let full = x509_cert::crl::CertificateList::from_der(der).expect("full decode");
+        let tbs = &full.tbs_cert_list;
+        let secs = |t: x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
+        assert_eq!(ours.this_update, secs(tbs.this_update));
+        assert_eq!(ours.next_update, tbs.next_update.map(secs));
+        assert_eq!(ours.issuer_string(), tbs.issuer.to_string());
+        let serials: Vec<Vec<u8>> = tbs
+            .revoked_certificates
+            .iter()
+            .flatten()
+            .map(|r| trustee_tdx::normalize_serial(r.serial_number.as_bytes()).to_vec())
+            .collect();
+        assert_eq!(ours.revoked, serials);
+        assert_eq!(ours.number, Some(1));
+    }
+}
