@@ -93,3 +93,19 @@ class Policy:
         returns the value's JSON text or None (the policy then sees ``null``); without it
         every lookup yields ``null``. Releases the GIL; raises PolicyEvalError.
         """
+
+    def explain(
+        self,
+        input_json: str,
+        data_json: str | None,
+        rules: list[str],
+        reference_values: Callable[[str], str | None] | None = None,
+    ) -> str:
+        """Evaluate ``rules`` like ``evaluate`` and return the explanation as JSON text.
+
+        ``{"decision": {rule: value}, "rules": [{"rule", "status", "value", "because":
+        [{"line", "end_line", "text"}], "failed": [{"line", "col", "text", "definition",
+        "definition_line"}], "unexplained"?: [...]}]}``; ``failed`` is filled only for a rule
+        that is false, undefined or took its ``default``. Slower than ``evaluate``. Releases
+        the GIL; raises PolicyEvalError.
+        """

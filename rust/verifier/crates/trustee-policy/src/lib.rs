@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use regorus::{Engine, PolicyLengthConfig, Value};
 use thiserror::Error;
 
+mod explain;
 mod syntax;
 
+pub use explain::{Definition, DefinitionStatus, Explanation, Expression, RuleExplanation};
 pub use syntax::Syntax;
 
 /// Name of the custom builtin through which policies read reference values.
@@ -72,6 +74,8 @@ pub struct CompiledPolicy {
     engine: Engine,
     syntax: Syntax,
     package_path: String,
+    /// The policy as written; explanations compile it again next to generated rules.
+    text: Arc<str>,
     /// Engines with a data document already added and analysed, most recently used last.
     /// Adding data makes regorus redo its analysis on every clone; preparing once per
     /// document and cloning that engine skips it.
@@ -80,14 +84,21 @@ pub struct CompiledPolicy {
 
 impl Clone for CompiledPolicy {
     fn clone(&self) -> Self {
-        Self::new(self.engine.clone(), self.syntax, self.package_path.clone())
+        Self::new(
+            self.engine.clone(),
+            self.syntax,
+            self.package_path.clone(),
+            Arc::clone(&self.text),
+        )
     }
 }
 
 impl CompiledPolicy {
     pub fn compile(text: &str) -> Result<CompiledPolicy, PolicyError> {
         let v1_err = match prepared_engine(text, Syntax::V1) {
-            Ok((engine, package_path)) => return Ok(Self::new(engine, Syntax::V1, package_path)),
+            Ok((engine, package_path)) => {
+                return Ok(Self::new(engine, Syntax::V1, package_path, text.into()))
+            }
             Err(BuildError::Analysis(msg)) => {
                 // It parsed as v1, so v1 is what the author wrote; re-reading it as v0 could
                 // only change its meaning, never fix the analysis error.
@@ -107,7 +118,9 @@ impl CompiledPolicy {
             }));
         }
         match prepared_engine(text, Syntax::V0) {
-            Ok((engine, package_path)) => Ok(Self::new(engine, Syntax::V0, package_path)),
+            Ok((engine, package_path)) => {
+                Ok(Self::new(engine, Syntax::V0, package_path, text.into()))
+            }
             Err(BuildError::Parse(v0_err) | BuildError::Analysis(v0_err)) => {
                 Err(PolicyError::Compile(if looks_v0 {
                     format!("{v1_err}\n\nas Rego v0:\n{v0_err}")
@@ -118,11 +131,12 @@ impl CompiledPolicy {
         }
     }
 
-    fn new(engine: Engine, syntax: Syntax, package_path: String) -> Self {
+    fn new(engine: Engine, syntax: Syntax, package_path: String, text: Arc<str>) -> Self {
         Self {
             engine,
             syntax,
             package_path,
+            text,
             data_engines: Mutex::default(),
         }
     }
@@ -192,16 +206,7 @@ impl CompiledPolicy {
             .map_err(|e| PolicyError::Input(format!("policy input is not valid JSON: {e}")))?;
 
         let callback_error: Arc<Mutex<Option<String>>> = Arc::default();
-        let ext_error = Arc::clone(&callback_error);
-        engine
-            .add_extension(
-                QUERY_REFERENCE_VALUE.into(),
-                1,
-                Box::new(move |args: Vec<Value>| {
-                    query_reference_value(reference_values.as_deref(), &ext_error, args)
-                }),
-            )
-            .map_err(|e| PolicyError::Eval(clean(&e)))?;
+        add_reference_values(&mut engine, reference_values, &callback_error)?;
 
         let mut outcomes = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -230,14 +235,54 @@ impl CompiledPolicy {
     }
 }
 
+/// Backs `query_reference_value` with `reference_values`; a callback failure is parked in
+/// `callback_error` so the caller can report it rather than regorus's wrapping.
+fn add_reference_values(
+    engine: &mut Engine,
+    reference_values: Option<Arc<ReferenceValueFn>>,
+    callback_error: &Arc<Mutex<Option<String>>>,
+) -> Result<(), PolicyError> {
+    let ext_error = Arc::clone(callback_error);
+    engine
+        .add_extension(
+            QUERY_REFERENCE_VALUE.into(),
+            1,
+            Box::new(move |args: Vec<Value>| {
+                query_reference_value(reference_values.as_deref(), &ext_error, args)
+            }),
+        )
+        .map_err(|e| PolicyError::Eval(clean(&e)))
+}
+
 enum BuildError {
     Parse(String),
     Analysis(String),
 }
 
+impl BuildError {
+    fn message(self) -> String {
+        match self {
+            BuildError::Parse(msg) | BuildError::Analysis(msg) => msg,
+        }
+    }
+}
+
 /// Parses `text` under `syntax` and runs regorus's analysis pass (unsafe variables,
 /// recursion, …) so that clones start out prepared.
 fn prepared_engine(text: &str, syntax: Syntax) -> Result<(Engine, String), BuildError> {
+    let (engine, mut packages) =
+        build_engine(syntax, &[(SOURCE_NAME.to_owned(), text.to_owned())])?;
+    let package = packages
+        .pop()
+        .ok_or_else(|| BuildError::Parse("the policy declares no package".into()))?;
+    Ok((engine, package))
+}
+
+/// An analysed engine holding `sources` (`(file name, text)`); returns each one's package.
+fn build_engine(
+    syntax: Syntax,
+    sources: &[(String, String)],
+) -> Result<(Engine, Vec<String>), BuildError> {
     let mut engine = Engine::new();
     engine.set_rego_v0(syntax == Syntax::V0);
     // regorus's 1024-column default would reject long single-line policies, which YAML
@@ -247,11 +292,15 @@ fn prepared_engine(text: &str, syntax: Syntax) -> Result<(Engine, String), Build
         max_col: NonZeroU32::new(16 * 1024).unwrap_or(NonZeroU32::MIN),
         ..PolicyLengthConfig::default()
     });
-    let package_path = engine
-        .add_policy(SOURCE_NAME.into(), text.into())
-        .map_err(|e| BuildError::Parse(clean(&e)))?;
+    let mut packages = Vec::with_capacity(sources.len());
+    for (name, text) in sources {
+        let package = engine
+            .add_policy(name.clone(), text.clone())
+            .map_err(|e| BuildError::Parse(clean(&e)))?;
+        packages.push(package);
+    }
     prepare(&mut engine).map_err(BuildError::Analysis)?;
-    Ok((engine, package_path))
+    Ok((engine, packages))
 }
 
 /// Runs regorus's analysis pass. regorus has no public "prepare" call; evaluating `data`,

@@ -251,6 +251,39 @@ impl Policy {
         }
     }
 
+    /// JSON of the explanation of `rules`: the decision plus, per rule, the definitions that
+    /// produced it and where the others failed.
+    #[pyo3(signature = (input_json, data_json, rules, reference_values = None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        input_json: &str,
+        data_json: Option<&str>,
+        rules: Vec<String>,
+        reference_values: Option<Py<PyAny>>,
+    ) -> PyResult<String> {
+        let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let callback = reference_values.map(|f| python_callback(f, Arc::clone(&raised)));
+        let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+
+        let result = py.detach(|| {
+            self.inner
+                .explain(input_json, data_json, &rule_refs, callback)
+                .map(|explanation| explanation.to_json().to_string())
+        });
+
+        result.map_err(|err| {
+            let py_err = PolicyEvalError::new_err(err.to_string());
+            if let PolicyError::ReferenceValue(_) = err {
+                let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(cause) = cause {
+                    py_err.set_cause(py, Some(cause));
+                }
+            }
+            py_err
+        })
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<Policy {} syntax={}>",
