@@ -1,0 +1,86 @@
+"""`trustee audit verify FILE`: check the hash chain of a JSON Lines audit log.
+
+Exit codes: 0 the chain is intact (the event count on stdout), 1 the chain is broken (the first
+broken line and why on stdout), 2 usage errors (no such file, not an audit log at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trustee.audit.chain import GENESIS, verify_lines
+
+EXIT_OK = 0
+EXIT_BROKEN = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse would exit the interpreter; the caller wants an exit code back.
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trustee audit", description="Audit log tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    verify = sub.add_parser(
+        "verify",
+        help="check the hash chain of a JSON Lines audit log",
+        description=(
+            "Check that every line's prevhash is the SHA-256 of the line before it (exit 0), "
+            "or report the first line where the chain breaks (exit 1)."
+        ),
+    )
+    verify.add_argument("file", metavar="FILE")
+    verify.add_argument(
+        "--start",
+        metavar="HEX",
+        default=GENESIS,
+        help="prevhash the first line must carry, for a log that continues another "
+        "(default: 64 zeros)",
+    )
+    return parser
+
+
+def _verify(path: str, start: str) -> int:
+    if len(start) != 64 or any(c not in "0123456789abcdef" for c in start):
+        print(f"trustee audit verify: --start {start!r} is not 64 lowercase hex", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with open(path, "rb") as handle:
+            report = verify_lines(handle, start=start)
+    except OSError as exc:
+        print(f"trustee audit verify: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if report.first_break is not None and report.records_seen == 0:
+        print(
+            f"trustee audit verify: {path} is not a JSON Lines audit log "
+            f"(line {report.first_break.line}: {report.first_break.reason})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if report.first_break is not None:
+        broken = report.first_break
+        print(f"{path}: chain broken at line {broken.line}: {broken.reason}")
+        return EXIT_BROKEN
+    print(f"{path}: chain intact, {report.lines} event(s)")
+    return EXIT_OK
+
+
+def audit_main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command == "verify":
+        return _verify(args.file, args.start)
+    return EXIT_USAGE

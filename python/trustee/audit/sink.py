@@ -1,0 +1,28 @@
+"""The contract between the audit dispatcher and the places events go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from trustee.audit.event import AuditEvent
+
+
+class AuditSinkError(Exception):
+    """A sink could not deliver; the message says which sink, where and why."""
+
+
+class AuditSink(Protocol):
+    name: str
+
+    async def send(self, events: Sequence[AuditEvent]) -> None:
+        """Deliver the whole batch, or raise AuditSinkError so the dispatcher retries it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class AuditSinkFactory(Protocol):
+    """What registry lookups return: a sink class (or any object) building a sink from config."""
+
+    def from_config(self, table: Mapping[str, Any], key: str) -> AuditSink: ...

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustee.audit import registry
+from trustee.audit.config import dispatcher_from_config
+from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
+from trustee.audit.memory import MemorySink
+from trustee.audit.sinks_file import FileSink, StdoutSink
+
+
+def test_no_sinks_is_the_null_dispatcher() -> None:
+    assert isinstance(dispatcher_from_config([]), NullDispatcher)
+
+
+def test_builtin_sinks_and_common_keys(tmp_path: Path) -> None:
+    d = dispatcher_from_config(
+        [
+            {"type": "stdout"},
+            {
+                "type": "file",
+                "path": str(tmp_path / "a.jsonl"),
+                "required": True,
+                "queue_size": 5,
+                "block_timeout": 0.5,
+                "batch_size": 7,
+            },
+        ]
+    )
+    assert isinstance(d, AuditDispatcher)
+    assert set(d.stats()) == {"stdout", f"file:{tmp_path / 'a.jsonl'}"}
+    specs = [s.spec for s in d._states]
+    assert isinstance(specs[0].sink, StdoutSink)
+    assert isinstance(specs[1].sink, FileSink)
+    assert (specs[1].required, specs[1].queue_size, specs[1].block_timeout) == (True, 5, 0.5)
+    assert specs[1].batch_size == 7
+    assert (specs[0].required, specs[0].queue_size, specs[0].batch_size) == (False, 10000, 100)
+
+
+@pytest.mark.parametrize(
+    ("table", "where"),
+    [
+        ({"path": "x"}, r"audit\.sinks\[1\]\.type: None"),
+        (
+            {"type": "carrier-pigeon"},
+            r"audit\.sinks\[1\]\.type: unknown sink type 'carrier-pigeon'",
+        ),
+        ({"type": "stdout", "required": "yes"}, r"audit\.sinks\[1\]\.required:"),
+        ({"type": "stdout", "queue_size": 0}, r"audit\.sinks\[1\]\.queue_size: 0"),
+        ({"type": "stdout", "queue_size": True}, r"audit\.sinks\[1\]\.queue_size: True"),
+        ({"type": "stdout", "batch_size": 1.5}, r"audit\.sinks\[1\]\.batch_size: 1\.5"),
+        ({"type": "stdout", "block_timeout": -1}, r"audit\.sinks\[1\]\.block_timeout: -1"),
+        ({"type": "stdout", "block_timeout": float("inf")}, r"audit\.sinks\[1\]\.block_timeout"),
+        ({"type": "file"}, r"audit\.sinks\[1\]\.path:"),
+        ({"type": "stdout", "colour": True}, r"audit\.sinks\[1\]\.colour: unknown key"),
+    ],
+)
+def test_config_errors_name_the_key(table: dict[str, Any], where: str) -> None:
+    with pytest.raises(ValueError, match=f"^{where}"):
+        dispatcher_from_config([{"type": "stdout"}, table])
+
+
+def test_non_table_entries_rejected() -> None:
+    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]: expected a table, got str"):
+        dispatcher_from_config(["file"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^audit\.sinks: expected an array"):
+        dispatcher_from_config({"type": "file"})  # type: ignore[arg-type]
+
+
+def _fake_entry_points(value: str) -> Any:
+    points = importlib.metadata.EntryPoints(
+        [
+            importlib.metadata.EntryPoint(
+                name="memory", value=value, group=registry.ENTRY_POINT_GROUP
+            )
+        ]
+    )
+
+    def entry_points(**params: Any) -> importlib.metadata.EntryPoints:
+        return points.select(**params)
+
+    return entry_points
+
+
+def test_entry_point_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", _fake_entry_points("trustee.audit.memory:MemorySink")
+    )
+    assert "memory" in registry.known_sink_types()
+    d = dispatcher_from_config([{"type": "memory", "name": "third-party"}])
+    assert isinstance(d, AuditDispatcher)
+    assert isinstance(d._states[0].spec.sink, MemorySink)
+    assert set(d.stats()) == {"third-party"}
+
+
+def test_entry_point_cannot_shadow_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
+    points = importlib.metadata.EntryPoints(
+        [
+            importlib.metadata.EntryPoint(
+                name="stdout",
+                value="trustee.audit.memory:MemorySink",
+                group=registry.ENTRY_POINT_GROUP,
+            )
+        ]
+    )
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **p: points.select(**p))
+    assert registry.sink_factory("stdout", "k") is StdoutSink
+
+
+def test_entry_point_load_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", _fake_entry_points("no_such_module_xyz:Sink")
+    )
+    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.type: sink type 'memory' could not"):
+        dispatcher_from_config([{"type": "memory"}])
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", _fake_entry_points("trustee.audit:event")
+    )
+    with pytest.raises(ValueError, match="has no from_config"):
+        dispatcher_from_config([{"type": "memory"}])
