@@ -448,9 +448,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_server(
-    workdir: Path, profile: Path | None, extra_config: str = ""
-) -> Iterator[Server]:
+def running_server(workdir: Path, profile: Path | None, extra_config: str = "") -> Iterator[Server]:
     env = dict(os.environ)
     env.pop("KBS_CONFIG_FILE", None)
     env.setdefault("TRUSTEE_LOG", "info")

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,18 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     simulate.add_argument("rest", nargs=argparse.REMAINDER)
+    audit = sub.add_parser(
+        "audit",
+        help="audit log tools (`trustee audit verify FILE`: check a JSON Lines hash chain)",
+        add_help=False,
+    )
+    audit.add_argument("rest", nargs=argparse.REMAINDER)
+    policy = sub.add_parser(
+        "policy",
+        help="evaluate a policy against claims and explain the decision (`trustee policy eval`)",
+        add_help=False,
+    )
+    policy.add_argument("rest", nargs=argparse.REMAINDER)
     operator = sub.add_parser("operator", help="the Kubernetes operator's tools")
     operator_sub = operator.add_subparsers(dest="operator_command", required=True)
     render = operator_sub.add_parser(
@@ -257,16 +270,30 @@ def _operator_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delegated(name: str) -> Callable[[list[str]], int]:
+    # These commands own their command lines (and their --help); import them only when used.
+    if name == "audit":
+        from trustee.audit.cli import audit_main
+
+        return audit_main
+    if name == "policy":
+        from trustee.policy_cli import policy_main
+
+        return policy_main
+    from trustee.simulate.cli import simulate_main
+
+    return simulate_main
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("audit", "policy", "simulate"):
+        return _delegated(argv[0])(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args.config or os.environ.get("KBS_CONFIG_FILE"), args.socket)
     if args.command == "verify":
         return verify_cli.run(args)
-    if args.command == "simulate":
-        from trustee.simulate.cli import simulate_main
-
-        return simulate_main(args.rest)
     if args.command == "operator" and args.operator_command == "render":
         return _operator_render(args)
     return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import json
 import logging
@@ -22,12 +23,16 @@ from trustee.admin.auth import AdminAuthorizer, AdminDenied
 from trustee.attestation.policies import PolicyStoreError
 from trustee.attestation.rvps import RvpsError
 from trustee.attestation.service import AttestationFailure, AttestationService
+from trustee.audit import event as audit
+from trustee.audit.dispatcher import AuditDispatcher, AuditRequiredSinkError, NullDispatcher
+from trustee.audit.event import AuditEvent
 from trustee.config.model import Config
 from trustee.crypto.jws import JwsError, check_time_claims
 from trustee.metrics import Metrics
 from trustee.plugins.base import Plugin, PluginError, PluginRequest
 from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError
 from trustee.policy.engine import PolicyCompileError, PolicyEvalError
+from trustee.policy.explain import explain, reason_path
 from trustee.protocol import errors, rcar
 from trustee.protocol.errors import KbsError
 from trustee.protocol.headers import HeaderLookup, bearer_token
@@ -82,6 +87,15 @@ def error_reply(exc: KbsError) -> Reply:
     return Reply(status=exc.status, body=exc.body(), content_type=JSON)
 
 
+def _digest(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def token_id(token: str | None) -> str | None:
+    # EAR tokens carry no `jti`; the token's SHA-256 names it in audit events instead.
+    return None if token is None else _digest(token)[:32]
+
+
 def _b64url_nopad_or_pad(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"`{what}` is missing or not a string")
@@ -111,6 +125,7 @@ class Kbs:
         self.admin = admin
         self.timeout_min = config.attestation_service.timeout if config.attestation_service else 5
         self.metrics = Metrics()
+        self.audit: AuditDispatcher | NullDispatcher = NullDispatcher()
         self._verified_tokens: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._own_tokens_trusted = False
 
@@ -127,6 +142,18 @@ class Kbs:
             )
             return error_reply(exc)
 
+    async def _emit(self, event: AuditEvent) -> None:
+        try:
+            await self.audit.emit(event)
+        except AuditRequiredSinkError as exc:
+            # Only a sink declared `required` can fail a request; the decision is not released.
+            log.error("audit: %s", exc)
+            raise KbsError("AuditUnavailable", "Audit sink unavailable", str(exc)) from exc
+
+    @property
+    def auditing(self) -> bool:
+        return not isinstance(self.audit, NullDispatcher)
+
     async def _route(self, req: Request) -> Reply:
         name, _, rest = req.path.partition("/")
         segments = rest.split("/") if rest else []
@@ -134,44 +161,59 @@ class Kbs:
         if self.attestation is not None:
             if name == "auth" and m == "POST":
                 try:
-                    reply = await self.auth(req.body)
+                    reply = await self.auth(req.body, req.request_id)
                 except KbsError:
                     self.metrics.auth("error")
                     raise
                 self.metrics.auth("success")
                 return reply
             if name == "attest" and m == "POST":
-                return await self.attest(req.body, req.cookies.get(rcar.SESSION_COOKIE))
+                return await self.attest(
+                    req.body, req.cookies.get(rcar.SESSION_COOKIE), req.request_id
+                )
             if name == "attestation-policy" and m == "POST":
-                self._admin(req, name)
-                return await self.set_attestation_policy(req.body)
+                who = self._admin(req, name)
+                reply = await self.set_attestation_policy(req.body)
+                await self._admin_changed(req, who, "attestation")
+                return reply
             if name == "reference-value" and m == "GET":
                 self._admin(req, name)
                 return await self.get_reference_value("/".join(segments))
             if name == "reference-value" and m == "POST":
-                self._admin(req, name)
-                return await self.set_reference_value(req.body)
+                who = self._admin(req, name)
+                reply = await self.set_reference_value(req.body)
+                await self._admin_changed(req, who, "reference-value")
+                return reply
         if name == "resource-policy" and m == "POST":
-            self._admin(req, name)
-            return await self.set_resource_policy(req.body)
+            who = self._admin(req, name)
+            reply = await self.set_resource_policy(req.body)
+            await self._admin_changed(req, who, "resource")
+            return reply
         if name == "resource-policy" and m == "GET":
             self._admin(req, name)
             return await self.get_resource_policy()
+        if name == "policy-explain" and m == "POST":
+            self._admin(req, name)
+            return await self.explain_policy(req.body)
         return await self.plugin_request(req, name, segments)
 
     # ---- RCAR -------------------------------------------------------------------------------
 
-    async def auth(self, body: bytes) -> Reply:
+    async def auth(self, body: bytes, request_id: str = "") -> Reply:
         request = rcar.parse_auth_request(body, self.config.protocol.accepted_versions)
         session = rcar.new_session(request, self.timeout_min, time.time())
         await self.sessions.insert(session)
+        if self.auditing:
+            await self._emit(
+                audit.session_created(session.id, session.tee, request_id=request_id or None)
+            )
         return Reply(
             body=rcar.challenge_body(session),
             content_type=JSON,
             headers=[("Set-Cookie", rcar.set_cookie_value(session))],
         )
 
-    async def attest(self, body: bytes, cookie: str | None) -> Reply:
+    async def attest(self, body: bytes, cookie: str | None, request_id: str = "") -> Reply:
         assert self.attestation is not None
         if not cookie:
             raise errors.attest_failed("no kbs-session-id cookie; call /auth first")
@@ -187,15 +229,26 @@ class Kbs:
         try:
             attestation = rcar.parse_attestation(body, session.generation)
             requests = rcar.evidence_requests(session, attestation)
-        except KbsError:
+        except KbsError as exc:
             self.metrics.attestation(session.tee, "error")
+            await self._attestation_failed(session, body, exc.reason or exc.detail, request_id)
             raise
         try:
             appraised = await self.attestation.evaluate(requests, ["default"])
         except AttestationFailure as exc:
             self.metrics.attestation(session.tee, "failure")
+            await self._attestation_failed(session, body, exc.reason, request_id)
             raise errors.attest_failed(exc.reason) from exc
         self.metrics.attestation(session.tee, "success")
+        if self.auditing:
+            await self._attestation_verified(session, body, appraised.claims, request_id)
+            jti = token_id(appraised.token) or ""
+            exp = appraised.claims.get("exp")
+            await self._emit(
+                audit.token_issued(
+                    jti, exp if isinstance(exp, int) else 0, request_id=request_id or None
+                )
+            )
         session.token = appraised.token
         session.attested_claims = appraised.claims
         session.attested_claims_json = appraised.claims_json
@@ -212,9 +265,60 @@ class Kbs:
             body=rcar.token_body(appraised.token), content_type=JSON, headers=cookie_header
         )
 
+    async def _attestation_verified(
+        self, session: rcar.Session, body: bytes, claims: dict[str, Any], request_id: str
+    ) -> None:
+        for name, submod in claims.get("submods", {}).items():
+            await self._emit(
+                audit.attestation_verified(
+                    session.tee,
+                    session.generation,
+                    _digest(body),
+                    f"{name}:{session.tee}",
+                    str(submod.get("ear.appraisal-policy-id", "")),
+                    str(submod.get("ear.status", "")),
+                    submod.get("ear.trustworthiness-vector", {}),
+                    request_id or None,
+                )
+            )
+
+    async def _attestation_failed(
+        self, session: rcar.Session, body: bytes, reason: str, request_id: str
+    ) -> None:
+        if self.auditing:
+            await self._emit(
+                audit.attestation_failed(
+                    session.tee,
+                    session.generation,
+                    _digest(body),
+                    session.tee,
+                    None,
+                    reason,
+                    request_id or None,
+                )
+            )
+
+    async def _admin_changed(self, req: Request, identity: str, kind: str | None) -> None:
+        if not self.auditing:
+            return
+        digest = _digest(req.body)
+        await self._emit(
+            audit.admin_change(identity, req.uri, digest, request_id=req.request_id or None)
+        )
+        if kind == "reference-value":
+            await self._emit(
+                audit.reference_value_changed(
+                    req.uri.rsplit("/", 1)[-1], digest, request_id=req.request_id or None
+                )
+            )
+        elif kind is not None:
+            await self._emit(
+                audit.policy_changed(kind, req.uri, digest, request_id=req.request_id or None)
+            )
+
     # ---- admin endpoints --------------------------------------------------------------------
 
-    def _admin(self, req: Request, endpoint: str, plugin: bool = False) -> None:
+    def _admin(self, req: Request, endpoint: str, plugin: bool = False) -> str:
         try:
             identity = self.admin.authorize(req.headers, req.uri, req.peer_is_loopback)
         except AdminDenied as exc:
@@ -223,7 +327,9 @@ class Kbs:
             if plugin:
                 raise errors.admin_denied_plugin(exc.reason) from exc
             raise errors.admin_denied(endpoint, exc.reason) from exc
-        log.info("admin %s %s by %s", req.method, req.uri, identity.describe())
+        who = identity.describe()
+        log.info("admin %s %s by %s", req.method, req.uri, who)
+        return who
 
     async def set_attestation_policy(self, body: bytes) -> Reply:
         assert self.attestation is not None
@@ -271,6 +377,57 @@ class Kbs:
             return Reply(body=encoded.encode(), content_type="text/xml")
         return Reply(body=_compact(await self.resource_policy.ids()), content_type=JSON)
 
+    async def explain_policy(self, body: bytes) -> Reply:
+        """Evaluate a candidate (or the stored) policy against given claims; nothing is issued,
+        released or stored. Body: {"kind": "resource" | "attestation", "policy"?: base64url
+        Rego, "policy_id"?: stored attestation policy, "input": {...}, "data"?: {...},
+        "resource_path"?: "repo/type/tag", "rules"?: [...]}."""
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("body is not a JSON object")
+            kind = doc.get("kind", "resource")
+            if kind not in ("resource", "attestation"):
+                raise ValueError("`kind` must be 'resource' or 'attestation'")
+            input_doc = doc.get("input", {})
+            rules = doc.get("rules")
+            if rules is not None and not (
+                isinstance(rules, list) and all(isinstance(r, str) for r in rules)
+            ):
+                raise ValueError("`rules` must be a list of rule paths")
+            text = _b64url_nopad_or_pad(doc["policy"], "policy") if "policy" in doc else None
+        except ValueError as exc:
+            raise errors.policy_engine_error(f"policy-explain body: {exc}") from exc
+        data_doc = doc.get("data")
+        lookup = None
+        try:
+            if kind == "resource":
+                policy = (
+                    self.resource_policy.cache.compile(text)
+                    if text is not None
+                    else await self.resource_policy.current()
+                )
+                if data_doc is None and isinstance(doc.get("resource_path"), str):
+                    parts = doc["resource_path"].split("/")
+                    data_doc = self.resource_policy.document("resource", parts, {})
+                rules = rules or ["data.policy.allow"]
+            else:
+                if self.attestation is None:
+                    raise errors.policy_engine_error("this KBS has no attestation service")
+                if text is not None:
+                    policy = self.resource_policy.cache.compile(text)
+                else:
+                    policy = await self.attestation.policies.get(
+                        str(doc.get("policy_id", "default_cpu"))
+                    )
+                lookup = (await self.attestation.rvps.snapshot()).get
+                rules = rules or ["data.policy.trust_claims", "data.policy.extensions"]
+            result = explain(policy, input_doc, data_doc, rules, lookup)
+        except (PolicyCompileError, PolicyEvalError, PolicyStoreError) as exc:
+            raise errors.policy_engine_error(f"policy-explain: {exc}") from exc
+        result["reason"] = reason_path(result)
+        return Reply(body=_compact(result), content_type=JSON)
+
     async def set_reference_value(self, body: bytes) -> Reply:
         assert self.attestation is not None
         try:
@@ -300,7 +457,7 @@ class Kbs:
             raise errors.plugin_not_found(name)
         preq = PluginRequest(method=req.method, path=segments, query=req.query, body=req.body)
         if plugin.is_admin_request(preq):
-            self._admin(req, name, plugin=True)
+            who = self._admin(req, name, plugin=True)
             try:
                 out = await plugin.handle(preq)
             except PluginError as exc:
@@ -309,19 +466,56 @@ class Kbs:
                 self.metrics.resource_write("/".join(segments))
             elif name == "resource" and req.method == "DELETE":
                 self.metrics.resource_delete("/".join(segments))
+            await self._admin_changed(req, who, None)
             return Reply(body=out, content_type="text/xml")
-        claims, generation, claims_json = await self._attested_claims(req)
+        path = f"{name}/{'/'.join(segments)}"
         try:
-            allowed, why = await self.resource_policy.allows(
+            claims, generation, claims_json, token = await self._attested_claims(req)
+        except KbsError as exc:
+            if self.auditing:
+                await self._emit(
+                    audit.resource_denied(
+                        path,
+                        None,
+                        None,
+                        exc.reason or exc.detail,
+                        request_id=req.request_id or None,
+                    )
+                )
+            raise
+        try:
+            allowed, why, policy_digest = await self.resource_policy.decide(
                 claims, self.resource_policy.document(name, segments, req.query), claims_json
             )
         except (ResourcePolicyError, PolicyEvalError) as exc:
             self.metrics.policy_decision("error")
+            if self.auditing:
+                await self._emit(
+                    audit.resource_denied(
+                        path, None, token_id(token), str(exc), request_id=req.request_id or None
+                    )
+                )
             raise errors.policy_engine_error(str(exc)) from exc
         if not allowed:
             self.metrics.policy_decision("violation")
-            raise errors.policy_deny(f"{name}/{'/'.join(segments)}: {why}")
+            # The same reason path goes to the log line, the audit event and the error body.
+            why = await self.resource_policy.explain_deny(
+                claims, self.resource_policy.document(name, segments, req.query)
+            )
+            if self.auditing:
+                await self._emit(
+                    audit.resource_denied(
+                        path, policy_digest, token_id(token), why, request_id=req.request_id or None
+                    )
+                )
+            raise errors.policy_deny(f"{path}: {why}")
         self.metrics.policy_decision("approval")
+        if self.auditing:
+            await self._emit(
+                audit.resource_released(
+                    path, policy_digest, token_id(token), request_id=req.request_id or None
+                )
+            )
         if name == "resource":
             self.metrics.resource_read("/".join(segments))
         try:
@@ -342,7 +536,9 @@ class Kbs:
             raise errors.jwe_error(str(exc)) from exc
         return Reply(body=_compact(sealed), content_type=JSON)
 
-    async def _attested_claims(self, req: Request) -> tuple[dict[str, Any], str | None, str | None]:
+    async def _attested_claims(
+        self, req: Request
+    ) -> tuple[dict[str, Any], str | None, str | None, str]:
         """The verified claims, on the cookie path the session's protocol generation, and the
         claims' JSON text when it is at hand."""
         token: str | None = None
@@ -360,7 +556,12 @@ class Kbs:
                         check_time_claims(session.attested_claims, time.time(), LEEWAY_SECONDS)
                     except JwsError as exc:
                         raise errors.token_verifier_error(str(exc)) from exc
-                    return session.attested_claims, generation, session.attested_claims_json
+                    return (
+                        session.attested_claims,
+                        generation,
+                        session.attested_claims_json,
+                        token,
+                    )
         if token is None:
             token = bearer_token(req.headers)
         if token is None:
@@ -375,7 +576,7 @@ class Kbs:
             except JwsError as exc:
                 raise errors.token_verifier_error(str(exc)) from exc
             self._verified_tokens.move_to_end(token)
-            return claims, generation, None
+            return claims, generation, None, token
         try:
             claims = await self.token_verifier.verify(token)
         except TokenVerifyError as exc:
@@ -386,7 +587,7 @@ class Kbs:
         if generation is not None:
             # A session token is always one this process issued.
             self._own_tokens_trusted = True
-        return claims, generation, None
+        return claims, generation, None, token
 
 
 def _jwe_form(generation: str | None, tee_pubkey: Mapping[str, Any]) -> JweForm:

@@ -17,6 +17,7 @@ from trustee.attestation.policies import (
 )
 from trustee.attestation.rvps import ReferenceValueStore
 from trustee.attestation.service import AttestationService
+from trustee.audit.config import dispatcher_from_config
 from trustee.collateral import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import Config
@@ -200,4 +201,13 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
     )
     if attestation is not None:
         attestation.metrics = kbs.metrics
+    try:
+        kbs.audit = dispatcher_from_config(config.audit_sinks)
+    except ValueError as exc:
+        raise ConfigError("audit", str(exc), config.source) from exc
+    kbs.metrics.set_audit_stats(kbs.audit.stats)
+    for spec in config.audit_sinks:
+        log.info(
+            "audit sink: %s%s", spec.get("type"), " (required)" if spec.get("required") else ""
+        )
     return kbs

@@ -120,3 +120,42 @@ async def _stop(process: trio.Process) -> None:
         return
     process.kill()
     await process.wait()
+
+
+# A plain-HTTP development KBS: open admin API on loopback, header-JWK tokens, built-in AS,
+# resource plugin. Tests append their own tables (verifier_config, audit sinks, …).
+DEV_CONFIG = """
+[http_server]
+sockets = ["127.0.0.1:{port}"]
+insecure_http = true
+
+[admin]
+authorization_mode = "InsecureAllowAll"
+
+[attestation_token]
+insecure_header_jwk = true
+
+[attestation_service]
+type = "coco_as_builtin"
+
+[[plugins]]
+name = "resource"
+"""
+
+# Variables that switch the client to other attesters; tests set them explicitly when wanted.
+_ATTESTER_ENV = ("ENABLE_SAMPLE_DEVICE", "TRUSTEE_SIMULATED_")
+
+
+async def run_module(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`python -m <argv>` (trustee.cli, trustee.client.cli); (exit status, stdout, stderr)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_ATTESTER_ENV)}
+    result = await trio.run_process(
+        [sys.executable, "-m", *argv],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env={**base, **(env or {})},
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "Traceback" not in err, err
+    return result.returncode, out, err

@@ -12,14 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.e2e.harness import RunningKbs, run_kbs
+from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
 from trustee.crypto.b64 import b64url_encode
 
 SECRET = b"released to attested hardware"
@@ -30,19 +28,7 @@ OTHER = hashlib.sha384(b"some other image").hexdigest()
 
 
 async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = await trio.run_process(
-        [sys.executable, "-m", *argv],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTEE_SIM")},
-            **(env or {}),
-        },
-    )
-    out, err = result.stdout.decode(), result.stderr.decode()
-    assert "Traceback" not in err, err
-    return result.returncode, out, err
+    return await run_module(*argv, env=env)
 
 
 async def simulate(tee: str, directory: Path) -> None:
@@ -54,27 +40,14 @@ async def simulate(tee: str, directory: Path) -> None:
 
 
 def config(tdx: Path, snp: Path) -> str:
-    return f"""
-[http_server]
-sockets = ["127.0.0.1:{{port}}"]
-insecure_http = true
-
-[admin]
-authorization_mode = "InsecureAllowAll"
-
-[attestation_token]
-insecure_header_jwk = true
-
-[attestation_service]
-type = "coco_as_builtin"
-
+    return (
+        DEV_CONFIG
+        + f"""
 [attestation_service.verifier_config]
 insecure_test_roots = ["{tdx / "tdx-test-root.pem"}", "{snp / "snp-test-ark-ask.pem"}"]
 collateral = "{tdx / "tdx-collateral.json"}"
-
-[[plugins]]
-name = "resource"
 """
+    )
 
 
 def guest(tee: str, directory: Path, measurement: str) -> dict[str, str]:

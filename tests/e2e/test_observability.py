@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import sys
 from pathlib import Path
 
-import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import RunningKbs, run_kbs
+from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
 from trustee.crypto.b64 import b64url_encode
 
-CONFIG = """
-[http_server]
-sockets = ["127.0.0.1:{port}"]
-insecure_http = true
-
-[admin]
-authorization_mode = "InsecureAllowAll"
-
-[attestation_token]
-insecure_header_jwk = true
-
-[attestation_service]
-type = "coco_as_builtin"
-
-[[plugins]]
-name = "resource"
-"""
+CONFIG = DEV_CONFIG
 ALLOW_SAMPLE = (
     "package policy\nimport rego.v1\ndefault allow := false\n"
     'allow if input.submods.cpu0["ear.veraison.annotated-evidence"].sample\n'
@@ -38,18 +19,7 @@ ALLOW_SAMPLE = (
 
 
 async def client(*args: str) -> tuple[int, str, str]:
-    result = await trio.run_process(
-        [sys.executable, "-m", "trustee.client.cli", *args],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        env={
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("ENABLE_SAMPLE", "TRUSTEE_SIM"))
-        },
-    )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
+    return await run_module("trustee.client.cli", *args)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

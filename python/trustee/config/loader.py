@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from trustee.audit.config import dispatcher_from_config
 from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
@@ -114,6 +115,15 @@ def _build(root: Table) -> Config:
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
+    audit = root.table("audit")
+    if audit is not None:
+        config.audit_sinks = [t.data for t in audit.tables("sinks")]
+        try:
+            # Building the sinks opens nothing; it checks every key now, not at first use.
+            dispatcher_from_config(config.audit_sinks)
+        except ValueError as exc:
+            key, _, why = str(exc).partition(": ")
+            raise ConfigError(key, why or str(exc)) from exc
     if notes.legacy:
         config.dialect = "legacy"
         config.dialect_reason = ", ".join(notes.legacy)

@@ -156,6 +156,8 @@ class Config:
     plugins: list[PluginConfig] = field(default_factory=list)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     policy_engine: PolicyEngineConfig | None = None
+    # `[[audit.sinks]]` tables as written; trustee.audit.config builds the dispatcher.
+    audit_sinks: list[dict[str, Any]] = field(default_factory=list)
     dialect: Dialect = "head"
     dialect_reason: str = ""
     ignored_keys: list[str] = field(default_factory=list)

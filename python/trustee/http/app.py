@@ -26,6 +26,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("trustee.http")
 
 SESSION_PURGE_INTERVAL = 60.0
+AUDIT_FLUSH_SECONDS = 10.0
 
 
 def _response(reply: Reply) -> Response:
@@ -60,6 +61,12 @@ def create_app(kbs: Kbs) -> QuartTrio:
     @app.before_serving
     async def start_background() -> None:
         app.nursery.start_soon(purge_sessions)
+        await app.nursery.start(kbs.audit.run)
+
+    @app.after_serving
+    async def flush_audit() -> None:
+        # SIGINT/SIGTERM end up here: every sink gets a bounded time to drain its queue.
+        await kbs.audit.aclose(AUDIT_FLUSH_SECONDS)
 
     @app.route("/healthz", methods=["GET"])
     async def healthz() -> Response:

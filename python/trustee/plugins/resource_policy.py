@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 import trio
 
-from trustee.policy.engine import CompiledPolicy, PolicyCache, PolicyCompileError
+from trustee.policy.engine import (
+    CompiledPolicy,
+    PolicyCache,
+    PolicyCompileError,
+    PolicyEvalError,
+)
+from trustee.policy.explain import explain, reason_path
 from trustee.storage.atomic import write_atomically
 from trustee.storage.kv import NS_KBS, KeyValueStore, StorageError
 
@@ -124,6 +130,7 @@ class ResourcePolicy:
     ) -> None:
         self._source = source
         self._cache = cache
+        self.cache = cache  # for candidate policies (policy-explain): compiled, never stored
         self.legacy = legacy
         self.submod_alias = submod_alias
         self._compiled: CompiledPolicy | None = None
@@ -176,7 +183,25 @@ class ResourcePolicy:
     async def allows(
         self, claims: dict[str, Any], document: dict[str, Any], claims_json: str | None = None
     ) -> tuple[bool, str]:
-        """(allowed, explanation); explanation names the value the policy produced.
+        """(allowed, explanation); see `decide`."""
+        allowed, why, _digest = await self.decide(claims, document, claims_json)
+        return allowed, why
+
+    async def explain_deny(self, claims: dict[str, Any], document: dict[str, Any]) -> str:
+        """The reason path of a deny: which rule definition failed at which expression."""
+        policy = await self.current()
+        policy_input = with_submod_aliases(claims) if self.submod_alias else claims
+        try:
+            result = explain(policy, policy_input, document, ["data.policy.allow"])
+        except PolicyEvalError as exc:
+            return f"data.policy.allow: explanation failed: {exc}"
+        return f"{reason_path(result)} (policy {policy.digest[:12]})"
+
+    async def decide(
+        self, claims: dict[str, Any], document: dict[str, Any], claims_json: str | None = None
+    ) -> tuple[bool, str, str]:
+        """(allowed, explanation, policy digest); explanation names the value the policy
+        produced.
 
         `claims_json`, when given, is the JSON text of `claims` (saves serialising them again).
 
@@ -192,11 +217,11 @@ class ResourcePolicy:
             policy_input, document, ["data.policy.allow"], input_json=claims_json
         )
         if outcome.kind == "value" and outcome.value is True:
-            return True, "data.policy.allow = true"
+            return True, "data.policy.allow = true", policy.digest
         if outcome.kind == "value" and outcome.value is False:
-            return False, f"data.policy.allow = false (policy {policy.digest[:12]})"
+            return False, f"data.policy.allow = false (policy {policy.digest[:12]})", policy.digest
         produced = outcome.kind if outcome.kind != "value" else repr(outcome.value)
         what = f"data.policy.allow is {produced}"
         if self.legacy:
             raise ResourcePolicyError(f"{what}, not a boolean (policy {policy.digest[:12]})")
-        return False, f"{what} (policy {policy.digest[:12]})"
+        return False, f"{what} (policy {policy.digest[:12]})", policy.digest
