@@ -76,9 +76,18 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
             config.http_server.sockets = sockets
         log.info("trustee-py Key Broker Service %s", __version__)
         if config.http_server.worker_count > 1:
+            if config.session_kind() != "Redis":
+                raise ConfigError(
+                    "http_server.worker_count",
+                    f"{config.http_server.worker_count} workers need a shared session store; "
+                    'sessions are in memory (set session_storage_type = "Redis")',
+                    config.source,
+                )
+            # Worker processes are not implemented yet; replicas sharing Redis and
+            # PostgreSQL scale out instead.
             log.warning(
-                "http_server.worker_count = %d ignored: sessions are kept in memory, so one "
-                "worker serves all requests",
+                "http_server.worker_count = %d: one worker per process for now; run more "
+                "replicas against the shared stores to scale out",
                 config.http_server.worker_count,
             )
             config.http_server.worker_count = 1

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from trustee import jsonfast
 from trustee.admin.auth import AdminAuthorizer, AdminDenied
 from trustee.attestation.policies import PolicyStoreError
@@ -37,7 +39,8 @@ from trustee.protocol import errors, rcar
 from trustee.protocol.errors import KbsError
 from trustee.protocol.headers import HeaderLookup, bearer_token
 from trustee.protocol.jwe import JweError, JweForm, encrypt, form_for_protocol
-from trustee.storage.kv import StorageError
+from trustee.storage.kv import KeyValueStore, StorageError
+from trustee.storage.redis_sessions import SessionStoreUnavailable
 from trustee.storage.sessions import SessionStore
 from trustee.token.verifier import LEEWAY_SECONDS, AttestationTokenVerifier, TokenVerifyError
 
@@ -45,6 +48,7 @@ log = logging.getLogger("trustee.kbs")
 
 JSON = "application/json"
 VERIFIED_TOKEN_CACHE = 4096
+READINESS_TIMEOUT = 2.0
 BUILTIN_ATTESTATION = frozenset({"auth", "attest", "attestation-policy", "reference-value"})
 
 
@@ -87,6 +91,15 @@ def error_reply(exc: KbsError) -> Reply:
     return Reply(status=exc.status, body=exc.body(), content_type=JSON)
 
 
+def _store_error(path: str, reason: str) -> KbsError:
+    name = path.partition("/")[0]
+    if name == "auth":
+        return errors.auth_failed(f"session store unavailable: {reason}")
+    if name == "attest":
+        return errors.attest_failed(f"session store unavailable: {reason}")
+    return errors.plugin_internal_error(f"storage unavailable: {reason}")
+
+
 def _digest(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
@@ -125,13 +138,19 @@ class Kbs:
         self.admin = admin
         self.timeout_min = config.attestation_service.timeout if config.attestation_service else 5
         self.metrics = Metrics()
+        self.stores: list[KeyValueStore] = []  # probed by readiness
         self.audit: AuditDispatcher | NullDispatcher = NullDispatcher()
         self._verified_tokens: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._own_tokens_trusted = False
 
     async def handle(self, req: Request) -> Reply:
         try:
-            return await self._route(req)
+            try:
+                return await self._route(req)
+            except (SessionStoreUnavailable, StorageError) as exc:
+                # A store outage fails this request fast with upstream's error shape; the
+                # next request tries the store again.
+                raise _store_error(req.path, str(exc)) from exc
         except KbsError as exc:
             log.info(
                 "%s /kbs/v0/%s → %s: %s",
@@ -141,6 +160,19 @@ class Kbs:
                 exc.reason or exc.detail,
             )
             return error_reply(exc)
+
+    async def ready(self) -> tuple[bool, str]:
+        """Whether the stores answer: (ok, what failed)."""
+        try:
+            with trio.fail_after(READINESS_TIMEOUT):
+                await self.sessions.get("readiness-probe")
+                for store in self.stores:
+                    await store.get("kbs", "readiness-probe")
+        except (SessionStoreUnavailable, StorageError) as exc:
+            return False, str(exc)
+        except trio.TooSlowError:
+            return False, f"a store did not answer within {READINESS_TIMEOUT:g} s"
+        return True, ""
 
     async def _emit(self, event: AuditEvent) -> None:
         try:
@@ -249,10 +281,21 @@ class Kbs:
                     jti, exp if isinstance(exp, int) else 0, request_id=request_id or None
                 )
             )
-        session.token = appraised.token
-        session.attested_claims = appraised.claims
-        session.attested_claims_json = appraised.claims_json
-        await self.sessions.update(session)
+        try:
+            stored = await self.sessions.set_token_once(
+                session.id, appraised.token, appraised.claims, appraised.claims_json
+            )
+        except SessionStoreUnavailable as exc:
+            raise errors.attest_failed(f"session store: {exc}") from exc
+        if stored is None:
+            raise errors.attest_failed("the session expired during attestation")
+        if stored.token != appraised.token:
+            # Another request (maybe on another replica) attested this session first: answer
+            # with its token, as a repeated /attest would.
+            return Reply(
+                body=rcar.token_body(stored.token or ""), content_type=JSON, headers=cookie_header
+            )
+        session = stored
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
         log.info(
             "session %s attested (%s, protocol %s): %s",

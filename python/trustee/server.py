@@ -36,8 +36,9 @@ from trustee.storage.factory import StoreRegistry
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.localfs import LocalFsStore
 from trustee.storage.plaintree import PlainTreeStore
+from trustee.storage.redis_sessions import RedisSessionStore
 from trustee.storage.rvfile import ReferenceValueFile
-from trustee.storage.sessions import MemorySessionStore
+from trustee.storage.sessions import MemorySessionStore, SessionStore
 from trustee.token.verifier import (
     AttestationTokenVerifier,
     TokenVerifierConfig,
@@ -93,6 +94,13 @@ def build_hardware_verifier(table: dict[str, Any], source: str | None) -> Hardwa
     return HardwareVerifier(
         tdx_source=tdx, vek_source=vek, test_anchors=anchors, snp_allow_nonzero_vmpl=allow_vmpl
     )
+
+
+def _session_store(config: Config, stores: StoreRegistry) -> SessionStore:
+    if config.session_kind() == "Redis":
+        log.info("RCAR sessions in Redis (%s)", stores.redis().name)
+        return RedisSessionStore(stores.redis())
+    return MemorySessionStore()
 
 
 async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
@@ -192,13 +200,14 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
 
     kbs = Kbs(
         config=config,
-        sessions=MemorySessionStore(),
+        sessions=_session_store(config, stores),
         attestation=attestation,
         token_verifier=verifier,
         resource_policy=resource_policy,
         plugins=plugins,
         admin=admin,
     )
+    kbs.stores = [main_store]
     if attestation is not None:
         attestation.metrics = kbs.metrics
     try:

@@ -48,6 +48,7 @@ class ReferenceValueStore:
         self._store = store
         self._snapshot: dict[str, str] | None = None
         self._stamp: object = None
+        self._version: int | None = None
 
     async def register(self, message: bytes) -> list[str]:
         try:
@@ -105,6 +106,12 @@ class ReferenceValueStore:
             current = stamp()
             if current != self._stamp:
                 self._snapshot, self._stamp = None, current
+        version = getattr(self._store, "version", None)
+        if callable(version):
+            # A shared store (PostgreSQL, Redis) counts changes made by any replica.
+            seen = await version(NS_REFERENCE_VALUE)
+            if seen != self._version:
+                self._snapshot, self._version = None, seen
         if self._snapshot is None:
             values: dict[str, str] = {}
             for key in await self._store.list(NS_REFERENCE_VALUE):

@@ -6,6 +6,7 @@ Unknown keys are ignored as upstream does, except in `[admin]` where upstream de
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tomllib
 from importlib import resources
@@ -43,6 +44,8 @@ STORAGE_TYPES: dict[str, StorageType] = {
     "Memory": "Memory",
     "LocalFs": "LocalFs",
     "LocalJson": "LocalJson",
+    "Postgres": "Postgres",
+    "Redis": "Redis",
 }
 ADMIN_MODES: dict[str, AdminMode] = {
     "InsecureAllowAll": "InsecureAllowAll",
@@ -427,6 +430,25 @@ def _storage(t: Table | None) -> StorageConfig:
         local_json = backends.table("local_json")
         if local_json is not None:
             cfg.local_json_dir = local_json.get("file_dir_path", str, cfg.local_json_dir)
+        postgres = backends.table("postgres")
+        if postgres is not None:
+            for name, kind in (("host", str), ("username", str), ("password", str), ("db", str)):
+                if postgres.has(name):
+                    cfg.postgres[name] = postgres.req(name, kind)
+            if postgres.has("port"):
+                cfg.postgres["port"] = postgres.req("port", int)
+            if postgres.has("table"):
+                table = postgres.req("table", str)
+                if not re.match(r"^[a-z_][a-z0-9_]{0,50}$", table):
+                    raise ConfigError(postgres.key("table"), f"{table!r} is not a plain table name")
+                cfg.postgres["table"] = table
+        redis = backends.table("redis")
+        if redis is not None:
+            cfg.redis_url = redis.get("url", str, cfg.redis_url)
+    cfg.postgres_url = os.environ.get("POSTGRES_URL") or None
+    cfg.redis_url = os.environ.get("REDIS_URL") or cfg.redis_url
+    if cfg.redis_url and not cfg.redis_url.startswith("redis://"):
+        raise ConfigError("storage_backend.backends.redis.url", "expected redis://host:port/db")
     return cfg
 
 

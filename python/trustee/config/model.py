@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-StorageType = Literal["Memory", "LocalFs", "LocalJson"]
+StorageType = Literal["Memory", "LocalFs", "LocalJson", "Postgres", "Redis"]
 AdminMode = Literal[
     "InsecureAllowAll", "DenyAll", "AuthenticatedAuthorization", "LegacyPublicKey", "Simple"
 ]
@@ -120,6 +120,12 @@ class StorageConfig:
     storage_type: StorageType = "Memory"
     local_fs_dir: str = DEFAULT_LOCAL_FS_DIR
     local_json_dir: str = DEFAULT_LOCAL_JSON_DIR
+    # [storage_backend.backends.postgres]: host, port, username, password, db, table; or a URL
+    # (env POSTGRES_URL, which overrides the table).
+    postgres: dict[str, Any] = field(default_factory=dict)
+    postgres_url: str | None = None
+    # [storage_backend.backends.redis] url (env REDIS_URL overrides).
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
 
 @dataclass
@@ -163,3 +169,8 @@ class Config:
     ignored_keys: list[str] = field(default_factory=list)
     source: str | None = None
     development: bool = False
+
+    def session_kind(self) -> StorageType:
+        """Where RCAR sessions live: `session_storage_type`, else the storage backend's type.
+        Only Redis is shared between processes; every other kind keeps sessions in memory."""
+        return self.session_storage_type or self.storage_backend.storage_type

@@ -5,6 +5,7 @@ No protocol logic lives here; the KBS core decides, this layer only moves bytes.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -71,6 +72,15 @@ def create_app(kbs: Kbs) -> QuartTrio:
     @app.route("/healthz", methods=["GET"])
     async def healthz() -> Response:
         return Response(b"", status=200)
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz() -> Response:
+        # Liveness stays /healthz; readiness also asks the session and KV stores.
+        ok, why = await kbs.ready()
+        if ok:
+            return Response(b"", status=200)
+        body = json.dumps({"ready": False, "reason": why}).encode()
+        return Response(body, status=503, content_type="application/json")
 
     @app.route("/metrics", methods=["GET"])
     async def metrics() -> Response:

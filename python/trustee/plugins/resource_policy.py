@@ -85,6 +85,11 @@ class KvPolicySource:
     async def write_if_absent(self, text: str) -> bool:
         return await self._store.set(NS_KBS, _KEY, text.encode(), overwrite=False)
 
+    async def version(self) -> int | None:
+        """The namespace's change counter on a shared store (PostgreSQL, Redis), else None."""
+        counter = getattr(self._store, "version", None)
+        return await counter(NS_KBS) if callable(counter) else None
+
 
 class FilePolicySource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -135,6 +140,7 @@ class ResourcePolicy:
         self.submod_alias = submod_alias
         self._compiled: CompiledPolicy | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._version: int | None = None
 
     async def install_default(self) -> bool:
         name = "resource_default_legacy.rego" if self.legacy else "resource_default.rego"
@@ -160,6 +166,14 @@ class ResourcePolicy:
             stamp = self._source.stamp()
             if stamp != self._stamp:
                 self._compiled, self._stamp = None, stamp
+        elif isinstance(self._source, KvPolicySource):
+            # Another replica may have set a new policy in the shared store.
+            try:
+                version = await self._source.version()
+            except StorageError as exc:
+                raise ResourcePolicyError(f"cannot read the resource policy: {exc}") from exc
+            if version != self._version:
+                self._compiled, self._version = None, version
         if self._compiled is None:
             try:
                 text = await self._source.read()

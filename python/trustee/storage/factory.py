@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from trustee.config.model import StorageConfig, StorageType
+from trustee.redis_client import RedisClient
 from trustee.storage.kv import KeyValueStore
 from trustee.storage.localfs import LocalFsStore
 from trustee.storage.localjson import LocalJsonStore
 from trustee.storage.memory import MemoryStore
+from trustee.storage.postgres_kv import PostgresKvStore
+from trustee.storage.redis_kv import RedisKvStore
 
 
 class StoreRegistry:
     def __init__(self, config: StorageConfig) -> None:
         self.config = config
         self._stores: dict[str, KeyValueStore] = {}
+        self._redis: RedisClient | None = None
 
     def get(self, kind: StorageType | None = None) -> KeyValueStore:
         kind = kind or self.config.storage_type
@@ -20,13 +24,36 @@ class StoreRegistry:
             self._stores[kind] = self._open(kind)
         return self._stores[kind]
 
+    def redis(self) -> RedisClient:
+        """The one Redis client of this process (KV store and session store share it)."""
+        if self._redis is None:
+            self._redis = RedisClient(self.config.redis_url)
+        return self._redis
+
     def _open(self, kind: StorageType) -> KeyValueStore:
         if kind == "Memory":
             return MemoryStore()
         if kind == "LocalFs":
             return LocalFsStore(self.config.local_fs_dir)
+        if kind == "Postgres":
+            pg = self.config.postgres
+            table = str(pg.get("table", "kbs_kv"))
+            if self.config.postgres_url:
+                return PostgresKvStore.from_url(self.config.postgres_url, table=table)
+            return PostgresKvStore(
+                host=str(pg.get("host", "127.0.0.1")),
+                port=int(pg.get("port", 5432)),
+                username=str(pg.get("username", "postgres")),
+                password=str(pg.get("password", "")),
+                db=str(pg.get("db", "postgres")),
+                table=table,
+            )
+        if kind == "Redis":
+            return RedisKvStore(self.redis())
         return LocalJsonStore(self.config.local_json_dir)
 
     async def aclose(self) -> None:
         for store in self._stores.values():
             await store.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()

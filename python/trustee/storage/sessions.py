@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from trustee.protocol.rcar import Session
 
@@ -17,6 +17,17 @@ class SessionStore(Protocol):
         ...
 
     async def update(self, session: Session) -> None: ...
+
+    async def set_token_once(
+        self,
+        session_id: str,
+        token: str,
+        claims: dict[str, Any] | None,
+        claims_json: str | None,
+    ) -> Session | None:
+        """Store the token unless the session already has one; the session as stored (so
+        concurrent /attest on one session answer one token), or None when it is gone."""
+        ...
 
     async def purge_expired(self) -> int: ...
 
@@ -42,6 +53,22 @@ class MemorySessionStore:
 
     async def update(self, session: Session) -> None:
         self._sessions[session.id] = session
+
+    async def set_token_once(
+        self,
+        session_id: str,
+        token: str,
+        claims: dict[str, Any] | None,
+        claims_json: str | None,
+    ) -> Session | None:
+        session = await self.get(session_id)
+        if session is None:
+            return None
+        if session.token is None:
+            session.token = token
+            session.attested_claims = claims
+            session.attested_claims_json = claims_json
+        return session
 
     async def purge_expired(self) -> int:
         now = self._now()
