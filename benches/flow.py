@@ -448,14 +448,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_server(workdir: Path, profile: Path | None, extra_config: str = "") -> Iterator[Server]:
+def running_server(
+    workdir: Path, profile: Path | None, extra_config: str = "", template: str = CONFIG
+) -> Iterator[Server]:
+    """Serve `template` (the standard bench config unless given) plus `extra_config`."""
     env = dict(os.environ)
     env.pop("KBS_CONFIG_FILE", None)
     env.setdefault("TRUSTEE_LOG", "info")
     for attempt in range(3):
         port = free_port()
         config = workdir / "kbs-config.toml"
-        config.write_text(CONFIG.format(host=HOST, port=port) + extra_config)
+        config.write_text(template.format(host=HOST, port=port) + extra_config)
         log_path = workdir / "kbs.log"
         serve = ["serve", "--config", str(config)]
         if profile is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -12,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
+from hypercorn.config import Sockets
 
 from trustee import __version__, verify_cli
 from trustee.config import Config, ConfigError, load_embedded_default, load_file
@@ -42,7 +45,7 @@ def _banner(config: Config) -> str:
     )
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, sockets: Sockets | None = None) -> None:
     from trustee.http.app import create_app
     from trustee.http.serve import serve
     from trustee.server import build_kbs
@@ -60,7 +63,7 @@ async def _run(config: Config) -> None:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 return
 
-        await serve(app, config.http_server, shutdown_trigger)
+        await serve(app, config.http_server, shutdown_trigger, sockets)
 
 
 def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
@@ -83,14 +86,14 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
                     'sessions are in memory (set session_storage_type = "Redis")',
                     config.source,
                 )
-            # Worker processes are not implemented yet; replicas sharing Redis and
-            # PostgreSQL scale out instead.
-            log.warning(
-                "http_server.worker_count = %d: one worker per process for now; run more "
-                "replicas against the shared stores to scale out",
-                config.http_server.worker_count,
-            )
-            config.http_server.worker_count = 1
+            if config.storage_backend.storage_type == "Memory":
+                raise ConfigError(
+                    "http_server.worker_count",
+                    f"{config.http_server.worker_count} workers need shared storage; "
+                    "storage_backend Memory is per process (use Postgres, Redis or LocalFs)",
+                    config.source,
+                )
+            return _serve_workers(config)
         trio.run(partial(_run, config))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -101,6 +104,44 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _serve_workers(config: Config) -> int:
+    """`worker_count` processes accepting on sockets bound here; they share nothing but the
+    stores. SIGINT/SIGTERM are passed on, and each worker shuts down gracefully."""
+    from trustee.http.serve import listening_sockets
+
+    count = config.http_server.worker_count
+    sockets = listening_sockets(config.http_server)
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(config, sockets), name=f"trustee-worker-{i}")
+        for i in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("Starting %d workers at %s", count, config.http_server.sockets)
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for worker in workers:
+        worker.join()
+    failed = [w.name for w in workers if w.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM)]
+    if failed:
+        log.error("workers exited with errors: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+def _worker(config: Config, sockets: Sockets) -> None:
+    setup_logging()
+    with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
+        trio.run(partial(_run, config, sockets))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -197,3 +197,77 @@ def test_many_workers_need_a_shared_session_store(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "worker_count" in proc.stderr and "session" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def full_flow(entry: RunningKbs, attest_on: RunningKbs, fetch_on: RunningKbs) -> bytes:
+    guest = Guest()
+    cookie, nonce = await auth(entry)
+    r = await attest(attest_on, cookie, guest.attestation(nonce))
+    assert r.status_code == 200, r.text
+    r = await resource(fetch_on, cookie, "default/scale/one")
+    assert r.status_code == 200, r.text
+    return jwe.decrypt(r.json(), guest.key)
+
+
+@needs_stores
+async def test_a_thousand_concurrent_flows_and_a_killed_replica(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    with redis_server(tmp_path / "redis") as redis, postgres() as pg:
+        text = config(redis.url(), pg)
+        async with replicas(tmp_path, text, 3) as (a, b, c):
+            await admin(a, "/kbs/v0/resource/default/scale/one", content=b"shared secret")
+            await admin(
+                b, "/kbs/v0/resource-policy", json={"policy": b64url_encode(ALLOW_SAMPLE.encode())}
+            )
+            nodes = (a, b, c)
+            failures: list[BaseException] = []
+            limit = trio.CapacityLimiter(64)  # connections in flight; the flows are all queued
+
+            async def one(i: int) -> None:
+                async with limit:
+                    try:
+                        got = await full_flow(nodes[i % 3], nodes[(i + 1) % 3], nodes[(i + 2) % 3])
+                        assert got == b"shared secret"
+                    except (AssertionError, httpx.HTTPError) as exc:
+                        failures.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(1000):
+                    nursery.start_soon(one, i)
+            assert failures == []
+
+            # Kill -9 one replica while the others carry load: their flows all succeed.
+            async def load(n: int) -> None:
+                for _ in range(n):
+                    assert await full_flow(a, b, a) == b"shared secret"
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load, 40)
+                nursery.start_soon(load, 40)
+                await trio.sleep(0.2)
+                c.process.kill()
+            await c.process.wait()
+        # Nothing stored is lost, and a restarted replica serves at once.
+        async with run_kbs(text, tmp_path, name="restarted") as fresh:
+            assert await full_flow(fresh, fresh, fresh) == b"shared secret"
+
+
+@needs_stores
+async def test_two_workers_in_one_server(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    with redis_server(tmp_path / "redis") as redis, postgres() as pg:
+        text = config(redis.url(), pg).replace(
+            "insecure_http = true", "insecure_http = true\nworker_count = 2"
+        )
+        async with run_kbs(text, tmp_path) as kbs:
+            await admin(kbs, "/kbs/v0/resource/default/scale/one", content=b"shared secret")
+            await admin(
+                kbs,
+                "/kbs/v0/resource-policy",
+                json={"policy": b64url_encode(ALLOW_SAMPLE.encode())},
+            )
+            # Separate connections land on either worker; every flow must work end to end.
+            async with trio.open_nursery() as nursery:
+                for _ in range(40):
+                    nursery.start_soon(full_flow, kbs, kbs, kbs)
+            assert "Starting 2 workers" in kbs.log_text()

@@ -9,6 +9,9 @@ from typing import Any
 
 import hypercorn.trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from trustee.config.errors import ConfigError
 from trustee.config.model import HttpServerConfig
@@ -92,13 +95,30 @@ def hypercorn_config(cfg: HttpServerConfig) -> HypercornConfig:
     return hc
 
 
+def listening_sockets(cfg: HttpServerConfig) -> Sockets:
+    """Bound sockets for worker processes to share (each worker listens on them)."""
+    return hypercorn_config(cfg).create_sockets()
+
+
 async def serve(
     app: Any,
     cfg: HttpServerConfig,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
+    sockets: Sockets | None = None,
 ) -> None:
     hc = hypercorn_config(cfg)
     scheme = "http" if cfg.insecure_http else "https"
+    if sockets is not None:
+        # A worker process: the parent bound the sockets; every worker accepts on them.
+        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+            sock.listen(hc.backlog)
+        await worker_serve(
+            wrap_app(app, hc.wsgi_max_body_size, None),
+            hc,
+            sockets=sockets,
+            shutdown_trigger=shutdown_trigger,
+        )
+        return
     log.info("Starting %s server at %s", scheme.upper(), cfg.sockets)
     if shutdown_trigger is None:
         await hypercorn.trio.serve(app, hc)
