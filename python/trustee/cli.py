@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -11,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -115,7 +117,9 @@ def _serve_workers(config: Config) -> int:
     sockets = listening_sockets(config.http_server)
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker, args=(config, sockets), name=f"trustee-worker-{i}")
+        context.Process(
+            target=_worker, args=(_worker_config(config, i), sockets), name=f"trustee-worker-{i}"
+        )
         for i in range(count)
     ]
     for worker in workers:
@@ -136,6 +140,17 @@ def _serve_workers(config: Config) -> int:
         log.error("workers exited with errors: %s", ", ".join(failed))
         return 1
     return 0
+
+
+def _worker_config(config: Config, index: int) -> Config:
+    """A worker's copy of the config: a file audit sink gets one file per worker, because a
+    hash chain needs a single writer (`audit.jsonl` → `audit.worker0.jsonl`, …)."""
+    copy = dataclasses.replace(config, audit_sinks=[dict(t) for t in config.audit_sinks])
+    for table in copy.audit_sinks:
+        if table.get("type") == "file" and isinstance(table.get("path"), str):
+            path = Path(table["path"])
+            table["path"] = str(path.with_name(f"{path.stem}.worker{index}{path.suffix}"))
+    return copy
 
 
 def _worker(config: Config, sockets: Sockets) -> None:

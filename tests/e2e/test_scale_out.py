@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs
+from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
 from tests.unit.audit_receivers import redis_server
 from tests.unit.postgres_server import PostgresServer, why_unavailable
 from trustee.client.attesters import AttesterSet, SampleAttester
@@ -256,8 +256,12 @@ async def test_a_thousand_concurrent_flows_and_a_killed_replica(tmp_path: Path) 
 async def test_two_workers_in_one_server(tmp_path: Path) -> None:
     (tmp_path / "redis").mkdir()
     with redis_server(tmp_path / "redis") as redis, postgres() as pg:
-        text = config(redis.url(), pg).replace(
-            "insecure_http = true", "insecure_http = true\nworker_count = 2"
+        audit = tmp_path / "audit.jsonl"
+        text = (
+            config(redis.url(), pg).replace(
+                "insecure_http = true", "insecure_http = true\nworker_count = 2"
+            )
+            + f'\n[[audit.sinks]]\ntype = "file"\npath = "{audit}"\n'
         )
         async with run_kbs(text, tmp_path) as kbs:
             await admin(kbs, "/kbs/v0/resource/default/scale/one", content=b"shared secret")
@@ -271,3 +275,9 @@ async def test_two_workers_in_one_server(tmp_path: Path) -> None:
                 for _ in range(40):
                     nursery.start_soon(full_flow, kbs, kbs, kbs)
             assert "Starting 2 workers" in kbs.log_text()
+    # One hash chain per worker (a chain needs a single writer), each intact.
+    for index in (0, 1):
+        chain = tmp_path / f"audit.worker{index}.jsonl"
+        code, _, err = await run_module("trustee.cli", "audit", "verify", str(chain))
+        assert code == 0, err
+    assert not audit.exists()
