@@ -215,6 +215,9 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
     except ValueError as exc:
         raise ConfigError("audit", str(exc), config.source) from exc
     kbs.metrics.set_audit_stats(kbs.audit.stats)
+    if attestation is not None:
+        attestation.hardware.audit = kbs.audit
+        attestation.hardware.metrics = kbs.metrics
     for spec in config.audit_sinks:
         log.info(
             "audit sink: %s%s", spec.get("type"), " (required)" if spec.get("required") else ""

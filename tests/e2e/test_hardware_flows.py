@@ -243,3 +243,27 @@ async def test_init_data_is_bound_to_the_hardware_field(
         )
         assert field.startswith(digest)
         assert "aa.toml" in json.dumps(annotated.get("init_data_claims"))
+
+
+async def test_collateral_fetch_is_audited_and_counted(
+    pkis: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tdx, snp = pkis
+    log = tmp_path / "audit.jsonl"
+    text = config(tdx, snp) + f'\n[[audit.sinks]]\ntype = "file"\npath = "{log}"\n'
+    async with run_kbs(text, tmp_path) as kbs:
+        for _ in range(2):
+            code, _, err = await run(
+                "trustee.client.cli", "--url", kbs.url, "attest", env=guest("tdx", tdx, GOOD)
+            )
+            assert code == 0, err
+        async with kbs.client() as http:
+            metrics = (await http.get("/metrics")).text
+    assert 'trustee_collateral_fetches_total{outcome="fetched",tee="tdx"} 1.0' in metrics
+    fetched = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"org.trustee-py.collateral.fetched"' in line
+    ]
+    assert len(fetched) == 1  # the second attestation used the cached collateral
+    assert fetched[0]["data"]["tee"] == "tdx"

@@ -9,6 +9,8 @@ This module asks the configured sources for exactly that, then verifies.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import logging
 import time
@@ -19,12 +21,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trustee import _core
+from trustee.audit import event
+from trustee.audit.dispatcher import AuditDispatcher, AuditRequiredSinkError, NullDispatcher
 from trustee.collateral import (
     CollateralError,
     TdxCollateralSource,
     VcekRequest,
     VekSource,
 )
+from trustee.metrics import Metrics
 
 log = logging.getLogger("trustee.attestation.hardware")
 
@@ -68,6 +73,11 @@ class HardwareVerifier:
             snp_allow_nonzero_vmpl,
         )
         self._clock = clock or time.time
+        # Set by the server: where collateral notices go.
+        self.audit: AuditDispatcher | NullDispatcher | None = None
+        self.metrics: Metrics | None = None
+        self._fetched: dict[str, float] = {}
+        self._expired_reported: dict[str, float] = {}
 
     def now(self) -> int:
         return int(self._clock())
@@ -110,11 +120,36 @@ class HardwareVerifier:
                 f"no TDX collateral source is configured (quote FMSPC {fmspc}, {ca} CA); set "
                 "[attestation_service.verifier_config] collateral or dcap_verifier"
             )
+        key = f"{fmspc}/{ca}"
         try:
             collateral = await self.tdx_source.get(fmspc, ca)
         except CollateralError as exc:
+            self._count_fetch("error")
             raise HardwareInputError(f"TDX collateral for FMSPC {fmspc} ({ca} CA): {exc}") from exc
+        if self._fetched.get(key) != collateral.fetched_at:
+            # The source handed over collateral this process has not seen: a fetch (or a
+            # reload of a changed file) happened.
+            self._fetched[key] = collateral.fetched_at
+            self._count_fetch("fetched")
+            await self._emit(event.collateral_fetched("tdx", key, type(self.tdx_source).__name__))
+        if (
+            collateral.not_after < self.now()
+            and self._expired_reported.get(key) != collateral.not_after
+        ):
+            self._expired_reported[key] = collateral.not_after
+            self._count_fetch("expired")
+            await self._emit(event.collateral_expired("tdx", key, _rfc3339(collateral.not_after)))
         return collateral.to_json_bytes()
+
+    def _count_fetch(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.collateral_fetch("tdx", outcome)
+
+    async def _emit(self, audit_event: event.AuditEvent) -> None:
+        if self.audit is not None:
+            with contextlib.suppress(AuditRequiredSinkError):
+                # A collateral notice is not a decision: it never fails the attestation.
+                await self.audit.emit(audit_event)
 
     async def _snp_certs(self, evidence: bytes) -> list[bytes]:
         needs = _core.snp_needs(evidence)
@@ -169,3 +204,7 @@ def _is_rsa_certificate(der: bytes) -> bool:
         return isinstance(x509.load_der_x509_certificate(der).public_key(), rsa.RSAPublicKey)
     except ValueError:
         return False
+
+
+def _rfc3339(unix: float) -> str:
+    return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
