@@ -19,7 +19,7 @@ from itertools import islice
 
 import trio
 
-from trustee.audit.event import AuditEvent, canonical
+from trustee.audit.event import AuditEvent
 from trustee.audit.sink import AuditSink
 
 log = logging.getLogger("trustee.audit")
@@ -81,7 +81,7 @@ class _SinkState:
 
 def _unserialisable(event: AuditEvent) -> str | None:
     try:
-        canonical(event.cloudevent())
+        event.canonical_cloudevent  # noqa: B018 - computed (and kept) to find it unserialisable
     except ValueError as exc:
         return f"not JSON-serialisable ({type(exc).__name__}: {exc})"
     return None

@@ -8,30 +8,22 @@ Their `event_source` keyword names the emitting component (the CloudEvents `sour
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import rfc8785
-
-from trustee.protocol.binding import _plain as _jcs_plain
+from trustee import jsonfast
 
 TYPE_PREFIX = "org.trustee-py."
 DEFAULT_SOURCE = "trustee-py/kbs"
 
 
 def canonical(value: Any) -> bytes:
-    """RFC 8785 bytes of `value`. Plain JSON (strings, safe integers, ASCII keys) takes orjson
-    with sorted keys, byte-identical to JCS for such values; anything else the reference
-    implementation. Raises ValueError for what JSON cannot carry."""
-    if _jcs_plain(value):
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    try:
-        return bytes(rfc8785.dumps(_plain(value)))
-    except (rfc8785.CanonicalizationError, TypeError) as exc:
-        raise ValueError(str(exc)) from exc
+    """RFC 8785 bytes of `value` (read-only mappings and tuples accepted); ValueError for what
+    JSON cannot carry."""
+    return jsonfast.canonical(_plain(value))
 
 
 def now_rfc3339() -> str:
@@ -75,7 +67,13 @@ class AuditEvent:
         return out
 
     def canonical_data(self) -> bytes:
-        return canonical(_plain(self.data))
+        return canonical(self.data)
+
+    @functools.cached_property
+    def canonical_cloudevent(self) -> bytes:
+        """RFC 8785 bytes of `cloudevent()`, computed once: the dispatcher checks them and
+        every sink sends them. Raises ValueError for an event JSON cannot carry."""
+        return canonical(self.cloudevent())
 
 
 def new_event(

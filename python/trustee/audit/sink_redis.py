@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import trio
 
-from trustee.audit.event import AuditEvent, canonical
+from trustee.audit.event import AuditEvent
 from trustee.audit.sink import AuditSinkError
 
 DEFAULT_STREAM = "trustee:audit"
@@ -223,7 +223,7 @@ class RedisStreamSink:
 
     def _xadd(self, event: AuditEvent) -> bytes:
         try:
-            body: bytes = canonical(event.cloudevent())
+            body: bytes = event.canonical_cloudevent
         except Exception as exc:
             raise AuditSinkError(
                 f"{self.name}: event {event.id} is not JSON-serialisable: {exc}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from trustee.audit.event import AuditEvent, canonical
+from trustee.audit.event import AuditEvent
 from trustee.audit.sink import AuditSinkError
 
 FACILITIES: Mapping[str, int] = {"auth": 4, **{f"local{n}": 16 + n for n in range(8)}}
@@ -65,7 +65,7 @@ def format_message(event: AuditEvent, facility: int, hostname: str, procid: str)
         f"{_header_field(procid, 128)} {msgid_for(event.type)} {structured} "
     )
     try:
-        body: bytes = canonical(event.cloudevent())
+        body: bytes = event.canonical_cloudevent
     except Exception as exc:
         raise AuditSinkError(f"syslog: event {event.id} is not JSON-serialisable: {exc}") from exc
     # The BOM marks MSG as UTF-8, as RFC 5424 section 6.4 asks.

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from trustee.audit.event import AuditEvent, canonical
+from trustee.audit.event import AuditEvent
 from trustee.audit.sink import AuditSinkError
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -107,11 +107,9 @@ class WebhookSink:
         if not events:
             return
         try:
-            bodies = [e.cloudevent() for e in events]
-            if self.batch:
-                payload: list[bytes] = [canonical(bodies)]
-            else:
-                payload = [canonical(b) for b in bodies]
+            bodies = [e.canonical_cloudevent for e in events]
+            # JCS of an array is its canonical members joined by commas inside brackets.
+            payload = [b"[" + b",".join(bodies) + b"]"] if self.batch else bodies
         except Exception as exc:
             raise AuditSinkError(f"{self.name}: an event is not JSON-serialisable: {exc}") from exc
         if self.batch:

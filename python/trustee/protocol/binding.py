@@ -7,10 +7,9 @@ field of the evidence, so the canonical form must be byte-exact on client and se
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
-import rfc8785
+from trustee import jsonfast
 
 HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
 
@@ -19,29 +18,10 @@ class BindingError(ValueError):
     """The runtime data cannot be canonicalised or the hash algorithm is unknown."""
 
 
-def _plain(value: Any) -> bool:
-    """True when `value` holds only what sorted `json.dumps` serialises exactly as JCS does.
-
-    JCS and Python's sorted compact JSON differ only for floats and for object keys outside the
-    Basic Multilingual Plane (UTF-16 versus code-point order); string escaping is identical.
-    """
-    if isinstance(value, str) or value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -(2**53) < value < 2**53  # JCS numbers are IEEE doubles
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return False
-
-
 def canonical_json(value: Any) -> bytes:
-    if _plain(value):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        return jsonfast.canonical(value)
+    except ValueError as exc:
         raise BindingError(f"runtime data is not canonicalisable JSON: {exc}") from exc
 
 
