@@ -325,6 +325,21 @@ class Kbs:
                 )
             )
 
+    async def _resource_denied(
+        self,
+        req: Request,
+        path: str,
+        policy_digest: str | None,
+        token: str | None,
+        reason: str,
+    ) -> None:
+        if self.auditing:
+            await self._emit(
+                audit.resource_denied(
+                    path, policy_digest, token_id(token), reason, request_id=req.request_id or None
+                )
+            )
+
     async def _attestation_failed(
         self, session: rcar.Session, body: bytes, reason: str, request_id: str
     ) -> None:
@@ -515,42 +530,22 @@ class Kbs:
         try:
             claims, generation, claims_json, token = await self._attested_claims(req)
         except KbsError as exc:
-            if self.auditing:
-                await self._emit(
-                    audit.resource_denied(
-                        path,
-                        None,
-                        None,
-                        exc.reason or exc.detail,
-                        request_id=req.request_id or None,
-                    )
-                )
+            await self._resource_denied(req, path, None, None, exc.reason or exc.detail)
             raise
+        document = self.resource_policy.document(name, segments, req.query)
         try:
-            allowed, why, policy_digest = await self.resource_policy.decide(
-                claims, self.resource_policy.document(name, segments, req.query), claims_json
+            allowed, _, policy_digest = await self.resource_policy.decide(
+                claims, document, claims_json
             )
         except (ResourcePolicyError, PolicyEvalError) as exc:
             self.metrics.policy_decision("error")
-            if self.auditing:
-                await self._emit(
-                    audit.resource_denied(
-                        path, None, token_id(token), str(exc), request_id=req.request_id or None
-                    )
-                )
+            await self._resource_denied(req, path, None, token, str(exc))
             raise errors.policy_engine_error(str(exc)) from exc
         if not allowed:
             self.metrics.policy_decision("violation")
             # The same reason path goes to the log line, the audit event and the error body.
-            why = await self.resource_policy.explain_deny(
-                claims, self.resource_policy.document(name, segments, req.query)
-            )
-            if self.auditing:
-                await self._emit(
-                    audit.resource_denied(
-                        path, policy_digest, token_id(token), why, request_id=req.request_id or None
-                    )
-                )
+            why = await self.resource_policy.explain_deny(claims, document)
+            await self._resource_denied(req, path, policy_digest, token, why)
             raise errors.policy_deny(f"{path}: {why}")
         self.metrics.policy_decision("approval")
         if self.auditing:
