@@ -24,33 +24,20 @@ from __future__ import annotations
 import argparse
 import calendar
 import json
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from timing import per_call_us  # benches/timing.py, beside this script
 from trustee import _core
 from trustee.crypto.x509chain import load_certificate_files
 
 VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "trustee"
 EVIDENCE = VECTORS / "attestation-service" / "tests" / "e2e" / "evidence.json"
 ANCHORS = VECTORS / "deps" / "verifier" / "src" / "snp" / "genoa_ask_ark_asvk.pem"
-
-
-def per_call_us(fn: Callable[[], object], iterations: int, rounds: int) -> float:
-    for _ in range(max(5, iterations // 10)):
-        fn()
-    means = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        means.append((time.perf_counter() - start) / iterations * 1e6)
-    return statistics.median(means)
 
 
 def main(argv: list[str] | None = None) -> int:

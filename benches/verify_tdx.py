@@ -27,28 +27,15 @@ import argparse
 import base64
 import calendar
 import json
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from timing import per_call_us  # benches/timing.py, beside this script
 from trustee import _core
 
 VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors"
 SAMPLE = VECTORS / "dcap-qvl" / "sample"
-
-
-def per_call_us(fn: Callable[[], object], iterations: int, rounds: int) -> float:
-    for _ in range(max(5, iterations // 10)):
-        fn()
-    means = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        means.append((time.perf_counter() - start) / iterations * 1e6)
-    return statistics.median(means)
 
 
 def main(argv: list[str] | None = None) -> int:
