@@ -19,6 +19,7 @@ import trio
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
 from trustee.crypto.b64 import b64url_encode
+from trustee.crypto.jws import split_compact
 
 SECRET = b"released to attested hardware"
 PATH = "default/hardware/secret"
@@ -117,8 +118,7 @@ async def test_simulated_guest_gets_the_secret_for_its_launch_digest(
             "trustee.client.cli", "--url", kbs.url, "attest", env=guest(tee, directory, GOOD)
         )
         assert code == 0, err
-        payload = token.strip().split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = split_compact(token.strip()).claims()
         evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]
         if tee == "tdx":
             assert evidence["quote"]["body"]["mr_td"] == GOOD
@@ -196,8 +196,7 @@ async def test_out_of_date_tdx_platform_is_denied_by_a_tcb_policy(
             "trustee.client.cli", "--url", kbs.url, "attest", env=guest("tdx", behind, GOOD)
         )
         assert code == 0, err  # attestation succeeds: the TCB status is a claim for policy
-        payload = token.strip().split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = split_compact(token.strip()).claims()
         tdx_claims = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["tdx"]
         assert tdx_claims["tcb_status"] == "OutOfDate"
         assert tdx_claims["advisory_ids"] == ["INTEL-SA-00000"]
@@ -232,8 +231,7 @@ async def test_init_data_is_bound_to_the_hardware_field(
             env=guest(tee, tdx if tee == "tdx" else snp, GOOD),
         )  # fmt: skip
         assert code == 0, f"{err}\n{kbs.log_text()[-2000:]}"
-        payload = token.strip().split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = split_compact(token.strip()).claims()
         annotated = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
         digest = hashlib.sha256(INIT_DATA.encode()).hexdigest()
         field = (
