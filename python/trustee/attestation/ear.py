@@ -180,14 +180,7 @@ class EarBroker:
         self._header = {"typ": "JWT", "alg": "ES256", "jwk": signer.header_jwk()}
 
     def issue(self, submods: dict[str, dict[str, Any]], now: float | None = None) -> str:
-        return self.issue_with_claims(submods, now)[0]
-
-    def issue_with_claims(
-        self, submods: dict[str, dict[str, Any]], now: float | None = None
-    ) -> tuple[str, dict[str, Any]]:
-        """The signed token and the claims it carries (JSON-native, as a verifier returns them)."""
-        issued = self.issue_full(submods, now)
-        return issued.token, issued.claims
+        return self.issue_full(submods, now).token
 
     def issue_full(
         self, submods: dict[str, dict[str, Any]], now: float | None = None
