@@ -29,11 +29,11 @@ from trustee.collateral import (
     VcekRequest,
     VekSource,
 )
+from trustee.collateral.snp import PRODUCTS as SNP_PRODUCTS
 from trustee.metrics import Metrics
 
 log = logging.getLogger("trustee.attestation.hardware")
 
-SNP_PRODUCTS = ("Milan", "Genoa", "Turin")
 HARDWARE_TEES = frozenset({"tdx", "snp"})
 
 

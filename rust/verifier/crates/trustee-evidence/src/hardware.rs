@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use trustee_snp::{CertType, SnpVerifier};
+use trustee_snp::{regularize, CertType, SnpVerifier};
 use trustee_tdx::{Collateral, DcapVerifier};
 
 use crate::{ClaimsEntry, Tee, VerifyError};
@@ -295,13 +295,6 @@ pub fn snp_needs(evidence: &[u8]) -> Result<SnpNeeds, VerifyError> {
             .map(|g| g.name()),
         has_ca: has(&CertType::Ark) && has(&CertType::Ask),
     })
-}
-
-/// Right-pads with zeros or truncates to `len`, as upstream compares bindings.
-fn regularize(data: &[u8], len: usize) -> Vec<u8> {
-    let mut v = data[..data.len().min(len)].to_vec();
-    v.resize(len, 0);
-    v
 }
 
 fn check_binding(
