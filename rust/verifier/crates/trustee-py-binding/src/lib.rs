@@ -4,14 +4,18 @@
 //! the pure crates so it can be tested without an interpreter. Every call that does real
 //! work releases the GIL so a multi-threaded server keeps serving while evidence is checked.
 
+mod offload;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use trustee_evidence::VerifyError;
+use trustee_jose::{Curve, Es256Signer as Signer, Fixed, JoseError, Jwe};
 use trustee_policy::{CompiledPolicy, PolicyError, ReferenceValueFn, RuleOutcome};
 
 create_exception!(
@@ -37,6 +41,12 @@ create_exception!(
     PolicyEvalError,
     PyException,
     "Policy evaluation failed."
+);
+create_exception!(
+    trustee._core,
+    CryptoError,
+    PyException,
+    "A signing or sealing input was refused; the message says which."
 );
 
 fn verify_err(err: VerifyError) -> PyErr {
@@ -191,7 +201,7 @@ fn version() -> &'static str {
 /// A compiled Rego policy; immutable, so one instance may be evaluated from many threads.
 #[pyclass(frozen, module = "trustee._core")]
 struct Policy {
-    inner: CompiledPolicy,
+    inner: Arc<CompiledPolicy>,
 }
 
 #[pymethods]
@@ -201,7 +211,9 @@ impl Policy {
         let inner = py
             .detach(|| CompiledPolicy::compile(text))
             .map_err(|e| PolicyCompileError::new_err(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     #[getter]
@@ -228,27 +240,31 @@ impl Policy {
             self.inner
                 .evaluate(input_json, data_json, &rule_refs, callback)
         });
+        policy_result(py, result, &raised)
+    }
 
-        match result {
-            Ok(outcomes) => Ok(outcomes
-                .into_iter()
-                .map(|o| match o {
-                    RuleOutcome::Value(v) => ("value", v.to_string()),
-                    RuleOutcome::Undefined => ("undefined", String::new()),
-                    RuleOutcome::Absent => ("absent", String::new()),
-                })
-                .collect()),
-            Err(err) => {
-                let py_err = PolicyEvalError::new_err(err.to_string());
-                if let PolicyError::ReferenceValue(_) = err {
-                    let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some(cause) = cause {
-                        py_err.set_cause(py, Some(cause));
-                    }
-                }
-                Err(py_err)
-            }
-        }
+    /// Starts the same evaluation on an offload thread (see `offload_start`) and returns at
+    /// once; `Job.result()` gives what `evaluate` would have. Reference values come from a
+    /// `ReferenceValues` snapshot, so the thread never needs the interpreter.
+    #[pyo3(signature = (job_id, input_json, data_json, rules, reference_values = None))]
+    fn submit(
+        &self,
+        job_id: u64,
+        input_json: String,
+        data_json: Option<String>,
+        rules: Vec<String>,
+        reference_values: Option<&ReferenceValues>,
+    ) -> PyResult<Job> {
+        let policy = Arc::clone(&self.inner);
+        let callback = reference_values.map(|rv| rv.lookup());
+        let slot = offload::submit(job_id, move || {
+            let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+            policy.evaluate(&input_json, data_json.as_deref(), &rule_refs, callback)
+        })
+        .map_err(PyRuntimeError::new_err)?;
+        Ok(Job {
+            pending: Pending::Policy(slot),
+        })
     }
 
     /// JSON of the explanation of `rules`: the decision plus, per rule, the definitions that
@@ -291,6 +307,223 @@ impl Policy {
             self.inner.syntax()
         )
     }
+}
+
+fn policy_result(
+    py: Python<'_>,
+    result: Result<Vec<RuleOutcome>, PolicyError>,
+    raised: &Mutex<Option<PyErr>>,
+) -> PyResult<Vec<(&'static str, String)>> {
+    match result {
+        Ok(outcomes) => Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                RuleOutcome::Value(v) => ("value", v.to_string()),
+                RuleOutcome::Undefined => ("undefined", String::new()),
+                RuleOutcome::Absent => ("absent", String::new()),
+            })
+            .collect()),
+        Err(err) => {
+            let py_err = PolicyEvalError::new_err(err.to_string());
+            if let PolicyError::ReferenceValue(_) = err {
+                let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(cause) = cause {
+                    py_err.set_cause(py, Some(cause));
+                }
+            }
+            Err(py_err)
+        }
+    }
+}
+
+/// Reference values by id (the RVPS snapshot: id → JSON text), parsed once, for policies
+/// evaluated off the interpreter's thread.
+#[pyclass(frozen, module = "trustee._core")]
+struct ReferenceValues {
+    values: Arc<HashMap<String, serde_json::Value>>,
+}
+
+impl ReferenceValues {
+    fn lookup(&self) -> Arc<ReferenceValueFn> {
+        let values = Arc::clone(&self.values);
+        Arc::new(move |id: &str| Ok(values.get(id).cloned()))
+    }
+}
+
+#[pymethods]
+impl ReferenceValues {
+    #[new]
+    fn new(values: HashMap<String, String>) -> PyResult<Self> {
+        let mut parsed = HashMap::with_capacity(values.len());
+        for (id, text) in values {
+            let value = serde_json::from_str(&text).map_err(|e| {
+                PyValueError::new_err(format!("reference value {id:?} is not valid JSON: {e}"))
+            })?;
+            parsed.insert(id, value);
+        }
+        Ok(Self {
+            values: Arc::new(parsed),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// An ES256 token signer (P-256 PKCS#8 key).
+#[pyclass(frozen, module = "trustee._core")]
+struct Es256Signer {
+    inner: Arc<Signer>,
+}
+
+#[pymethods]
+impl Es256Signer {
+    #[new]
+    fn new(pkcs8_der: &[u8]) -> PyResult<Self> {
+        Signer::from_pkcs8(pkcs8_der)
+            .map(|inner| Self {
+                inner: Arc::new(inner),
+            })
+            .map_err(crypto_err)
+    }
+
+    /// The compact JWS `signing_input.signature`.
+    fn sign_compact(&self, py: Python<'_>, signing_input: &str) -> PyResult<String> {
+        py.detach(|| self.inner.sign_compact(signing_input))
+            .map_err(crypto_err)
+    }
+
+    /// `sign_compact` on an offload thread.
+    fn submit(&self, job_id: u64, signing_input: String) -> PyResult<Job> {
+        let signer = Arc::clone(&self.inner);
+        let slot = offload::submit(job_id, move || signer.sign_compact(&signing_input))
+            .map_err(PyRuntimeError::new_err)?;
+        Ok(Job {
+            pending: Pending::Sign(slot),
+        })
+    }
+}
+
+fn crypto_err(err: JoseError) -> PyErr {
+    CryptoError::new_err(err.to_string())
+}
+
+fn curve(name: &str) -> PyResult<Curve> {
+    Curve::from_jwk_name(name)
+        .ok_or_else(|| CryptoError::new_err(format!("curve {name:?} is not P-256 or P-521")))
+}
+
+type JweParts = (String, String, String, String, String);
+
+fn jwe_parts(jwe: Jwe) -> JweParts {
+    (
+        jwe.protected,
+        jwe.encrypted_key,
+        jwe.iv,
+        jwe.ciphertext,
+        jwe.tag,
+    )
+}
+
+/// Seals `plaintext` to an EC guest key as an `ECDH-ES+A256KW` / `A256GCM` JWE; returns
+/// (protected, encrypted_key, iv, ciphertext, tag), all base64url. `cek`, `iv` and
+/// `ephemeral` (the private scalar) replace the random values for known-answer tests.
+#[pyfunction]
+#[pyo3(signature = (crv, x, y, plaintext, cek = None, iv = None, ephemeral = None))]
+// The Python signature is the list; `py` is the one extra.
+#[allow(clippy::too_many_arguments)]
+fn seal_ecdh_es(
+    py: Python<'_>,
+    crv: &str,
+    x: &str,
+    y: &str,
+    plaintext: &[u8],
+    cek: Option<&[u8]>,
+    iv: Option<&[u8]>,
+    ephemeral: Option<&[u8]>,
+) -> PyResult<JweParts> {
+    let curve = curve(crv)?;
+    let fixed = Fixed { cek, iv, ephemeral };
+    py.detach(|| trustee_jose::ecdh_es_a256kw(curve, x, y, plaintext, &fixed))
+        .map(jwe_parts)
+        .map_err(crypto_err)
+}
+
+/// `seal_ecdh_es` (random values only) on an offload thread.
+#[pyfunction]
+fn submit_seal_ecdh_es(
+    job_id: u64,
+    crv: &str,
+    x: String,
+    y: String,
+    plaintext: Vec<u8>,
+) -> PyResult<Job> {
+    let curve = curve(crv)?;
+    let slot = offload::submit(job_id, move || {
+        trustee_jose::ecdh_es_a256kw(curve, &x, &y, &plaintext, &Fixed::default())
+    })
+    .map_err(PyRuntimeError::new_err)?;
+    Ok(Job {
+        pending: Pending::Seal(slot),
+    })
+}
+
+enum Pending {
+    Policy(offload::Slot<Result<Vec<RuleOutcome>, PolicyError>>),
+    Sign(offload::Slot<Result<String, JoseError>>),
+    Seal(offload::Slot<Result<Jwe, JoseError>>),
+}
+
+/// A call running on an offload thread; its id is announced on the pipe when it is done.
+#[pyclass(frozen, module = "trustee._core")]
+struct Job {
+    pending: Pending,
+}
+
+#[pymethods]
+impl Job {
+    /// What the synchronous call would have returned or raised; once only.
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let missing = || PyRuntimeError::new_err("the job has not finished or was already taken");
+        match &self.pending {
+            Pending::Policy(slot) => {
+                let outcome = offload::take(slot).ok_or_else(missing)?;
+                let none = Mutex::new(None);
+                Ok(policy_result(py, outcome, &none)?
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind())
+            }
+            Pending::Sign(slot) => {
+                let outcome = offload::take(slot).ok_or_else(missing)?;
+                Ok(outcome
+                    .map_err(crypto_err)?
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind())
+            }
+            Pending::Seal(slot) => {
+                let outcome = offload::take(slot).ok_or_else(missing)?;
+                Ok(jwe_parts(outcome.map_err(crypto_err)?)
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind())
+            }
+        }
+    }
+}
+
+/// Starts the offload threads (once per process) and returns (the read end of the
+/// completion pipe, the number of threads).
+#[pyfunction]
+fn offload_start(threads: usize) -> PyResult<(i32, usize)> {
+    offload::start(threads).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+#[pyfunction]
+fn offload_started() -> bool {
+    offload::started()
 }
 
 /// Adapts a Python `Callable[[str], str | None]` (JSON text of the value, or None when the
@@ -340,6 +573,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnsupportedTee", py.get_type::<UnsupportedTee>())?;
     m.add("PolicyCompileError", py.get_type::<PolicyCompileError>())?;
     m.add("PolicyEvalError", py.get_type::<PolicyEvalError>())?;
+    m.add("CryptoError", py.get_type::<CryptoError>())?;
+    m.add_function(wrap_pyfunction!(seal_ecdh_es, m)?)?;
+    m.add_function(wrap_pyfunction!(submit_seal_ecdh_es, m)?)?;
+    m.add_function(wrap_pyfunction!(offload_start, m)?)?;
+    m.add_function(wrap_pyfunction!(offload_started, m)?)?;
+    m.add_class::<ReferenceValues>()?;
+    m.add_class::<Es256Signer>()?;
+    m.add_class::<Job>()?;
     m.add_function(wrap_pyfunction!(verify_evidence, m)?)?;
     m.add_function(wrap_pyfunction!(supported_tees, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
