@@ -12,6 +12,9 @@ class UnsupportedTee(VerifierError):
 class PolicyCompileError(Exception):
     """The policy text is not valid Rego; the message is regorus's diagnostic."""
 
+class CryptoError(Exception):
+    """A signing or sealing input was refused; the message says which."""
+
 class PolicyEvalError(Exception):
     """Policy evaluation failed.
 
@@ -94,6 +97,17 @@ class Policy:
         every lookup yields ``null``. Releases the GIL; raises PolicyEvalError.
         """
 
+    def submit(
+        self,
+        job_id: int,
+        input_json: str,
+        data_json: str | None,
+        rules: list[str],
+        reference_values: ReferenceValues | None = None,
+    ) -> Job:
+        """``evaluate`` on an offload thread; returns at once, ``job_id`` is announced on the
+        completion pipe when ``Job.result()`` is ready. RuntimeError without ``offload_start``."""
+
     def explain(
         self,
         input_json: str,
@@ -109,3 +123,53 @@ class Policy:
         that is false, undefined or took its ``default``. Slower than ``evaluate``. Releases
         the GIL; raises PolicyEvalError.
         """
+
+@final
+class ReferenceValues:
+    """An RVPS snapshot (id → JSON text) parsed once, for offloaded policy evaluation."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        """Raises ValueError naming an id whose text is not JSON."""
+
+    def __len__(self) -> int: ...
+
+@final
+class Es256Signer:
+    """ES256 signer over a P-256 PKCS#8 DER key; raises CryptoError for any other key."""
+
+    def __init__(self, pkcs8_der: bytes) -> None: ...
+    def sign_compact(self, signing_input: str) -> str:
+        """``signing_input + "." + base64url(r || s)``. Releases the GIL."""
+
+    def submit(self, job_id: int, signing_input: str) -> Job:
+        """``sign_compact`` on an offload thread."""
+
+def seal_ecdh_es(
+    crv: str,
+    x: str,
+    y: str,
+    plaintext: bytes,
+    cek: bytes | None = None,
+    iv: bytes | None = None,
+    ephemeral: bytes | None = None,
+) -> tuple[str, str, str, str, str]:
+    """RFC 7516 JWE (``ECDH-ES+A256KW``, ``A256GCM``) to the EC key (``crv`` P-256 or P-521,
+    base64url ``x``/``y``): (protected, encrypted_key, iv, ciphertext, tag), base64url.
+    ``cek``/``iv``/``ephemeral`` (private scalar) fix the random values for known-answer
+    tests. Raises CryptoError naming a bad key or fixed value. Releases the GIL."""
+
+def submit_seal_ecdh_es(job_id: int, crv: str, x: str, y: str, plaintext: bytes) -> Job:
+    """``seal_ecdh_es`` (random values) on an offload thread."""
+
+@final
+class Job:
+    """A call running on an offload thread."""
+
+    def result(self) -> Any:
+        """What the synchronous call returns or raises; once. RuntimeError if not finished."""
+
+def offload_start(threads: int) -> tuple[int, int]:
+    """Start the offload threads once per process; (completion pipe read fd, thread count).
+    Each finished job writes its id as 8 little-endian bytes to the pipe."""
+
+def offload_started() -> bool: ...

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from hypercorn.config import Sockets
 
-from trustee import __version__, verify_cli
+from trustee import __version__, offload, verify_cli
 from trustee.config import Config, ConfigError, load_embedded_default, load_file
 from trustee.logs import setup_logging
 
@@ -80,6 +80,7 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         if sockets:
             config.http_server.sockets = sockets
         log.info("trustee-py Key Broker Service %s", __version__)
+        offload.default_threads()  # a bad TRUSTEE_OFFLOAD_THREADS stops start-up here
         if config.http_server.worker_count > 1:
             if config.session_kind() != "Redis":
                 raise ConfigError(

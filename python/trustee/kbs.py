@@ -38,7 +38,8 @@ from trustee.policy.explain import explain, reason_path
 from trustee.protocol import errors, rcar
 from trustee.protocol.errors import KbsError
 from trustee.protocol.headers import HeaderLookup, bearer_token
-from trustee.protocol.jwe import JweError, JweForm, encrypt, form_for_protocol
+from trustee.protocol.jwe import JweError, JweForm, form_for_protocol
+from trustee.sealing import seal
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.redis_sessions import SessionStoreUnavailable
 from trustee.storage.sessions import SessionStore
@@ -569,7 +570,7 @@ class Kbs:
         if tee_pubkey is None:
             raise errors.token_verifier_error("the token carries no TEE public key")
         try:
-            sealed = encrypt(out, tee_pubkey, form=_jwe_form(generation, tee_pubkey))
+            sealed = await seal(out, tee_pubkey, form=_jwe_form(generation, tee_pubkey))
         except JweError as exc:
             raise errors.jwe_error(str(exc)) from exc
         return Reply(body=_compact(sealed), content_type=JSON)

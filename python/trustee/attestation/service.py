@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +105,6 @@ class AttestationService:
             reference_values = await self.rvps.snapshot()
         except (StorageError, RvpsError) as exc:
             raise AttestationFailure(f"reference values: {exc}") from exc
-        lookup: Callable[[str], str | None] = reference_values.get
         data = None
         if self.legacy:
             data = {"reference": {k: json.loads(v) for k, v in reference_values.items()}}
@@ -121,9 +120,9 @@ class AttestationService:
                 if self.legacy and tee_class == "cpu" and n == 0:
                     name, class_policy = "cpu", policy_id
                 submods[name] = await self._appraise(
-                    claims, class_policy, policy_id, lookup, data, f"{where} → {name}"
+                    claims, class_policy, policy_id, reference_values, data, f"{where} → {name}"
                 )
-        issued = self.broker.issue_full(submods)
+        issued = await self.broker.issue_offloaded(submods)
         return Appraised(token=issued.token, claims=issued.claims, claims_json=issued.claims_json)
 
     async def _verify(self, req: EvidenceRequest, where: str) -> list[tuple[dict[str, Any], str]]:
@@ -177,7 +176,7 @@ class AttestationService:
         annotated: dict[str, Any],
         class_policy: str,
         policy_id: str,
-        lookup: Callable[[str], str | None],
+        reference_values: Mapping[str, str],
         data: dict[str, Any] | None,
         where: str,
     ) -> dict[str, Any]:
@@ -186,8 +185,8 @@ class AttestationService:
         except PolicyStoreError as exc:
             raise AttestationFailure(f"{where}: {exc}") from exc
         try:
-            outcomes = policy.evaluate(
-                annotated, data, _LEGACY_RULES if self.legacy else _HEAD_RULES, lookup
+            outcomes = await policy.evaluate_offloaded(
+                annotated, data, _LEGACY_RULES if self.legacy else _HEAD_RULES, reference_values
             )
         except PolicyEvalError as exc:
             raise AttestationFailure(f"{where}: policy {class_policy}: {exc}") from exc

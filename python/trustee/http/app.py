@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import trio
@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
+from trustee import offload
 from trustee.kbs import Kbs, Reply, Request
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -63,6 +64,7 @@ def create_app(kbs: Kbs) -> QuartTrio:
     async def start_background() -> None:
         app.nursery.start_soon(purge_sessions)
         await app.nursery.start(kbs.audit.run)
+        await app.nursery.start(offload.DEFAULT.run)
 
     @app.after_serving
     async def flush_audit() -> None:
@@ -97,7 +99,7 @@ def create_app(kbs: Kbs) -> QuartTrio:
         kbs.metrics.request_started(full_path)
         request_id = headers.get(REQUEST_ID_HEADER)
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         body: bytes = b""
         # Bodiless GETs (every resource fetch) skip Quart's body wait and its cancel scope.
         if request.method != "GET" or "Content-Length" in headers or "Transfer-Encoding" in headers:

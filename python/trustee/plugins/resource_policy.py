@@ -227,7 +227,7 @@ class ResourcePolicy:
             policy_input, claims_json = with_submod_aliases(claims), None
         else:
             policy_input = claims
-        (outcome,) = policy.evaluate(
+        (outcome,) = await policy.evaluate_offloaded(
             policy_input, document, ["data.policy.allow"], input_json=claims_json
         )
         if outcome.kind == "value" and outcome.value is True:

@@ -7,11 +7,11 @@ or re-read from disk is compiled only once per process.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trustee import _core, jsonfast
+from trustee import _core, jsonfast, offload
 
 PolicyCompileError = _core.PolicyCompileError
 PolicyEvalError = _core.PolicyEvalError
@@ -54,6 +54,37 @@ class CompiledPolicy:
             None if data_doc is None else jsonfast.dumps_str(data_doc),
             rules,
             reference_values,
+        )
+        return _outcomes(raw)
+
+    async def evaluate_offloaded(
+        self,
+        input_doc: Any,
+        data_doc: Any | None,
+        rules: list[str],
+        reference_values: Mapping[str, str] | None = None,
+        *,
+        input_json: str | None = None,
+    ) -> list[RuleOutcome]:
+        """`evaluate` on an offload thread; reference values as an RVPS snapshot
+        (id → JSON text)."""
+        input_text = jsonfast.dumps_str(input_doc) if input_json is None else input_json
+        data_text = None if data_doc is None else jsonfast.dumps_str(data_doc)
+        policy = self._policy
+        raw = await offload.DEFAULT.call(
+            lambda job_id: policy.submit(
+                job_id,
+                input_text,
+                data_text,
+                rules,
+                None if reference_values is None else offload.reference_values(reference_values),
+            ),
+            lambda: policy.evaluate(
+                input_text,
+                data_text,
+                rules,
+                None if reference_values is None else reference_values.get,
+            ),
         )
         return _outcomes(raw)
 

@@ -113,7 +113,7 @@ def _check_form(form: str) -> None:
         raise JweError(f"JWE form {form!r} is not implemented (known: {', '.join(FORMS)})")
 
 
-def _ec_curves(form: JweForm) -> tuple[str, ...]:
+def ec_curves(form: JweForm) -> tuple[str, ...]:
     return ("P-256",) if form == FORM_RFC7516_P256 else TEE_EC_CURVES
 
 
@@ -288,7 +288,7 @@ def encrypt(
     alg = _tee_alg(tee_pubkey)
     header: dict[str, Any]
     if alg == ALG_ECDH_ES_A256KW:
-        header, encrypted_key = _wrap_ecdh(tee_pubkey, content_key, _ec_curves(form), ephemeral_key)
+        header, encrypted_key = _wrap_ecdh(tee_pubkey, content_key, ec_curves(form), ephemeral_key)
     else:
         if ephemeral_key is not None:
             raise JweError(f"alg {alg} has no ephemeral key; a fixed one cannot be used")
@@ -438,7 +438,7 @@ def decrypt(
     wrapped = _member(jwe, "encrypted_key")
     iv, ciphertext, tag = _member(jwe, "iv"), _member(jwe, "ciphertext"), _member(jwe, "tag")
     if alg == ALG_ECDH_ES_A256KW:
-        cek = _unwrap_ecdh(header, private_key, wrapped, _ec_curves(form))
+        cek = _unwrap_ecdh(header, private_key, wrapped, ec_curves(form))
     elif alg in (ALG_RSA_OAEP_256, ALG_RSA1_5):
         cek = _unwrap_rsa(alg, private_key, wrapped)
     else:

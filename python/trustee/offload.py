@@ -1,0 +1,116 @@
+"""Coarse native calls of the request path, run on native threads off the event loop.
+
+Policy evaluation, token signing and resource sealing are pure Rust work. On a worker's
+single Python thread they would take turns with HTTP parsing and routing; here they run on
+native threads (`trustee._core.offload_start`) that never take the GIL. A finished job writes
+its id to a pipe; one reader task per event loop wakes the request task waiting for it,
+which converts the outcome back on the loop's thread.
+
+Until the reader runs (command-line tools, in-process tests) or with zero threads, every call
+runs inline, with the same result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import struct
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import trio
+
+from trustee import _core
+from trustee.config.errors import ConfigError
+
+T = TypeVar("T")
+
+log = logging.getLogger("trustee.offload")
+
+THREADS_ENV = "TRUSTEE_OFFLOAD_THREADS"
+MAX_DEFAULT_THREADS = 4
+_READ_CHUNK = 8 * 4096
+
+# Ids are unique per process: the pipe is, and a job finishing after its reader stopped
+# must not wake a later reader's task.
+_job_ids = itertools.count(1)
+
+
+def default_threads() -> int:
+    """`TRUSTEE_OFFLOAD_THREADS`, else one per spare core (none on a single core), at most 4."""
+    raw = os.environ.get(THREADS_ENV)
+    if raw is not None and raw.strip():
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(THREADS_ENV, f"{raw!r} is not a whole number of threads") from None
+        if value < 0:
+            raise ConfigError(THREADS_ENV, f"{raw!r}: use 0 (run inline) or more threads")
+        return value
+    return max(0, min(MAX_DEFAULT_THREADS, (os.cpu_count() or 1) - 1))
+
+
+class Offload:
+    def __init__(self, threads: int | None = None) -> None:
+        # None: `default_threads()` when the reader starts (the environment is read then).
+        self.threads = threads
+        self._waiting: dict[int, trio.Event] = {}
+        self.active = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The reader: hand finished jobs to their tasks until cancelled."""
+        threads = default_threads() if self.threads is None else self.threads
+        if threads <= 0 or self.active:
+            task_status.started()
+            return
+        fd, started = _core.offload_start(threads)
+        os.set_blocking(fd, False)
+        log.info("policy, signing and sealing run on %d native thread(s)", started)
+        self.active = True
+        task_status.started()
+        partial = b""
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                try:
+                    data = partial + os.read(fd, _READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                whole = len(data) - len(data) % 8
+                partial = data[whole:]
+                for (job_id,) in struct.iter_unpack("<Q", data[:whole]):
+                    event = self._waiting.pop(job_id, None)
+                    if event is not None:
+                        event.set()
+        finally:
+            self.active = False
+
+    async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
+        """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
+        if not self.active:
+            return inline()
+        job_id = next(_job_ids)
+        event = trio.Event()
+        self._waiting[job_id] = event
+        try:
+            job = submit(job_id)
+            await event.wait()
+        finally:
+            self._waiting.pop(job_id, None)
+        result: T = job.result()
+        return result
+
+
+# The KBS worker's instance; the HTTP app starts its reader.
+DEFAULT = Offload()
+
+_snapshot: tuple[Mapping[str, str], _core.ReferenceValues] | None = None
+
+
+def reference_values(values: Mapping[str, str]) -> _core.ReferenceValues:
+    """The native form of an RVPS snapshot, converted once per snapshot object."""
+    global _snapshot
+    if _snapshot is None or _snapshot[0] is not values:
+        _snapshot = (values, _core.ReferenceValues(dict(values)))
+    return _snapshot[1]

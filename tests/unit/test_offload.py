@@ -1,0 +1,237 @@
+"""Native offload: same answers as the inline calls, on threads that leave the event loop free."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustee import _core, offload
+from trustee.attestation.ear import EarBroker, Signer
+from trustee.config.errors import ConfigError
+from trustee.config.model import TokenBrokerConfig
+from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
+from trustee.crypto.jws import split_compact, verify_signature
+from trustee.policy.engine import CompiledPolicy, PolicyEvalError
+from trustee.protocol.jwe import JweError, decrypt, encrypt
+from trustee.sealing import seal
+
+POLICIES = Path(__file__).resolve().parents[2] / "python" / "trustee" / "policies"
+RULES = ["data.policy.trust_claims", "data.policy.extensions"]
+
+# Long enough that a blocked event loop would be obvious (tens of ms in regorus).
+SLOW_POLICY = """package policy
+import rego.v1
+n := count([x | some x in numbers.range(1, input.n); x % 7 == 0])
+"""
+
+
+@pytest.fixture
+async def running(nursery: trio.Nursery) -> offload.Offload:
+    await nursery.start(offload.DEFAULT.run)
+    assert offload.DEFAULT.active
+    return offload.DEFAULT
+
+
+def sample_claims(svn: str = "1") -> dict[str, Any]:
+    return {
+        "sample": {
+            "svn": svn,
+            "launch_digest": "abcde",
+            "debug": False,
+            "platform_version": {"major": 1, "minor": 2},
+        }
+    }
+
+
+REFERENCE_VALUES = {
+    "svn": json.dumps(["1"]),
+    "launch_digest": json.dumps(["abcde"]),
+    "major_version": json.dumps(1),
+    "minimum_minor_version": json.dumps(1),
+}
+
+
+def test_submitting_without_a_pool_is_refused_clearly() -> None:
+    if _core.offload_started():
+        pytest.skip("the pool of this process is already started")
+    with pytest.raises(RuntimeError, match="offload pool is not started"):
+        _core.Policy("package p\nx := 1\n").submit(1, "{}", None, ["data.p.x"])
+
+
+async def test_default_cpu_offloaded_equals_inline(running: offload.Offload) -> None:
+    policy = CompiledPolicy((POLICIES / "default_cpu.rego").read_text())
+    for svn, rvs in (("1", REFERENCE_VALUES), ("2", REFERENCE_VALUES), ("1", {})):
+        inline = policy.evaluate(sample_claims(svn), None, RULES, rvs.get)
+        offloaded = await policy.evaluate_offloaded(sample_claims(svn), None, RULES, rvs)
+        assert offloaded == inline
+    affirmed = await policy.evaluate_offloaded(sample_claims(), None, RULES, REFERENCE_VALUES)
+    assert affirmed[0].value["executables"] == 3 and affirmed[0].value["hardware"] == 2
+
+
+async def test_outcome_kinds_and_errors_cross_the_thread(running: offload.Offload) -> None:
+    policy = CompiledPolicy(
+        "package policy\nimport rego.v1\nallow if input.ok\nx := 1 if input.a\nx := 2 if input.b\n"
+    )
+    outcomes = await policy.evaluate_offloaded(
+        {"ok": True}, None, ["data.policy.allow", "data.policy.x", "data.policy.nope"]
+    )
+    assert [o.kind for o in outcomes] == ["value", "undefined", "absent"]
+    with pytest.raises(PolicyEvalError) as inline_err:
+        policy.evaluate({"a": 1, "b": 1}, None, ["data.policy.x"])
+    with pytest.raises(PolicyEvalError) as offloaded_err:
+        await policy.evaluate_offloaded({"a": 1, "b": 1}, None, ["data.policy.x"])
+    assert str(offloaded_err.value) == str(inline_err.value)
+
+
+async def test_event_loop_keeps_running_during_a_long_evaluation(
+    running: offload.Offload,
+) -> None:
+    policy = CompiledPolicy(SLOW_POLICY)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await trio.sleep(0.002)
+            ticks += 1
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(ticker)
+        (outcome,) = await policy.evaluate_offloaded({"n": 400_000}, None, ["data.policy.n"])
+        inner.cancel_scope.cancel()
+    elapsed = time.perf_counter() - started
+    assert outcome.value == 400_000 // 7
+    # Inline, the loop would be blocked for the whole evaluation and `ticks` would stay 0.
+    assert elapsed > 0.02, "the policy was too fast to tell"
+    assert ticks >= 3
+
+
+async def test_many_concurrent_jobs_each_get_their_own_answer(running: offload.Offload) -> None:
+    policy = CompiledPolicy("package policy\nimport rego.v1\ndouble := input.n * 2\n")
+    results: dict[int, Any] = {}
+
+    async def one(n: int) -> None:
+        (outcome,) = await policy.evaluate_offloaded({"n": n}, None, ["data.policy.double"])
+        results[n] = outcome.value
+
+    async with trio.open_nursery() as inner:
+        for n in range(300):
+            inner.start_soon(one, n)
+    assert results == {n: 2 * n for n in range(300)}
+
+
+async def test_a_cancelled_wait_leaves_the_offload_working(running: offload.Offload) -> None:
+    slow = CompiledPolicy(SLOW_POLICY)
+    with trio.move_on_after(0.001):
+        await slow.evaluate_offloaded({"n": 400_000}, None, ["data.policy.n"])
+    quick = CompiledPolicy("package policy\nimport rego.v1\nok := true\n")
+    (outcome,) = await quick.evaluate_offloaded({}, None, ["data.policy.ok"])
+    assert outcome.value is True
+
+
+async def test_without_the_reader_calls_run_inline() -> None:
+    idle = offload.Offload(threads=2)
+    assert not idle.active
+    assert await idle.call(lambda job_id: pytest.fail("must not submit"), lambda: 42) == 42
+
+
+async def test_zero_threads_means_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(offload.THREADS_ENV, "0")
+    inline = offload.Offload()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(inline.run)
+        assert not inline.active
+
+
+@pytest.mark.parametrize("raw", ["two", "-1", "1.5"])
+def test_bad_thread_count_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv(offload.THREADS_ENV, raw)
+    with pytest.raises(ConfigError, match=f"^{offload.THREADS_ENV}: "):
+        offload.default_threads()
+
+
+def test_default_thread_count_leaves_a_core_to_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(offload.THREADS_ENV, raising=False)
+    for cores, expected in ((1, 0), (2, 1), (3, 2), (64, offload.MAX_DEFAULT_THREADS)):
+        monkeypatch.setattr(offload.os, "cpu_count", lambda cores=cores: cores)
+        assert offload.default_threads() == expected
+
+
+def test_reference_values_are_converted_once_per_snapshot() -> None:
+    snapshot = dict(REFERENCE_VALUES)
+    first = offload.reference_values(snapshot)
+    assert offload.reference_values(snapshot) is first
+    assert len(first) == len(REFERENCE_VALUES)
+    assert offload.reference_values(dict(snapshot)) is not first
+    with pytest.raises(ValueError, match='reference value "svn" is not valid JSON'):
+        _core.ReferenceValues({"svn": "[1,"})
+
+
+# ---------------------------------------------------------------- sealing
+
+
+@pytest.mark.parametrize("kind", ["ec-p256", "ec-p521"])
+def test_native_seal_is_byte_identical_to_the_reference(kind: str) -> None:
+    guest = generate_tee_key(kind)
+    jwk = tee_public_jwk(guest)
+    ephemeral = ec.generate_private_key(guest.curve)  # type: ignore[union-attr]
+    size = (ephemeral.curve.key_size + 7) // 8
+    scalar = ephemeral.private_numbers().private_value.to_bytes(size, "big")
+    cek, iv = bytes(range(32)), bytes(range(12))
+    reference = encrypt(b"secret", jwk, cek=cek, iv=iv, ephemeral_key=ephemeral)
+    native = _core.seal_ecdh_es(jwk["crv"], jwk["x"], jwk["y"], b"secret", cek, iv, scalar)
+    assert dict(zip(reference, native, strict=True)) == reference
+
+
+@pytest.mark.parametrize("kind", ["ec-p256", "ec-p521", "rsa"])
+async def test_seal_round_trips_offloaded(running: offload.Offload, kind: str) -> None:
+    guest = generate_tee_key(kind)
+    sealed = await seal(b"the resource", tee_public_jwk(guest))
+    assert list(sealed) == ["protected", "encrypted_key", "iv", "ciphertext", "tag"]
+    assert decrypt(sealed, guest) == b"the resource"
+
+
+async def test_seal_errors_are_the_reference_errors(running: offload.Offload) -> None:
+    jwk = tee_public_jwk(generate_tee_key("ec-p256"))
+    off_curve = dict(jwk, y=jwk["x"])
+    short = dict(jwk, x=jwk["x"][:-2])
+    for bad in (off_curve, short):
+        with pytest.raises(JweError) as reference:
+            encrypt(b"s", bad)
+        with pytest.raises(JweError) as native:
+            await seal(b"s", bad)
+        assert str(native.value) == str(reference.value)
+
+
+# ---------------------------------------------------------------- signing
+
+
+async def test_offloaded_token_verifies_and_matches_the_inline_claims(
+    running: offload.Offload,
+) -> None:
+    broker = EarBroker(TokenBrokerConfig(), Signer(ec.generate_private_key(ec.SECP256R1())))
+    submods = {"cpu0": {"ear.status": "affirming"}}
+    issued = await broker.issue_offloaded(submods, now=1_700_000_000)
+    reference = broker.issue_full(submods, now=1_700_000_000)
+    assert issued.claims == reference.claims and issued.claims_json == reference.claims_json
+    parsed = split_compact(issued.token)
+    assert parsed.header == split_compact(reference.token).header
+    assert parsed.payload == reference.claims_json.encode()
+    verify_signature(
+        "ES256", broker.signer.key.public_key(), parsed.signing_input, parsed.signature
+    )
+    assert issued.token != reference.token  # ECDSA signatures are randomised
+
+
+def test_signer_refuses_a_non_p256_key() -> None:
+    with pytest.raises(_core.CryptoError, match="not a P-256 PKCS#8 key"):
+        _core.Es256Signer(b"\x30\x00")
