@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+import outcome
 import trio
 
 from trustee import _core
@@ -55,7 +56,7 @@ class Offload:
     def __init__(self, threads: int | None = None) -> None:
         # None: `default_threads()` when the reader starts (the environment is read then).
         self.threads = threads
-        self._waiting: dict[int, trio.Event] = {}
+        self._waiting: dict[int, trio.lowlevel.Task] = {}
         self.active = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -72,32 +73,48 @@ class Offload:
         partial = b""
         try:
             while True:
-                await trio.lowlevel.wait_readable(fd)
-                try:
-                    data = partial + os.read(fd, _READ_CHUNK)
-                except BlockingIOError:
-                    continue
+                if self._waiting:
+                    # Under load a job has usually finished by the time the other ready tasks
+                    # have had their turn: look before paying for an epoll registration.
+                    await trio.lowlevel.checkpoint()
+                    try:
+                        data = partial + os.read(fd, _READ_CHUNK)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(fd)
+                        continue
+                else:
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data = partial + os.read(fd, _READ_CHUNK)
+                    except BlockingIOError:
+                        continue
                 whole = len(data) - len(data) % 8
                 partial = data[whole:]
                 for (job_id,) in struct.iter_unpack("<Q", data[:whole]):
-                    event = self._waiting.pop(job_id, None)
-                    if event is not None:
-                        event.set()
+                    task = self._waiting.pop(job_id, None)
+                    if task is not None:
+                        trio.lowlevel.reschedule(task)
         finally:
             self.active = False
+            stopped = outcome.Error(RuntimeError("the offload reader stopped while a job ran"))
+            for task in self._waiting.values():
+                trio.lowlevel.reschedule(task, stopped)
+            self._waiting.clear()
 
     async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
         """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
         if not self.active:
             return inline()
         job_id = next(_job_ids)
-        event = trio.Event()
-        self._waiting[job_id] = event
-        try:
-            job = submit(job_id)
-            await event.wait()
-        finally:
+        job = submit(job_id)
+        # No checkpoint since submit: the reader cannot have seen this id yet.
+        self._waiting[job_id] = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
             self._waiting.pop(job_id, None)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
         result: T = job.result()
         return result
 

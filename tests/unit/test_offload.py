@@ -235,3 +235,35 @@ async def test_offloaded_token_verifies_and_matches_the_inline_claims(
 def test_signer_refuses_a_non_p256_key() -> None:
     with pytest.raises(_core.CryptoError, match="not a P-256 PKCS#8 key"):
         _core.Es256Signer(b"\x30\x00")
+
+
+async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
+    reader = offload.Offload(threads=1)
+    slow = CompiledPolicy(SLOW_POLICY)
+    async with trio.open_nursery() as outer:
+        reader_scope = trio.CancelScope()
+
+        async def run_reader(task_status: trio.TaskStatus[None]) -> None:
+            with reader_scope:
+                await reader.run(task_status=task_status)
+
+        await outer.start(run_reader)
+        assert reader.active
+        caught: list[BaseException] = []
+
+        async def waiter() -> None:
+            try:
+                await reader.call(
+                    lambda job_id: slow._policy.submit(
+                        job_id, '{"n": 2000000}', None, ["data.policy.n"]
+                    ),
+                    lambda: pytest.fail("must not run inline"),
+                )
+            except RuntimeError as exc:
+                caught.append(exc)
+
+        outer.start_soon(waiter)
+        await trio.sleep(0.001)
+        reader_scope.cancel()
+    assert not reader.active
+    assert [str(e) for e in caught] == ["the offload reader stopped while a job ran"]
