@@ -4,7 +4,7 @@
 //! the pure crates so it can be tested without an interpreter. Every call that does real
 //! work releases the GIL so a multi-threaded server keeps serving while evidence is checked.
 
-mod offload;
+use trustee_offload as offload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -485,10 +485,9 @@ struct Job {
 impl Job {
     /// What the synchronous call would have returned or raised; once only.
     fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let missing = || PyRuntimeError::new_err("the job has not finished or was already taken");
         match &self.pending {
             Pending::Policy(slot) => {
-                let outcome = offload::take(slot).ok_or_else(missing)?;
+                let outcome = finished(offload::take(slot))?;
                 let none = Mutex::new(None);
                 Ok(policy_result(py, outcome, &none)?
                     .into_pyobject(py)?
@@ -496,7 +495,7 @@ impl Job {
                     .unbind())
             }
             Pending::Sign(slot) => {
-                let outcome = offload::take(slot).ok_or_else(missing)?;
+                let outcome = finished(offload::take(slot))?;
                 Ok(outcome
                     .map_err(crypto_err)?
                     .into_pyobject(py)?
@@ -504,13 +503,25 @@ impl Job {
                     .unbind())
             }
             Pending::Seal(slot) => {
-                let outcome = offload::take(slot).ok_or_else(missing)?;
+                let outcome = finished(offload::take(slot))?;
                 Ok(jwe_parts(outcome.map_err(crypto_err)?)
                     .into_pyobject(py)?
                     .into_any()
                     .unbind())
             }
         }
+    }
+}
+
+fn finished<T>(taken: Option<Result<T, String>>) -> PyResult<T> {
+    match taken {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(panic)) => Err(PyRuntimeError::new_err(format!(
+            "the native job failed unexpectedly: {panic}"
+        ))),
+        None => Err(PyRuntimeError::new_err(
+            "the job has not finished or was already taken",
+        )),
     }
 }
 

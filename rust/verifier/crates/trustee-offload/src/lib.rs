@@ -10,6 +10,7 @@
 
 use std::io::{PipeReader, PipeWriter, Write};
 use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
@@ -73,8 +74,9 @@ pub fn started() -> bool {
     POOL.get().is_some()
 }
 
-/// Where a job leaves its outcome for the thread that converts it.
-pub type Slot<T> = Arc<Mutex<Option<T>>>;
+/// Where a job leaves its outcome for the thread that converts it: the value, or the
+/// message of a panic (the worker survives it, and the waiting task still wakes).
+pub type Slot<T> = Arc<Mutex<Option<Result<T, String>>>>;
 
 /// Runs `work` on a pool thread; its outcome lands in the returned slot before `id` is
 /// announced on the pipe. Without a started pool the work runs here, at once.
@@ -89,7 +91,13 @@ pub fn submit<T: Send + 'static>(
     let out = Arc::clone(&slot);
     let done = Arc::clone(&pool.done);
     let task: Task = Box::new(move || {
-        let value = work();
+        let value = panic::catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned())
+        });
         *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
         // 8 bytes is below PIPE_BUF, so ids from several workers never interleave.
         let _ = done
@@ -105,6 +113,75 @@ pub fn submit<T: Send + 'static>(
     Ok(slot)
 }
 
-pub fn take<T>(slot: &Slot<T>) -> Option<T> {
+pub fn take<T>(slot: &Slot<T>) -> Option<Result<T, String>> {
     slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    /// Reads announced ids until `count` have arrived (the pipe is blocking in tests).
+    fn announced(count: usize) -> Vec<u64> {
+        let pool = POOL.get().expect("started");
+        let mut ids = Vec::new();
+        let mut buf = [0u8; 8];
+        while ids.len() < count {
+            (&pool.reader).read_exact(&mut buf).expect("pipe");
+            ids.push(u64::from_le_bytes(buf));
+        }
+        ids
+    }
+
+    // One test: the pool and its pipe are per process, and tests run concurrently.
+    #[test]
+    fn pool_lifecycle() {
+        assert!(!started());
+        assert_eq!(
+            submit(1, || 1).err(),
+            Some("the offload pool is not started")
+        );
+
+        let (fd, threads) = start(2).expect("start");
+        assert!(fd >= 0);
+        assert_eq!(threads, 2);
+        assert!(started());
+        // Later starts keep the first pool.
+        assert_eq!(start(5).expect("again"), (fd, 2));
+
+        // Every job's outcome is in its slot once its id is announced.
+        let slots: Vec<(u64, Slot<u64>)> = (10..110)
+            .map(|id| (id, submit(id, move || id * 3).expect("submit")))
+            .collect();
+        let mut ids = announced(slots.len());
+        ids.sort_unstable();
+        assert_eq!(ids, (10..110).collect::<Vec<_>>());
+        for (id, slot) in &slots {
+            assert_eq!(take(slot), Some(Ok(id * 3)));
+            assert_eq!(take(slot), None, "an outcome is taken once");
+        }
+
+        // Jobs run on the pool's threads, not the caller's.
+        let caller = thread::current().id();
+        let slot = submit(200, move || thread::current().id() != caller).expect("submit");
+        assert_eq!(announced(1), vec![200]);
+        assert_eq!(take(&slot), Some(Ok(true)));
+
+        // A panicking job is reported, announced, and leaves the workers serving.
+        let before = Instant::now();
+        let boom = submit(300, || -> u64 { panic!("boom") }).expect("submit");
+        let text =
+            submit(301, || -> u64 { panic!("{}", String::from("formatted")) }).expect("submit");
+        let mut ids = announced(2);
+        ids.sort_unstable();
+        assert_eq!(ids, vec![300, 301]);
+        assert_eq!(take(&boom), Some(Err("boom".to_owned())));
+        assert_eq!(take(&text), Some(Err("formatted".to_owned())));
+        let after = submit(302, || 7u64).expect("submit");
+        assert_eq!(announced(1), vec![302]);
+        assert_eq!(take(&after), Some(Ok(7)));
+        assert!(before.elapsed() < Duration::from_secs(10));
+    }
 }
