@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import struct
+import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -32,6 +33,9 @@ log = logging.getLogger("trustee.offload")
 THREADS_ENV = "TRUSTEE_OFFLOAD_THREADS"
 MAX_DEFAULT_THREADS = 4
 _READ_CHUNK = 8 * 4096
+# After the server last had concurrent requests (or jobs in flight), calls keep being
+# offloaded for this long: under load there are instants with a single request in progress.
+BUSY_WINDOW_S = 0.05
 
 # Ids are unique per process: the pipe is, and a job finishing after its reader stopped
 # must not wake a later reader's task.
@@ -53,11 +57,16 @@ def default_threads() -> int:
 
 
 class Offload:
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, *, adaptive: bool = True) -> None:
         # None: `default_threads()` when the reader starts (the environment is read then).
         self.threads = threads
         self._waiting: dict[int, trio.lowlevel.Task] = {}
         self.active = False
+        self._busy_until = 0.0
+        # False: offload every call while the reader runs, busy or not.
+        self.adaptive = adaptive
+        # HTTP requests the server is handling now (kept by the app's middleware).
+        self.requests = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The reader: hand finished jobs to their tasks until cancelled."""
@@ -104,6 +113,13 @@ class Offload:
     async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
         """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
         if not self.active:
+            return inline()
+        now = time.monotonic()
+        if self._waiting or self.requests > 1:
+            self._busy_until = now + BUSY_WINDOW_S
+        elif self.adaptive and now >= self._busy_until:
+            # Nothing else has wanted the loop lately (one guest at a time): a hand-off would
+            # only add its latency.
             return inline()
         job_id = next(_job_ids)
         job = submit(job_id)

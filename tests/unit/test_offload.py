@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,15 @@ n := count([x | some x in numbers.range(1, input.n); x % 7 == 0])
 
 
 @pytest.fixture
-async def running(nursery: trio.Nursery) -> offload.Offload:
+async def running(nursery: trio.Nursery) -> AsyncIterator[offload.Offload]:
+    # These tests make one call at a time, which the adaptive mode would run inline.
+    offload.DEFAULT.adaptive = False
     await nursery.start(offload.DEFAULT.run)
     assert offload.DEFAULT.active
-    return offload.DEFAULT
+    try:
+        yield offload.DEFAULT
+    finally:
+        offload.DEFAULT.adaptive = True
 
 
 def sample_claims(svn: str = "1") -> dict[str, Any]:
@@ -134,6 +140,37 @@ async def test_a_cancelled_wait_leaves_the_offload_working(running: offload.Offl
     quick = CompiledPolicy("package policy\nimport rego.v1\nok := true\n")
     (outcome,) = await quick.evaluate_offloaded({}, None, ["data.policy.ok"])
     assert outcome.value is True
+
+
+async def test_adaptive_runs_a_lone_call_inline_and_offloads_when_busy(
+    nursery: trio.Nursery,
+) -> None:
+    adaptive = offload.Offload(threads=1)
+    await nursery.start(adaptive.run)
+    assert adaptive.active
+    submitted: list[int] = []
+
+    def submit(job_id: int) -> _core.Job:
+        submitted.append(job_id)
+        return _core.Policy("package p\nx := 1\n").submit(job_id, "{}", None, ["data.p.x"])
+
+    def inline() -> list[tuple[str, str]]:
+        return [("value", "1")]
+
+    # Alone: nothing else is ready to run, so no hand-off.
+    assert await adaptive.call(submit, inline) == [("value", "1")]
+    assert submitted == []
+
+    # With another request in progress, calls are offloaded, and stay so for a while.
+    adaptive.requests = 2
+    assert await adaptive.call(submit, inline) == [("value", "1")]
+    assert len(submitted) == 1
+    adaptive.requests = 1
+    await adaptive.call(submit, inline)
+    assert len(submitted) == 2
+    await trio.sleep(offload.BUSY_WINDOW_S * 1.5)
+    await adaptive.call(submit, inline)
+    assert len(submitted) == 2
 
 
 async def test_without_the_reader_calls_run_inline() -> None:
@@ -238,7 +275,7 @@ def test_signer_refuses_a_non_p256_key() -> None:
 
 
 async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
-    reader = offload.Offload(threads=1)
+    reader = offload.Offload(threads=1, adaptive=False)
     slow = CompiledPolicy(SLOW_POLICY)
     async with trio.open_nursery() as outer:
         reader_scope = trio.CancelScope()
@@ -267,3 +304,42 @@ async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
         reader_scope.cancel()
     assert not reader.active
     assert [str(e) for e in caught] == ["the offload reader stopped while a job ran"]
+
+
+async def test_the_app_counts_requests_until_their_answer_is_sent() -> None:
+    from trustee.http.app import _CountRequests
+
+    seen: list[int] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(offload.DEFAULT.requests)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+        # Teardown after the answer: a lone client's next request may already be in.
+        seen.append(offload.DEFAULT.requests)
+        if scope.get("path") == "/fail":
+            raise RuntimeError("after the answer")
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(offload.DEFAULT.requests)
+        raise RuntimeError("before any answer")
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            seen.append(offload.DEFAULT.requests)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    assert offload.DEFAULT.requests == 0
+    await _CountRequests(inner)({"type": "http", "path": "/"}, receive, send)
+    assert seen == [1, 1, 0, 0] and offload.DEFAULT.requests == 0
+    seen.clear()
+    with pytest.raises(RuntimeError):
+        await _CountRequests(inner)({"type": "http", "path": "/fail"}, receive, send)
+    with pytest.raises(RuntimeError):
+        await _CountRequests(failing)({"type": "http", "path": "/"}, receive, send)
+    assert offload.DEFAULT.requests == 0
+    await _CountRequests(inner)({"type": "lifespan"}, receive, send)
+    assert offload.DEFAULT.requests == 0

@@ -43,8 +43,44 @@ def _response(reply: Reply) -> Response:
     return response
 
 
+class _CountRequests:
+    """ASGI middleware: keeps `offload.DEFAULT.requests` (requests not yet answered), which
+    decides whether a hand-off to the native threads can pay (another request could use the
+    loop meanwhile)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        answered = False
+
+        async def counted_send(message: Any) -> None:
+            nonlocal answered
+            # Counted until the last byte of the answer is handed over, not until Quart's
+            # teardown ends: a lone client's next request may already be in by then.
+            if (
+                not answered
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                answered = True
+                offload.DEFAULT.requests -= 1
+            await send(message)
+
+        offload.DEFAULT.requests += 1
+        try:
+            await self.inner(scope, receive, counted_send)
+        finally:
+            if not answered:
+                offload.DEFAULT.requests -= 1
+
+
 def create_app(kbs: Kbs) -> QuartTrio:
     app = QuartTrio("trustee")
+    app.asgi_app = _CountRequests(app.asgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = kbs.config.http_server.payload_request_size * 1024 * 1024
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
