@@ -14,11 +14,14 @@ from typing import Any
 import trio
 
 from trustee.audit.sink_redis import (
+    RedisTlsError,
     RespError,
     RespProtocolError,
     RespReader,
     encode_command,
+    open_stream,
     parse_redis_url,
+    tls_context,
 )
 
 Arg = bytes | str | int
@@ -67,7 +70,7 @@ def _first_error(reply: Any) -> RespError | None:
 
 
 class _Connection:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.reader = RespReader(stream)
 
@@ -93,7 +96,8 @@ class RedisClient:
             raise ValueError(f"redis pool_size: {pool_size!r} is not a positive integer")
         self.target = parse_redis_url(url, "redis url")
         self.timeout = timeout
-        self.name = f"redis://{self.target.host}:{self.target.port}/{self.target.db}"
+        self.name = f"{self.target.scheme}://{self.target.host}:{self.target.port}/{self.target.db}"
+        self._tls = tls_context() if self.target.tls else None
         self._slots = trio.Semaphore(pool_size)
         self._idle: list[_Connection] = []
         self._closed = False
@@ -175,7 +179,9 @@ class RedisClient:
 
     async def _connect(self, what: str) -> _Connection:
         try:
-            stream = await trio.open_tcp_stream(self.target.host, self.target.port)
+            stream = await open_stream(self.target, self._tls)
+        except RedisTlsError as exc:
+            raise RedisUnavailable(f"{self.name}: connecting for {what} failed: {exc}") from exc
         except OSError as exc:
             raise RedisUnavailable(
                 f"{self.name}: connecting for {what} failed: {exc.strerror or exc!r}"

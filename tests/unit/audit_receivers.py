@@ -17,6 +17,9 @@ from typing import Any
 
 import h11
 import trio
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.e2e.pki import make_cert, pem_cert, pem_key
 
 # --------------------------------------------------------------------------- HTTP receiver
 
@@ -289,17 +292,51 @@ REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """A test CA and a server certificate for 127.0.0.1 issued by it (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_redis_tls(directory: Path, ca_name: str = "trustee-test-redis-ca") -> RedisTls:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = make_cert(ca_name, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = make_cert("127.0.0.1", key, (ca, ca_key), san_ip="127.0.0.1")
+    tls = RedisTls(directory / "ca.pem", directory / "redis.crt", directory / "redis.key")
+    tls.ca.write_bytes(pem_cert(ca))
+    tls.cert.write_bytes(pem_cert(cert))
+    tls.key.write_bytes(pem_key(key))
+    return tls
+
+
 class RedisServer:
     """A redis-server process on a fixed ephemeral port, restartable to simulate an outage."""
 
-    def __init__(self, tmp_path: Path, password: str | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, password: str | None = None, tls: RedisTls | None = None
+    ) -> None:
         assert REDIS_SERVER is not None
         self.port = _free_port()
         self.password = password
+        self.tls = tls
         self.command = [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            REDIS_SERVER, "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(tmp_path), "--databases", "4",
         ]  # fmt: skip
+        if tls is None:
+            self.command += ["--port", str(self.port)]
+        else:
+            # TLS only: the plain port is off, clients need no certificate of their own.
+            self.command += [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
+                "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no",
+            ]  # fmt: skip
         if password:
             self.command += ["--requirepass", password]
         self.process: subprocess.Popen[bytes] | None = None
@@ -327,12 +364,15 @@ class RedisServer:
 
     def url(self, db: int = 0) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/{db}"
 
     def cli(self, *args: str, db: int = 0) -> list[str]:
         """Runs redis-cli, an independent client, and returns its raw output lines."""
         assert REDIS_CLI is not None
         command = [REDIS_CLI, "-p", str(self.port), "-n", str(db), "--raw"]
+        if self.tls:
+            command += ["--tls", "--cacert", str(self.tls.ca)]
         if self.password:
             command += ["--no-auth-warning", "-a", self.password]
         out = subprocess.run([*command, *args], check=True, capture_output=True, timeout=10)
@@ -360,8 +400,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def redis_server(tmp_path: Path, password: str | None = None) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path, password)
+def redis_server(
+    tmp_path: Path, password: str | None = None, tls: RedisTls | None = None
+) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, password, tls)
     server.start()
     try:
         yield server

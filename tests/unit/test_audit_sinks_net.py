@@ -16,6 +16,7 @@ from tests.unit.audit_receivers import (
     REDIS_SERVER,
     HttpReceiver,
     SyslogListener,
+    make_redis_tls,
     parse_rfc5424,
     redis_server,
 )
@@ -401,8 +402,7 @@ def test_redis_url_parsing() -> None:
     ("table", "message"),
     [
         ({}, r"k.url: None is not a string"),
-        ({"url": "rediss://h/"}, r"k.url: TLS \(rediss://\) is not supported"),
-        ({"url": "http://h/"}, r"k.url: 'http://h/' is not a redis://"),
+        ({"url": "http://h/"}, r"k.url: 'http://h/' is not a redis:// or rediss://"),
         ({"url": "redis://h/x"}, r"k.url: database 'x'"),
         ({"url": "redis://h:0/"}, r"k.url: port 0"),
         ({"url": "redis://h/", "stream": ""}, r"k.stream: '' is not"),
@@ -431,6 +431,29 @@ async def test_redis_stream_receives_events_in_order(tmp_path: Path) -> None:
     assert [json.loads(fields["event"]) for _, fields in entries] == [e.cloudevent() for e in sent]
     ids = [entry_id for entry_id, _ in entries]
     assert ids == sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+
+
+@needs_redis
+async def test_redis_stream_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = make_redis_tls(tmp_path / "tls")
+    with redis_server(tmp_path, password="s3cret", tls=tls) as server:
+        url = server.url(2)
+        assert url.startswith("rediss://")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
+        sink = RedisStreamSink.from_config({"url": url, "stream": "audit:tls"}, "k")
+        assert sink.name.startswith("rediss-stream:127.0.0.1:")
+        sent = events(3)
+        await sink.send(sent)
+        await sink.aclose()
+        assert [f["id"] for _, f in server.xrange("audit:tls", db=2)] == [e.id for e in sent]
+        # A server whose certificate the trust store does not vouch for gets nothing.
+        monkeypatch.setenv("SSL_CERT_FILE", str(make_redis_tls(tmp_path / "other", "other").ca))
+        untrusting = RedisStreamSink(url, stream="audit:tls")
+        refused = r"delivering 1 event\(s\) failed: .*TLS handshake .* CERTIFICATE_VERIFY_FAILED"
+        with pytest.raises(AuditSinkError, match=refused):
+            await untrusting.send(events(1))
+        await untrusting.aclose()
+        assert len(server.xrange("audit:tls", db=2)) == 3
 
 
 @needs_redis

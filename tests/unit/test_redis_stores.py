@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.unit.audit_receivers import REDIS_CLI, REDIS_SERVER, RedisServer, redis_server
+from tests.unit.audit_receivers import (
+    REDIS_CLI,
+    REDIS_SERVER,
+    RedisServer,
+    make_redis_tls,
+    redis_server,
+)
 from trustee.protocol.rcar import Session
 from trustee.redis_client import RedisClient, RedisError, RedisUnavailable
 from trustee.storage.kv import NS_KBS, NS_REPOSITORY, StorageError
@@ -87,9 +93,40 @@ async def test_client_auth_from_url(tmp_path: Path) -> None:
             await bad.execute("PING")
 
 
+@needs_redis
+async def test_client_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = make_redis_tls(tmp_path / "tls")
+    with redis_server(tmp_path, password="s3cret", tls=tls) as server:
+        # The test CA is trusted the way an operator trusts a private CA.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
+        client = RedisClient(server.url(1), timeout=2.0)
+        assert await client.execute("SET", "k", "over tls") == b"OK"
+        assert await client.pipeline([("GET", "k"), ("DBSIZE",)]) == [b"over tls", 1]
+        assert server.cli("GET", "k", db=1) == ["over tls"]
+        store = RedisSessionStore(client)
+        await store.insert(make_session("tls-1"))
+        got = await store.get("tls-1")
+        assert got is not None and got.id == "tls-1"
+        await client.aclose()
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(make_redis_tls(tmp_path / "other", "other").ca))
+        untrusting = RedisClient(server.url(1), timeout=2.0)
+        with pytest.raises(
+            RedisUnavailable,
+            match=r"^rediss://127\.0\.0\.1:\d+/1: connecting for GET failed: TLS handshake "
+            r"with 127\.0\.0\.1:\d+ failed: .*CERTIFICATE_VERIFY_FAILED",
+        ):
+            await untrusting.execute("GET", "k")
+        # Plain RESP to a TLS-only port fails fast instead of hanging.
+        plain = RedisClient(f"redis://:s3cret@127.0.0.1:{server.port}/1", timeout=2.0)
+        with trio.fail_after(5), pytest.raises(RedisUnavailable):
+            await plain.execute("GET", "k")
+
+
 async def test_client_rejects_bad_urls_and_settings() -> None:
-    with pytest.raises(ValueError, match="rediss"):
-        RedisClient("rediss://h:1/0")
+    with pytest.raises(ValueError, match="is not a redis:// or rediss://host:port/db URL"):
+        RedisClient("http://h:1/0")
+    assert RedisClient("rediss://h:1/0").name == "rediss://h:1/0"
     with pytest.raises(ValueError, match="timeout"):
         RedisClient("redis://h:1/0", timeout=0)
     with pytest.raises(ValueError, match="pool_size"):

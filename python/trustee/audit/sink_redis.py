@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,40 @@ class RedisTarget:
     db: int
     username: str | None
     password: str | None
+    tls: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "rediss" if self.tls else "redis"
+
+
+class RedisTlsError(OSError):
+    """The TLS handshake with a rediss:// server failed (certificate, protocol, …)."""
+
+
+def tls_context() -> ssl.SSLContext:
+    """Server certificates are checked against the system trust store, or the bundle named by
+    `SSL_CERT_FILE` / `SSL_CERT_DIR` (how a private CA is trusted)."""
+    return ssl.create_default_context()
+
+
+async def open_stream(target: RedisTarget, context: ssl.SSLContext | None) -> trio.abc.Stream:
+    """TCP to the server; for rediss:// TLS over it, with the handshake done here so that a
+    certificate problem is reported when connecting, naming the server."""
+    tcp = await trio.open_tcp_stream(target.host, target.port)
+    if not target.tls:
+        return tcp
+    stream = trio.SSLStream(tcp, context or tls_context(), server_hostname=target.host)
+    try:
+        await stream.do_handshake()
+    except (trio.BrokenResourceError, OSError) as exc:
+        with trio.CancelScope(shield=True), contextlib.suppress(OSError, trio.BrokenResourceError):
+            await tcp.aclose()
+        reason = exc.__cause__ if exc.__cause__ is not None else exc
+        raise RedisTlsError(
+            f"TLS handshake with {target.host}:{target.port} failed: {reason}"
+        ) from exc
+    return stream
 
 
 def parse_redis_url(url: str, where: str) -> RedisTarget:
@@ -134,10 +169,8 @@ def parse_redis_url(url: str, where: str) -> RedisTarget:
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"{where}: {url!r} does not parse: {exc}") from exc
-    if parts.scheme == "rediss":
-        raise ValueError(f"{where}: TLS (rediss://) is not supported; use redis://")
-    if parts.scheme != "redis" or not parts.hostname:
-        raise ValueError(f"{where}: {url!r} is not a redis://host:port/db URL")
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"{where}: {url!r} is not a redis:// or rediss://host:port/db URL")
     if port == 0:
         raise ValueError(f"{where}: port 0 in {url!r} is not a port to connect to")
     db_text = parts.path.lstrip("/") or "0"
@@ -147,11 +180,18 @@ def parse_redis_url(url: str, where: str) -> RedisTarget:
         raise ValueError(f"{where}: query and fragment are not supported in {url!r}")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
-    return RedisTarget(parts.hostname, port or DEFAULT_PORT, int(db_text), username, password)
+    return RedisTarget(
+        parts.hostname,
+        port or DEFAULT_PORT,
+        int(db_text),
+        username,
+        password,
+        tls=parts.scheme == "rediss",
+    )
 
 
 class _RedisConnection:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.reader = RespReader(stream)
 
@@ -173,7 +213,9 @@ class RedisStreamSink:
         self.stream = stream
         self.maxlen = maxlen
         self.timeout = timeout
-        self.name = f"redis-stream:{self.target.host}:{self.target.port}/{self.target.db}/{stream}"
+        where = f"{self.target.host}:{self.target.port}/{self.target.db}/{stream}"
+        self.name = f"redis-stream:{where}" if not self.target.tls else f"rediss-stream:{where}"
+        self._tls = tls_context() if self.target.tls else None
         self._conn: _RedisConnection | None = None
         self._lock = trio.Lock()
 
@@ -195,7 +237,7 @@ class RedisStreamSink:
         return cls(url, stream=stream, maxlen=maxlen, timeout=float(timeout))
 
     async def _connect(self) -> _RedisConnection:
-        conn = _RedisConnection(await trio.open_tcp_stream(self.target.host, self.target.port))
+        conn = _RedisConnection(await open_stream(self.target, self._tls))
         setup: list[tuple[str, bytes]] = []
         if self.target.password is not None:
             auth = ["AUTH", self.target.password]
@@ -208,7 +250,8 @@ class RedisStreamSink:
             replies = await conn.pipeline([command for _, command in setup])
             for (what, _), reply in zip(setup, replies, strict=True):
                 if isinstance(reply, RespError):
-                    await conn.stream.aclose()
+                    with contextlib.suppress(OSError, trio.BrokenResourceError):
+                        await conn.stream.aclose()
                     raise AuditSinkError(f"{self.name}: {what} refused: {reply.message}")
         return conn
 

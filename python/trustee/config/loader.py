@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trustee.audit.config import dispatcher_from_config
+from trustee.audit.sink_redis import parse_redis_url
 from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
@@ -447,8 +448,14 @@ def _storage(t: Table | None) -> StorageConfig:
             cfg.redis_url = redis.get("url", str, cfg.redis_url)
     cfg.postgres_url = os.environ.get("POSTGRES_URL") or None
     cfg.redis_url = os.environ.get("REDIS_URL") or cfg.redis_url
-    if cfg.redis_url and not cfg.redis_url.startswith("redis://"):
-        raise ConfigError("storage_backend.backends.redis.url", "expected redis://host:port/db")
+    if cfg.redis_url:
+        try:
+            parse_redis_url(cfg.redis_url, "url")
+        except ValueError as exc:
+            key = "storage_backend.backends.redis.url"
+            if os.environ.get("REDIS_URL"):
+                key = "REDIS_URL"
+            raise ConfigError(key, str(exc).removeprefix("url: ")) from None
     return cfg
 
 
