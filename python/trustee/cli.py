@@ -55,6 +55,7 @@ async def _run(config: Config, sockets: Sockets | None = None) -> None:
     # Signals end the server gracefully (Kubernetes sends SIGTERM, a terminal SIGINT) instead
     # of raising KeyboardInterrupt inside whichever request happens to be running.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        offload.DEFAULT.threads = offload.default_threads(config.http_server.worker_count)
         kbs = await build_kbs(config)
         app = create_app(kbs)
         if config.development:
@@ -80,7 +81,8 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         if sockets:
             config.http_server.sockets = sockets
         log.info("trustee-py Key Broker Service %s", __version__)
-        offload.default_threads()  # a bad TRUSTEE_OFFLOAD_THREADS stops start-up here
+        # A bad TRUSTEE_OFFLOAD_THREADS stops start-up here, before any socket is bound.
+        offload.default_threads(config.http_server.worker_count)
         if config.http_server.worker_count > 1:
             if config.session_kind() != "Redis":
                 raise ConfigError(

@@ -34,6 +34,7 @@ log = logging.getLogger("trustee.offload")
 
 THREADS_ENV = "TRUSTEE_OFFLOAD_THREADS"
 MAX_DEFAULT_THREADS = 4
+MAX_THREADS = 64
 _READ_CHUNK = 8 * 4096
 # After the server last had concurrent requests (or jobs in flight), calls keep being
 # offloaded for this long: under load there are instants with a single request in progress.
@@ -42,27 +43,34 @@ BUSY_WINDOW_S = 0.05
 # Ids are unique per process: the pipe is, and a job finishing after its reader stopped
 # must not wake a later reader's task.
 _job_ids = itertools.count(1)
+# The pipe is per process, so is the table of waiting tasks and the one reader allowed at a
+# time (a second one would take ids whose tasks it does not know).
+_waiting: dict[int, trio.lowlevel.Task] = {}
+_reader_running = False
 
 
-def default_threads() -> int:
-    """`TRUSTEE_OFFLOAD_THREADS`, else one per spare core (none on a single core), at most 4."""
+def default_threads(workers: int = 1) -> int:
+    """`TRUSTEE_OFFLOAD_THREADS` (per worker process), else each of `workers` processes gets
+    one thread per core it has beyond the one its event loop uses, at most 4."""
     raw = os.environ.get(THREADS_ENV)
     if raw is not None and raw.strip():
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(THREADS_ENV, f"{raw!r} is not a whole number of threads") from None
-        if value < 0:
-            raise ConfigError(THREADS_ENV, f"{raw!r}: use 0 (run inline) or more threads")
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise ConfigError(THREADS_ENV, f"{raw!r} is not a whole number of threads")
+        value = int(text)
+        if value > MAX_THREADS:
+            raise ConfigError(
+                THREADS_ENV, f"{raw!r}: at most {MAX_THREADS} threads (0 runs everything inline)"
+            )
         return value
-    return max(0, min(MAX_DEFAULT_THREADS, (os.cpu_count() or 1) - 1))
+    cores_each = (os.cpu_count() or 1) // max(1, workers)
+    return max(0, min(MAX_DEFAULT_THREADS, cores_each - 1))
 
 
 class Offload:
     def __init__(self, threads: int | None = None, *, adaptive: bool = True) -> None:
         # None: `default_threads()` when the reader starts (the environment is read then).
         self.threads = threads
-        self._waiting: dict[int, trio.lowlevel.Task] = {}
         self.active = False
         self._busy_until = 0.0
         # False: offload every call while the reader runs, busy or not.
@@ -72,19 +80,20 @@ class Offload:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The reader: hand finished jobs to their tasks until cancelled."""
+        global _reader_running
         threads = default_threads() if self.threads is None else self.threads
-        if threads <= 0 or self.active:
+        if threads <= 0 or _reader_running:
             task_status.started()
             return
         fd, started = _core.offload_start(threads)
         os.set_blocking(fd, False)
         log.info("policy, signing and sealing run on %d native thread(s)", started)
-        self.active = True
+        _reader_running = self.active = True
         task_status.started()
         partial = b""
         try:
             while True:
-                if self._waiting:
+                if _waiting:
                     # Under load a job has usually finished by the time the other ready tasks
                     # have had their turn: look before paying for an epoll registration.
                     await trio.lowlevel.checkpoint()
@@ -102,22 +111,22 @@ class Offload:
                 whole = len(data) - len(data) % 8
                 partial = data[whole:]
                 for (job_id,) in struct.iter_unpack("<Q", data[:whole]):
-                    task = self._waiting.pop(job_id, None)
+                    task = _waiting.pop(job_id, None)
                     if task is not None:
                         trio.lowlevel.reschedule(task)
         finally:
-            self.active = False
+            _reader_running = self.active = False
             stopped = outcome.Error(RuntimeError("the offload reader stopped while a job ran"))
-            for task in self._waiting.values():
+            for task in _waiting.values():
                 trio.lowlevel.reschedule(task, stopped)
-            self._waiting.clear()
+            _waiting.clear()
 
     async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
         """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
         if not self.active:
             return inline()
         now = time.monotonic()
-        if self._waiting or self.requests > 1:
+        if _waiting or self.requests > 1:
             self._busy_until = now + BUSY_WINDOW_S
         elif self.adaptive and now >= self._busy_until:
             # Nothing else has wanted the loop lately (one guest at a time): a hand-off would
@@ -126,10 +135,10 @@ class Offload:
         job_id = next(_job_ids)
         job = submit(job_id)
         # No checkpoint since submit: the reader cannot have seen this id yet.
-        self._waiting[job_id] = trio.lowlevel.current_task()
+        _waiting[job_id] = trio.lowlevel.current_task()
 
         def abort(_: object) -> trio.lowlevel.Abort:
-            self._waiting.pop(job_id, None)
+            _waiting.pop(job_id, None)
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)

@@ -23,6 +23,9 @@ async def seal(
         and tee_pubkey.get("crv") in jwe.ec_curves(form)
         and isinstance(x := tee_pubkey.get("x"), str)
         and isinstance(y := tee_pubkey.get("y"), str)
+        # Anything else is not base64url; the reference path words that error.
+        and x.isascii()
+        and y.isascii()
     ):
         crv: str = tee_pubkey["crv"]
         try:

@@ -81,7 +81,7 @@ async def test_many_guests_at_once(tmp_path: Path, threads: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "why"),
-    [("two", "'two' is not a whole number of threads"), ("-1", "'-1': use 0 (run inline)")],
+    [("two", "'two' is not a whole number of threads"), ("65", "'65': at most 64 threads")],
 )
 async def test_a_bad_thread_count_stops_start_up(tmp_path: Path, raw: str, why: str) -> None:
     config = tmp_path / "kbs.toml"

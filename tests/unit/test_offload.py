@@ -36,6 +36,8 @@ n := count([x | some x in numbers.range(1, input.n); x % 7 == 0])
 async def running(nursery: trio.Nursery) -> AsyncIterator[offload.Offload]:
     # These tests make one call at a time, which the adaptive mode would run inline.
     offload.DEFAULT.adaptive = False
+    # Independent of this machine's cores and of TRUSTEE_OFFLOAD_THREADS in the environment.
+    offload.DEFAULT.threads = 2
     await nursery.start(offload.DEFAULT.run)
     assert offload.DEFAULT.active
     try:
@@ -143,7 +145,7 @@ async def test_a_cancelled_wait_leaves_the_offload_working(running: offload.Offl
 
 
 async def test_adaptive_runs_a_lone_call_inline_and_offloads_when_busy(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     adaptive = offload.Offload(threads=1)
     await nursery.start(adaptive.run)
@@ -162,13 +164,15 @@ async def test_adaptive_runs_a_lone_call_inline_and_offloads_when_busy(
     assert submitted == []
 
     # With another request in progress, calls are offloaded, and stay so for a while.
+    monkeypatch.setattr(offload, "BUSY_WINDOW_S", 3600.0)
     adaptive.requests = 2
     assert await adaptive.call(submit, inline) == [("value", "1")]
     assert len(submitted) == 1
     adaptive.requests = 1
     await adaptive.call(submit, inline)
     assert len(submitted) == 2
-    await trio.sleep(offload.BUSY_WINDOW_S * 1.5)
+    # Once the window has passed, a lone request runs inline again.
+    monkeypatch.setattr(offload.time, "monotonic", lambda: adaptive._busy_until + 1)
     await adaptive.call(submit, inline)
     assert len(submitted) == 2
 
@@ -187,7 +191,7 @@ async def test_zero_threads_means_inline(monkeypatch: pytest.MonkeyPatch) -> Non
         assert not inline.active
 
 
-@pytest.mark.parametrize("raw", ["two", "-1", "1.5"])
+@pytest.mark.parametrize("raw", ["two", "-1", "1.5", "1_0", "٣", "65", str(10**30)])
 def test_bad_thread_count_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv(offload.THREADS_ENV, raw)
     with pytest.raises(ConfigError, match=f"^{offload.THREADS_ENV}: "):
@@ -201,6 +205,21 @@ def test_default_thread_count_leaves_a_core_to_the_event_loop(
     for cores, expected in ((1, 0), (2, 1), (3, 2), (64, offload.MAX_DEFAULT_THREADS)):
         monkeypatch.setattr(offload.os, "cpu_count", lambda cores=cores: cores)
         assert offload.default_threads() == expected
+    # Several worker processes share the cores.
+    monkeypatch.setattr(offload.os, "cpu_count", lambda: 8)
+    assert [offload.default_threads(w) for w in (1, 2, 4, 8)] == [4, 3, 1, 0]
+    monkeypatch.setenv(offload.THREADS_ENV, " 3 ")
+    assert offload.default_threads(8) == 3
+
+
+async def test_one_reader_per_process(nursery: trio.Nursery) -> None:
+    first, second = offload.Offload(threads=1), offload.Offload(threads=1)
+    await nursery.start(first.run)
+    await nursery.start(second.run)
+    # The second would take ids whose waiting tasks it does not know: it stays off, and its
+    # calls run inline.
+    assert first.active and not second.active
+    assert await second.call(lambda job_id: pytest.fail("must not submit"), lambda: 7) == 7
 
 
 def test_reference_values_are_converted_once_per_snapshot() -> None:
@@ -209,8 +228,23 @@ def test_reference_values_are_converted_once_per_snapshot() -> None:
     assert offload.reference_values(snapshot) is first
     assert len(first) == len(REFERENCE_VALUES)
     assert offload.reference_values(dict(snapshot)) is not first
-    with pytest.raises(ValueError, match='reference value "svn" is not valid JSON'):
-        _core.ReferenceValues({"svn": "[1,"})
+
+
+async def test_a_bad_reference_value_fails_only_the_policies_that_read_it(
+    running: offload.Offload,
+) -> None:
+    # NaN is what json.dumps writes for a float('nan') registered through the RVPS.
+    values = dict(REFERENCE_VALUES, unused="NaN")
+    policy = CompiledPolicy((POLICIES / "default_cpu.rego").read_text())
+    inline = policy.evaluate(sample_claims(), None, RULES, values.get)
+    assert await policy.evaluate_offloaded(sample_claims(), None, RULES, values) == inline
+    values = dict(values, svn="NaN")  # a new snapshot, as the RVPS makes on a change
+    with pytest.raises(PolicyEvalError) as inline_err:
+        policy.evaluate(sample_claims(), None, RULES, values.get)
+    with pytest.raises(PolicyEvalError) as offloaded_err:
+        await policy.evaluate_offloaded(sample_claims(), None, RULES, values)
+    assert str(offloaded_err.value) == str(inline_err.value)
+    assert 'reference value "svn" is not valid JSON' in str(offloaded_err.value)
 
 
 # ---------------------------------------------------------------- sealing
@@ -242,11 +276,22 @@ async def test_seal_errors_are_the_reference_errors(running: offload.Offload) ->
     off_curve = dict(jwk, y=jwk["x"])
     short = dict(jwk, x=jwk["x"][:-2])
     for bad in (off_curve, short):
+        # The native path refuses the key itself ...
+        with pytest.raises(_core.CryptoError, match="TEE public key is invalid"):
+            _core.seal_ecdh_es(bad["crv"], bad["x"], bad["y"], b"s")
+        # ... and the caller gets the reference path's words.
         with pytest.raises(JweError) as reference:
             encrypt(b"s", bad)
         with pytest.raises(JweError) as native:
             await seal(b"s", bad)
         assert str(native.value) == str(reference.value)
+    # Not even text the binding can take (a lone surrogate from parsed JSON): same error.
+    surrogate = dict(jwk, x=jwk["x"][:-1] + "\ud800")
+    with pytest.raises(JweError) as reference:
+        encrypt(b"s", surrogate)
+    with pytest.raises(JweError) as native:
+        await seal(b"s", surrogate)
+    assert str(native.value) == str(reference.value)
 
 
 # ---------------------------------------------------------------- signing
@@ -292,7 +337,7 @@ async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
             try:
                 await reader.call(
                     lambda job_id: slow._policy.submit(
-                        job_id, '{"n": 2000000}', None, ["data.policy.n"]
+                        job_id, '{"n": 400000}', None, ["data.policy.n"]
                     ),
                     lambda: pytest.fail("must not run inline"),
                 )

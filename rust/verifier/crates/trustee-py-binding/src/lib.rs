@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
@@ -337,33 +337,42 @@ fn policy_result(
 }
 
 /// Reference values by id (the RVPS snapshot: id → JSON text), parsed once, for policies
-/// evaluated off the interpreter's thread.
+/// evaluated off the interpreter's thread. A value that is not JSON fails only the policies
+/// that look it up, exactly as with a callback.
 #[pyclass(frozen, module = "trustee._core")]
 struct ReferenceValues {
-    values: Arc<HashMap<String, serde_json::Value>>,
+    values: Arc<HashMap<String, Result<serde_json::Value, String>>>,
 }
 
 impl ReferenceValues {
     fn lookup(&self) -> Arc<ReferenceValueFn> {
         let values = Arc::clone(&self.values);
-        Arc::new(move |id: &str| Ok(values.get(id).cloned()))
+        Arc::new(move |id: &str| match values.get(id) {
+            None => Ok(None),
+            Some(Ok(value)) => Ok(Some(value.clone())),
+            Some(Err(msg)) => Err(msg.clone()),
+        })
     }
+}
+
+fn reference_value_json(id: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("reference value {id:?} is not valid JSON: {e}"))
 }
 
 #[pymethods]
 impl ReferenceValues {
     #[new]
-    fn new(values: HashMap<String, String>) -> PyResult<Self> {
-        let mut parsed = HashMap::with_capacity(values.len());
-        for (id, text) in values {
-            let value = serde_json::from_str(&text).map_err(|e| {
-                PyValueError::new_err(format!("reference value {id:?} is not valid JSON: {e}"))
-            })?;
-            parsed.insert(id, value);
-        }
-        Ok(Self {
+    fn new(values: HashMap<String, String>) -> Self {
+        let parsed = values
+            .into_iter()
+            .map(|(id, text)| {
+                let value = reference_value_json(&id, &text);
+                (id, value)
+            })
+            .collect();
+        Self {
             values: Arc::new(parsed),
-        })
+        }
     }
 
     fn __len__(&self) -> usize {
@@ -570,9 +579,7 @@ fn python_callback(func: Py<PyAny>, raised: Arc<Mutex<Option<PyErr>>>) -> Arc<Re
                 Ok(t) => t,
                 Err(err) => return fail(err),
             };
-            serde_json::from_str(text).map(Some).map_err(|e| {
-                format!("reference value {id:?} from the callback is not valid JSON: {e}")
-            })
+            reference_value_json(id, text).map(Some)
         })
     })
 }
