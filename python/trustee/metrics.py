@@ -20,9 +20,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from trustee import __version__
+from trustee import __version__, offload
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,26 @@ class _AuditCollector:
                 stats = {}
             _add_audit_samples(family, stats)
         yield family
+
+
+class _OffloadCollector:
+    """Where the policy, signing and sealing calls ran (see `trustee.offload`), at scrape time."""
+
+    def collect(self) -> Iterable[Metric]:
+        state = offload.DEFAULT
+        calls = CounterMetricFamily(
+            "trustee_offload_calls",
+            "Policy, signing and sealing calls by where they ran",
+            labels=("where",),
+        )
+        calls.add_metric(("native_thread",), float(state.offloaded))
+        calls.add_metric(("event_loop",), float(state.inlined))
+        yield calls
+        yield GaugeMetricFamily(
+            "trustee_offload_threads",
+            "Native offload threads serving this worker (0: everything on the event loop)",
+            value=float(state.started_threads if state.active else 0),
+        )
 
 
 def _add_audit_samples(family: CounterMetricFamily, stats: object) -> None:
@@ -274,6 +294,7 @@ class Metrics:
 
         self._audit = _AuditCollector()
         r.register(self._audit)
+        r.register(_OffloadCollector())
         self._exposed = _WithoutCreated(r)
 
     # -- HTTP ---------------------------------------------------------------------------------

@@ -77,6 +77,10 @@ class Offload:
         self.adaptive = adaptive
         # HTTP requests the server is handling now (kept by the app's middleware).
         self.requests = 0
+        # Calls by where they ran, and the threads started (read by /metrics at scrape time).
+        self.offloaded = 0
+        self.inlined = 0
+        self.started_threads = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The reader: hand finished jobs to their tasks until cancelled."""
@@ -89,6 +93,7 @@ class Offload:
         os.set_blocking(fd, False)
         log.info("policy, signing and sealing run on %d native thread(s)", started)
         _reader_running = self.active = True
+        self.started_threads = started
         task_status.started()
         partial = b""
         try:
@@ -124,6 +129,7 @@ class Offload:
     async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
         """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
         if not self.active:
+            self.inlined += 1
             return inline()
         now = time.monotonic()
         if _waiting or self.requests > 1:
@@ -131,7 +137,9 @@ class Offload:
         elif self.adaptive and now >= self._busy_until:
             # Nothing else has wanted the loop lately (one guest at a time): a hand-off would
             # only add its latency.
+            self.inlined += 1
             return inline()
+        self.offloaded += 1
         job_id = next(_job_ids)
         job = submit(job_id)
         # No checkpoint since submit: the reader cannot have seen this id yet.

@@ -65,6 +65,13 @@ async def flow(kbs: RunningKbs, kind: str) -> None:
         assert jwe.decrypt(r.json(), key) == SECRET
 
 
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
 @pytest.mark.parametrize("threads", ["2", "0"])
 async def test_many_guests_at_once(tmp_path: Path, threads: str) -> None:
     async with run_kbs(DEV_CONFIG, tmp_path, env={"TRUSTEE_OFFLOAD_THREADS": threads}) as kbs:
@@ -76,6 +83,16 @@ async def test_many_guests_at_once(tmp_path: Path, threads: str) -> None:
         assert kbs.alive
         started = "policy, signing and sealing run on 2 native thread(s)" in kbs.log_text()
         assert started == (threads == "2"), kbs.log_text()
+        async with kbs.client() as http:
+            metrics = (await http.get("/metrics")).text
+        native = metric(metrics, 'trustee_offload_calls_total{where="native_thread"}')
+        on_loop = metric(metrics, 'trustee_offload_calls_total{where="event_loop"}')
+        # Four calls per flow: two policies, the signature, and (EC keys) the sealing.
+        assert native + on_loop == 48 * 4 - 16
+        if threads == "2":
+            assert native > 0 and metric(metrics, "trustee_offload_threads") == 2
+        else:
+            assert native == 0 and metric(metrics, "trustee_offload_threads") == 0
         assert "Traceback" not in kbs.log_text()
 
 
