@@ -52,7 +52,7 @@ VERIFIER_DURATION_BUCKETS = (
     0.5,
     1.0,
 )
-AUDIT_OUTCOMES = ("queued", "delivered", "dropped", "failed")
+AUDIT_OUTCOMES = ("queued", "delivered", "dropped", "failed", "rejected")
 
 # Upstream serves the classic text format; Prometheus would pick the 1.0.0 parser for newer
 # content types, which it need not for these names.
@@ -75,7 +75,8 @@ class _AuditCollector:
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
             "trustee_audit_events",
-            "Audit events per sink and outcome (queued, delivered, dropped, failed)",
+            "Audit events per sink and outcome "
+            "(queued, delivered, dropped, rejected; failed counts attempts)",
             labels=("sink", "outcome"),
         )
         source = self.source

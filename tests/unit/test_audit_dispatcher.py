@@ -49,7 +49,14 @@ async def test_delivers_in_order_and_batches(autojump_clock: trio.testing.MockCl
     assert [len(b) for b in sink.batches] == [3, 3, 1]
     assert sink.closed
     assert d.stats() == {
-        "memory": {"queued": 7, "delivered": 7, "dropped": 0, "failed": 0, "pending": 0}
+        "memory": {
+            "queued": 7,
+            "delivered": 7,
+            "dropped": 0,
+            "failed": 0,
+            "rejected": 0,
+            "pending": 0,
+        }
     }
 
 
@@ -64,6 +71,7 @@ async def test_drop_newest_with_tiny_queue() -> None:
         "delivered": 0,
         "dropped": 3,
         "failed": 0,
+        "rejected": 0,
         "pending": 2,
     }
     async with trio.open_nursery() as nursery:
@@ -232,3 +240,42 @@ async def test_unserialisable_event_is_dropped_not_retried_forever() -> None:
     strict = AuditDispatcher([SinkSpec(MemorySink(), required=True)])
     with pytest.raises(AuditRequiredSinkError, match="not JSON-serialisable"):
         await strict.emit(bad)
+
+
+async def test_refused_events_are_isolated_and_not_retried(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = _events(10)
+    bad = {events[3].id, events[7].id}
+    sink = MemorySink(refuse_ids=bad)
+    d = AuditDispatcher([SinkSpec(sink, batch_size=5)])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run)
+        for e in events:
+            await d.emit(e)
+        with trio.fail_after(30):
+            while d.stats()["memory"]["pending"]:
+                await trio.sleep(0.01)
+        await d.aclose(1.0)
+    # Every other event got through, in order; the two refused ones were dropped once each.
+    assert sink.events == [e for e in events if e.id not in bad]
+    stats = d.stats()["memory"]
+    assert (stats["delivered"], stats["rejected"], stats["failed"]) == (8, 2, 0)
+    refusals = [r.getMessage() for r in caplog.records if "refused for good" in r.getMessage()]
+    assert len(refusals) == 2 and all(any(i in m for i in bad) for m in refusals)
+    # Two refused batches of 5, then each of their events alone: no endless retrying.
+    assert sink.attempts == 2 + 10
+
+
+async def test_after_a_refusal_batches_resume(autojump_clock: trio.testing.MockClock) -> None:
+    events = _events(12)
+    sink = MemorySink(refuse_ids={events[0].id})
+    d = AuditDispatcher([SinkSpec(sink, batch_size=4)])
+    for e in events:
+        await d.emit(e)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run)
+        await d.aclose(10.0)
+    assert sink.events == events[1:]
+    # One refused batch of 4, its 4 events alone, then full batches again.
+    assert [len(b) for b in sink.batches] == [1, 1, 1, 4, 4]

@@ -23,7 +23,7 @@ from tests.unit.audit_receivers import (
 from trustee.audit.dispatcher import AuditDispatcher, SinkSpec
 from trustee.audit.event import AuditEvent, attestation_failed, new_event, resource_denied
 from trustee.audit.registry import sink_factory
-from trustee.audit.sink import AuditSink, AuditSinkError
+from trustee.audit.sink import AuditSink, AuditSinkError, AuditSinkRejected
 from trustee.audit.sink_redis import (
     RedisStreamSink,
     RespError,
@@ -236,6 +236,33 @@ async def test_webhook_non_2xx_is_a_sink_error_naming_the_status() -> None:
         await sink.aclose()
         receiver.stop()
     assert receiver.events == [e.cloudevent() for e in batch]
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"), [(400, True), (413, True), (408, False), (429, False), (500, False)]
+)
+async def test_webhook_4xx_refuses_for_good_but_not_408_or_429(status: int, refused: bool) -> None:
+    receiver = HttpReceiver()
+    receiver.fail_next = [status, status]
+    async with trio.open_nursery() as nursery:
+        await receiver.start(nursery)
+        batched = WebhookSink(receiver.url, batch=True)
+        with pytest.raises(AuditSinkError, match=rf"HTTP {status}") as caught:
+            await batched.send(events(3))
+        assert isinstance(caught.value, AuditSinkRejected) == refused
+        if refused:
+            assert (caught.value.delivered, caught.value.refused) == (0, 3)
+        # One event at a time: the two before the refused one went through.
+        single = WebhookSink(receiver.url, batch=False)
+        receiver.fail_next = [200, 200, status]
+        with pytest.raises(AuditSinkError) as caught:
+            await single.send(events(4))
+        if refused:
+            assert isinstance(caught.value, AuditSinkRejected)
+            assert (caught.value.delivered, caught.value.refused) == (2, 1)
+        await batched.aclose()
+        await single.aclose()
+        receiver.stop()
 
 
 async def test_webhook_survives_receiver_restart_without_losing_events() -> None:

@@ -292,8 +292,14 @@ def test_audit_collector_survives_a_broken_source(caplog: pytest.LogCaptureFixtu
 def test_audit_collector_skips_malformed_values(caplog: pytest.LogCaptureFixture) -> None:
     m = Metrics()
     bad: Any = {
-        "file": {"queued": -1, "delivered": True, "dropped": "3", "failed": float("nan")},
-        "ok": {"queued": 1, "delivered": 1, "dropped": 0, "failed": 0},
+        "file": {
+            "queued": -1,
+            "delivered": True,
+            "dropped": "3",
+            "failed": float("nan"),
+            "rejected": None,
+        },
+        "ok": {"queued": 1, "delivered": 1, "dropped": 0, "failed": 0, "rejected": 0},
         "broken": 7,
     }
     m.set_audit_stats(lambda: bad)

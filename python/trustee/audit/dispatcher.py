@@ -20,7 +20,7 @@ from itertools import islice
 import trio
 
 from trustee.audit.event import AuditEvent
-from trustee.audit.sink import AuditSink
+from trustee.audit.sink import AuditSink, AuditSinkRejected
 
 log = logging.getLogger("trustee.audit")
 
@@ -64,6 +64,10 @@ class _SinkState:
     delivered: int = 0
     dropped: int = 0
     failed: int = 0
+    rejected: int = 0
+    # Events at the head of the queue still to be sent one at a time, to find which of a
+    # refused batch the receiver objects to.
+    singly: int = 0
 
     def full(self) -> bool:
         return len(self.queue) >= self.spec.queue_size
@@ -198,9 +202,14 @@ class AuditDispatcher:
                 if self._closing:
                     return
                 await state.has_items.park()
-            batch = list(islice(state.queue, state.spec.batch_size))
+            size = 1 if state.singly else state.spec.batch_size
+            batch = list(islice(state.queue, size))
             try:
                 await state.spec.sink.send(batch)
+            except AuditSinkRejected as exc:
+                self._rejected(state, batch, exc)
+                backoff = BACKOFF_INITIAL
+                continue
             except Exception as exc:  # a faulty sink must never take the dispatcher down
                 state.failed += 1
                 log.warning(
@@ -214,10 +223,43 @@ class AuditDispatcher:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_INITIAL
-            for _ in batch:
-                state.queue.popleft()
-            state.delivered += len(batch)
-            state.has_room.unpark_all()
+            self._delivered(state, len(batch))
+
+    @staticmethod
+    def _delivered(state: _SinkState, count: int) -> None:
+        for _ in range(count):
+            state.queue.popleft()
+        state.delivered += count
+        state.singly = max(0, state.singly - count)
+        state.has_room.unpark_all()
+
+    def _rejected(self, state: _SinkState, batch: list[AuditEvent], exc: AuditSinkRejected) -> None:
+        delivered = max(0, min(exc.delivered, len(batch)))
+        refused = max(1, min(exc.refused, len(batch) - delivered))
+        self._delivered(state, delivered)
+        if refused > 1:
+            # One bad event must not cost its neighbours: retry these one by one.
+            state.singly = refused
+            log.warning(
+                "audit sink %s: the receiver refused a batch of %d event(s); sending them one "
+                "by one: %s",
+                state.name,
+                refused,
+                exc,
+            )
+            return
+        event = state.queue.popleft()
+        state.rejected += 1
+        state.singly = max(0, state.singly - 1)
+        state.has_room.unpark_all()
+        # Retrying cannot help; the event stays in the other sinks and in this log line.
+        log.error(
+            "audit sink %s: event %s %s refused for good, not retried: %s",
+            state.name,
+            event.type,
+            event.id,
+            exc,
+        )
 
     async def _shutdown_sinks(self) -> None:
         if self._sinks_closed:
@@ -269,6 +311,7 @@ class AuditDispatcher:
                 "delivered": state.delivered,
                 "dropped": state.dropped,
                 "failed": state.failed,
+                "rejected": state.rejected,
                 "pending": len(state.queue),
             }
             for state in self._states

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import trio
 
 from trustee.audit.event import AuditEvent
-from trustee.audit.sink import AuditSinkError
+from trustee.audit.sink import AuditSinkError, AuditSinkRejected
 
 
 class MemorySink:
-    def __init__(self, name: str = "memory", *, fail_times: int = 0, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str = "memory",
+        *,
+        fail_times: int = 0,
+        delay: float = 0.0,
+        refuse_ids: Collection[str] = (),
+    ) -> None:
         self.name = name
+        # Like a batch receiver that refuses a whole batch holding one event it objects to.
+        self.refuse_ids = frozenset(refuse_ids)
         self.events: list[AuditEvent] = []
         self.batches: list[list[AuditEvent]] = []
         self.fail_times = fail_times
@@ -35,6 +44,13 @@ class MemorySink:
         if self.fail_times > 0:
             self.fail_times -= 1
             raise AuditSinkError(f"{self.name}: told to fail ({self.fail_times} more to go)")
+        refused = [e.id for e in events if e.id in self.refuse_ids]
+        if refused:
+            raise AuditSinkRejected(
+                f"{self.name}: told to refuse {', '.join(refused)}",
+                delivered=0,
+                refused=len(events),
+            )
         self.batches.append(list(events))
         self.events.extend(events)
 

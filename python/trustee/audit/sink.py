@@ -12,11 +12,23 @@ class AuditSinkError(Exception):
     """A sink could not deliver; the message says which sink, where and why."""
 
 
+class AuditSinkRejected(AuditSinkError):
+    """The receiver answered that it will never take these events (an HTTP 4xx, say):
+    retrying cannot help. The first `delivered` events of the batch did go through; the
+    `refused` ones after them did not."""
+
+    def __init__(self, message: str, *, delivered: int, refused: int) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+        self.refused = refused
+
+
 class AuditSink(Protocol):
     name: str
 
     async def send(self, events: Sequence[AuditEvent]) -> None:
-        """Deliver the whole batch, or raise AuditSinkError so the dispatcher retries it."""
+        """Deliver the whole batch, or raise AuditSinkError so the dispatcher retries it
+        (AuditSinkRejected when the receiver refused events for good)."""
         ...
 
     async def aclose(self) -> None: ...

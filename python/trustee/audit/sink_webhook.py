@@ -10,10 +10,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from trustee.audit.event import AuditEvent
-from trustee.audit.sink import AuditSinkError
+from trustee.audit.sink import AuditSinkError, AuditSinkRejected
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+# 4xx answers that mean "not now" rather than "never": timeout, too early, rate limited.
+_RETRYABLE_4XX = frozenset({408, 425, 429})
 DEFAULT_TIMEOUT = 5.0
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # The sink owns the framing of the body; letting configuration override these would
@@ -90,18 +92,25 @@ class WebhookSink:
             )
         return self._client
 
-    async def _post(self, body: bytes, content_type: str, what: str) -> None:
+    async def _post(
+        self, body: bytes, content_type: str, what: str, delivered: int, count: int
+    ) -> None:
         try:
             response = await self._http().post(
                 self.url, content=body, headers={"Content-Type": content_type}
             )
         except httpx.HTTPError as exc:
             raise AuditSinkError(f"{self.name}: POST of {what} failed: {exc!r}") from exc
-        if not 200 <= response.status_code < 300:
-            raise AuditSinkError(
-                f"{self.name}: POST of {what} answered HTTP {response.status_code} "
-                f"{response.reason_phrase}: {response.text[:200]!r}"
-            )
+        if 200 <= response.status_code < 300:
+            return
+        message = (
+            f"{self.name}: POST of {what} answered HTTP {response.status_code} "
+            f"{response.reason_phrase}: {response.text[:200]!r}"
+        )
+        if 400 <= response.status_code < 500 and response.status_code not in _RETRYABLE_4XX:
+            # The receiver judged the request itself; the same bytes will be judged the same.
+            raise AuditSinkRejected(message, delivered=delivered, refused=count)
+        raise AuditSinkError(message)
 
     async def send(self, events: Sequence[AuditEvent]) -> None:
         if not events:
@@ -117,10 +126,12 @@ class WebhookSink:
                 payload[0],
                 BATCH_CONTENT_TYPE,
                 f"a batch of {len(events)} events (first id {events[0].id})",
+                0,
+                len(events),
             )
             return
-        for event, body in zip(events, payload, strict=True):
-            await self._post(body, STRUCTURED_CONTENT_TYPE, f"event {event.id}")
+        for index, (event, body) in enumerate(zip(events, payload, strict=True)):
+            await self._post(body, STRUCTURED_CONTENT_TYPE, f"event {event.id}", index, 1)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
