@@ -96,7 +96,9 @@ class _AuditCollector:
 
 
 class _OffloadCollector:
-    """Where the policy, signing and sealing calls ran (see `trustee.offload`), at scrape time."""
+    """Where the policy, signing and sealing calls ran (see `trustee.offload`), at scrape time.
+    The offload is per process, so unlike the rest these figures are shared by every `Metrics`
+    of the process (one per server)."""
 
     def collect(self) -> Iterable[Metric]:
         state = offload.DEFAULT

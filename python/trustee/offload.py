@@ -139,9 +139,9 @@ class Offload:
             # only add its latency.
             self.inlined += 1
             return inline()
-        self.offloaded += 1
         job_id = next(_job_ids)
         job = submit(job_id)
+        self.offloaded += 1
         # No checkpoint since submit: the reader cannot have seen this id yet.
         _waiting[job_id] = trio.lowlevel.current_task()
 

@@ -79,17 +79,22 @@ class _Connection:
         return [await self.reader.read() for _ in range(count)]
 
     async def close(self) -> None:
-        with (
-            trio.CancelScope(shield=True),
-            contextlib.suppress(*_CONNECTION_ERRORS),
-        ):
-            await self.stream.aclose()
+        # Forcefully: a TLS close-notify to a stalled server could block for good.
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await trio.aclose_forcefully(self.stream)
 
 
 class RedisClient:
     """Connections are opened on demand and at most `pool_size` are in use at once."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, pool_size: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        pool_size: int = 8,
+        ca_file: str | None = None,
+    ) -> None:
         if not timeout > 0:
             raise ValueError(f"redis timeout: {timeout!r} is not a positive number of seconds")
         if pool_size < 1:
@@ -97,7 +102,7 @@ class RedisClient:
         self.target = parse_redis_url(url, "redis url")
         self.timeout = timeout
         self.name = f"{self.target.scheme}://{self.target.host}:{self.target.port}/{self.target.db}"
-        self._tls = tls_context() if self.target.tls else None
+        self._tls = tls_context(ca_file) if self.target.tls else None
         self._slots = trio.Semaphore(pool_size)
         self._idle: list[_Connection] = []
         self._closed = False

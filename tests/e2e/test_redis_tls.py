@@ -1,5 +1,5 @@
-"""Sessions and stored data in Redis over TLS (rediss://), with a private CA trusted through
-SSL_CERT_FILE, against a real server and a TLS-only redis-server."""
+"""Sessions and stored data in Redis over TLS (rediss://), with a private CA named by the
+backend's ca_file, against a real server and a TLS-only redis-server."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.unit.audit_receivers import make_redis_tls, redis_server
 async def test_sessions_and_storage_on_redis_over_tls(tmp_path: Path) -> None:
     tls = make_redis_tls(tmp_path / "tls")
     with redis_server(tmp_path, tls=tls) as redis:
-        text = (
+        untrusting_text = (
             'session_storage_type = "Redis"\n'
             + DEV_CONFIG
             + f"""
@@ -28,8 +28,8 @@ storage_type = "Redis"
 url = "{redis.url(3)}"
 """
         )
-        env = {"SSL_CERT_FILE": str(tls.ca)}
-        async with run_kbs(text, tmp_path, env=env) as kbs:
+        text = untrusting_text + f'ca_file = "{tls.ca}"\n'
+        async with run_kbs(text, tmp_path) as kbs:
             await seed(kbs)
             async with trio.open_nursery() as nursery:
                 for i in range(6):
@@ -40,8 +40,10 @@ url = "{redis.url(3)}"
         assert any("offload" in key for key in redis.cli("KEYS", "*", db=3))
         # Without the CA the server cannot reach its stores: it says so in one line and stops.
         config = tmp_path / "untrusting.toml"
-        config.write_text(text.replace("{port}", str(free_port())))
-        code, _, err = await run_module("trustee.cli", "serve", "--config", str(config))
+        config.write_text(untrusting_text.replace("{port}", str(free_port())))
+        code, _, err = await run_module(
+            "trustee.cli", "serve", "--config", str(config), env={"SSL_CERT_FILE": ""}
+        )
         assert code != 0
         refusal = [line for line in err.splitlines() if line.startswith("error: ")]
         assert len(refusal) == 1 and "CERTIFICATE_VERIFY_FAILED" in refusal[0], err

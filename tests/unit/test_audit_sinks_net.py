@@ -430,6 +430,9 @@ def test_redis_url_parsing() -> None:
     [
         ({}, r"k.url: None is not a string"),
         ({"url": "http://h/"}, r"k.url: 'http://h/' is not a redis:// or rediss://"),
+        ({"url": "rediss://h/", "ca_file": 3}, r"k.ca_file: 3 is not a path"),
+        ({"url": "rediss://h/", "ca_file": "/nonexistent.pem"}, r"k.ca_file /nonexistent.pem: "),
+        ({"url": "redis://:hunter2@h:0/"}, r"k.url: port 0 in 'redis://:\*\*\*@h:0/'"),
         ({"url": "redis://h/x"}, r"k.url: database 'x'"),
         ({"url": "redis://h:0/"}, r"k.url: port 0"),
         ({"url": "redis://h/", "stream": ""}, r"k.stream: '' is not"),
@@ -461,21 +464,21 @@ async def test_redis_stream_receives_events_in_order(tmp_path: Path) -> None:
 
 
 @needs_redis
-async def test_redis_stream_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_redis_stream_over_tls(tmp_path: Path) -> None:
     tls = make_redis_tls(tmp_path / "tls")
     with redis_server(tmp_path, password="s3cret", tls=tls) as server:
         url = server.url(2)
         assert url.startswith("rediss://")
-        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
-        sink = RedisStreamSink.from_config({"url": url, "stream": "audit:tls"}, "k")
+        table = {"url": url, "stream": "audit:tls", "ca_file": str(tls.ca)}
+        sink = RedisStreamSink.from_config(table, "k")
         assert sink.name.startswith("rediss-stream:127.0.0.1:")
         sent = events(3)
         await sink.send(sent)
         await sink.aclose()
         assert [f["id"] for _, f in server.xrange("audit:tls", db=2)] == [e.id for e in sent]
         # A server whose certificate the trust store does not vouch for gets nothing.
-        monkeypatch.setenv("SSL_CERT_FILE", str(make_redis_tls(tmp_path / "other", "other").ca))
-        untrusting = RedisStreamSink(url, stream="audit:tls")
+        other_ca = str(make_redis_tls(tmp_path / "other", "other").ca)
+        untrusting = RedisStreamSink(url, stream="audit:tls", ca_file=other_ca)
         refused = r"delivering 1 event\(s\) failed: .*TLS handshake .* CERTIFICATE_VERIFY_FAILED"
         with pytest.raises(AuditSinkError, match=refused):
             await untrusting.send(events(1))

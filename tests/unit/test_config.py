@@ -162,3 +162,47 @@ def test_embedded_default_is_a_loopback_development_setup() -> None:
     assert c.attestation_token.insecure_header_jwk
     assert c.storage_backend.storage_type == "Memory"
     assert c.attestation_service is not None and c.attestation_service.broker.signer is None
+
+
+REDIS_SESSIONS = 'session_storage_type = "Redis"\n' + BASE
+
+
+def test_redis_url_from_the_environment_without_a_storage_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "rediss://:pw@cache.example:6380/2")
+    config = parse(REDIS_SESSIONS)
+    assert config.session_kind() == "Redis"
+    assert config.storage_backend.redis_url == "rediss://:pw@cache.example:6380/2"
+
+
+def test_a_bad_redis_url_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@cache:99999/0")
+    with pytest.raises(ConfigError) as info:
+        parse(REDIS_SESSIONS, "kbs.toml")
+    assert info.value.key == "REDIS_URL"
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+    # Unused (no Redis sessions or storage), the variable is not judged.
+    assert parse(BASE).storage_backend.storage_type == "Memory"
+    monkeypatch.delenv("REDIS_URL")
+    bad_table = REDIS_SESSIONS + '[storage_backend.backends.redis]\nurl = "redis://h/not-a-db"\n'
+    with pytest.raises(ConfigError) as info:
+        parse(bad_table, "kbs.toml")
+    assert info.value.key == "storage_backend.backends.redis.url"
+    assert "database 'not-a-db'" in str(info.value)
+
+
+def test_redis_ca_file_must_hold_certificates(tmp_path: Path) -> None:
+    from tests.unit.audit_receivers import make_redis_tls
+
+    ca = make_redis_tls(tmp_path / "tls").ca
+    table = REDIS_SESSIONS + '[storage_backend.backends.redis]\nurl = "rediss://h/0"\n'
+    config = parse(table + f'ca_file = "{ca}"\n')
+    assert config.storage_backend.redis_ca_file == str(ca)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nxx\n")
+    for path in (tmp_path / "absent.pem", garbage):
+        with pytest.raises(ConfigError) as info:
+            parse(table + f'ca_file = "{path}"\n', "kbs.toml")
+        assert info.value.key == "storage_backend.backends.redis.ca_file"
+        assert f"cannot use ca_file {path}: " in str(info.value)

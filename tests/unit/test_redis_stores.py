@@ -97,9 +97,7 @@ async def test_client_auth_from_url(tmp_path: Path) -> None:
 async def test_client_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tls = make_redis_tls(tmp_path / "tls")
     with redis_server(tmp_path, password="s3cret", tls=tls) as server:
-        # The test CA is trusted the way an operator trusts a private CA.
-        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
-        client = RedisClient(server.url(1), timeout=2.0)
+        client = RedisClient(server.url(1), timeout=2.0, ca_file=str(tls.ca))
         assert await client.execute("SET", "k", "over tls") == b"OK"
         assert await client.pipeline([("GET", "k"), ("DBSIZE",)]) == [b"over tls", 1]
         assert server.cli("GET", "k", db=1) == ["over tls"]
@@ -109,14 +107,31 @@ async def test_client_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert got is not None and got.id == "tls-1"
         await client.aclose()
 
-        monkeypatch.setenv("SSL_CERT_FILE", str(make_redis_tls(tmp_path / "other", "other").ca))
-        untrusting = RedisClient(server.url(1), timeout=2.0)
+        other_ca = str(make_redis_tls(tmp_path / "other", "other").ca)
+        untrusting = RedisClient(server.url(1), timeout=2.0, ca_file=other_ca)
         with pytest.raises(
             RedisUnavailable,
             match=r"^rediss://127\.0\.0\.1:\d+/1: connecting for GET failed: TLS handshake "
             r"with 127\.0\.0\.1:\d+ failed: .*CERTIFICATE_VERIFY_FAILED",
         ):
             await untrusting.execute("GET", "k")
+        # The system trust store (no ca_file) does not know the test CA either.
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(RedisUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await RedisClient(server.url(1), timeout=2.0).execute("GET", "k")
+        # The certificate names 127.0.0.1; a URL naming the host otherwise is refused.
+        by_name = RedisClient(
+            f"rediss://:s3cret@localhost:{server.port}/1", timeout=2.0, ca_file=str(tls.ca)
+        )
+        with pytest.raises(RedisUnavailable, match=r"(?i)hostname mismatch|doesn't match"):
+            await by_name.execute("GET", "k")
+        # A restarted server is reconnected to, over TLS again.
+        again = RedisClient(server.url(1), timeout=2.0, ca_file=str(tls.ca))
+        assert await again.execute("GET", "k") == b"over tls"
+        server.stop()
+        server.start()
+        assert await again.execute("SET", "k", "after restart") == b"OK"
+        await again.aclose()
         # Plain RESP to a TLS-only port fails fast instead of hanging.
         plain = RedisClient(f"redis://:s3cret@127.0.0.1:{server.port}/1", timeout=2.0)
         with trio.fail_after(5), pytest.raises(RedisUnavailable):

@@ -138,10 +138,25 @@ class RedisTlsError(OSError):
     """The TLS handshake with a rediss:// server failed (certificate, protocol, …)."""
 
 
-def tls_context() -> ssl.SSLContext:
-    """Server certificates are checked against the system trust store, or the bundle named by
-    `SSL_CERT_FILE` / `SSL_CERT_DIR` (how a private CA is trusted)."""
-    return ssl.create_default_context()
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Server certificates are checked against `ca_file` (PEM) when given, else the system
+    trust store; the host name in the URL must match the certificate."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"ca_file {ca_file}: {exc}") from exc
+
+
+def redacted(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url.split("@", 1)[-1] if "@" in url else url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 async def open_stream(target: RedisTarget, context: ssl.SSLContext | None) -> trio.abc.Stream:
@@ -153,9 +168,11 @@ async def open_stream(target: RedisTarget, context: ssl.SSLContext | None) -> tr
     stream = trio.SSLStream(tcp, context or tls_context(), server_hostname=target.host)
     try:
         await stream.do_handshake()
-    except (trio.BrokenResourceError, OSError) as exc:
-        with trio.CancelScope(shield=True), contextlib.suppress(OSError, trio.BrokenResourceError):
-            await tcp.aclose()
+    except BaseException as exc:
+        # Also on cancellation (a timeout around the connect): the socket must not leak.
+        await trio.aclose_forcefully(tcp)
+        if not isinstance(exc, trio.BrokenResourceError | OSError):
+            raise
         reason = exc.__cause__ if exc.__cause__ is not None else exc
         raise RedisTlsError(
             f"TLS handshake with {target.host}:{target.port} failed: {reason}"
@@ -168,16 +185,18 @@ def parse_redis_url(url: str, where: str) -> RedisTarget:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"{where}: {url!r} does not parse: {exc}") from exc
+        raise ValueError(f"{where}: {redacted(url)!r} does not parse: {exc}") from exc
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError(f"{where}: {url!r} is not a redis:// or rediss://host:port/db URL")
+        raise ValueError(
+            f"{where}: {redacted(url)!r} is not a redis:// or rediss://host:port/db URL"
+        )
     if port == 0:
-        raise ValueError(f"{where}: port 0 in {url!r} is not a port to connect to")
+        raise ValueError(f"{where}: port 0 in {redacted(url)!r} is not a port to connect to")
     db_text = parts.path.lstrip("/") or "0"
     if not db_text.isdigit():
         raise ValueError(f"{where}: database {db_text!r} is not a non-negative integer")
     if parts.query or parts.fragment:
-        raise ValueError(f"{where}: query and fragment are not supported in {url!r}")
+        raise ValueError(f"{where}: query and fragment are not supported in {redacted(url)!r}")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return RedisTarget(
@@ -188,6 +207,13 @@ def parse_redis_url(url: str, where: str) -> RedisTarget:
         password,
         tls=parts.scheme == "rediss",
     )
+
+
+async def _close(stream: trio.abc.Stream) -> None:
+    """Closes without waiting on the peer: a TLS close-notify to a stalled server could block
+    for good, and nothing is left to say on a connection being dropped."""
+    with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        await trio.aclose_forcefully(stream)
 
 
 class _RedisConnection:
@@ -208,6 +234,7 @@ class RedisStreamSink:
         stream: str = DEFAULT_STREAM,
         maxlen: int = DEFAULT_MAXLEN,
         timeout: float = DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
     ) -> None:
         self.target = parse_redis_url(url, "url")
         self.stream = stream
@@ -215,7 +242,7 @@ class RedisStreamSink:
         self.timeout = timeout
         where = f"{self.target.host}:{self.target.port}/{self.target.db}/{stream}"
         self.name = f"redis-stream:{where}" if not self.target.tls else f"rediss-stream:{where}"
-        self._tls = tls_context() if self.target.tls else None
+        self._tls = tls_context(ca_file) if self.target.tls else None
         self._conn: _RedisConnection | None = None
         self._lock = trio.Lock()
 
@@ -234,10 +261,26 @@ class RedisStreamSink:
         timeout = table.get("timeout", DEFAULT_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ValueError(f"{key}.timeout: {timeout!r} is not a positive number of seconds")
-        return cls(url, stream=stream, maxlen=maxlen, timeout=float(timeout))
+        ca_file = table.get("ca_file")
+        if ca_file is not None and not isinstance(ca_file, str):
+            raise ValueError(f"{key}.ca_file: {ca_file!r} is not a path")
+        try:
+            return cls(url, stream=stream, maxlen=maxlen, timeout=float(timeout), ca_file=ca_file)
+        except ValueError as exc:
+            raise ValueError(f"{key}.{exc}") from None
 
     async def _connect(self) -> _RedisConnection:
         conn = _RedisConnection(await open_stream(self.target, self._tls))
+        ready = False
+        try:
+            await self._setup(conn)
+            ready = True
+        finally:
+            if not ready:  # refused, failed or cancelled: the socket must not leak
+                await _close(conn.stream)
+        return conn
+
+    async def _setup(self, conn: _RedisConnection) -> None:
         setup: list[tuple[str, bytes]] = []
         if self.target.password is not None:
             auth = ["AUTH", self.target.password]
@@ -250,19 +293,12 @@ class RedisStreamSink:
             replies = await conn.pipeline([command for _, command in setup])
             for (what, _), reply in zip(setup, replies, strict=True):
                 if isinstance(reply, RespError):
-                    with contextlib.suppress(OSError, trio.BrokenResourceError):
-                        await conn.stream.aclose()
                     raise AuditSinkError(f"{self.name}: {what} refused: {reply.message}")
-        return conn
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with (
-                trio.CancelScope(shield=True),
-                contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await conn.stream.aclose()
+            await _close(conn.stream)
 
     def _xadd(self, event: AuditEvent) -> bytes:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trustee.audit.config import dispatcher_from_config
-from trustee.audit.sink_redis import parse_redis_url
+from trustee.audit.sink_redis import parse_redis_url, tls_context
 from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
@@ -119,6 +119,7 @@ def _build(root: Table) -> Config:
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
+    _storage_environment(config)
     audit = root.table("audit")
     if audit is not None:
         config.audit_sinks = [t.data for t in audit.tables("sinks")]
@@ -446,17 +447,28 @@ def _storage(t: Table | None) -> StorageConfig:
         redis = backends.table("redis")
         if redis is not None:
             cfg.redis_url = redis.get("url", str, cfg.redis_url)
-    cfg.postgres_url = os.environ.get("POSTGRES_URL") or None
-    cfg.redis_url = os.environ.get("REDIS_URL") or cfg.redis_url
-    if cfg.redis_url:
-        try:
-            parse_redis_url(cfg.redis_url, "url")
-        except ValueError as exc:
-            key = "storage_backend.backends.redis.url"
-            if os.environ.get("REDIS_URL"):
-                key = "REDIS_URL"
-            raise ConfigError(key, str(exc).removeprefix("url: ")) from None
+            if redis.has("ca_file"):
+                cfg.redis_ca_file = redis.req("ca_file", str)
+                try:
+                    tls_context(cfg.redis_ca_file)
+                except ValueError as exc:
+                    raise ConfigError(redis.key("ca_file"), f"cannot use {exc}") from None
     return cfg
+
+
+def _storage_environment(config: Config) -> None:
+    """POSTGRES_URL / REDIS_URL override the tables (with or without a [storage_backend]); the
+    Redis URL is checked when something uses Redis."""
+    storage = config.storage_backend
+    storage.postgres_url = os.environ.get("POSTGRES_URL") or None
+    storage.redis_url = os.environ.get("REDIS_URL") or storage.redis_url
+    if "Redis" not in (storage.storage_type, config.session_kind()):
+        return
+    try:
+        parse_redis_url(storage.redis_url, "url")
+    except ValueError as exc:
+        key = "REDIS_URL" if os.environ.get("REDIS_URL") else "storage_backend.backends.redis.url"
+        raise ConfigError(key, str(exc).removeprefix("url: ")) from None
 
 
 def _plugin(t: Table, notes: _Notes) -> PluginConfig:

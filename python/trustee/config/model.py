@@ -124,8 +124,10 @@ class StorageConfig:
     # (env POSTGRES_URL, which overrides the table).
     postgres: dict[str, Any] = field(default_factory=dict)
     postgres_url: str | None = None
-    # [storage_backend.backends.redis] url (env REDIS_URL overrides).
+    # [storage_backend.backends.redis] url (env REDIS_URL overrides), and for rediss:// the
+    # CA certificates (PEM) that vouch for the server instead of the system trust store.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_ca_file: str | None = None
 
 
 @dataclass

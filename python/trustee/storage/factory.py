@@ -27,7 +27,7 @@ class StoreRegistry:
     def redis(self) -> RedisClient:
         """The one Redis client of this process (KV store and session store share it)."""
         if self._redis is None:
-            self._redis = RedisClient(self.config.redis_url)
+            self._redis = RedisClient(self.config.redis_url, ca_file=self.config.redis_ca_file)
         return self._redis
 
     def _open(self, kind: StorageType) -> KeyValueStore:
