@@ -191,3 +191,72 @@ async def test_reopen_after_a_line_longer_than_the_tail_chunk(
     await sink.aclose()
     await _write_log(log, 1)
     assert _verify(log, capsys)[0] == 0
+
+
+async def test_rotation_keeps_one_chain_across_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    one_line = len(_lines_of_one_event(tmp_path)) + 1
+    # Room for about three events per file; keep three rotated files.
+    sink = FileSink(str(log), max_bytes=3 * one_line + one_line // 2, keep=3)
+    events = [token_issued(f"jti-{i}", 1000 + i) for i in range(20)]
+    for event in events[:10]:
+        await sink.send([event])
+    await sink.aclose()
+    # A restarted KBS continues the chain of the current file, and keeps rotating.
+    sink = FileSink(str(log), max_bytes=3 * one_line + one_line // 2, keep=3)
+    for event in events[10:]:
+        await sink.send([event])
+    await sink.aclose()
+    files = [tmp_path / f"audit.jsonl.{n}" for n in (3, 2, 1)] + [log]
+    assert all(f.exists() for f in files) and not (tmp_path / "audit.jsonl.4").exists()
+    assert all(0 < f.stat().st_size <= 3 * one_line + one_line // 2 for f in files)
+    # The files hold the newest events, in order; the oldest were rotated away.
+    ids = [json.loads(line)["data"]["jti"] for f in files for line in _lines(f)]
+    assert ids == [e.data["jti"] for e in events][-len(ids) :]
+    # The oldest kept file continues one rotated away: its first prevhash is the start.
+    start = json.loads(_lines(files[0])[0])["prevhash"]
+    assert start != GENESIS
+    code = audit_main(["verify", "--start", start, *map(str, files)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"chain intact, {len(ids)} event(s)" in out
+    # The newest file alone continues the one before it, and the tool says so.
+    code = audit_main(["verify", str(log)])
+    assert code == 1 and "give the older files first, or --start" in capsys.readouterr().out
+    first = json.loads(_lines(log)[0])["prevhash"]
+    assert audit_main(["verify", str(log), "--start", first]) == 0
+    capsys.readouterr()
+    # Out of order, the break is named.
+    start = json.loads(_lines(files[1])[0])["prevhash"]
+    code = audit_main(["verify", "--start", start, str(files[1]), str(files[0])])
+    assert code == 1 and f"does not continue {files[1]}" in capsys.readouterr().out
+
+
+async def test_a_fresh_file_after_rotation_continues_the_rotated_one(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    await _write_log(log, 3)
+    log.rename(tmp_path / "audit.jsonl.1")  # as if the KBS stopped right after rotating
+    sink = FileSink(str(log), max_bytes=10_000)
+    await sink.send([token_issued("after", 1)])
+    await sink.aclose()
+    rotated = _lines(tmp_path / "audit.jsonl.1")
+    assert json.loads(_lines(log)[0])["prevhash"] == line_digest(rotated[-1])
+
+
+def _lines_of_one_event(tmp_path: Path) -> bytes:
+    from trustee.audit.chain import encode_line
+
+    return encode_line(token_issued("jti-00", 1000), GENESIS).rstrip(b"\n")
+
+
+def test_rotation_config_errors_name_the_key() -> None:
+    key = "audit.sinks[0]"
+    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.max_bytes: 0 is not a positive"):
+        FileSink.from_config({"path": "x", "max_bytes": 0}, key)
+    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.keep: True is not a positive"):
+        FileSink.from_config({"path": "x", "max_bytes": 10, "keep": True}, key)
+    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.keep: only meaningful"):
+        FileSink.from_config({"path": "x", "keep": 2}, key)
+    sink = FileSink.from_config({"path": "x", "max_bytes": 1 << 20}, key)
+    assert (sink.max_bytes, sink.keep) == (1 << 20, 5)

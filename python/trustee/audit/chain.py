@@ -71,6 +71,8 @@ class ChainReport:
     # Lines that are well-formed audit records, counted only while deciding whether the input
     # is an audit log at all (a break stops counting once one record has been seen).
     records_seen: int
+    # SHA-256 of the last line read: where a file that continues this one must start.
+    last_digest: str = GENESIS
 
     @property
     def ok(self) -> bool:
@@ -121,4 +123,6 @@ def verify_lines(lines: Iterable[bytes], *, start: str = GENESIS) -> ChainReport
                 "before this one was edited, removed or moved",
             )
         expected = line_digest(line)
-    return ChainReport(lines=count, first_break=first_break, records_seen=records)
+    return ChainReport(
+        lines=count, first_break=first_break, records_seen=records, last_digest=expected
+    )

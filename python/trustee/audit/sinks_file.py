@@ -50,16 +50,42 @@ def _last_line_state(handle: IO[bytes]) -> tuple[str, bool]:
     return line_digest(tail), torn
 
 
+DEFAULT_KEEP = 5
+
+
+def _positive_int(table: Mapping[str, Any], key: str, name: str, default: int | None) -> int | None:
+    value = table.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}.{name}: {value!r} is not a positive integer")
+    return value
+
+
 class FileSink:
     """Appends chained lines to `path`, continuing the chain already in the file.
 
     A torn last line (a crash mid-write) is terminated rather than removed: the audit log is
     never rewritten, and `trustee audit verify` will point at the torn line.
+
+    With `max_bytes`, a batch that would take the file past that size first rotates it
+    (`path` → `path.1` → … → `path.<keep>`, the oldest removed); the new file's first line
+    continues the chain from the last line of `path.1`, so the files verify together, oldest
+    first.
     """
 
-    def __init__(self, path: str, *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        fsync: bool = False,
+        max_bytes: int | None = None,
+        keep: int = DEFAULT_KEEP,
+    ) -> None:
         self.path = path
         self.fsync = fsync
+        self.max_bytes = max_bytes
+        self.keep = keep
         self.name = f"file:{path}"
         self._handle: IO[bytes] | None = None
         self._chain = HashChain()
@@ -67,14 +93,22 @@ class FileSink:
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any], key: str) -> FileSink:
-        _reject_unknown(table, key, {"path", "fsync"})
+        _reject_unknown(table, key, {"path", "fsync", "max_bytes", "keep"})
         path = table.get("path")
         if not isinstance(path, str) or not path or "\x00" in path:
             raise ValueError(f"{key}.path: {path!r} is not a non-empty file path")
         fsync = table.get("fsync", False)
         if not isinstance(fsync, bool):
             raise ValueError(f"{key}.fsync: {fsync!r} is not a boolean")
-        return cls(path, fsync=fsync)
+        max_bytes = _positive_int(table, key, "max_bytes", None)
+        keep = _positive_int(table, key, "keep", DEFAULT_KEEP)
+        if "keep" in table and max_bytes is None:
+            raise ValueError(f"{key}.keep: only meaningful with max_bytes (rotation is off)")
+        assert keep is not None
+        return cls(path, fsync=fsync, max_bytes=max_bytes, keep=keep)
+
+    def _rotated(self, n: int) -> str:
+        return f"{self.path}.{n}"
 
     def _open(self) -> IO[bytes]:
         handle = open(self.path, "a+b")  # noqa: SIM115 - kept open across batches
@@ -83,16 +117,35 @@ class FileSink:
             if torn:
                 handle.write(b"\n")
                 handle.flush()
+            if handle.tell() == 0 and self.max_bytes is not None:
+                # A fresh file after a rotation continues the rotated one's chain.
+                with contextlib.suppress(FileNotFoundError), open(self._rotated(1), "rb") as old:
+                    prevhash, _ = _last_line_state(old)
         except BaseException:
             handle.close()
             raise
         self._chain = HashChain(prevhash)
         return handle
 
+    def _rotate(self) -> None:
+        self._drop_handle()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._rotated(self.keep))
+        for n in range(self.keep - 1, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self._rotated(n), self._rotated(n + 1))
+        os.replace(self.path, self._rotated(1))
+
     def _write(self, events: Sequence[AuditEvent]) -> None:
         if self._handle is None:
             self._handle = self._open()
         payload, next_prev = self._chain.encode(events)
+        if self.max_bytes is not None:
+            size = self._handle.seek(0, os.SEEK_END)
+            if size and size + len(payload) > self.max_bytes:
+                self._rotate()
+                self._handle = self._open()
+                # The chain carries over, so the lines already encoded stay valid.
         self._handle.write(payload)
         self._handle.flush()
         if self.fsync:
