@@ -26,6 +26,10 @@ from trustee.audit.sink_redis import (
 
 Arg = bytes | str | int
 
+# Resources, policies and reference values are read back whole; this bounds what one reply
+# may buffer (Redis itself allows 512 MiB strings).
+MAX_STORED_VALUE_BYTES = 64 << 20
+
 # Failures that leave a connection in an unknown state: it is closed, never reused.
 _CONNECTION_ERRORS = (
     OSError,
@@ -70,9 +74,9 @@ def _first_error(reply: Any) -> RespError | None:
 
 
 class _Connection:
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, max_reply_bytes: int) -> None:
         self.stream = stream
-        self.reader = RespReader(stream)
+        self.reader = RespReader(stream, max_reply_bytes)
 
     async def exchange(self, payload: bytes, count: int) -> list[Any]:
         await self.stream.send_all(payload)
@@ -94,6 +98,7 @@ class RedisClient:
         timeout: float = 5.0,
         pool_size: int = 8,
         ca_file: str | None = None,
+        max_reply_bytes: int = MAX_STORED_VALUE_BYTES,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"redis timeout: {timeout!r} is not a positive number of seconds")
@@ -103,6 +108,8 @@ class RedisClient:
         self.timeout = timeout
         self.name = f"{self.target.scheme}://{self.target.host}:{self.target.port}/{self.target.db}"
         self._tls = tls_context(ca_file) if self.target.tls else None
+        # Stored resources come back as one reply each: the largest a value may be.
+        self.max_reply_bytes = max_reply_bytes
         self._slots = trio.Semaphore(pool_size)
         self._idle: list[_Connection] = []
         self._closed = False
@@ -191,7 +198,7 @@ class RedisClient:
             raise RedisUnavailable(
                 f"{self.name}: connecting for {what} failed: {exc.strerror or exc!r}"
             ) from exc
-        conn = _Connection(stream)
+        conn = _Connection(stream, self.max_reply_bytes)
         setup: list[tuple[str, tuple[Arg, ...]]] = []
         if self.target.password is not None:
             user = (self.target.username,) if self.target.username else ()

@@ -33,7 +33,9 @@ async def seed(kbs: RunningKbs) -> None:
         assert r.status_code == 200, r.text
 
 
-async def flow(kbs: RunningKbs, kind: str) -> None:
+async def flow(
+    kbs: RunningKbs, kind: str, path: str = "default/offload/one", expected: bytes = SECRET
+) -> None:
     key = generate_tee_key(kind)
     async with kbs.client() as http:
         r = await http.post(
@@ -60,9 +62,9 @@ async def flow(kbs: RunningKbs, kind: str) -> None:
             token.signature,
         )
         assert token.claims()["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["sample"]
-        r = await http.get("/kbs/v0/resource/default/offload/one")
+        r = await http.get(f"/kbs/v0/resource/{path}")
         assert r.status_code == 200, r.text
-        assert jwe.decrypt(r.json(), key) == SECRET
+        assert jwe.decrypt(r.json(), key) == expected
 
 
 def metric(text: str, name: str) -> float:

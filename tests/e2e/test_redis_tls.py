@@ -13,6 +13,9 @@ from tests.e2e.harness import DEV_CONFIG, free_port, run_kbs, run_module
 from tests.e2e.test_offload import KINDS, flow, seed
 from tests.unit.audit_receivers import make_redis_tls, redis_server
 
+BIG = bytes(range(256)) * (6 << 12)  # 6 MiB
+LARGER_BODIES = "insecure_http = true\npayload_request_size = 8"
+
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 async def test_sessions_and_storage_on_redis_over_tls(tmp_path: Path) -> None:
@@ -20,7 +23,9 @@ async def test_sessions_and_storage_on_redis_over_tls(tmp_path: Path) -> None:
     with redis_server(tmp_path, tls=tls) as redis:
         untrusting_text = (
             'session_storage_type = "Redis"\n'
-            + DEV_CONFIG
+            + DEV_CONFIG.replace(
+                "insecure_http = true", "insecure_http = true\npayload_request_size = 8"
+            )
             + f"""
 [storage_backend]
 storage_type = "Redis"
@@ -36,6 +41,10 @@ url = "{redis.url(3)}"
                     nursery.start_soon(flow, kbs, KINDS[i % len(KINDS)])
             async with kbs.client() as http:
                 assert (await http.get("/readyz")).status_code == 200
+                # Several MiB, far above one RESP reply of the audit sink's reader.
+                r = await http.post("/kbs/v0/resource/default/offload/big", content=BIG)
+                assert r.status_code == 200, r.text
+            await flow(kbs, "ec-p256", "default/offload/big", BIG)
         # The resource went through TLS into Redis, readable by an independent client.
         assert any("offload" in key for key in redis.cli("KEYS", "*", db=3))
         # Without the CA the server cannot reach its stores: it says so in one line and stops.

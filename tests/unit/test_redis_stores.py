@@ -322,6 +322,20 @@ async def test_kv_round_trip_overwrite_list_delete(client: RedisClient) -> None:
 
 
 @needs_redis
+async def test_kv_values_of_several_mib_round_trip(server: RedisServer) -> None:
+    client = RedisClient(server.url(), timeout=5.0)
+    kv = RedisKvStore(client)
+    big = bytes(range(256)) * (12 << 12)  # 12 MiB, far above a RESP line or audit reply
+    assert await kv.set(NS_REPOSITORY, "default/big/blob", big)
+    assert await kv.get(NS_REPOSITORY, "default/big/blob") == big
+    # A client with a smaller read limit refuses at write time what it could not read back.
+    small = RedisKvStore(RedisClient(server.url(), timeout=5.0, max_reply_bytes=1 << 20))
+    with pytest.raises(StorageError, match=r"exceeds the 1048576 bytes this store can read"):
+        await small.set(NS_REPOSITORY, "default/big/other", bytes((1 << 20) + 1))
+    await client.aclose()
+
+
+@needs_redis
 async def test_kv_version_counts_changes(client: RedisClient) -> None:
     kv = RedisKvStore(client)
     assert await kv.version(NS_KBS) == 0

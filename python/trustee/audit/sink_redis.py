@@ -54,17 +54,19 @@ def encode_command(*args: bytes | str | int) -> bytes:
 
 
 class RespReader:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream, max_bytes: int = MAX_REPLY_BYTES) -> None:
         self._stream = stream
         self._buf = bytearray()
+        # The largest reply (bulk string or line) accepted; more means the peer misbehaves.
+        self._max = max_bytes
 
     async def _fill(self) -> None:
         chunk = await self._stream.receive_some(65536)
         if not chunk:
             raise RespProtocolError("connection closed by the server mid-reply")
         self._buf += chunk
-        if len(self._buf) > MAX_REPLY_BYTES + 64:
-            raise RespProtocolError(f"reply exceeds {MAX_REPLY_BYTES} bytes")
+        if len(self._buf) > self._max + 64:
+            raise RespProtocolError(f"reply exceeds {self._max} bytes")
 
     async def _line(self) -> bytes:
         while True:
@@ -73,18 +75,17 @@ class RespReader:
                 line = bytes(self._buf[:end])
                 del self._buf[: end + 2]
                 return line
-            if len(self._buf) > MAX_REPLY_BYTES:
-                raise RespProtocolError(f"reply line exceeds {MAX_REPLY_BYTES} bytes")
+            if len(self._buf) > self._max:
+                raise RespProtocolError(f"reply line exceeds {self._max} bytes")
             await self._fill()
 
-    @staticmethod
-    def _length(line: bytes) -> int:
+    def _length(self, line: bytes) -> int:
         try:
             value = int(line[1:])
         except ValueError:
             raise RespProtocolError(f"length {line[1:40]!r} is not an integer") from None
-        if value < -1 or value > MAX_REPLY_BYTES:
-            raise RespProtocolError(f"length {value} is outside -1..{MAX_REPLY_BYTES}")
+        if value < -1 or value > self._max:
+            raise RespProtocolError(f"length {value} is outside -1..{self._max}")
         return value
 
     async def read(self, depth: int = 0) -> RespValue:

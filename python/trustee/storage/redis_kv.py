@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustee.audit.sink_redis import MAX_REPLY_BYTES
-from trustee.redis_client import RedisClient, RedisError, RedisUnavailable, Script
+from trustee.redis_client import (
+    MAX_STORED_VALUE_BYTES,
+    RedisClient,
+    RedisError,
+    RedisUnavailable,
+    Script,
+)
 from trustee.storage.kv import StorageError, check_nonempty_key
 
-# The shared RESP reader refuses replies above this, so larger values could be written but
-# never read back; refusing them at write time says why.
-MAX_VALUE_BYTES = MAX_REPLY_BYTES
+# The client refuses replies above its limit, so larger values could be written but never
+# read back; refusing them at write time says why.
+MAX_VALUE_BYTES = MAX_STORED_VALUE_BYTES
 
 _SET = Script(
     """
@@ -90,10 +95,11 @@ class RedisKvStore:
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
         check_nonempty_key(key)
-        if len(value) > MAX_VALUE_BYTES:
+        limit = self.client.max_reply_bytes
+        if len(value) > limit:
             raise StorageError(
                 f"redis set {namespace}/{key}: value of {len(value)} bytes exceeds the "
-                f"{MAX_VALUE_BYTES} bytes this store can read back"
+                f"{limit} bytes this store can read back"
             )
         keys = [
             self._value_key(namespace, key),
