@@ -288,16 +288,7 @@ impl Policy {
                 .map(|explanation| explanation.to_json().to_string())
         });
 
-        result.map_err(|err| {
-            let py_err = PolicyEvalError::new_err(err.to_string());
-            if let PolicyError::ReferenceValue(_) = err {
-                let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(cause) = cause {
-                    py_err.set_cause(py, Some(cause));
-                }
-            }
-            py_err
-        })
+        result.map_err(|err| policy_error(py, err, &raised))
     }
 
     fn __repr__(&self) -> String {
@@ -323,17 +314,20 @@ fn policy_result(
                 RuleOutcome::Absent => ("absent", String::new()),
             })
             .collect()),
-        Err(err) => {
-            let py_err = PolicyEvalError::new_err(err.to_string());
-            if let PolicyError::ReferenceValue(_) = err {
-                let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(cause) = cause {
-                    py_err.set_cause(py, Some(cause));
-                }
-            }
-            Err(py_err)
+        Err(err) => Err(policy_error(py, err, raised)),
+    }
+}
+
+/// PolicyEvalError; a failed reference-value callback's Python exception becomes its cause.
+fn policy_error(py: Python<'_>, err: PolicyError, raised: &Mutex<Option<PyErr>>) -> PyErr {
+    let py_err = PolicyEvalError::new_err(err.to_string());
+    if let PolicyError::ReferenceValue(_) = err {
+        let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(cause) = cause {
+            py_err.set_cause(py, Some(cause));
         }
     }
+    py_err
 }
 
 /// Reference values by id (the RVPS snapshot: id → JSON text), parsed once, for policies
