@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trustee import _core, jsonfast, offload
 from trustee.config.model import TokenBrokerConfig
 from trustee.crypto.b64 import b64std_encode, b64url_encode
-from trustee.crypto.jws import sign_compact
+from trustee.crypto.jws import encode_header, sign_compact
 from trustee.crypto.x509chain import load_pem_certificates
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class EarBroker:
         self.config = config
         self.signer = signer
         self._header = {"typ": "JWT", "alg": "ES256", "jwk": signer.header_jwk()}
-        self._header_b64 = b64url_encode(jsonfast.dumps(self._header))
+        self._header_b64 = encode_header(self._header)
         self._native = _core.Es256Signer(
             signer.key.private_bytes(
                 serialization.Encoding.DER,

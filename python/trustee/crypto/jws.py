@@ -105,10 +105,16 @@ def _check_rsa_size(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> None:
         raise JwsError(f"RSA key of {key.key_size} bits is too short (at least {MIN_RSA_BITS})")
 
 
+def encode_header(header: Mapping[str, Any]) -> str:
+    """The protected header as a JWS carries it: compact JSON, keys in the given order,
+    base64url. A signer with a fixed header can encode it once."""
+    return b64url_encode(_compact_json(header))
+
+
 def sign_compact(header: Mapping[str, Any], payload: bytes, key: PrivateKey) -> str:
     """Sign ``payload``; the header is serialised compactly with its keys in the given order."""
     alg = _check_alg(header.get("alg"))
-    signing_input = f"{b64url_encode(_compact_json(header))}.{b64url_encode(payload)}".encode()
+    signing_input = f"{encode_header(header)}.{b64url_encode(payload)}".encode()
     if alg.startswith("ES"):
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise _key_mismatch(alg, key)
