@@ -6,7 +6,6 @@ so a dead or silent server turns into `RedisUnavailable` rather than a hung requ
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from trustee.audit.sink_redis import (
     RespError,
     RespProtocolError,
     RespReader,
+    close_stream,
     encode_command,
     open_stream,
     parse_redis_url,
@@ -83,9 +83,7 @@ class _Connection:
         return [await self.reader.read() for _ in range(count)]
 
     async def close(self) -> None:
-        # Forcefully: a TLS close-notify to a stalled server could block for good.
-        with contextlib.suppress(*_CONNECTION_ERRORS):
-            await trio.aclose_forcefully(self.stream)
+        await close_stream(self.stream)
 
 
 class RedisClient:

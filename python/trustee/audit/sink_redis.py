@@ -210,7 +210,7 @@ def parse_redis_url(url: str, where: str) -> RedisTarget:
     )
 
 
-async def _close(stream: trio.abc.Stream) -> None:
+async def close_stream(stream: trio.abc.Stream) -> None:
     """Closes without waiting on the peer: a TLS close-notify to a stalled server could block
     for good, and nothing is left to say on a connection being dropped."""
     with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -278,7 +278,7 @@ class RedisStreamSink:
             ready = True
         finally:
             if not ready:  # refused, failed or cancelled: the socket must not leak
-                await _close(conn.stream)
+                await close_stream(conn.stream)
         return conn
 
     async def _setup(self, conn: _RedisConnection) -> None:
@@ -299,7 +299,7 @@ class RedisStreamSink:
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await _close(conn.stream)
+            await close_stream(conn.stream)
 
     def _xadd(self, event: AuditEvent) -> bytes:
         try:
