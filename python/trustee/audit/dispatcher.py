@@ -226,12 +226,16 @@ class AuditDispatcher:
             self._delivered(state, len(batch))
 
     @staticmethod
-    def _delivered(state: _SinkState, count: int) -> None:
-        for _ in range(count):
-            state.queue.popleft()
-        state.delivered += count
+    def _take(state: _SinkState, count: int) -> list[AuditEvent]:
+        """Removes the `count` events at the head of the queue, done with either way."""
+        taken = [state.queue.popleft() for _ in range(count)]
         state.singly = max(0, state.singly - count)
         state.has_room.unpark_all()
+        return taken
+
+    def _delivered(self, state: _SinkState, count: int) -> None:
+        self._take(state, count)
+        state.delivered += count
 
     def _rejected(self, state: _SinkState, batch: list[AuditEvent], exc: AuditSinkRejected) -> None:
         delivered = max(0, min(exc.delivered, len(batch)))
@@ -248,10 +252,8 @@ class AuditDispatcher:
                 exc,
             )
             return
-        event = state.queue.popleft()
+        (event,) = self._take(state, 1)
         state.rejected += 1
-        state.singly = max(0, state.singly - 1)
-        state.has_room.unpark_all()
         # Retrying cannot help; the event stays in the other sinks and in this log line.
         log.error(
             "audit sink %s: event %s %s refused for good, not retried: %s",
