@@ -211,11 +211,31 @@ async def test_exp_is_required(
         pem_authorizer.authorize(bearer(eddsa_token(admin_key, exp=None)), RESOURCE, False, now=NOW)
 
 
-async def test_nbf_is_not_validated(
-    pem_authorizer: AdminAuthorizer, admin_key: ed25519.Ed25519PrivateKey
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+@pytest.mark.parametrize(
+    ("at", "allowed"),
+    [
+        (NOW - 3600, True),
+        (NOW + 60, True),
+        (NOW + 61, False),
+        (NOW + 3600, False),
+        ("soon", False),
+        (float("nan"), False),
+    ],
+)
+async def test_nbf_and_iat_get_the_leeway_exp_gets(
+    pem_authorizer: AdminAuthorizer,
+    admin_key: ed25519.Ed25519PrivateKey,
+    claim: str,
+    at: Any,
+    allowed: bool,
 ) -> None:
-    token = eddsa_token(admin_key, nbf=NOW + 3600)
-    assert pem_authorizer.authorize(bearer(token), RESOURCE, False, now=NOW).role == "admin"
+    headers = bearer(eddsa_token(admin_key, exp=NOW + 7200, **{claim: at}))
+    if allowed:
+        assert pem_authorizer.authorize(headers, RESOURCE, False, now=NOW).role == "admin"
+    else:
+        with pytest.raises(AdminDenied, match=CANNOT_VERIFY):
+            pem_authorizer.authorize(headers, RESOURCE, False, now=NOW)
 
 
 async def test_wrong_issuer(

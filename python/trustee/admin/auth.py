@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -213,7 +214,7 @@ class AdminAuthorizer:
                         continue
                 else:
                     raise JwsError(f"signature ({header_alg}) does not verify")
-                check_time_claims(claims, now, leeway=60, require_exp=True)
+                _check_jwt_times(claims, now)
                 if idp.issuer is not None and claims.get("iss") != idp.issuer:
                     raise JwsError(f"iss {claims.get('iss')!r} is not {idp.issuer!r}")
                 if idp.audience is not None:
@@ -242,6 +243,25 @@ class AdminAuthorizer:
             if isinstance(jwk_alg, str):
                 out.append((public_key_from_jwk(jwk), jwk_alg))
         return out
+
+
+# What upstream's jsonwebtoken validation allows for clock skew, on every time claim alike.
+JWT_LEEWAY_S = 60
+
+
+def _check_jwt_times(claims: Mapping[str, Any], now: float) -> None:
+    # A token minted for later (or by a clock far ahead) must not work early: that would let a
+    # leaked future-dated token act before its owner expects it to exist.
+    check_time_claims(claims, now, leeway=JWT_LEEWAY_S, require_exp=True, check_nbf=True)
+    iat = claims.get("iat")
+    if iat is None:
+        return
+    if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
+        raise JwsError(f"claim 'iat' must be a NumericDate (seconds since epoch), got {iat!r}")
+    if iat - JWT_LEEWAY_S > now:
+        raise JwsError(
+            f"token issued at {iat:.0f}, in the future (now {now:.0f}, leeway {JWT_LEEWAY_S} s)"
+        )
 
 
 TOLERANCE_S = 15 * 60
