@@ -5,22 +5,35 @@ from __future__ import annotations
 import re
 
 from trustee.plugins.base import PluginError, PluginRequest
-from trustee.storage.kv import NS_REPOSITORY, KeyValueStore, StorageError
+from trustee.storage.kv import (
+    NS_REPOSITORY,
+    KeyValueStore,
+    StorageError,
+    check_key_size,
+    key_preview,
+)
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 _ADMIN_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
 def resource_key(path: list[str]) -> str:
-    """Validate a resource path: exactly three segments, none starting with '.'."""
+    """Validate a resource path: exactly three segments, none starting with '.', within the
+    key length limits every backend shares (checked here, before any backend is asked, so
+    reads, writes and deletes all answer the same whatever the storage)."""
+    key = "/".join(path)
     if len(path) != 3:
         raise PluginError(
-            f"resource path {'/'.join(path)!r} must be <repository>/<type>/<tag> (3 segments)"
+            f"resource path {key_preview(key)} must be <repository>/<type>/<tag> (3 segments)"
         )
+    try:
+        check_key_size(key)
+    except StorageError as exc:
+        raise PluginError(f"resource path refused: {exc}") from exc
     for segment in path:
         if not _SEGMENT.match(segment):
             raise PluginError(f"resource path segment {segment!r} is not allowed")
-    return "/".join(path)
+    return key
 
 
 class ResourcePlugin:

@@ -1,6 +1,7 @@
 """Upstream's LocalFs layout: `<dir>/<namespace>/<key>` with `/` in keys written as `\\x2F`.
 
-Writes go to a temporary file renamed into place so a crash never leaves a half-written secret.
+Writes go to a temporary file renamed into place so a crash never leaves a half-written secret;
+the temporary files of writers killed mid-write are removed when the store is opened.
 File I/O runs in worker threads so a slow disk does not stall the event loop.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from trustee.storage.atomic import write_atomically
+from trustee.storage.atomic import TEMP_PREFIX, remove_orphans, write_atomically
 from trustee.storage.kv import StorageError, check_key
 
 _SLASH = "\\x2F"
@@ -26,9 +27,13 @@ def decode_key(name: str) -> str:
 
 
 class LocalFsStore:
+    # Where writes put their temporary files: `<root>/<namespace>/`.
+    TEMP_DEPTH = 2
+
     def __init__(self, dir_path: str | os.PathLike[str]) -> None:
         self.root = Path(dir_path)
         self._limiter = trio.CapacityLimiter(8)
+        remove_orphans(self.root, self.TEMP_DEPTH)
 
     def _path(self, namespace: str, key: str) -> Path:
         check_key(key)
@@ -88,7 +93,7 @@ class LocalFsStore:
                 names = os.listdir(folder)
             except FileNotFoundError:
                 return []
-            return sorted(decode_key(n) for n in names if not n.startswith(".tmp-"))
+            return sorted(decode_key(n) for n in names if not n.startswith(TEMP_PREFIX))
 
         return await trio.to_thread.run_sync(scan, limiter=self._limiter)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import trio
 
-from trustee.storage.atomic import write_atomically
-from trustee.storage.kv import StorageError, check_nonempty_key
+from trustee.storage.atomic import remove_orphans, write_atomically
+from trustee.storage.kv import StorageError, check_key_size
 
 
 class LocalJsonStore:
@@ -22,6 +22,7 @@ class LocalJsonStore:
         self.root = Path(file_dir_path)
         self._cache: dict[str, dict[str, bytes]] = {}
         self._lock = trio.Lock()
+        remove_orphans(self.root, 1)
 
     def _load(self, namespace: str) -> dict[str, bytes]:
         if namespace in self._cache:
@@ -50,7 +51,7 @@ class LocalJsonStore:
             return self._load(namespace).get(key)
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
-        check_nonempty_key(key)
+        check_key_size(key)
         async with self._lock:
             data = self._load(namespace)
             if not overwrite and key in data:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trustee.storage.kv import check_nonempty_key
+from trustee.storage.kv import check_key_size
 
 
 class MemoryStore:
@@ -13,7 +13,7 @@ class MemoryStore:
         return self._data.get(namespace, {}).get(key)
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
-        check_nonempty_key(key)
+        check_key_size(key)
         space = self._data.setdefault(namespace, {})
         if not overwrite and key in space:
             return False

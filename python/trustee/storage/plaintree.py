@@ -16,6 +16,8 @@ from trustee.storage.localfs import LocalFsStore
 
 
 class PlainTreeStore(LocalFsStore):
+    TEMP_DEPTH = 3  # `<root>/<repo>/<type>/`
+
     def prepare(self) -> None:
         """Create the repository root and its `default` repository, as upstream does."""
         try:

@@ -21,7 +21,7 @@ import trio
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from trustee.storage.kv import StorageError, check_nonempty_key
+from trustee.storage.kv import StorageError, check_key_size
 
 NOTIFY_CHANNEL = "trustee_kv"
 
@@ -139,7 +139,7 @@ class PostgresKvStore:
         return await self._run("get", namespace, key, op)
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
-        check_nonempty_key(key)
+        check_key_size(key)
         _check_text("set", namespace, key)
         data = bytes(value)
         if overwrite:

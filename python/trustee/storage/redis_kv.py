@@ -17,7 +17,7 @@ from trustee.redis_client import (
     RedisUnavailable,
     Script,
 )
-from trustee.storage.kv import StorageError, check_nonempty_key
+from trustee.storage.kv import StorageError, check_key_size
 
 # The client refuses replies above its limit, so larger values could be written but never
 # read back; refusing them at write time says why.
@@ -94,7 +94,7 @@ class RedisKvStore:
         return value
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
-        check_nonempty_key(key)
+        check_key_size(key)
         limit = self.client.max_reply_bytes
         if len(value) > limit:
             raise StorageError(

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trustee.storage.atomic import write_atomically
-from trustee.storage.kv import StorageError
+from trustee.storage.atomic import remove_orphans, write_atomically
+from trustee.storage.kv import StorageError, check_key_size
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class ReferenceValueFile:
         self.path = Path(path)
         self._stamp: tuple[int, int] | None = None
         self._records: list[dict[str, Any]] = []
+        remove_orphans(self.path.parent, 1)
 
     def _load(self) -> list[dict[str, Any]]:
         try:
@@ -88,6 +89,7 @@ class ReferenceValueFile:
         return None if record is None else json.dumps(record).encode()
 
     async def set(self, namespace: str, key: str, value: bytes, *, overwrite: bool = True) -> bool:
+        check_key_size(key)
         records = [r for r in self._load() if r.get("name") != key]
         if not overwrite and len(records) != len(self._records):
             return False
