@@ -28,7 +28,7 @@ from trustee.crypto.jws import split_compact, verify_signature
 from trustee.policy.engine import PolicyCache, PolicyCompileError
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
-from trustee.storage.kv import NS_AS_POLICY
+from trustee.storage.kv import NS_AS_POLICY, StorageError
 from trustee.storage.memory import MemoryStore
 
 TEE_PUBKEY = {
@@ -363,9 +363,17 @@ async def test_only_the_first_policy_id_is_used() -> None:
         await env.service.evaluate([sample_request()], ["other", "default"])
 
 
-async def test_missing_class_policy_fails_the_whole_evaluation() -> None:
+async def test_missing_class_policy_fails_the_whole_evaluation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     env = await make_env()
     assert await env.store.delete(NS_AS_POLICY, "default_gpu.rego")
+
+    async def read_only(*_args: object, **_kwargs: object) -> bool:
+        raise StorageError("read-only")
+
+    # A lost default is re-installed at lookup; here the store cannot take it back.
+    monkeypatch.setattr(env.store, "set", read_only)
     device_rd = binding.device_runtime_data(TEE_PUBKEY, NONCE)
     with pytest.raises(AttestationFailure) as info:
         await env.service.evaluate(

@@ -40,14 +40,18 @@ class AttestationPolicyStore:
         self._ns = namespace
         self._defaults = defaults
 
+    async def _install(self, pid: str) -> bool:
+        # Never overwrites: a stored policy, edited or not, is the one that counts.
+        return await self._store.set(
+            self._ns, f"{pid}.rego", shipped_policy(pid).encode(), overwrite=False
+        )
+
     async def install_defaults(self) -> list[str]:
         """Store the shipped policies that are absent; a stored (edited) one is kept."""
         installed = []
         for pid in self._defaults:
             try:
-                if await self._store.set(
-                    self._ns, f"{pid}.rego", shipped_policy(pid).encode(), overwrite=False
-                ):
+                if await self._install(pid):
                     installed.append(pid)
             except StorageError as exc:
                 # A read-only policy directory (an operator's ConfigMap at <policy_dir>/opa)
@@ -71,6 +75,8 @@ class AttestationPolicyStore:
         # Read every time (the file may be edited behind our back, or by another worker);
         # the PolicyCache keyed by text digest keeps this from recompiling.
         raw = await self._store.get(self._ns, f"{policy_id}.rego")
+        if raw is None and policy_id in self._defaults:
+            raw = await self._reinstall(policy_id)
         if raw is None:
             raise PolicyStoreError(f"Policy `{policy_id}.rego` not found")
         try:
@@ -80,6 +86,24 @@ class AttestationPolicyStore:
                 f"stored policy `{policy_id}.rego` does not compile: {exc}"
             ) from exc
         return compiled
+
+    async def _reinstall(self, policy_id: str) -> bytes | None:
+        """A default policy the store lost (a Redis restarted empty, a wiped volume) comes back
+        at the first lookup that misses it, without a restart; a user's policy never does."""
+        try:
+            if await self._install(policy_id):
+                log.warning(
+                    "default attestation policy %s was missing from storage; re-installed the "
+                    "shipped one",
+                    policy_id,
+                )
+        except StorageError as exc:
+            log.warning(
+                "default attestation policy %s missing and not re-installed: %s", policy_id, exc
+            )
+            return None
+        # Read back: another worker may have stored it first.
+        return await self._store.get(self._ns, f"{policy_id}.rego")
 
     async def list_ids(self) -> list[str]:
         return [k.removesuffix(".rego") for k in await self._store.list(self._ns)]

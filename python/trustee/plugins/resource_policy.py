@@ -23,7 +23,7 @@ from trustee.policy.engine import (
     PolicyEvalError,
 )
 from trustee.policy.explain import explain, reason_path
-from trustee.storage.atomic import write_atomically
+from trustee.storage.atomic import remove_orphans, write_atomically
 from trustee.storage.kv import NS_KBS, KeyValueStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class KvPolicySource:
 class FilePolicySource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        remove_orphans(self.path.parent, 1)
 
     async def read(self) -> str | None:
         def read() -> str | None:
@@ -147,6 +148,16 @@ class ResourcePolicy:
         text = resources.files("trustee.policies").joinpath(name).read_text()
         return await self._source.write_if_absent(text)
 
+    async def _reinstall_default(self) -> str | None:
+        """The store lost the policy (a Redis restarted empty): the shipped default comes back
+        without a restart, as it would at start-up; a policy stored meanwhile is kept."""
+        try:
+            if await self.install_default():
+                log.warning("resource policy was missing from storage; re-installed the default")
+            return await self._source.read()
+        except (UnicodeDecodeError, StorageError) as exc:
+            raise ResourcePolicyError(f"no resource policy is stored: {exc}") from exc
+
     async def set(self, text: str) -> CompiledPolicy:
         compiled = self._cache.compile(text)  # PolicyCompileError before anything is stored
         await self._source.write(text)
@@ -179,6 +190,10 @@ class ResourcePolicy:
                 text = await self._source.read()
             except (OSError, UnicodeDecodeError, StorageError) as exc:
                 raise ResourcePolicyError(f"cannot read the resource policy: {exc}") from exc
+            if text is None and isinstance(self._source, KvPolicySource):
+                # A file the operator removed stays an error; a store that lost its data
+                # gets what a restart would install.
+                text = await self._reinstall_default()
             if text is None:
                 raise ResourcePolicyError("no resource policy is stored")
             try:
