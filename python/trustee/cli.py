@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -69,6 +70,20 @@ async def _run(config: Config, sockets: Sockets | None = None) -> None:
         await serve(app, config.http_server, shutdown_trigger, sockets)
 
 
+def _check_front_end_env() -> None:
+    from trustee.http.app import ENV_BODY_TIMEOUT, body_timeout
+    from trustee.http.connections import ENV_MAX_CONNECTIONS, default_max_connections
+
+    for name, check in (
+        (ENV_BODY_TIMEOUT, body_timeout),
+        (ENV_MAX_CONNECTIONS, default_max_connections),
+    ):
+        try:
+            check()
+        except ValueError as exc:
+            raise ConfigError(name, str(exc).split(": ", 1)[-1]) from exc
+
+
 def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
     setup_logging()
     try:
@@ -81,8 +96,10 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         if sockets:
             config.http_server.sockets = sockets
         log.info("trustee-py Key Broker Service %s", __version__)
-        # A bad TRUSTEE_OFFLOAD_THREADS stops start-up here, before any socket is bound.
+        # A bad TRUSTEE_OFFLOAD_THREADS (or other tuning variable) stops start-up here,
+        # before any socket is bound.
         offload.default_threads(config.http_server.worker_count)
+        _check_front_end_env()
         if config.http_server.worker_count > 1:
             if config.session_kind() != "Redis":
                 raise ConfigError(
@@ -111,38 +128,82 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
     return 0
 
 
+# A worker that keeps dying is restarted after this pause, so a crash loop cannot spin.
+RESTART_BACKOFF = 0.5
+SUPERVISOR_POLL = 0.2
+
+
 def _serve_workers(config: Config) -> int:
     """`worker_count` processes accepting on sockets bound here; they share nothing but the
-    stores. SIGINT/SIGTERM are passed on, and each worker shuts down gracefully."""
+    stores. A worker that dies is replaced (within a second) for as long as the server should
+    serve; SIGINT/SIGTERM are passed on, and each worker shuts down gracefully."""
+    from multiprocessing.connection import wait
+
     from trustee.http.serve import listening_sockets
 
     count = config.http_server.worker_count
     sockets = listening_sockets(config.http_server)
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(
-            target=_worker, args=(_worker_config(config, i), sockets), name=f"trustee-worker-{i}"
+    stopping: list[int] = []
+    workers: list[multiprocessing.process.BaseProcess] = []
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        worker = context.Process(
+            target=_worker,
+            args=(_worker_config(config, index), sockets),
+            name=f"trustee-worker-{index}",
         )
-        for i in range(count)
-    ]
-    for worker in workers:
         worker.start()
-    log.info("Starting %d workers at %s", count, config.http_server.sockets)
+        return worker
 
     def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
                 os.kill(worker.pid, signum)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    for worker in workers:
-        worker.join()
-    failed = [w.name for w in workers if w.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM)]
+    workers.extend(start(i) for i in range(count))
+    log.info("Starting %d workers at %s", count, config.http_server.sockets)
+    failed: list[str] = []
+    while True:
+        alive = [w for w in workers if w.exitcode is None]
+        if not alive:
+            break
+        wait([w.sentinel for w in alive], timeout=SUPERVISOR_POLL)
+        for index, worker in enumerate(workers):
+            if worker.exitcode is None:
+                continue
+            if stopping:
+                if worker.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM):
+                    failed.append(worker.name or f"worker {index}")
+                continue
+            # Nothing asked it to stop: whatever ended it, the server keeps its capacity.
+            log.error(
+                "worker %d (pid %s) died (%s); starting a new one",
+                index,
+                worker.pid,
+                _exit_reason(worker.exitcode),
+            )
+            time.sleep(RESTART_BACKOFF if worker.exitcode != 0 else 0)
+            if not stopping:
+                workers[index] = start(index)
+        if stopping and all(w.exitcode is not None for w in workers):
+            break
     if failed:
-        log.error("workers exited with errors: %s", ", ".join(failed))
+        log.error("workers exited with errors: %s", ", ".join(sorted(set(failed))))
         return 1
     return 0
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
 
 
 def _worker_config(config: Config, index: int) -> Config:

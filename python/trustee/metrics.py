@@ -117,6 +117,28 @@ class _OffloadCollector:
         )
 
 
+class _ConnectionCollector:
+    """Client connections of this worker (see `trustee.http.connections`), at scrape time."""
+
+    def collect(self) -> Iterable[Metric]:
+        from trustee.http.connections import STATS
+
+        yield GaugeMetricFamily(
+            "trustee_http_connections", "Client connections open in this worker", value=STATS.open
+        )
+        for name, doc, value in (
+            ("accepted", "Client connections accepted", STATS.accepted),
+            ("shed", "Connections refused with 503: every slot busy", STATS.shed),
+            (
+                "idle_closed",
+                "Idle keep-alive connections closed to make room for new ones",
+                STATS.idle_closed,
+            ),
+            ("failed", "Connections ended by an unexpected error (contained)", STATS.failed),
+        ):
+            yield CounterMetricFamily(f"trustee_http_connections_{name}", doc, value=value)
+
+
 def _add_audit_samples(family: CounterMetricFamily, stats: object) -> None:
     if not isinstance(stats, Mapping):
         log.warning("audit stats source returned %s, expected a mapping; ignored", type(stats))
@@ -298,6 +320,7 @@ class Metrics:
         self._audit = _AuditCollector()
         r.register(self._audit)
         r.register(_OffloadCollector())
+        r.register(_ConnectionCollector())
         self._exposed = _WithoutCreated(r)
 
     # -- HTTP ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -11,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -65,8 +67,10 @@ async def run_kbs(
     ca: Path | None = None,
     name: str = "kbs",
     env: dict[str, str] | None = None,
+    open_files: int | None = None,
 ) -> AsyncIterator[RunningKbs]:
-    """`config_text` may contain `{port}`; it is formatted with a free port before start."""
+    """`config_text` may contain `{port}`; it is formatted with a free port before start.
+    `open_files` lowers the server's open-file limit (`ulimit -n`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):
         port = free_port()
@@ -79,6 +83,7 @@ async def run_kbs(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=server_env(env),
+            preexec_fn=None if open_files is None else partial(_limit_files, open_files),
         )
         scheme = "https" if https else "http"
         kbs = RunningKbs(f"{scheme}://127.0.0.1:{port}", port, config_path, log_path, ca, process)
@@ -95,6 +100,10 @@ async def run_kbs(
             if process.returncode is None:
                 await _stop(process)
             log.close()
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 async def _wait_ready(kbs: RunningKbs) -> bool:

@@ -28,6 +28,10 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("trustee.http")
 
 SESSION_PURGE_INTERVAL = 60.0
+# How long a request body may take to arrive in full (then 408): a client trickling its body
+# holds a connection slot, so the wait is bounded.
+DEFAULT_BODY_TIMEOUT = 30.0
+ENV_BODY_TIMEOUT = "TRUSTEE_BODY_TIMEOUT"
 AUDIT_FLUSH_SECONDS = 10.0
 
 
@@ -78,11 +82,25 @@ class _CountRequests:
                 offload.DEFAULT.requests -= 1
 
 
+def body_timeout() -> float:
+    raw = os.environ.get(ENV_BODY_TIMEOUT)
+    if raw is None:
+        return DEFAULT_BODY_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ValueError(f"{ENV_BODY_TIMEOUT}={raw!r}: expected seconds, more than 0, at most 3600")
+    return value
+
+
 def create_app(kbs: Kbs) -> QuartTrio:
     app = QuartTrio("trustee")
     app.asgi_app = _CountRequests(app.asgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = kbs.config.http_server.payload_request_size * 1024 * 1024
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["BODY_TIMEOUT"] = body_timeout()
 
     async def purge_sessions() -> None:
         backoff = 5.0

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-import hypercorn.trio
+import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
+from hypercorn.events import Closed, RawData, Updated
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import ShutdownError, repr_socket_addr, wrap_app
 
 from trustee.config.errors import ConfigError
 from trustee.config.model import HttpServerConfig
+from trustee.http.connections import STATS, Admission, Slot, default_max_connections
 
 log = logging.getLogger("trustee.http")
 
@@ -44,15 +52,50 @@ _PROFILE_MIN = {"old": "1.0", "intermediate": "1.2", "modern": "1.3", "custom": 
 MAX_REQUEST_HEAD = 256 * 1024
 
 
+def _tls_culprit(cert_path: str, key_path: str, exc: Exception) -> tuple[str, str]:
+    """Which of the two files OpenSSL refused, and why: its error alone names neither."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        with open(cert_path, "rb") as fh:
+            certs = x509.load_pem_x509_certificates(fh.read())
+    except OSError as err:
+        return "http_server.certificate", f"cannot read {cert_path}: {err.strerror or err}"
+    except ValueError:
+        return "http_server.certificate", f"{cert_path} holds no PEM certificate"
+    try:
+        with open(key_path, "rb") as fh:
+            key = serialization.load_pem_private_key(fh.read(), password=None)
+    except OSError as err:
+        return "http_server.private_key", f"cannot read {key_path}: {err.strerror or err}"
+    except (ValueError, TypeError) as err:
+        # TypeError: the key is encrypted and no password can be given in the config.
+        return "http_server.private_key", f"{key_path} is not a usable PEM private key: {err}"
+    leaf = (
+        certs[0]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if leaf != pub:
+        return (
+            "http_server.private_key",
+            f"{key_path} does not match the certificate in {cert_path}",
+        )
+    return "http_server.certificate", f"cannot load {cert_path} / {key_path}: {exc}"
+
+
 def build_ssl_context(cfg: HttpServerConfig) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     assert cfg.certificate is not None and cfg.private_key is not None
     try:
         ctx.load_cert_chain(cfg.certificate, cfg.private_key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            "http_server.certificate", f"cannot load {cfg.certificate} / {cfg.private_key}: {exc}"
-        ) from exc
+        key, why = _tls_culprit(cfg.certificate, cfg.private_key, exc)
+        raise ConfigError(key, why) from exc
     ctx.minimum_version = _VERSIONS[cfg.tls_min_version or _PROFILE_MIN[cfg.tls_profile]]
     if cfg.tls_max_version:
         ctx.maximum_version = _VERSIONS[cfg.tls_max_version]
@@ -72,6 +115,18 @@ def build_ssl_context(cfg: HttpServerConfig) -> ssl.SSLContext:
     return ctx
 
 
+# How long one write to a client may take before the connection is given up: a client that
+# stops reading must not hold a worker's connection slot (and its answer buffer) forever.
+SEND_TIMEOUT = 30.0
+# Bounds the shielded bookkeeping around a close, so no shielded wait can hang.
+CLOSE_TIMEOUT = 5.0
+KEEP_ALIVE_TIMEOUT = 30.0
+_SHED_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\n"
+    b"connection: close\r\n\r\n"
+)
+
+
 class _Config(HypercornConfig):
     ssl_context: ssl.SSLContext | None = None
 
@@ -89,7 +144,7 @@ def hypercorn_config(cfg: HttpServerConfig) -> HypercornConfig:
     hc.h11_max_incomplete_size = MAX_REQUEST_HEAD
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 30
+    hc.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
     if not cfg.insecure_http:
         hc.ssl_context = build_ssl_context(cfg)
     return hc
@@ -100,27 +155,252 @@ def listening_sockets(cfg: HttpServerConfig) -> Sockets:
     return hypercorn_config(cfg).create_sockets()
 
 
+_STREAM_GONE = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.BusyResourceError,
+    OSError,
+)
+
+
+class _Connection(TCPServer):
+    """One client connection, served by hypercorn's HTTP/1.1 machinery, with its failures kept
+    to itself.
+
+    hypercorn (0.18) closes a connection from whichever task notices the end first, unshielded
+    and without the send lock: a close racing an answer's write raised BusyResourceError out of
+    the connection and ended the whole server, and a close cancelled midway (Quart-Trio cancels
+    its request task as soon as the answer is out) left `Connection: close` and idle keep-alive
+    connections open for good. Here closing is idempotent, shielded with a deadline, and any
+    exception a connection raises is logged and counted, never propagated.
+    """
+
+    def __init__(
+        self, *args: Any, admission: Admission, slot: Slot, peer: str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._admission = admission
+        self._slot = slot
+        self._peer = peer
+        self._closed = False
+
+    async def run(self) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                # Admission may close this connection while it is idle to make room.
+                self._slot.close_idle = scope.cancel
+                await super().run()
+        except Exception as exc:
+            self._failed(exc)
+        except BaseExceptionGroup as group:
+            failures, rest = group.split(Exception)
+            if failures is not None:
+                self._failed(failures)
+            if rest is not None:
+                raise rest from None
+        finally:
+            self._slot.close_idle = None
+            with trio.CancelScope(shield=True):
+                await self._close()
+
+    def _failed(self, exc: BaseException) -> None:
+        STATS.failed += 1
+        log.warning(
+            "connection from %s ended by %s: %s",
+            self._peer,
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+
+    async def protocol_send(self, event: Any) -> None:
+        if isinstance(event, RawData):
+            gone = False
+            async with self.send_lock:
+                # Shielded so a cancelled request never leaves half an answer on the wire;
+                # the deadline so a client that stops reading cannot pin this task.
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT):
+                    try:
+                        await self.stream.send_all(event.data)
+                    except _STREAM_GONE:
+                        gone = True
+                    else:
+                        return
+            if not gone:
+                log.info("connection from %s: write timed out; closing", self._peer)
+            await self._shielded(self._end)
+        elif isinstance(event, Closed):
+            await self._shielded(self._end)
+        elif isinstance(event, Updated):
+            await self._shielded(partial(self._set_idle, event.idle))
+
+    async def _set_idle(self, idle: bool) -> None:
+        if self._closed:
+            return  # the keep-alive timer has no connection left to time
+        if idle:
+            self._admission.idle(self._slot)
+            await self.idle_task.restart(self._task_group, self._idle_timeout)
+        else:
+            self._admission.busy(self._slot)
+            await self.idle_task.stop()
+
+    async def _end(self) -> None:
+        await self._close()
+        await self.protocol.handle(Closed())
+
+    @staticmethod
+    async def _shielded(action: Callable[[], Awaitable[None]]) -> None:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+            await action()
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            # A write in progress owns the send side; closing the socket ends that write.
+            if self.send_lock.locked():
+                pass
+            else:
+                with contextlib.suppress(*_STREAM_GONE, AttributeError):
+                    # TLS streams have no half-close (AttributeError); aclose sends close_notify.
+                    await self.stream.send_eof()
+            with trio.move_on_after(CLOSE_TIMEOUT) as scope, contextlib.suppress(*_STREAM_GONE):
+                await self.stream.aclose()
+            if scope.cancelled_caught:
+                await trio.aclose_forcefully(self.stream)
+
+    async def _initiate_server_close(self) -> None:
+        # The keep-alive timer ran out: same path as any other close.
+        await self._shielded(self._end)
+
+
+async def _shed(stream: Any) -> None:
+    """Every slot is busy: a plain-HTTP client gets a 503 it can retry; a TLS client is
+    closed before the handshake (nothing can be said to it without one)."""
+    with trio.move_on_after(1), contextlib.suppress(*_STREAM_GONE):
+        if isinstance(stream, trio.SocketStream):
+            await stream.send_all(_SHED_RESPONSE)
+    await trio.aclose_forcefully(stream)
+
+
+def _peer_of(stream: Any) -> str:
+    sock = getattr(stream, "socket", None) or getattr(
+        getattr(stream, "transport_stream", None), "socket", None
+    )
+    try:
+        host, port = sock.getpeername()[:2] if sock is not None else ("?", 0)
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def _serve_sockets(
+    app: Any,
+    hc: HypercornConfig,
+    sockets: Sockets,
+    shutdown_trigger: Callable[..., Awaitable[None]] | None,
+    max_connections: int,
+) -> None:
+    """Serve `app` on already listening `sockets` until `shutdown_trigger` returns.
+
+    hypercorn's own loop lets an exception from any connection end the server; this one gives
+    each connection a slot (see `trustee.http.connections`) and contains its failures.
+    """
+    hc.set_statsd_logger_class(StatsdLogger)
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(app, hc, state)
+    context = WorkerContext(None)
+    admission = Admission(max_connections)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as connections:
+            listeners: list[Any] = []
+            ssl_context = hc.create_ssl_context()
+            for sock in sockets.secure_sockets:
+                assert ssl_context is not None
+                listeners.append(
+                    trio.SSLListener(
+                        trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
+                        ssl_context,
+                        https_compatible=True,
+                    )
+                )
+            for sock in sockets.insecure_sockets:
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+            for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+                scheme = "https" if sock in sockets.secure_sockets else "http"
+                log.info(
+                    "Running on %s://%s", scheme, repr_socket_addr(sock.family, sock.getsockname())
+                )
+
+            async def handle(stream: Any) -> None:
+                slot = admission.admit()
+                if slot is None:
+                    log.warning(
+                        "all %d connection slots busy; answering 503", admission.max_connections
+                    )
+                    await _shed(stream)
+                    return
+                try:
+                    connection = _Connection(
+                        app,
+                        hc,
+                        context,
+                        ConnectionState(state.copy()),
+                        stream,
+                        admission=admission,
+                        slot=slot,
+                        peer=_peer_of(stream),
+                    )
+                    await connection.run()
+                finally:
+                    admission.release(slot)
+
+            async def stop_when(trigger: Callable[..., Awaitable[None]]) -> None:
+                await trigger()
+                raise ShutdownError()
+
+            try:
+                async with trio.open_nursery() as nursery:
+                    if shutdown_trigger is not None:
+                        nursery.start_soon(stop_when, shutdown_trigger)
+                    nursery.start_soon(stop_when, context.terminate.wait)
+                    nursery.start_soon(
+                        partial(
+                            trio.serve_listeners, handle, listeners, handler_nursery=connections
+                        )
+                    )
+            except BaseExceptionGroup as group:
+                _, other = group.split((ShutdownError, KeyboardInterrupt))
+                if other is not None:
+                    raise other from None
+            finally:
+                await context.terminated.set()
+                # Requests in flight get the graceful timeout, then are cancelled.
+                connections.cancel_scope.deadline = trio.current_time() + hc.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
 async def serve(
     app: Any,
     cfg: HttpServerConfig,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
     sockets: Sockets | None = None,
+    max_connections: int | None = None,
 ) -> None:
     hc = hypercorn_config(cfg)
-    scheme = "http" if cfg.insecure_http else "https"
-    if sockets is not None:
-        # A worker process: the parent bound the sockets; every worker accepts on them.
-        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
-            sock.listen(hc.backlog)
-        await worker_serve(
-            wrap_app(app, hc.wsgi_max_body_size, None),
-            hc,
-            sockets=sockets,
-            shutdown_trigger=shutdown_trigger,
-        )
-        return
-    log.info("Starting %s server at %s", scheme.upper(), cfg.sockets)
-    if shutdown_trigger is None:
-        await hypercorn.trio.serve(app, hc)
-    else:
-        await hypercorn.trio.serve(app, hc, shutdown_trigger=shutdown_trigger)
+    if sockets is None:
+        scheme = "http" if cfg.insecure_http else "https"
+        log.info("Starting %s server at %s", scheme.upper(), cfg.sockets)
+        sockets = hc.create_sockets()
+    # A worker process gets sockets its parent bound; every worker accepts on them.
+    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        sock.listen(hc.backlog)
+    cap = max_connections if max_connections is not None else default_max_connections()
+    await _serve_sockets(
+        wrap_app(app, hc.wsgi_max_body_size, None), hc, sockets, shutdown_trigger, cap
+    )
