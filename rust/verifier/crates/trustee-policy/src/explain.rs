@@ -14,8 +14,8 @@ use regorus::{Engine, Value};
 use serde_json::json;
 
 use crate::{
-    add_reference_values, build_engine, clean, to_json, CompiledPolicy, PolicyError,
-    ReferenceValueFn, RuleOutcome, Syntax, NOT_A_RULE_PATH, SOURCE_NAME,
+    add_reference_values, build_engine, clean, CompiledPolicy, PolicyError, ReferenceValueFn,
+    RuleOutcome, Run, Syntax, NOT_A_RULE_PATH, SOURCE_NAME,
 };
 
 /// Prefix rules are named with this stem; a policy that already uses it is explained
@@ -238,6 +238,7 @@ impl CompiledPolicy {
         rules: &[&str],
         reference_values: Option<Arc<ReferenceValueFn>>,
     ) -> Result<Explanation, PolicyError> {
+        let run = Run::start(self.limits(), None);
         let module = self.module()?;
         let package = module_package(&module);
         let mut explained: Vec<RuleExplanation> = Vec::with_capacity(rules.len());
@@ -287,12 +288,16 @@ impl CompiledPolicy {
         };
 
         for item in &mut explained {
+            run.arm(&mut engine)?;
             item.outcome = match engine.eval_rule(item.rule.clone()) {
                 Ok(Value::Undefined) => RuleOutcome::Undefined,
-                Ok(value) => RuleOutcome::Value(to_json(&value)?),
+                Ok(value) => RuleOutcome::Value(run.to_json(&value)?),
                 Err(err) => {
                     if let Some(msg) = take_callback_error() {
                         return Err(PolicyError::ReferenceValue(msg));
+                    }
+                    if let Some(hit) = run.limit_error(&err) {
+                        return Err(hit);
                     }
                     let msg = clean(&err);
                     if msg.contains(NOT_A_RULE_PATH) {
@@ -322,12 +327,16 @@ impl CompiledPolicy {
                         return Ok(None);
                     }
                     let path = format!("{package}.{}", prefix.name());
+                    run.arm(&mut engine)?;
                     match engine.eval_rule(path) {
                         Ok(Value::Bool(true)) => Ok(Some(true)),
                         Ok(_) => Ok(Some(false)),
                         Err(err) => {
                             if let Some(msg) = take_callback_error() {
                                 return Err(PolicyError::ReferenceValue(msg));
+                            }
+                            if let Some(hit) = run.limit_error(&err) {
+                                return Err(hit);
                             }
                             Err(PolicyError::Eval(clean(&err)))
                         }

@@ -9,15 +9,21 @@
 //! "`allow if { false }` allows everything" behaviour (see [`syntax`]).
 
 use std::num::NonZeroU32;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use regorus::{Engine, PolicyLengthConfig, Value};
 use thiserror::Error;
 
+mod bounded;
 mod explain;
+mod limits;
+mod recursion;
 mod syntax;
 
 pub use explain::{Definition, DefinitionStatus, Explanation, Expression, RuleExplanation};
+pub use limits::{LimitHit, Limits, DEFAULT_MEMORY_BYTES, DEFAULT_TIME};
 pub use syntax::Syntax;
 
 /// Name of the custom builtin through which policies read reference values.
@@ -51,6 +57,13 @@ pub enum PolicyError {
     /// The reference-value callback failed; the message is the callback's own.
     #[error("{0}")]
     ReferenceValue(String),
+    /// The evaluation was stopped by one of its [`Limits`].
+    #[error("{0}")]
+    Limit(LimitHit),
+    /// The evaluation did not finish within the time slice it was given, which was shorter
+    /// than its time limit: running it again with the whole limit may still succeed.
+    #[error("policy evaluation did not finish within its {} ms time slice", .0.as_millis())]
+    SliceExpired(Duration),
 }
 
 /// Result of evaluating one rule.
@@ -73,6 +86,7 @@ const DATA_ENGINES: usize = 64;
 pub struct CompiledPolicy {
     engine: Engine,
     syntax: Syntax,
+    limits: Limits,
     package_path: String,
     /// The policy as written; explanations compile it again next to generated rules.
     text: Arc<str>,
@@ -90,11 +104,35 @@ impl Clone for CompiledPolicy {
             self.package_path.clone(),
             Arc::clone(&self.text),
         )
+        .with_limits(self.limits)
     }
 }
 
 impl CompiledPolicy {
+    /// Compiles `text` with the default [`Limits`].
     pub fn compile(text: &str) -> Result<CompiledPolicy, PolicyError> {
+        Self::compile_with_limits(text, Limits::default())
+    }
+
+    /// Compiles `text`; every evaluation of the result is held to `limits`. A panic inside
+    /// regorus is reported as a compile error, never passed on.
+    pub fn compile_with_limits(text: &str, limits: Limits) -> Result<CompiledPolicy, PolicyError> {
+        let compiled = panic::catch_unwind(|| Self::compile_text(text))
+            .unwrap_or_else(|payload| Err(PolicyError::Compile(panic_text("compiling", &payload))));
+        compiled.map(|policy| policy.with_limits(limits))
+    }
+
+    fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits every evaluation of this policy is held to.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn compile_text(text: &str) -> Result<CompiledPolicy, PolicyError> {
         let v1_err = match prepared_engine(text, Syntax::V1) {
             Ok((engine, package_path)) => {
                 return Ok(Self::new(engine, Syntax::V1, package_path, text.into()))
@@ -135,6 +173,7 @@ impl CompiledPolicy {
         Self {
             engine,
             syntax,
+            limits: Limits::default(),
             package_path,
             text,
             data_engines: Mutex::default(),
@@ -198,6 +237,43 @@ impl CompiledPolicy {
         rules: &[&str],
         reference_values: Option<Arc<ReferenceValueFn>>,
     ) -> Result<Vec<RuleOutcome>, PolicyError> {
+        self.evaluate_sliced(input_json, data_json, rules, reference_values, None)
+    }
+
+    /// [`CompiledPolicy::evaluate`] given at most `slice` of wall-clock time: when that runs
+    /// out before the time limit does, the result is [`PolicyError::SliceExpired`]. The
+    /// evaluation is pure, so the caller can run it again elsewhere with the whole limit.
+    pub fn evaluate_sliced(
+        &self,
+        input_json: &str,
+        data_json: Option<&str>,
+        rules: &[&str],
+        reference_values: Option<Arc<ReferenceValueFn>>,
+        slice: Option<Duration>,
+    ) -> Result<Vec<RuleOutcome>, PolicyError> {
+        // A panic inside regorus becomes this evaluation's error; nothing it touched outlives
+        // the evaluation except the shared caches, whose locks tolerate poisoning.
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            self.evaluate_guarded(&Call {
+                input_json,
+                data_json,
+                rules,
+                reference_values,
+                slice,
+            })
+        }))
+        .unwrap_or_else(|payload| Err(PolicyError::Eval(panic_text("evaluating", &payload))))
+    }
+
+    fn evaluate_guarded(&self, call: &Call<'_>) -> Result<Vec<RuleOutcome>, PolicyError> {
+        let Call {
+            input_json,
+            data_json,
+            rules,
+            ref reference_values,
+            slice,
+        } = *call;
+        let run = Run::start(self.limits, slice);
         // Cloning shares the parsed modules and analysis (reference-counted); only the
         // per-evaluation state is fresh, which is what makes concurrent use safe.
         let mut engine = self.engine_for(data_json)?;
@@ -206,13 +282,14 @@ impl CompiledPolicy {
             .map_err(|e| PolicyError::Input(format!("policy input is not valid JSON: {e}")))?;
 
         let callback_error: Arc<Mutex<Option<String>>> = Arc::default();
-        add_reference_values(&mut engine, reference_values, &callback_error)?;
+        add_reference_values(&mut engine, reference_values.clone(), &callback_error)?;
 
         let mut outcomes = Vec::with_capacity(rules.len());
         for rule in rules {
+            run.arm(&mut engine)?;
             let outcome = match engine.eval_rule((*rule).to_owned()) {
                 Ok(Value::Undefined) => RuleOutcome::Undefined,
-                Ok(value) => RuleOutcome::Value(to_json(&value)?),
+                Ok(value) => RuleOutcome::Value(run.to_json(&value)?),
                 Err(err) => {
                     let taken = callback_error
                         .lock()
@@ -220,6 +297,9 @@ impl CompiledPolicy {
                         .take();
                     if let Some(msg) = taken {
                         return Err(PolicyError::ReferenceValue(msg));
+                    }
+                    if let Some(hit) = run.limit_error(&err) {
+                        return Err(hit);
                     }
                     let msg = clean(&err);
                     if msg.contains(NOT_A_RULE_PATH) {
@@ -233,6 +313,95 @@ impl CompiledPolicy {
         }
         Ok(outcomes)
     }
+}
+
+/// The arguments of one evaluation.
+struct Call<'a> {
+    input_json: &'a str,
+    data_json: Option<&'a str>,
+    rules: &'a [&'a str],
+    reference_values: Option<Arc<ReferenceValueFn>>,
+    slice: Option<Duration>,
+}
+
+/// One evaluation's limits in force: its share of the memory ceiling and its deadline.
+pub(crate) struct Run {
+    started: Instant,
+    /// What this run may take: the time limit, or the shorter slice.
+    allowed: Duration,
+    limits: Limits,
+    memory: limits::MemoryScope,
+}
+
+impl Run {
+    pub(crate) fn start(limits: Limits, slice: Option<Duration>) -> Self {
+        Self {
+            started: Instant::now(),
+            allowed: slice.map_or(limits.time, |s| s.min(limits.time)),
+            limits,
+            memory: limits::MemoryScope::enter(limits.memory_bytes),
+        }
+    }
+
+    fn out_of_time(&self) -> PolicyError {
+        if self.allowed < self.limits.time {
+            PolicyError::SliceExpired(self.allowed)
+        } else {
+            PolicyError::Limit(LimitHit::Time(self.limits.time))
+        }
+    }
+
+    /// Gives `engine` what is left of the time before it evaluates one more rule.
+    pub(crate) fn arm(&self, engine: &mut Engine) -> Result<(), PolicyError> {
+        let left = self.allowed.saturating_sub(self.started.elapsed());
+        if left.is_zero() {
+            return Err(self.out_of_time());
+        }
+        engine.set_execution_timer_config(limits::timer_config(left));
+        Ok(())
+    }
+
+    /// The limit that stopped a failed rule, if one did.
+    pub(crate) fn limit_error(&self, err: &anyhow::Error) -> Option<PolicyError> {
+        if self.memory.refused() {
+            return Some(PolicyError::Limit(LimitHit::Memory(self.memory.limit())));
+        }
+        match limits::regorus_limit(err) {
+            Some(regorus::LimitError::TimeLimitExceeded { .. }) => Some(self.out_of_time()),
+            Some(regorus::LimitError::MemoryLimitExceeded { .. }) => {
+                Some(PolicyError::Limit(LimitHit::Memory(self.memory.limit())))
+            }
+            Some(regorus::LimitError::RegexSizeLimitExceeded { .. }) => None,
+            None => {
+                // regorus re-wraps some errors as text on their way out.
+                let text = err.to_string();
+                if text.contains("execution exceeded time limit") {
+                    Some(self.out_of_time())
+                } else if text.contains("execution exceeded memory limit") {
+                    Some(PolicyError::Limit(LimitHit::Memory(self.memory.limit())))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// A rule's value as JSON; values share their parts, so the text is sized first.
+    pub(crate) fn to_json(&self, value: &Value) -> Result<serde_json::Value, PolicyError> {
+        if limits::rendered_size(value, self.memory.limit(), 0).is_none() {
+            return Err(PolicyError::Limit(LimitHit::Memory(self.memory.limit())));
+        }
+        to_json(value)
+    }
+}
+
+fn panic_text(doing: &str, payload: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no details".to_owned());
+    format!("the policy engine failed while {doing} the policy: {detail}")
 }
 
 /// Backs `query_reference_value` with `reference_values`; a callback failure is parked in
@@ -285,6 +454,7 @@ fn build_engine(
 ) -> Result<(Engine, Vec<String>), BuildError> {
     let mut engine = Engine::new();
     engine.set_rego_v0(syntax == Syntax::V0);
+    bounded::add(&mut engine).map_err(|e| BuildError::Analysis(clean(&e)))?;
     // regorus's 1024-column default would reject long single-line policies, which YAML
     // folding produces (`package policy default allow = true`); the byte and line limits
     // still bound the work.
@@ -298,6 +468,12 @@ fn build_engine(
             .add_policy(name.clone(), text.clone())
             .map_err(|e| BuildError::Parse(clean(&e)))?;
         packages.push(package);
+    }
+    // Before regorus's own analysis, which does not look for recursion.
+    for module in engine.get_modules() {
+        if let Some(cycle) = recursion::find_cycle(module) {
+            return Err(BuildError::Analysis(cycle.to_string()));
+        }
     }
     prepare(&mut engine).map_err(BuildError::Analysis)?;
     Ok((engine, packages))
