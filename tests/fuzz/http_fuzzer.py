@@ -41,6 +41,7 @@ import httpx
 import trio
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tests.e2e.configs import admin_section
 from tests.fuzz import bodies
 from tests.fuzz.bodies import FUZZ_GENERATIONS, dump, mutate, nested, random_value
 from tests.fuzz.procwatch import Death, ProcessWatch, server_root
@@ -721,25 +722,28 @@ class Fuzzer:
         lines += [f"{k}: {v}" for k, v in headers]
         return (eol.join(lines) + eol + eol).encode("utf-8", "surrogateescape") + body
 
-    async def malformed_head(self, rng: random.Random, rec: Recorder) -> None:
-        data = self.malformed_bytes(rng)
-        bodiless = data.startswith(b"HEAD ")
+    async def one_shot(
+        self, rng: random.Random, rec: Recorder, data: bytes, half_close: float = 0.5
+    ) -> None:
+        """Send `data` on a new connection, maybe half-close, read one answer, hang up."""
         conn = await self.connect()
         try:
             await conn.send(data)
-            # A Content-Length that promises more than was sent leaves the server waiting:
-            # half-close so it sees the end.
-            if rng.random() < 0.5:
+            # A Content-Length or chunk that promises more than was sent leaves the server
+            # waiting: half-close so it sees the end.
+            if rng.random() < half_close:
                 await conn.shutdown_write()
             with trio.fail_after(READ_TIMEOUT):
-                answer = await conn.read_answer(bodiless)
-            rec.answer(data, answer)
+                rec.answer(data, await conn.read_answer(bodiless=data.startswith(b"HEAD ")))
         except trio.TooSlowError:
             self.stats.timeouts[rec.kind] += 1
         except (Closed, OSError, trio.BrokenResourceError) as exc:
-            rec.error(exc, expected=True)  # closing on a malformed head is a fine answer
+            rec.error(exc, expected=True)  # closing on a malformed request is a fine answer
         finally:
-            await conn.close()
+            await self.hang_up(rng, conn)
+
+    async def malformed_head(self, rng: random.Random, rec: Recorder) -> None:
+        await self.one_shot(rng, rec, self.malformed_bytes(rng))
 
     async def chunked(self, rng: random.Random, rec: Recorder) -> None:
         body = dump(bodies.auth_body()).encode()
@@ -772,20 +776,7 @@ class Fuzzer:
         if rng.random() < 0.15:
             headers.append(("Transfer-Encoding", "chunked"))
         path = rng.choice(["/kbs/v0/auth", "/kbs/v0/attest", "/kbs/v0/resource-policy"])
-        data = http_request("POST", path, None, headers) + chunks
-        conn = await self.connect()
-        try:
-            await conn.send(data)
-            if rng.random() < 0.5:
-                await conn.shutdown_write()
-            with trio.fail_after(READ_TIMEOUT):
-                rec.answer(data, await conn.read_answer())
-        except trio.TooSlowError:
-            self.stats.timeouts[rec.kind] += 1
-        except (Closed, OSError, trio.BrokenResourceError) as exc:
-            rec.error(exc, expected=True)
-        finally:
-            await self.hang_up(rng, conn)
+        await self.one_shot(rng, rec, http_request("POST", path, None, headers) + chunks)
 
     async def slow(self, rng: random.Random, rec: Recorder) -> None:
         version = rng.choice(FUZZ_GENERATIONS)
@@ -879,16 +870,7 @@ class Fuzzer:
             data = (
                 rng.choice([b"GET / HTTP/1.1\r\n", b"POST /kbs/v0/auth HTTP/1.1\r\n", b"G"]) + data
             )
-        conn = await self.connect()
-        try:
-            await conn.send(data)
-            await conn.shutdown_write()
-            with trio.move_on_after(READ_TIMEOUT):
-                rec.answer(data, await conn.read_answer())
-        except (Closed, Garbled, OSError, trio.BrokenResourceError) as exc:
-            rec.error(exc, expected=True)
-        finally:
-            await conn.close()
+        await self.one_shot(rng, rec, data, half_close=1.0)
 
     async def random_json(self, rng: random.Random, rec: Recorder) -> None:
         if rng.random() < 0.3:
@@ -954,21 +936,20 @@ def config_text(pki_admin_public: Path, storage: Path, workers: int, redis_url: 
         if workers > 1
         else ""
     )
+    admin = admin_section(
+        pki_admin_public,
+        role="admin",
+        acl="^/kbs/v0/.*$",
+        mode="AuthenticatedAuthorization",
+        audience=False,
+    )
     return f"""{top}
 [http_server]
 sockets = ["127.0.0.1:{{port}}"]
 insecure_http = true
 worker_count = {workers}
 
-[admin]
-authorization_mode = "AuthenticatedAuthorization"
-[[admin.authentication.bearer_jwt.identity_providers]]
-issuer = "issuer"
-public_key_uri = "file://{pki_admin_public}"
-[[admin.authorization.regex_acl.acls]]
-role = "admin"
-allowed_endpoints = "^/kbs/v0/.*$"
-
+{admin}
 [attestation_token]
 insecure_header_jwk = true
 
