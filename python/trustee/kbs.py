@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -35,7 +34,7 @@ from trustee.plugins.base import Plugin, PluginError, PluginRequest
 from trustee.plugins.resource_policy import ResourcePolicy, ResourcePolicyError
 from trustee.policy.engine import PolicyCompileError, PolicyEvalError
 from trustee.policy.explain import explain, reason_path
-from trustee.protocol import errors, rcar
+from trustee.protocol import errors, limits, rcar
 from trustee.protocol.errors import KbsError
 from trustee.protocol.headers import HeaderLookup, bearer_token
 from trustee.protocol.jwe import JweError, JweForm, form_for_protocol
@@ -268,10 +267,16 @@ class Kbs:
             raise
         try:
             appraised = await self.attestation.evaluate(requests, ["default"])
+            rcar.check_session_token(appraised.token)
         except AttestationFailure as exc:
             self.metrics.attestation(session.tee, "failure")
             await self._attestation_failed(session, body, exc.reason, request_id)
             raise errors.attest_failed(exc.reason) from exc
+        except limits.InputLimitError as exc:
+            # Init-data nesting found while appraising, or a token too large to keep.
+            self.metrics.attestation(session.tee, "error")
+            await self._attestation_failed(session, body, exc.reason or exc.detail, request_id)
+            raise
         self.metrics.attestation(session.tee, "success")
         if self.auditing:
             await self._attestation_verified(session, body, appraised.claims, request_id)
@@ -393,7 +398,7 @@ class Kbs:
     async def set_attestation_policy(self, body: bytes) -> Reply:
         assert self.attestation is not None
         try:
-            doc = json.loads(body)
+            doc = limits.loads(body, "attestation-policy body")
             if not isinstance(doc, dict):
                 raise ValueError("body is not a JSON object")
             policy_id = doc.get("policy_id")
@@ -412,7 +417,7 @@ class Kbs:
 
     async def set_resource_policy(self, body: bytes) -> Reply:
         try:
-            doc = json.loads(body)
+            doc = limits.loads(body, "resource-policy body")
             if not isinstance(doc, dict):
                 raise ValueError("body is not a JSON object")
             text = _b64url_nopad_or_pad(doc.get("policy"), "policy")
@@ -442,7 +447,7 @@ class Kbs:
         Rego, "policy_id"?: stored attestation policy, "input": {...}, "data"?: {...},
         "resource_path"?: "repo/type/tag", "rules"?: [...]}."""
         try:
-            doc = json.loads(body)
+            doc = limits.loads(body, "policy-explain body")
             if not isinstance(doc, dict):
                 raise ValueError("body is not a JSON object")
             kind = doc.get("kind", "resource")

@@ -17,9 +17,12 @@ def auth_body(**over: object) -> bytes:
     return json.dumps({k: v for k, v in doc.items() if v is not None}).encode()
 
 
-def test_auth_request_parses() -> None:
-    req = rcar.parse_auth_request(auth_body(), ACCEPTED)
-    assert (req.version, req.tee, req.extra_params) == ("0.4.0", "sample", "")
+def test_auth_request_parses_and_keeps_nothing_of_extra_params() -> None:
+    extra = {"supported-hash-algorithms": ["sha384", "sha512"]}
+    req = rcar.parse_auth_request(auth_body(**{"extra-params": extra}), ACCEPTED)
+    assert (req.version, req.tee, req.generation) == ("0.4.0", "sample", "0.4.0")
+    session = rcar.new_session(req, 5, 0.0)
+    assert extra not in vars(session).values() and extra not in vars(req).values()
 
 
 @pytest.mark.parametrize(
@@ -36,6 +39,12 @@ def test_auth_request_parses() -> None:
         ),
         (auth_body(version="9.9.9"), "KBS Client Protocol Version Mismatch"),
         (auth_body(version="0.4.0-rc1"), "KBS Client Protocol Version Mismatch"),
+        # serde_json refuses what Python's json module would read as floats.
+        (b'{"version":"0.4.0","tee":"sample","extra-params":NaN}', "deserialize Request"),
+        (b'{"version":"0.4.0","tee":"sample","extra-params":Infinity}', "deserialize Request"),
+        (b'{"version":"0.4.0","tee":"sample","extra-params":[-Infinity]}', "deserialize Request"),
+        (b'{"version":"0.4.0","tee":"sample","extra-params":1e999}', "deserialize Request"),
+        (b'\xff{"version":"0.4.0"}', "deserialize Request"),
     ],
 )
 def test_auth_request_rejects(body: bytes, needle: str) -> None:
@@ -152,3 +161,44 @@ def test_wrong_nonce_and_bad_init_data_format_fail() -> None:
 def test_malformed_attestation_bodies(body: bytes) -> None:
     with pytest.raises(KbsError, match="Attest failed"):
         rcar.parse_attestation(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (auth_body(**{"extra-params": [[]] * 6000}), "/auth body of"),
+        (b'{"version":"0.4.0","tee":"sample","extra-params":' + b"[" * 10_000, "64 levels"),
+        (auth_body(version="0.4.0+" + "a" * 100), "`version` of 106 characters"),
+    ],
+)
+def test_auth_limits_answer_400(body: bytes, needle: str) -> None:
+    with pytest.raises(KbsError) as info:
+        rcar.parse_auth_request(body, ACCEPTED)
+    assert (info.value.status, info.value.variant) == (400, "InputLimitExceeded")
+    assert info.value.reason is not None and needle in info.value.reason
+    assert b'"type":"https://github.com/confidential-containers/kbs/errors/InputLimitExceeded"' in (
+        info.value.body()
+    )
+
+
+def test_deep_attestation_parts_answer_400() -> None:
+    session = rcar.new_session(rcar.parse_auth_request(auth_body(), ACCEPTED), 5, 0.0)
+    with pytest.raises(KbsError) as info:
+        rcar.parse_attestation(b"[" * 100_000)
+    assert info.value.status == 400 and "body nests deeper than 64" in str(info.value.reason)
+    deep = "[" * 5000 + "]" * 5000
+    att = rcar.parse_attestation(
+        _attestation(
+            session.nonce, **{"tee-evidence": {"primary_evidence": {}, "additional_evidence": deep}}
+        )
+    )
+    with pytest.raises(KbsError) as info:
+        rcar.evidence_requests(session, att)
+    assert info.value.status == 400 and "additional_evidence nests" in str(info.value.reason)
+
+
+def test_session_token_bound() -> None:
+    rcar.check_session_token("t" * rcar.MAX_SESSION_TOKEN_BYTES)
+    with pytest.raises(KbsError) as info:
+        rcar.check_session_token("t" * (rcar.MAX_SESSION_TOKEN_BYTES + 1))
+    assert info.value.status == 400

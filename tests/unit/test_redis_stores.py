@@ -49,7 +49,6 @@ def make_session(sid: str = "s-1", lifetime: float = 300.0, **changes: object) -
         id=sid,
         version="0.4.0",
         tee="sample",
-        extra_params={"nested": [1, 2.5, None, "é"], "big": 2**70},
         nonce="bm9uY2U",
         expires_at=time.time() + lifetime,
         generation="0.2.0",

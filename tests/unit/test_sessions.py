@@ -13,7 +13,7 @@ class Clock:
 
 
 def _session(now: float) -> rcar.Session:
-    req = rcar.AuthRequest(version="0.4.0", tee="sample", extra_params="")
+    req = rcar.AuthRequest(version="0.4.0", tee="sample")
     return rcar.new_session(req, timeout_min=5, now=now)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import tomllib
 from dataclasses import dataclass
 from typing import Any
+
+from trustee.protocol import limits
 
 _ALGORITHMS = ("sha256", "sha384", "sha512")
 _POLICY_MARKER = "policy_data := {"
@@ -39,14 +40,16 @@ def _agent_policy_claims(rego: str) -> Any | None:
     if start < 0:
         return None
     try:
-        return json.loads(rego[start + len(_POLICY_MARKER) - 1 :])
+        return limits.loads(rego[start + len(_POLICY_MARKER) - 1 :], "init-data policy_data")
     except ValueError:
         return None
 
 
 def parse_init_data(text: str) -> InitData:
+    """Digest and claims of init-data TOML; nesting beyond limits.MAX_TOML_DEPTH (in the
+    document or the cdh.toml / aa.toml it carries) raises limits.InputLimitError."""
     try:
-        doc = tomllib.loads(text)
+        doc = limits.toml_loads(text, "init-data")
     except tomllib.TOMLDecodeError as exc:
         raise InitDataError(f"init-data is not TOML: {exc}") from exc
     algorithm = doc.get("algorithm")
@@ -62,7 +65,7 @@ def parse_init_data(text: str) -> InitData:
         if name in claims:
             # Upstream keeps the text when it is not TOML.
             with contextlib.suppress(tomllib.TOMLDecodeError):
-                claims[name] = _toml_to_json(tomllib.loads(claims[name]))
+                claims[name] = _toml_to_json(limits.toml_loads(claims[name], f"init-data {name}"))
     if "policy.rego" in claims:
         extracted = _agent_policy_claims(claims["policy.rego"])
         if extracted is not None:

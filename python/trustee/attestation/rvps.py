@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from trustee.protocol import limits
 from trustee.storage.kv import NS_REFERENCE_VALUE, KeyValueStore, StorageError
 
 MESSAGE_VERSION = "0.1.0"
@@ -32,7 +33,7 @@ def _expiration(now: datetime) -> str:
 
 def extract_sample(payload: str) -> dict[str, Any]:
     try:
-        doc = json.loads(base64.b64decode(payload, validate=True))
+        doc = limits.loads(base64.b64decode(payload, validate=True), "sample payload")
     except (binascii.Error, ValueError) as exc:
         raise RvpsError(f"sample payload is not base64 of JSON: {exc}") from exc
     if not isinstance(doc, dict):
@@ -52,8 +53,8 @@ class ReferenceValueStore:
 
     async def register(self, message: bytes) -> list[str]:
         try:
-            doc = json.loads(message)
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = limits.loads(message, "reference value message")
+        except ValueError as exc:
             raise RvpsError(
                 f"Failed to register reference value: message is not JSON: {exc}"
             ) from exc

@@ -8,7 +8,6 @@ EC curve must be the one the algorithm names). RSA keys shorter than 2048 bits a
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from trustee import jsonfast
 from trustee.crypto.b64 import Base64Error, b64url_decode_nopad, b64url_encode
 from trustee.crypto.jwk import EC_CURVES, PrivateKey, PublicKey, describe_key, ec_curve_name
+from trustee.protocol import limits
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "256": hashes.SHA256,
@@ -58,8 +58,8 @@ class Parsed:
     def claims(self) -> dict[str, Any]:
         """The payload as a JSON object (JWT claims set)."""
         try:
-            value = json.loads(self.payload)
-        except (UnicodeDecodeError, ValueError) as exc:
+            value = limits.loads(self.payload, "JWS payload")
+        except ValueError as exc:
             raise JwsError(f"JWS payload is not JSON: {exc}") from exc
         if not isinstance(value, dict):
             raise JwsError(f"JWS payload is JSON {type(value).__name__}, expected an object")
@@ -153,8 +153,8 @@ def split_compact(token: str) -> Parsed:
         except Base64Error as exc:
             raise JwsError(f"JWS {name} segment is not unpadded base64url: {exc}") from exc
     try:
-        header = json.loads(decoded[0])
-    except (UnicodeDecodeError, ValueError) as exc:
+        header = limits.loads(decoded[0], "JWS header")
+    except ValueError as exc:
         raise JwsError(f"JWS header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise JwsError(f"JWS header is JSON {type(header).__name__}, expected an object")

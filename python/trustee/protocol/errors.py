@@ -1,7 +1,9 @@
 """Upstream's ErrorInformation model: every KBS-level error is JSON with `type` and `detail`.
 
-Status is 404 for PluginNotFound / InvalidRequestPath and 401 for every other variant (clients
-treat 401 as "re-attest and retry" and 404 as "fail now", so the codes are part of the protocol).
+Status is 404 for PluginNotFound / InvalidRequestPath and 401 for every other upstream variant
+(clients treat 401 as "re-attest and retry" and 404 as "fail now", so the codes are part of the
+protocol). Our own InputLimitExceeded answers 400: retrying the same oversized or too-deeply
+nested input can never succeed, and a client that re-attested on it would loop.
 Our `reason` is an extra field (a path a human can act on); clients ignore unknown fields.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 
 _NOT_FOUND_VARIANTS = frozenset({"PluginNotFound", "InvalidRequestPath"})
+INPUT_LIMIT_VARIANT = "InputLimitExceeded"
 
 
 class KbsError(Exception):
@@ -26,7 +29,9 @@ class KbsError(Exception):
 
     @property
     def status(self) -> int:
-        return 404 if self.variant in _NOT_FOUND_VARIANTS else 401
+        if self.variant in _NOT_FOUND_VARIANTS:
+            return 404
+        return 400 if self.variant == INPUT_LIMIT_VARIANT else 401
 
     def body(self) -> bytes:
         info: dict[str, Any] = {"type": ERROR_TYPE_PREFIX + self.variant, "detail": self.detail}
@@ -48,6 +53,10 @@ def attest_failed(reason: str) -> KbsError:
 
 def set_policy_failed(reason: str) -> KbsError:
     return KbsError("AttestationError", "Attestation error: Set Attestation Policy failed", reason)
+
+
+def input_limit_exceeded(reason: str) -> KbsError:
+    return KbsError(INPUT_LIMIT_VARIANT, f"Request exceeds an input limit: {reason}", reason)
 
 
 def token_not_found() -> KbsError:

@@ -10,7 +10,6 @@ raise KbsError with upstream's fixed detail strings and a `reason` naming what w
 from __future__ import annotations
 
 import base64
-import json
 import re
 import secrets
 import uuid
@@ -19,13 +18,25 @@ from email.utils import formatdate
 from typing import Any
 
 from trustee import jsonfast
-from trustee.protocol import binding
+from trustee.protocol import binding, limits
 from trustee.protocol.errors import KbsError, attest_failed, auth_failed
+from trustee.protocol.limits import InputLimitError
 from trustee.protocol.tees import ACCEPTED_TEES
 
 SESSION_COOKIE = "kbs-session-id"
 GENERATIONS = ("0.1.0", "0.1.1", "0.2.0", "0.4.0")
 LEGACY_GENERATIONS = frozenset({"0.1.0", "0.1.1", "0.2.0"})
+
+# Every client's /auth is about a hundred bytes (`extra-params` names a few hash algorithms at
+# most); the bound is checked before parsing, so an unauthenticated caller cannot make the
+# server build large structures.
+MAX_AUTH_BODY_BYTES = 16 * 1024
+# `version` is the one client string a session keeps; semver allows build metadata of any
+# length, which would otherwise ride along into every stored session.
+MAX_VERSION_LENGTH = 64
+# The EAR token a session keeps (with its claims) grows with the evidence and init-data it
+# attests; a bound per session keeps the session store's memory proportional to its count.
+MAX_SESSION_TOKEN_BYTES = 1024 * 1024
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -35,9 +46,10 @@ _SEMVER = re.compile(
 
 @dataclass(frozen=True)
 class AuthRequest:
+    # `extra-params` is validated and dropped: nothing after /auth reads it, so sessions do
+    # not carry what the client chose to put there.
     version: str
     tee: str
-    extra_params: Any
     generation: str = "0.4.0"
 
 
@@ -46,7 +58,6 @@ class Session:
     id: str
     version: str
     tee: str
-    extra_params: Any
     nonce: str
     expires_at: float  # unix seconds, fixed at /auth
     token: str | None = None
@@ -92,8 +103,8 @@ class EvidenceRequest:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return limits.loads(body)
+    except ValueError as exc:
         raise ValueError(f"body is not JSON: {exc}") from exc
 
 
@@ -112,6 +123,10 @@ def version_matches(text: str, accepted: str) -> bool:
 
 
 def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest:
+    if len(body) > MAX_AUTH_BODY_BYTES:
+        raise InputLimitError(
+            f"/auth body of {len(body)} bytes is larger than {MAX_AUTH_BODY_BYTES} bytes"
+        )
     try:
         doc = _json(body)
         if not isinstance(doc, dict):
@@ -127,6 +142,10 @@ def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest
             raise ValueError("`extra-params` is missing")
     except ValueError as exc:
         raise auth_failed("deserialize Request", f"/auth body: {exc}") from exc
+    if len(version) > MAX_VERSION_LENGTH:
+        raise InputLimitError(
+            f"/auth `version` of {len(version)} characters is longer than {MAX_VERSION_LENGTH}"
+        )
     try:
         parse_version(version)
     except ValueError as exc:
@@ -143,9 +162,7 @@ def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest
         raise auth_failed(
             "deserialize Request", "/auth body: 0.1.0 `extra-params` must be a string"
         )
-    return AuthRequest(
-        version=version, tee=tee, extra_params=doc["extra-params"], generation=generation
-    )
+    return AuthRequest(version=version, tee=tee, generation=generation)
 
 
 def make_nonce() -> str:
@@ -157,7 +174,6 @@ def new_session(request: AuthRequest, timeout_min: int, now: float) -> Session:
         id=uuid.uuid4().hex,
         version=request.version,
         tee=request.tee,
-        extra_params=request.extra_params,
         nonce=make_nonce(),
         expires_at=now + timeout_min * 60,
         generation=request.generation,
@@ -166,6 +182,15 @@ def new_session(request: AuthRequest, timeout_min: int, now: float) -> Session:
 
 def challenge_body(session: Session) -> bytes:
     return jsonfast.dumps({"nonce": session.nonce, "extra-params": ""})
+
+
+def check_session_token(token: str) -> None:
+    """Refuse to keep a token beyond the per-session bound (it carries the attested claims)."""
+    if len(token) > MAX_SESSION_TOKEN_BYTES:
+        raise InputLimitError(
+            f"the attestation token of {len(token)} bytes is larger than the "
+            f"{MAX_SESSION_TOKEN_BYTES} bytes a session keeps; send less evidence or init-data"
+        )
 
 
 def set_cookie_value(session: Session) -> str:
@@ -265,7 +290,7 @@ def _legacy_attestation(doc: dict[str, Any], generation: str) -> LegacyAttestati
         if not isinstance(evidence, str):
             raise ValueError("0.1.0 `tee-evidence` must be a string")
         try:
-            evidence = json.loads(evidence)
+            evidence = limits.loads(evidence, "0.1.0 `tee-evidence`")
         except ValueError as exc:
             raise ValueError(f"0.1.0 `tee-evidence` string is not JSON: {exc}") from exc
     return LegacyAttestation(
@@ -314,7 +339,7 @@ def evidence_requests(
     ]
     if att.additional_evidence != "":
         try:
-            devices = json.loads(att.additional_evidence)
+            devices = limits.loads(att.additional_evidence, "additional_evidence")
         except ValueError as exc:
             raise attest_failed(f"additional_evidence is not JSON: {exc}") from exc
         if not isinstance(devices, dict):
@@ -342,6 +367,7 @@ __all__ = [
     "LegacyAttestation",
     "Session",
     "challenge_body",
+    "check_session_token",
     "evidence_requests",
     "make_nonce",
     "new_session",

@@ -45,7 +45,9 @@ class SessionStoreUnavailable(Exception):
 
 
 def encode_session(session: Session) -> bytes:
-    doc: dict[str, Any] = {"format": FORMAT}
+    # Replicas still running an older release require the key; sessions no longer keep what
+    # the client sent there, so it is always empty.
+    doc: dict[str, Any] = {"format": FORMAT, "extra_params": None}
     for name in _FIELDS:
         doc[name] = getattr(session, name)
     try:
@@ -80,8 +82,6 @@ def decode_session(raw: bytes, where: str) -> Session:
             raise SessionStoreUnavailable(
                 f"{where}: field {name!r} is {doc[name]!r}, not a string or null"
             )
-    if "extra_params" not in doc:
-        raise SessionStoreUnavailable(f"{where}: field 'extra_params' is missing")
     expires_at = doc.get("expires_at")
     if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
         raise SessionStoreUnavailable(f"{where}: expires_at {expires_at!r} is not a number")
@@ -97,7 +97,6 @@ def decode_session(raw: bytes, where: str) -> Session:
         id=doc["id"],
         version=doc["version"],
         tee=doc["tee"],
-        extra_params=doc["extra_params"],
         nonce=doc["nonce"],
         expires_at=float(expires_at),
         token=doc.get("token"),
