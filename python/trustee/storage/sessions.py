@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -32,27 +34,110 @@ class SessionStore(Protocol):
     async def purge_expired(self) -> int: ...
 
 
-class MemorySessionStore:
-    """Sessions in this process's memory: correct only with one worker and one replica."""
+# A busy KBS holds on the order of 100 000 live sessions (five minutes of /auth at a few hundred
+# per second); past the bounds the least recently used session goes, so a flood of /auth calls
+# costs the flood's own oldest sessions rather than the server's memory.
+MAX_MEMORY_SESSIONS = 100_000
+# Attested sessions keep their token and claims; about 4 KiB each for sample or SNP evidence,
+# tens of KiB with TDX event logs. 1 GiB holds the full count at the typical size.
+MAX_MEMORY_SESSION_BYTES = 1024 * 1024 * 1024
+# A session's footprint besides its token: the object, its strings and the dict slot.
+SESSION_OVERHEAD_BYTES = 1024
+# One warning per interval at most: under a flood every /auth evicts.
+EVICTION_WARNING_INTERVAL_S = 60.0
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._sessions: dict[str, Session] = {}
+log = logging.getLogger(__name__)
+
+
+def session_footprint(session: Session) -> int:
+    """Approximate memory held by `session`: the claims are kept as a dict and as JSON text
+    besides the token that carries them, hence the token counted three times."""
+    return SESSION_OVERHEAD_BYTES + len(session.version) + 3 * len(session.token or "")
+
+
+class MemorySessionStore:
+    """Sessions in this process's memory: correct only with one worker and one replica.
+
+    Bounded in count and in approximate bytes; when either bound is reached the least recently
+    used session is evicted (its guest gets 401 and re-attests, as after expiry).
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_sessions: int = MAX_MEMORY_SESSIONS,
+        max_bytes: int = MAX_MEMORY_SESSION_BYTES,
+    ) -> None:
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
         self._now = clock
+        self.max_sessions = max_sessions
+        self.max_bytes = max_bytes
+        self.evicted = 0  # since the process started, for tests and operators
+        self._unreported = 0
+        self._last_warning: float | None = None
+
+    def _put(self, session: Session) -> None:
+        self._drop(session.id)
+        size = session_footprint(session)
+        self._sessions[session.id] = session
+        self._sizes[session.id] = size
+        self._bytes += size
+        self._evict(keep=session.id)
+
+    def _drop(self, session_id: str) -> None:
+        if self._sessions.pop(session_id, None) is not None:
+            self._bytes -= self._sizes.pop(session_id)
+
+    def _evict(self, keep: str) -> None:
+        evicted = 0
+        while len(self._sessions) > self.max_sessions or self._bytes > self.max_bytes:
+            oldest = next(iter(self._sessions))
+            if oldest == keep:
+                break  # a lone session larger than the budget still serves its guest
+            self._drop(oldest)
+            evicted += 1
+        if evicted:
+            self.evicted += evicted
+            self._unreported += evicted
+            self._warn()
+
+    def _warn(self) -> None:
+        now = self._now()
+        if self._last_warning is not None and now - self._last_warning < (
+            EVICTION_WARNING_INTERVAL_S
+        ):
+            return
+        log.warning(
+            "session store full (%d sessions, about %d MiB; bounds %d sessions, %d MiB): "
+            "evicted %d least recently used sessions; their guests must attest again. "
+            "Use Redis sessions or more replicas if this is legitimate load",
+            len(self._sessions),
+            self._bytes // (1024 * 1024),
+            self.max_sessions,
+            self.max_bytes // (1024 * 1024),
+            self._unreported,
+        )
+        self._unreported = 0
+        self._last_warning = now
 
     async def insert(self, session: Session) -> None:
-        self._sessions[session.id] = session
+        self._put(session)
 
     async def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
         if session is None:
             return None
         if session.expired(self._now()):
-            self._sessions.pop(session_id, None)
+            self._drop(session_id)
             return None
+        self._sessions.move_to_end(session_id)
         return session
 
     async def update(self, session: Session) -> None:
-        self._sessions[session.id] = session
+        self._put(session)
 
     async def set_token_once(
         self,
@@ -68,13 +153,14 @@ class MemorySessionStore:
             session.token = token
             session.attested_claims = claims
             session.attested_claims_json = claims_json
+            self._put(session)
         return session
 
     async def purge_expired(self) -> int:
         now = self._now()
         dead = [sid for sid, s in self._sessions.items() if s.expired(now)]
         for sid in dead:
-            del self._sessions[sid]
+            self._drop(sid)
         return len(dead)
 
     def __len__(self) -> int:
