@@ -63,11 +63,28 @@ def test_brackets_inside_strings_and_wide_documents_pass(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["NaN", '{"a": Infinity}', "[-Infinity]", "1e999", "-1e400", '"\xff"'.encode("latin-1")]
+    "text",
+    [
+        "NaN",
+        '{"a": Infinity}',
+        "[-Infinity]",
+        "1e999",
+        "-1e400",
+        '"\xff"'.encode("latin-1"),
+        # Lone UTF-16 surrogates: nothing downstream can encode them (a 500 before).
+        '{"crv": "\\ud800"}',
+        '{"\\udc00": 1}',
+        '["ok", ["\\ude00\\ud83d"]]',
+    ],
 )
 def test_what_serde_refuses_is_malformed(text: str | bytes) -> None:
     with pytest.raises(ValueError):
         limits.loads(text)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_still_parse() -> None:
+    assert limits.loads('{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+    assert limits.loads('{"a": "\\\\ud800"}') == {"a": "\\ud800"}
 
 
 def test_malformed_json_stays_a_value_error() -> None:

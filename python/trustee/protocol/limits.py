@@ -114,9 +114,33 @@ def loads(data: bytes | str, what: str = "body", max_depth: int = MAX_JSON_DEPTH
     if not _few_openings(text, max_depth):
         _check_bracket_depth(_JSON_STRING.sub("", text), max_depth, what)
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:  # pragma: no cover - the depth check above prevents it
         raise InputLimitError(f"{what} nests too deeply to parse") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(doc, what)
+    return doc
+
+
+# `\uD800`…`\uDFFF`: Python joins a valid pair into one character and keeps a lone half as
+# is; serde_json refuses the lone half, and so must we (nothing downstream can encode it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(doc: Any, what: str) -> None:
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"{what} holds a lone UTF-16 surrogate escape") from exc
 
 
 def toml_loads(text: str, what: str = "TOML document", max_depth: int = MAX_TOML_DEPTH) -> Any:
