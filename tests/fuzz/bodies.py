@@ -70,7 +70,7 @@ def attestation_policy_body(
 
 
 def reference_value_body(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    payload = json.dumps(values if values is not None else {"fuzz-svn": ["1"]})
+    payload = dump(values if values is not None else {"fuzz-svn": ["1"]})
     return {
         "version": "0.1.0",
         "type": "sample",
@@ -102,10 +102,14 @@ SPECIAL_SCALARS = (
 )  # fmt: skip
 
 
-def nested(depth: int, rng: random.Random) -> Raw:
-    if rng.random() < 0.5:
+def nested_text(depth: int, arrays: bool) -> Raw:
+    if arrays:
         return Raw("[" * depth + "]" * depth)
     return Raw('{"a":' * depth + "1" + "}" * depth)
+
+
+def nested(depth: int, rng: random.Random) -> Raw:
+    return nested_text(depth, rng.random() < 0.5)
 
 
 def random_string(rng: random.Random, limit: int = 40) -> str:
@@ -139,31 +143,31 @@ def random_value(rng: random.Random, depth: int = 3) -> Any:
     return {random_string(rng, 12): random_value(rng, depth - 1) for _ in range(rng.randint(0, 4))}
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix]
     if isinstance(value, dict):
         for k, v in value.items():
-            out += _paths(v, (*prefix, k))
+            out += paths(v, (*prefix, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
+            out += paths(v, (*prefix, i))
     return out
 
 
-def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+def replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
     head, rest = path[0], path[1:]
     if isinstance(value, dict):
         copy = dict(value)
-        copy[head] = _replace(value[head], rest, new)
+        copy[head] = replace(value[head], rest, new)
         return copy
     copy_list = list(value)
-    copy_list[head] = _replace(value[head], rest, new)
+    copy_list[head] = replace(value[head], rest, new)
     return copy_list
 
 
-def _drop(value: Any, path: tuple[Any, ...]) -> Any:
+def drop(value: Any, path: tuple[Any, ...]) -> Any:
     parent_path, key = path[:-1], path[-1]
     parent = value
     for step in parent_path:
@@ -172,23 +176,22 @@ def _drop(value: Any, path: tuple[Any, ...]) -> Any:
         smaller: Any = {k: v for k, v in parent.items() if k != key}
     else:
         smaller = [v for i, v in enumerate(parent) if i != key]
-    return _replace(value, parent_path, smaller)
+    return replace(value, parent_path, smaller)
 
 
 def mutate(value: Any, rng: random.Random, rounds: int = 1) -> Any:
     """A near-valid variant: members replaced by other types, dropped, added or deep-nested."""
     for _ in range(rounds):
-        paths = _paths(value)
-        path = rng.choice(paths)
+        path = rng.choice(paths(value))
         op = rng.randrange(5)
         if op == 0 and path:
-            value = _drop(value, path)
+            value = drop(value, path)
         elif op == 1:
-            value = _replace(value, path, random_value(rng))
+            value = replace(value, path, random_value(rng))
         elif op == 2:
-            value = _replace(value, path, nested(rng.choice([100, 1000, 10000, 100000]), rng))
+            value = replace(value, path, nested(rng.choice([100, 1000, 10000, 100000]), rng))
         elif op == 3 and isinstance(value, dict):
             value = {**value, random_string(rng, 12): random_value(rng)}
         else:
-            value = _replace(value, path, Raw(rng.choice(SPECIAL_SCALARS)))
+            value = replace(value, path, Raw(rng.choice(SPECIAL_SCALARS)))
     return value
