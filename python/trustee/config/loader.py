@@ -29,6 +29,7 @@ from trustee.config.model import (
     Persona,
     PluginConfig,
     PolicyEngineConfig,
+    PolicyLimitsConfig,
     ProtocolConfig,
     RvpsConfig,
     SignerConfig,
@@ -116,6 +117,7 @@ def _build(root: Table) -> Config:
         plugins=[_plugin(t, notes) for t in root.tables("plugins")],
         protocol=_protocol(root.table("protocol")),
         policy_engine=_policy_engine(root.table("policy_engine"), notes),
+        policy_limits=_policy_limits(root.table("policy_engine")),
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
@@ -515,8 +517,30 @@ def _protocol(t: Table | None) -> ProtocolConfig:
     return cfg
 
 
+# Evaluation limits share upstream's `[policy_engine]` table; a table holding only these is
+# not the v0.11 resource-policy-file form.
+_LIMIT_KEYS = {
+    "evaluation_timeout_ms": (10, 60_000),
+    "evaluation_memory_mib": (1, 4096),
+}
+
+
 def _policy_engine(t: Table | None, notes: _Notes) -> PolicyEngineConfig | None:
     if t is None:
         return None
+    if not t.has("policy_path") and set(t.data) & set(_LIMIT_KEYS):
+        return None
     notes.legacy.append(t.path)
     return PolicyEngineConfig(policy_path=t.get("policy_path", str, PolicyEngineConfig.policy_path))
+
+
+def _policy_limits(t: Table | None) -> PolicyLimitsConfig:
+    cfg = PolicyLimitsConfig()
+    if t is None:
+        return cfg
+    for name, (low, high) in _LIMIT_KEYS.items():
+        value = t.get(name, int, getattr(cfg, name))
+        if not low <= value <= high:
+            raise ConfigError(t.key(name), f"{value} is outside {low}..{high}")
+        setattr(cfg, name, value)
+    return cfg

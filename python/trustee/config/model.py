@@ -152,6 +152,15 @@ class PolicyEngineConfig:
 
 
 @dataclass
+class PolicyLimitsConfig:
+    """What one Rego evaluation (attestation or resource policy) may use before it is stopped:
+    `[policy_engine] evaluation_timeout_ms` and `evaluation_memory_mib`, in either dialect."""
+
+    evaluation_timeout_ms: int = 1000
+    evaluation_memory_mib: int = 64
+
+
+@dataclass
 class Config:
     http_server: HttpServerConfig = field(default_factory=HttpServerConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -164,6 +173,7 @@ class Config:
     plugins: list[PluginConfig] = field(default_factory=list)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     policy_engine: PolicyEngineConfig | None = None
+    policy_limits: PolicyLimitsConfig = field(default_factory=PolicyLimitsConfig)
     # `[[audit.sinks]]` tables as written; trustee.audit.config builds the dispatcher.
     audit_sinks: list[dict[str, Any]] = field(default_factory=list)
     dialect: Dialect = "head"
