@@ -21,6 +21,10 @@ class PolicyEvalError(Exception):
     When the ``reference_values`` callback raised, ``__cause__`` is that exception.
     """
 
+class PolicyLimitError(PolicyEvalError):
+    """Policy evaluation stopped at its time or memory limit; the message names the limit
+    and its value (``policy evaluation exceeded its time limit of 1000 ms``)."""
+
 def verify_evidence(
     tee: str,
     evidence: bytes,
@@ -75,8 +79,14 @@ def version() -> str:
 class Policy:
     """A compiled Rego policy (v1 or v0 syntax); safe to evaluate from several threads."""
 
-    def __init__(self, text: str) -> None:
-        """Compile ``text``; raises PolicyCompileError."""
+    def __init__(self, text: str, timeout_ms: int = 1000, memory_mib: int = 64) -> None:
+        """Compile ``text``; raises PolicyCompileError (also for recursive rules or functions).
+        Every evaluation is held to ``timeout_ms`` of wall-clock time and ``memory_mib`` of heap
+        (ValueError when either is 0)."""
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """``(timeout_ms, memory_mib)``."""
 
     @property
     def syntax(self) -> str:
@@ -94,8 +104,20 @@ class Policy:
         kind is ``"value"`` (json_text is the value as JSON), ``"undefined"`` or ``"absent"``
         (json_text ``""``). ``reference_values(id)`` backs ``query_reference_value`` and
         returns the value's JSON text or None (the policy then sees ``null``); without it
-        every lookup yields ``null``. Releases the GIL; raises PolicyEvalError.
+        every lookup yields ``null``. Releases the GIL; raises PolicyEvalError, or
+        PolicyLimitError when the time or memory limit stops it.
         """
+
+    def evaluate_slice(
+        self,
+        input_json: str,
+        data_json: str | None,
+        rules: list[str],
+        slice_ms: int,
+        reference_values: Callable[[str], str | None] | None = None,
+    ) -> list[tuple[str, str]] | None:
+        """``evaluate`` given at most ``slice_ms`` of wall-clock time; None when the slice ran
+        out before the evaluation (or its time limit) did."""
 
     def submit(
         self,

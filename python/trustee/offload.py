@@ -20,7 +20,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import outcome
 import trio
@@ -126,19 +126,46 @@ class Offload:
                 trio.lowlevel.reschedule(task, stopped)
             _waiting.clear()
 
-    async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
-        """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
+    def _runs_inline(self) -> bool:
         if not self.active:
-            self.inlined += 1
-            return inline()
+            return True
         now = time.monotonic()
         if _waiting or self.requests > 1:
             self._busy_until = now + BUSY_WINDOW_S
-        elif self.adaptive and now >= self._busy_until:
-            # Nothing else has wanted the loop lately (one guest at a time): a hand-off would
-            # only add its latency.
+            return False
+        # Nothing else has wanted the loop lately (one guest at a time): a hand-off would
+        # only add its latency.
+        return self.adaptive and now >= self._busy_until
+
+    async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
+        """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
+        if self._runs_inline():
             self.inlined += 1
             return inline()
+        result: T = await self._offloaded(submit)
+        return result
+
+    async def call_sliced(
+        self,
+        submit: Callable[[int], _core.Job],
+        inline: Callable[[], T | None],
+        whole: Callable[[], T],
+    ) -> T:
+        """Like `call` for a pure call that may take long: `inline()` runs it here for a short
+        time slice and gives None when the slice ran out; then it runs again from the start off
+        the loop, on the offload threads (`submit`) or, without them, `whole()` on a trio
+        worker thread. A native thread cannot be interrupted, so nothing long ever runs here."""
+        if self._runs_inline():
+            self.inlined += 1
+            quick = inline()
+            if quick is not None:
+                return quick
+            if not self.active:
+                return await trio.to_thread.run_sync(whole)
+        result: T = await self._offloaded(submit)
+        return result
+
+    async def _offloaded(self, submit: Callable[[int], _core.Job]) -> Any:
         job_id = next(_job_ids)
         job = submit(job_id)
         self.offloaded += 1
@@ -150,8 +177,7 @@ class Offload:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
-        result: T = job.result()
-        return result
+        return job.result()
 
 
 # The KBS worker's instance; the HTTP app starts its reader.

@@ -31,7 +31,7 @@ from trustee.plugins.resource_policy import (
     PolicySource,
     ResourcePolicy,
 )
-from trustee.policy.engine import PolicyCache
+from trustee.policy.engine import PolicyCache, PolicyLimits
 from trustee.storage.factory import StoreRegistry
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.localfs import LocalFsStore
@@ -113,7 +113,11 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
         log.info("config key ignored: %s", key)
     log.info("KBS storage backend: %s", config.storage_backend.storage_type)
     main_store = stores.get()
-    cache = PolicyCache()
+    cache = PolicyCache(
+        limits=PolicyLimits(
+            config.policy_limits.evaluation_timeout_ms, config.policy_limits.evaluation_memory_mib
+        )
+    )
     legacy = config.dialect == "legacy"
 
     plugins: dict[str, Plugin] = {}

@@ -21,6 +21,7 @@ from trustee.policy.engine import (
     PolicyCache,
     PolicyCompileError,
     PolicyEvalError,
+    PolicyLimitError,
 )
 from trustee.policy.explain import explain, reason_path
 from trustee.storage.atomic import remove_orphans, write_atomically
@@ -221,7 +222,10 @@ class ResourcePolicy:
         policy = await self.current()
         policy_input = with_submod_aliases(claims) if self.submod_alias else claims
         try:
-            result = explain(policy, policy_input, document, ["data.policy.allow"])
+            # Explaining re-runs the policy, up to its time limit: never on the event loop.
+            result = await trio.to_thread.run_sync(
+                explain, policy, policy_input, document, ["data.policy.allow"]
+            )
         except PolicyEvalError as exc:
             return f"data.policy.allow: explanation failed: {exc}"
         return f"{reason_path(result)} (policy {policy.digest[:12]})"
@@ -242,9 +246,12 @@ class ResourcePolicy:
             policy_input, claims_json = with_submod_aliases(claims), None
         else:
             policy_input = claims
-        (outcome,) = await policy.evaluate_offloaded(
-            policy_input, document, ["data.policy.allow"], input_json=claims_json
-        )
+        try:
+            (outcome,) = await policy.evaluate_offloaded(
+                policy_input, document, ["data.policy.allow"], input_json=claims_json
+            )
+        except PolicyLimitError as exc:
+            raise PolicyLimitError(f"resource policy {policy.digest[:12]}: {exc}") from exc
         if outcome.kind == "value" and outcome.value is True:
             return True, "data.policy.allow = true", policy.digest
         if outcome.kind == "value" and outcome.value is False:

@@ -32,8 +32,11 @@ def explain(
     `reference_values` is either a mapping from id to value or the engine's lookup callback
     (id -> JSON text or None). Raises PolicyCompileError or PolicyEvalError.
     """
-    text = policy.text if isinstance(policy, CompiledPolicy) else policy
-    compiled = _core.Policy(text)
+    if isinstance(policy, CompiledPolicy):
+        # Explaining runs the policy again: the same limits hold.
+        compiled = _core.Policy(policy.text, policy.limits.timeout_ms, policy.limits.memory_mib)
+    else:
+        compiled = _core.Policy(policy)
     raw = compiled.explain(
         jsonfast.dumps_str(input_doc),
         None if data_doc is None else jsonfast.dumps_str(data_doc),

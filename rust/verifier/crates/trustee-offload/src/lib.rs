@@ -27,6 +27,11 @@ struct Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
+/// Policy evaluation recurses natively over the policy's expressions and the input's
+/// nesting; a roomy stack (only touched pages are backed) keeps deep but legal policies
+/// from reaching the guard page.
+const STACK_BYTES: usize = 64 * 1024 * 1024;
+
 fn worker(tasks: Arc<Mutex<Receiver<Task>>>) {
     loop {
         let task = {
@@ -53,6 +58,7 @@ pub fn start(threads: usize) -> std::io::Result<(i32, usize)> {
         let rx = Arc::clone(&rx);
         thread::Builder::new()
             .name(format!("trustee-offload-{n}"))
+            .stack_size(STACK_BYTES)
             .spawn(move || worker(rx))?;
     }
     let pool = Pool {

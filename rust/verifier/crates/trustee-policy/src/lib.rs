@@ -60,8 +60,9 @@ pub enum PolicyError {
     /// The evaluation was stopped by one of its [`Limits`].
     #[error("{0}")]
     Limit(LimitHit),
-    /// The evaluation did not finish within the time slice it was given, which was shorter
-    /// than its time limit: running it again with the whole limit may still succeed.
+    /// The evaluation did not finish within the time slice it was given (or needed more than
+    /// the small share of memory that comes with a slice): running it again with the whole
+    /// limits may still succeed.
     #[error("policy evaluation did not finish within its {} ms time slice", .0.as_millis())]
     SliceExpired(Duration),
 }
@@ -324,6 +325,9 @@ struct Call<'a> {
     slice: Option<Duration>,
 }
 
+/// Memory an evaluation given a time slice may use before it counts as not finished.
+const SLICE_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// One evaluation's limits in force: its share of the memory ceiling and its deadline.
 pub(crate) struct Run {
     started: Instant,
@@ -335,19 +339,38 @@ pub(crate) struct Run {
 
 impl Run {
     pub(crate) fn start(limits: Limits, slice: Option<Duration>) -> Self {
+        // Work that allocates a lot also takes long, and a builtin call is not interrupted
+        // by the clock: a slice gets a small share of memory too, so that the loop is never
+        // held while tens of megabytes are built.
+        let memory = match slice {
+            Some(_) => limits.memory_bytes.min(SLICE_MEMORY_BYTES),
+            None => limits.memory_bytes,
+        };
         Self {
             started: Instant::now(),
             allowed: slice.map_or(limits.time, |s| s.min(limits.time)),
             limits,
-            memory: limits::MemoryScope::enter(limits.memory_bytes),
+            memory: limits::MemoryScope::enter(memory),
         }
     }
 
+    fn sliced(&self) -> bool {
+        self.allowed < self.limits.time || self.memory.limit() < self.limits.memory_bytes
+    }
+
     fn out_of_time(&self) -> PolicyError {
-        if self.allowed < self.limits.time {
+        if self.sliced() {
             PolicyError::SliceExpired(self.allowed)
         } else {
             PolicyError::Limit(LimitHit::Time(self.limits.time))
+        }
+    }
+
+    fn out_of_memory(&self) -> PolicyError {
+        if self.sliced() {
+            PolicyError::SliceExpired(self.allowed)
+        } else {
+            PolicyError::Limit(LimitHit::Memory(self.limits.memory_bytes))
         }
     }
 
@@ -364,13 +387,11 @@ impl Run {
     /// The limit that stopped a failed rule, if one did.
     pub(crate) fn limit_error(&self, err: &anyhow::Error) -> Option<PolicyError> {
         if self.memory.refused() {
-            return Some(PolicyError::Limit(LimitHit::Memory(self.memory.limit())));
+            return Some(self.out_of_memory());
         }
         match limits::regorus_limit(err) {
             Some(regorus::LimitError::TimeLimitExceeded { .. }) => Some(self.out_of_time()),
-            Some(regorus::LimitError::MemoryLimitExceeded { .. }) => {
-                Some(PolicyError::Limit(LimitHit::Memory(self.memory.limit())))
-            }
+            Some(regorus::LimitError::MemoryLimitExceeded { .. }) => Some(self.out_of_memory()),
             Some(regorus::LimitError::RegexSizeLimitExceeded { .. }) => None,
             None => {
                 // regorus re-wraps some errors as text on their way out.
@@ -378,7 +399,7 @@ impl Run {
                 if text.contains("execution exceeded time limit") {
                     Some(self.out_of_time())
                 } else if text.contains("execution exceeded memory limit") {
-                    Some(PolicyError::Limit(LimitHit::Memory(self.memory.limit())))
+                    Some(self.out_of_memory())
                 } else {
                     None
                 }
@@ -389,7 +410,7 @@ impl Run {
     /// A rule's value as JSON; values share their parts, so the text is sized first.
     pub(crate) fn to_json(&self, value: &Value) -> Result<serde_json::Value, PolicyError> {
         if limits::rendered_size(value, self.memory.limit(), 0).is_none() {
-            return Err(PolicyError::Limit(LimitHit::Memory(self.memory.limit())));
+            return Err(self.out_of_memory());
         }
         to_json(value)
     }

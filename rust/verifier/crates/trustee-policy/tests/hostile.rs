@@ -122,6 +122,17 @@ fn a_time_slice_is_reported_apart_from_the_limit() {
         Err(PolicyError::SliceExpired(Duration::from_millis(10)))
     );
     assert!(started.elapsed() < Duration::from_millis(200));
+    // So does one that needs more memory than comes with a slice.
+    let big = "package p\nimport rego.v1\nn := count(numbers.range(1, 400000))";
+    let policy_big = CompiledPolicy::compile_with_limits(big, LIMITS).expect("compiles");
+    assert_eq!(
+        policy_big.evaluate_sliced("{}", None, &["data.p.n"], None, slice),
+        Err(PolicyError::SliceExpired(Duration::from_millis(10)))
+    );
+    assert_eq!(
+        policy_big.evaluate("{}", None, &["data.p.n"], None),
+        Ok(vec![RuleOutcome::Value(serde_json::json!(400000))])
+    );
     // A quick rule finishes inside the slice.
     assert_eq!(
         policy.evaluate_sliced("{}", None, &["data.p.ok"], None, slice),

@@ -8,6 +8,7 @@ use trustee_offload as offload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -16,7 +17,7 @@ use pyo3::types::PyString;
 
 use trustee_evidence::VerifyError;
 use trustee_jose::{Curve, Es256Signer as Signer, Fixed, JoseError, Jwe};
-use trustee_policy::{CompiledPolicy, PolicyError, ReferenceValueFn, RuleOutcome};
+use trustee_policy::{CompiledPolicy, Limits, PolicyError, ReferenceValueFn, RuleOutcome};
 
 create_exception!(
     trustee._core,
@@ -41,6 +42,12 @@ create_exception!(
     PolicyEvalError,
     PyException,
     "Policy evaluation failed."
+);
+create_exception!(
+    trustee._core,
+    PolicyLimitError,
+    PolicyEvalError,
+    "Policy evaluation stopped at its time or memory limit; the message names the limit."
 );
 create_exception!(
     trustee._core,
@@ -207,9 +214,19 @@ struct Policy {
 #[pymethods]
 impl Policy {
     #[new]
-    fn new(py: Python<'_>, text: &str) -> PyResult<Self> {
+    #[pyo3(signature = (text, timeout_ms = 1000, memory_mib = 64))]
+    fn new(py: Python<'_>, text: &str, timeout_ms: u64, memory_mib: u64) -> PyResult<Self> {
+        if timeout_ms == 0 || memory_mib == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "policy limits must be positive",
+            ));
+        }
+        let limits = Limits {
+            time: Duration::from_millis(timeout_ms),
+            memory_bytes: memory_mib.saturating_mul(1024 * 1024),
+        };
         let inner = py
-            .detach(|| CompiledPolicy::compile(text))
+            .detach(|| CompiledPolicy::compile_with_limits(text, limits))
             .map_err(|e| PolicyCompileError::new_err(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(inner),
@@ -241,6 +258,39 @@ impl Policy {
                 .evaluate(input_json, data_json, &rule_refs, callback)
         });
         policy_result(py, result, &raised)
+    }
+
+    /// `evaluate` given at most `slice_ms` of wall-clock time: None when the slice ran out
+    /// first (the evaluation is pure; run it again with `submit` or `evaluate`).
+    #[pyo3(signature = (input_json, data_json, rules, slice_ms, reference_values = None))]
+    fn evaluate_slice(
+        &self,
+        py: Python<'_>,
+        input_json: &str,
+        data_json: Option<&str>,
+        rules: Vec<String>,
+        slice_ms: u64,
+        reference_values: Option<Py<PyAny>>,
+    ) -> PyResult<Option<Vec<(&'static str, String)>>> {
+        let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let callback = reference_values.map(|f| python_callback(f, Arc::clone(&raised)));
+        let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let slice = Some(Duration::from_millis(slice_ms));
+        let result = py.detach(|| {
+            self.inner
+                .evaluate_sliced(input_json, data_json, &rule_refs, callback, slice)
+        });
+        if let Err(PolicyError::SliceExpired(_)) = result {
+            return Ok(None);
+        }
+        policy_result(py, result, &raised).map(Some)
+    }
+
+    /// `(timeout_ms, memory_mib)` every evaluation is held to.
+    #[getter]
+    fn limits(&self) -> (u128, u64) {
+        let limits = self.inner.limits();
+        (limits.time.as_millis(), limits.memory_bytes / (1024 * 1024))
     }
 
     /// Starts the same evaluation on an offload thread (see `offload_start`) and returns at
@@ -283,9 +333,18 @@ impl Policy {
         let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
 
         let result = py.detach(|| {
-            self.inner
-                .explain(input_json, data_json, &rule_refs, callback)
-                .map(|explanation| explanation.to_json().to_string())
+            // Evaluation guards itself; explanation runs extra rules through regorus, so a
+            // panic there must not escape as PanicException (a BaseException) either.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.inner
+                    .explain(input_json, data_json, &rule_refs, callback)
+                    .map(|explanation| explanation.to_json().to_string())
+            }))
+            .unwrap_or_else(|_| {
+                Err(PolicyError::Eval(
+                    "the policy engine failed while explaining the policy".into(),
+                ))
+            })
         });
 
         result.map_err(|err| policy_error(py, err, &raised))
@@ -320,6 +379,9 @@ fn policy_result(
 
 /// PolicyEvalError; a failed reference-value callback's Python exception becomes its cause.
 fn policy_error(py: Python<'_>, err: PolicyError, raised: &Mutex<Option<PyErr>>) -> PyErr {
+    if let PolicyError::Limit(_) = err {
+        return PolicyLimitError::new_err(err.to_string());
+    }
     let py_err = PolicyEvalError::new_err(err.to_string());
     if let PolicyError::ReferenceValue(_) = err {
         let cause = raised.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -585,6 +647,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnsupportedTee", py.get_type::<UnsupportedTee>())?;
     m.add("PolicyCompileError", py.get_type::<PolicyCompileError>())?;
     m.add("PolicyEvalError", py.get_type::<PolicyEvalError>())?;
+    m.add("PolicyLimitError", py.get_type::<PolicyLimitError>())?;
     m.add("CryptoError", py.get_type::<CryptoError>())?;
     m.add_function(wrap_pyfunction!(seal_ecdh_es, m)?)?;
     m.add_function(wrap_pyfunction!(submit_seal_ecdh_es, m)?)?;
