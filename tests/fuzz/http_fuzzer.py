@@ -326,10 +326,11 @@ class Fuzzer:
 
     async def _loader(self, rng: random.Random, kinds: list[str], weights: list[int]) -> None:
         # Bounded by the caller's deadline; each case is bounded by CASE_TIMEOUT.
-        while True:
+        while self.watch is None or not self.watch.parent_dead:
             kind = rng.choices(kinds, weights)[0]
             await self.run_case(kind, rng.getrandbits(32))
             await trio.sleep(0)
+        # The server is gone: nothing more to learn, and the verdict is already failed.
 
     async def run_case(self, kind: str, seed: int) -> None:
         self.stats.cases[kind] += 1
@@ -350,6 +351,8 @@ class Fuzzer:
             trio.ClosedResourceError,
         ) as exc:
             rec.error(exc)
+            if isinstance(exc, OSError):
+                await trio.sleep(0.02)  # a refused connect must not turn into a busy loop
         except Exception:
             # A bug of the fuzzer itself: visible and failing the run, but not ending it.
             self.stats.fuzzer_errors += 1
