@@ -29,6 +29,10 @@ pub use syntax::Syntax;
 /// Name of the custom builtin through which policies read reference values.
 pub const QUERY_REFERENCE_VALUE: &str = "query_reference_value";
 
+/// Deepest `[`/`{` nesting accepted (see [`syntax::nesting_beyond`]); at this depth the
+/// parser's worst case is well under 100 ms.
+const MAX_NESTING: usize = 10;
+
 /// File name shown in regorus diagnostics (`--> policy.rego:3:7`).
 const SOURCE_NAME: &str = "policy.rego";
 
@@ -134,6 +138,12 @@ impl CompiledPolicy {
     }
 
     fn compile_text(text: &str) -> Result<CompiledPolicy, PolicyError> {
+        if let Some((line, col)) = syntax::nesting_beyond(text, MAX_NESTING) {
+            return Err(PolicyError::Compile(format!(
+                "{SOURCE_NAME}:{line}:{col}: arrays, sets, objects and bodies nest more than \
+                 {MAX_NESTING} levels deep here; the policy is refused rather than parsed"
+            )));
+        }
         let v1_err = match prepared_engine(text, Syntax::V1) {
             Ok((engine, package_path)) => {
                 return Ok(Self::new(engine, Syntax::V1, package_path, text.into()))

@@ -97,6 +97,26 @@ pub(crate) fn v0_keyword_hazard(text: &str) -> Option<KeywordHazard> {
     None
 }
 
+/// Where `[`/`{` nesting first exceeds `max` levels, as (line, column). regorus's parser
+/// backtracks at every collection literal, so its time doubles or more with each level of
+/// nesting: twenty levels take minutes. Policies nest a handful.
+pub(crate) fn nesting_beyond(text: &str, max: usize) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for tok in tokenize(text) {
+        match tok.text {
+            "[" | "{" => {
+                depth += 1;
+                if depth > max {
+                    return Some((tok.line, tok.col));
+                }
+            }
+            "]" | "}" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 struct Token<'a> {
     text: &'a str,
     line: usize,
@@ -221,6 +241,20 @@ mod tests {
             hazard("package p\nimport future.keywords.if\nallow if { 1 in [1] }"),
             Some(("in", 3, 14))
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_found_outside_strings_and_comments() {
+        let deep = format!("package p\nx := {}1{}", "[".repeat(11), "]".repeat(11));
+        assert_eq!(nesting_beyond(&deep, 10), Some((2, 16)));
+        assert_eq!(nesting_beyond(&deep, 11), None);
+        let quoted = format!(
+            "package p\n# {}\nx := \"{}\"",
+            "[".repeat(40),
+            "{".repeat(40)
+        );
+        assert_eq!(nesting_beyond(&quoted, 10), None);
+        assert_eq!(nesting_beyond("[]]]][[", 2), None);
     }
 
     #[test]

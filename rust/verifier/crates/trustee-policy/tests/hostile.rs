@@ -69,6 +69,22 @@ fn recursion_is_refused_at_compile_time() {
 }
 
 #[test]
+fn deeply_nested_text_is_refused_quickly() {
+    let _turn = turn();
+    for (open, close) in [("[", "]"), ("{", "}"), ("{\"a\": ", "}")] {
+        let text = format!(
+            "package p\nimport rego.v1\nx := {}1{}",
+            open.repeat(40),
+            close.repeat(40)
+        );
+        let started = Instant::now();
+        let msg = compile_err(&text);
+        assert!(msg.contains("nest more than 10 levels"), "{msg}");
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn non_recursive_policies_are_not_mistaken_for_recursion() {
     let _turn = turn();
     for text in [
