@@ -486,7 +486,10 @@ class Kbs:
                     )
                 lookup = (await self.attestation.rvps.snapshot()).get
                 rules = rules or ["data.policy.trust_claims", "data.policy.extensions"]
-            result = explain(policy, input_doc, data_doc, rules, lookup)
+            # Explaining runs the policy, up to its time limit: never on the event loop.
+            result = await trio.to_thread.run_sync(
+                explain, policy, input_doc, data_doc, rules, lookup
+            )
         except (PolicyCompileError, PolicyEvalError, PolicyStoreError) as exc:
             raise errors.policy_engine_error(f"policy-explain: {exc}") from exc
         result["reason"] = reason_path(result)

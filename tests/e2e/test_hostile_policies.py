@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs
 from trustee.client.attesters import detect_attesters
 from trustee.client.cli import ALLOW_ALL_POLICY
 from trustee.client.kbs import KbsClient, KbsClientError
+from trustee.crypto.b64 import b64url_encode
 
 SECRET_PATH = "default/test/secret"
 SECRET = b"still here"
@@ -151,3 +153,25 @@ async def test_hostile_attestation_policies(tmp_path: Path) -> None:
             await admin.set_attestation_policy(text, policy_id="default_cpu")
 
         await hostile_round(kbs, set_cpu_policy, ATTESTATION, "default_cpu")
+
+
+async def test_hostile_policy_explain_keeps_the_server_answering(tmp_path: Path) -> None:
+    """The admin's try-before-you-set endpoint runs the candidate under the same limits, off the
+    event loop."""
+    async with run_kbs(CONFIG, tmp_path) as kbs:
+        answers: list[httpx.Response] = []
+
+        async def explain(policy: str) -> None:
+            body = {"kind": "resource", "policy": b64url_encode(policy.encode()), "input": {}}
+            async with httpx.AsyncClient(base_url=kbs.url, timeout=30) as http:
+                answers.append(await http.post("/kbs/v0/policy-explain", json=body))
+
+        for template, needle in [
+            (SLOW, f"time limit of {TIMEOUT_MS} ms"),
+            (HUGE["string doubling"], f"memory limit of {MEMORY_MIB} MiB"),
+        ]:
+            slowest = await while_watching_healthz(kbs, partial(explain, fill(template, RESOURCE)))
+            assert slowest < HEALTHZ_BUDGET_S, f"/healthz took {slowest * 1000:.0f} ms"
+            assert answers[-1].status_code == 401, answers[-1].text
+            assert needle in answers[-1].json()["detail"]
+        assert kbs.alive
