@@ -131,10 +131,11 @@ class _ConnectionCollector:
             ("shed", "Connections refused with 503: every slot busy", STATS.shed),
             (
                 "idle_closed",
-                "Idle keep-alive connections closed to make room for new ones",
+                "Idle connections closed (keep-alive timeout, or to make room)",
                 STATS.idle_closed,
             ),
             ("failed", "Connections ended by an unexpected error (contained)", STATS.failed),
+            ("stalled", "Connections closed: the client stopped reading an answer", STATS.stalled),
         ):
             yield CounterMetricFamily(f"trustee_http_connections_{name}", doc, value=value)
 

@@ -118,6 +118,8 @@ def build_ssl_context(cfg: HttpServerConfig) -> ssl.SSLContext:
 # How long one write to a client may take before the connection is given up: a client that
 # stops reading must not hold a worker's connection slot (and its answer buffer) forever.
 SEND_TIMEOUT = 30.0
+# How often idle and stalled connections are looked for.
+SWEEP_INTERVAL = 1.0
 # Bounds the shielded bookkeeping around a close, so no shielded wait can hang.
 CLOSE_TIMEOUT = 5.0
 KEEP_ALIVE_TIMEOUT = 30.0
@@ -171,8 +173,9 @@ class _Connection(TCPServer):
     and without the send lock: a close racing an answer's write raised BusyResourceError out of
     the connection and ended the whole server, and a close cancelled midway (Quart-Trio cancels
     its request task as soon as the answer is out) left `Connection: close` and idle keep-alive
-    connections open for good. Here closing is idempotent, shielded with a deadline, and any
-    exception a connection raises is logged and counted, never propagated.
+    connections open for good. Here closing is idempotent and shielded with a deadline, any
+    exception a connection raises is logged and counted, never propagated, and the keep-alive
+    and write timeouts are kept by `Admission.sweep` instead of a timer task per request.
     """
 
     def __init__(
@@ -187,8 +190,8 @@ class _Connection(TCPServer):
     async def run(self) -> None:
         try:
             with trio.CancelScope() as scope:
-                # Admission may close this connection while it is idle to make room.
-                self._slot.close_idle = scope.cancel
+                self._slot.close = scope.cancel
+                self._slot.abort = self._abort
                 await super().run()
         except Exception as exc:
             self._failed(exc)
@@ -199,7 +202,7 @@ class _Connection(TCPServer):
             if rest is not None:
                 raise rest from None
         finally:
-            self._slot.close_idle = None
+            self._slot.close = self._slot.abort = None
             with trio.CancelScope(shield=True):
                 await self._close()
 
@@ -213,36 +216,38 @@ class _Connection(TCPServer):
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
 
+    def _abort(self) -> None:
+        # The client stopped reading: closing the socket ends the write blocked on it.
+        log.info("connection from %s: client stopped reading an answer; closing", self._peer)
+        transport = getattr(self.stream, "transport_stream", self.stream)
+        with contextlib.suppress(OSError):
+            transport.socket.close()
+
     async def protocol_send(self, event: Any) -> None:
         if isinstance(event, RawData):
-            gone = False
             async with self.send_lock:
-                # Shielded so a cancelled request never leaves half an answer on the wire;
-                # the deadline so a client that stops reading cannot pin this task.
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT):
-                    try:
+                self._slot.sending_since = trio.current_time()
+                try:
+                    # Shielded so a cancelled request never leaves half an answer on the wire.
+                    with trio.CancelScope(shield=True):
                         await self.stream.send_all(event.data)
-                    except _STREAM_GONE:
-                        gone = True
-                    else:
-                        return
-            if not gone:
-                log.info("connection from %s: write timed out; closing", self._peer)
+                    return
+                except _STREAM_GONE:
+                    pass
+                finally:
+                    self._slot.sending_since = None
             await self._shielded(self._end)
         elif isinstance(event, Closed):
             await self._shielded(self._end)
         elif isinstance(event, Updated):
-            await self._shielded(partial(self._set_idle, event.idle))
+            if event.idle:
+                self._admission.idle(self._slot, trio.current_time())
+            else:
+                self._admission.busy(self._slot)
 
-    async def _set_idle(self, idle: bool) -> None:
-        if self._closed:
-            return  # the keep-alive timer has no connection left to time
-        if idle:
-            self._admission.idle(self._slot)
-            await self.idle_task.restart(self._task_group, self._idle_timeout)
-        else:
-            self._admission.busy(self._slot)
-            await self.idle_task.stop()
+    async def _idle_timeout(self) -> None:
+        # hypercorn's per-connection timer; `Admission.sweep` keeps the keep-alive timeout.
+        return
 
     async def _end(self) -> None:
         await self._close()
@@ -259,9 +264,7 @@ class _Connection(TCPServer):
         self._closed = True
         with trio.CancelScope(shield=True):
             # A write in progress owns the send side; closing the socket ends that write.
-            if self.send_lock.locked():
-                pass
-            else:
+            if not self.send_lock.locked():
                 with contextlib.suppress(*_STREAM_GONE, AttributeError):
                     # TLS streams have no half-close (AttributeError); aclose sends close_notify.
                     await self.stream.send_eof()
@@ -269,10 +272,6 @@ class _Connection(TCPServer):
                 await self.stream.aclose()
             if scope.cancelled_caught:
                 await trio.aclose_forcefully(self.stream)
-
-    async def _initiate_server_close(self) -> None:
-        # The keep-alive timer ran out: same path as any other close.
-        await self._shielded(self._end)
 
 
 async def _shed(stream: Any) -> None:
@@ -311,7 +310,9 @@ async def _serve_sockets(
     state: dict[str, Any] = {}
     lifespan = Lifespan(app, hc, state)
     context = WorkerContext(None)
-    admission = Admission(max_connections)
+    admission = Admission(
+        max_connections, keep_alive=hc.keep_alive_timeout, send_timeout=SEND_TIMEOUT
+    )
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -337,7 +338,7 @@ async def _serve_sockets(
                 )
 
             async def handle(stream: Any) -> None:
-                slot = admission.admit()
+                slot = admission.admit(trio.current_time())
                 if slot is None:
                     log.warning(
                         "all %d connection slots busy; answering 503", admission.max_connections
@@ -359,6 +360,11 @@ async def _serve_sockets(
                 finally:
                     admission.release(slot)
 
+            async def sweep() -> None:
+                while True:
+                    await trio.sleep(SWEEP_INTERVAL)
+                    admission.sweep(trio.current_time())
+
             async def stop_when(trigger: Callable[..., Awaitable[None]]) -> None:
                 await trigger()
                 raise ShutdownError()
@@ -368,6 +374,7 @@ async def _serve_sockets(
                     if shutdown_trigger is not None:
                         nursery.start_soon(stop_when, shutdown_trigger)
                     nursery.start_soon(stop_when, context.terminate.wait)
+                    nursery.start_soon(sweep)
                     nursery.start_soon(
                         partial(
                             trio.serve_listeners, handle, listeners, handler_nursery=connections
@@ -379,6 +386,7 @@ async def _serve_sockets(
                     raise other from None
             finally:
                 await context.terminated.set()
+                admission.close_idle()
                 # Requests in flight get the graceful timeout, then are cancelled.
                 connections.cancel_scope.deadline = trio.current_time() + hc.graceful_timeout
         await lifespan.wait_for_shutdown()

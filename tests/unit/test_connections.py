@@ -1,0 +1,115 @@
+"""Connection admission: the cap, who makes room, and what the sweep closes (sans-IO)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trustee.http.connections import Admission, ConnectionStats, Slot, default_max_connections
+
+
+class Probe:
+    """Stands in for a connection: records whether it was asked to close or aborted."""
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.closed = False
+        self.aborted = False
+        slot.close = self._close
+        slot.abort = self._abort
+
+    def _close(self) -> None:
+        self.closed = True
+
+    def _abort(self) -> None:
+        self.aborted = True
+
+
+def admission(cap: int = 3) -> tuple[Admission, ConnectionStats]:
+    stats = ConnectionStats()
+    return Admission(cap, keep_alive=30.0, send_timeout=10.0, stats=stats), stats
+
+
+def admit(a: Admission, now: float) -> Probe:
+    slot = a.admit(now)
+    assert slot is not None
+    return Probe(slot)
+
+
+def test_full_admission_closes_the_longest_idle_connection() -> None:
+    a, stats = admission()
+    first, second, third = admit(a, 1.0), admit(a, 2.0), admit(a, 3.0)
+    a.busy(first.slot)
+    a.busy(second.slot)
+    a.idle(second.slot, 4.0)  # answered, now idle again: idle since 4, after `third`
+    assert a.admit(5.0) is not None
+    assert (first.closed, second.closed, third.closed) == (False, False, True)
+    assert stats.idle_closed == 1
+
+
+def test_every_slot_busy_sheds() -> None:
+    a, stats = admission(cap=2)
+    for probe in (admit(a, 0.0), admit(a, 0.0)):
+        a.busy(probe.slot)
+    assert a.admit(1.0) is None
+    assert stats.shed == 1
+    assert stats.open == 2
+
+
+def test_a_closing_slot_is_not_chosen_twice() -> None:
+    a, _ = admission(cap=1)
+    only = admit(a, 0.0)
+    assert a.admit(1.0) is not None  # `only` was asked to close and still holds its socket
+    assert only.closed
+    assert a.admit(2.0) is None  # the new one has no close hook yet: nothing left to give up
+
+
+def test_sweep_closes_idle_connections_after_the_keep_alive_timeout() -> None:
+    a, stats = admission()
+    idle, busy = admit(a, 0.0), admit(a, 0.0)
+    a.busy(busy.slot)
+    a.sweep(29.0)
+    assert not idle.closed
+    a.sweep(31.0)
+    assert idle.closed and not busy.closed
+    a.sweep(62.0)  # asked once, not again
+    assert stats.idle_closed == 1
+    a.release(idle.slot)
+    assert stats.open == 1
+
+
+def test_sweep_aborts_a_write_the_client_does_not_take() -> None:
+    a, stats = admission()
+    reader, stalled = admit(a, 0.0), admit(a, 0.0)
+    for probe in (reader, stalled):
+        a.busy(probe.slot)
+    reader.slot.sending_since = 9.5
+    stalled.slot.sending_since = 0.5
+    a.sweep(11.0)
+    assert stalled.aborted and not reader.aborted
+    assert stats.stalled == 1
+
+
+def test_close_idle_at_shutdown_spares_busy_connections() -> None:
+    a, _ = admission()
+    idle, busy = admit(a, 0.0), admit(a, 0.0)
+    a.busy(busy.slot)
+    a.close_idle()
+    assert idle.closed and not busy.closed
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "many", "1.5", ""])
+def test_bad_max_connections_variable_is_refused(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("TRUSTEE_MAX_CONNECTIONS", raw)
+    with pytest.raises(ValueError, match="TRUSTEE_MAX_CONNECTIONS"):
+        default_max_connections()
+
+
+def test_default_cap_leaves_descriptors_in_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRUSTEE_MAX_CONNECTIONS", raising=False)
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = default_max_connections()
+    assert cap <= 4096
+    if soft != resource.RLIM_INFINITY:
+        assert cap <= max(8, soft - 64)
