@@ -33,7 +33,7 @@ import h11
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import Guest, log, percentile, running_server, seed
+from flow import Guest, Server, log, percentile, running_server, seed
 
 FLOW_TYPES = (
     "org.trustee-py.session.created",
@@ -92,9 +92,9 @@ class SlowReceiver:
             self.ids[event["id"]] = event["type"]
 
 
-async def run_flows(port: int, flows: int, clients: int) -> list[float]:
-    await seed(port)
-    guests = [Guest(port) for _ in range(clients)]
+async def run_flows(server: Server, flows: int, clients: int) -> list[float]:
+    await seed(server, None)
+    guests = [Guest(server.port) for _ in range(clients)]
     latencies: list[float] = []
     remaining = flows
 
@@ -118,7 +118,7 @@ def one_run(extra: str, flows: int, clients: int) -> float:
         tempfile.TemporaryDirectory(prefix="trustee-audit-bench-") as tmp,
         running_server(Path(tmp), None, extra) as server,
     ):
-        latencies = trio.run(run_flows, server.port, flows, clients)
+        latencies = trio.run(run_flows, server, flows, clients)
     return percentile(sorted(latencies), 50) * 1000
 
 

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import pstats
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,10 +44,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
@@ -132,9 +134,12 @@ class Answer:
 class Connection:
     """One keep-alive connection; reconnects when the server announces `Connection: close`."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = HOST, token: str | None = None) -> None:
+        self.host = host
         self.port = port
-        self.host_header = f"Host: {HOST}:{port}\r\n".encode()
+        self.host_header = f"Host: {host}:{port}\r\n".encode()
+        if token is not None:
+            self.host_header += f"Authorization: Bearer {token}\r\n".encode()
         self._stream: trio.SocketStream | None = None
         self._buf = bytearray()
 
@@ -170,7 +175,7 @@ class Connection:
 
     async def request(self, raw: bytes) -> Answer:
         if self._stream is None:
-            self._stream = await trio.open_tcp_stream(HOST, self.port)
+            self._stream = await trio.open_tcp_stream(self.host, self.port)
         stream = self._stream
         await stream.send_all(raw)
         while (end := self._buf.find(b"\r\n\r\n")) < 0:
@@ -249,8 +254,8 @@ def check_attestation_body(tee_pubkey: dict[str, Any]) -> None:
 class Guest:
     """One simulated client: its connection, its TEE key (reused across flows)."""
 
-    def __init__(self, port: int) -> None:
-        self.conn = Connection(port)
+    def __init__(self, port: int, host: str = HOST) -> None:
+        self.conn = Connection(port, host)
         self.key: PrivateKey = generate_tee_key()
         self.pubkey = tee_public_jwk(self.key)
         self.auth_request = self.conn.build("POST", "/kbs/v0/auth", AUTH_BODY, "application/json")
@@ -328,7 +333,7 @@ async def run_phase(
     unit: Callable[[Guest], Awaitable[bytes | None]],
     warmup: float,
     duration: float,
-    server_pid: int,
+    server_pid: int | None,
     on_window: Callable[[bool], None] | None = None,
 ) -> Phase:
     phase = Phase(warmup, duration, sample_quota=max(1, DECRYPT_SAMPLES // len(guests)))
@@ -367,13 +372,19 @@ async def _flow_unit(guest: Guest) -> bytes:
     return await guest.flow()
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc; 0 where unavailable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process and its descendants (the worker processes), from
+    Linux /proc; 0 where unavailable or no pid is known."""
+    if pid is None:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu_seconds() -> float:
@@ -418,19 +429,60 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    process: subprocess.Popen[bytes]
+    """The KBS under test: one this bench started (`process`, `log_path`) or one given by
+    `--url` (then `pid` only when `--server-pid` names it)."""
+
+    host: str
     port: int
-    log_path: Path
+    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
 
     def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None:
+            return "(no log: the server was not started by this bench)"
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
 
-def _healthz_ok(port: int) -> bool:
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and its descendants (worker processes), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with suppress(OSError):
+                todo.extend(
+                    int(c)
+                    for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                )
+    return found
+
+
+def tree_rss_mib(pid: int | None) -> float | None:
+    """Resident memory of the server's process tree, MiB."""
+    if pid is None:
+        return None
+    total = 0
+    for member in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return round(total / 1024, 1)
+
+
+def _healthz_ok(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((HOST, port), timeout=1.0) as s:
-            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        with socket.create_connection((host, port), timeout=1.0) as s:
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
             return s.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
@@ -449,46 +501,102 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_server(
-    workdir: Path, profile: Path | None, extra_config: str = "", template: str = CONFIG
+    workdir: Path,
+    profile: Path | None,
+    extra_config: str = "",
+    template: str = CONFIG,
+    workers: int = 1,
 ) -> Iterator[Server]:
-    """Serve `template` (the standard bench config unless given) plus `extra_config`."""
+    """Serve `template` (the standard bench config unless given) plus `extra_config`. With
+    `workers` > 1 the workers share a throwaway redis-server (sessions) and a LocalFs store,
+    as the server requires."""
     env = dict(os.environ)
     env.pop("KBS_CONFIG_FILE", None)
     env.setdefault("TRUSTEE_LOG", "info")
-    for attempt in range(3):
-        port = free_port()
-        config = workdir / "kbs-config.toml"
-        config.write_text(template.format(host=HOST, port=port) + extra_config)
-        log_path = workdir / "kbs.log"
-        serve = ["serve", "--config", str(config)]
-        if profile is None:
-            argv = [sys.executable, "-m", "trustee.cli", *serve]
-        else:
-            argv = [sys.executable, "-c", PROFILE_BOOTSTRAP, str(profile), *serve]
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env
-            )
-        server = Server(process, port, log_path)
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while process.poll() is None and time.monotonic() < deadline:
-                if _healthz_ok(port):
-                    break
-                time.sleep(0.05)
+    with ExitStack() as stack:
+        if workers > 1:
+            redis_url = stack.enter_context(throwaway_redis(workdir))
+            template = multi_worker_config(template, workers, workdir / "store", redis_url)
+        for attempt in range(3):
+            port = free_port()
+            config = workdir / "kbs-config.toml"
+            config.write_text(template.format(host=HOST, port=port) + extra_config)
+            log_path = workdir / "kbs.log"
+            serve = ["serve", "--config", str(config)]
+            if profile is None:
+                argv = [sys.executable, "-m", "trustee.cli", *serve]
             else:
-                if "Address already in use" in server.log_tail() and attempt < 2:
-                    continue
-                raise BenchError(f"the KBS did not start:\n{server.log_tail()}")
-            yield server
-            return
-        finally:
-            _stop(process)
+                argv = [sys.executable, "-c", PROFILE_BOOTSTRAP, str(profile), *serve]
+            with log_path.open("wb") as log_file:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            server = Server(HOST, port, process.pid, process, log_path)
+            try:
+                deadline = time.monotonic() + STARTUP_TIMEOUT_S
+                while process.poll() is None and time.monotonic() < deadline:
+                    if _healthz_ok(HOST, port):
+                        break
+                    time.sleep(0.05)
+                else:
+                    if "Address already in use" in server.log_tail() and attempt < 2:
+                        continue
+                    raise BenchError(f"the KBS did not start:\n{server.log_tail()}")
+                yield server
+                return
+            finally:
+                _stop(process)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def seed(port: int) -> None:
-    conn = Connection(port)
+def multi_worker_config(template: str, workers: int, store: Path, redis_url: str) -> str:
+    text = template.replace(
+        "insecure_http = true", f"insecure_http = true\nworker_count = {workers}"
+    )
+    text = text.replace(
+        'storage_type = "Memory"',
+        f'storage_type = "LocalFs"\n[storage_backend.backends.local_fs]\ndir_path = "{store}"\n'
+        f'[storage_backend.backends.redis]\nurl = "{redis_url}"',
+    )
+    return 'session_storage_type = "Redis"\n' + text
+
+
+@contextmanager
+def throwaway_redis(workdir: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("--workers above 1 needs redis-server (Debian package redis-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                with socket.create_connection((HOST, port), timeout=1.0) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        _stop(process)
+
+
+async def seed(server: Server, token: str | None) -> None:
+    conn = Connection(server.port, server.host, token)
     try:
         expect(
             await conn.request(
@@ -499,7 +607,7 @@ async def seed(port: int) -> None:
                     "application/octet-stream",
                 )
             ),
-            "set resource",
+            "set resource (a KBS given by --url needs an open admin API or --admin-token-file)",
         )
         policy = compact_json({"policy": b64url_encode(ALLOW_ALL_RESOURCE_POLICY.encode())})
         expect(
@@ -517,25 +625,35 @@ async def seed(port: int) -> None:
 
 
 async def bench(
-    server: Server, levels: list[int], warmup: float, duration: float, profile: bool
+    server: Server,
+    levels: list[int],
+    warmup: float,
+    duration: float,
+    profile: bool,
+    token: str | None = None,
 ) -> None:
-    await seed(server.port)
-    guests = [Guest(server.port) for _ in range(max(levels))]
+    await seed(server, token)
+    guests = [Guest(server.port, server.host) for _ in range(max(levels))]
     check_attestation_body(guests[0].pubkey)
-    log(f"KBS pid {server.process.pid} on {HOST}:{server.port}; load generator pid {os.getpid()}")
+    log(
+        f"KBS pid {server.pid or 'unknown'} on {server.host}:{server.port}; "
+        f"load generator pid {os.getpid()}"
+    )
+    rss_idle = tree_rss_mib(server.pid)
 
     def profile_window(level: int) -> Callable[[bool], None] | None:
-        if not profile or level != levels[-1]:
+        if not profile or level != levels[-1] or server.process is None:
             return None
+        process = server.process
 
         def toggle(on: bool) -> None:
-            server.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+            process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
         return toggle
 
     for level in levels:
         clients = guests[:level]
-        pid = server.process.pid
+        pid = server.pid
         # The ceiling is measured right before and right after the flow phase and averaged,
         # so that drift during the run (heap growth, a noisy neighbour) affects both sides.
         before = await run_phase(clients, _healthz_unit, warmup, duration, pid)
@@ -572,12 +690,31 @@ async def bench(
             "p99_ms": round(percentile(lat, 99) * 1000, 2),
             "ceiling_rps": round(ceiling_rps, 1),
             "ratio": round(ratio, 3),
+            "server_cpu": round(flows.server_cpu, 2) if server.pid is not None else None,
+            "rss_mib_before": rss_idle,
+            "rss_mib_after": tree_rss_mib(server.pid),
         }
         print(json.dumps(line), flush=True)
 
 
+def given_server(url: str, pid: int | None) -> Server:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise BenchError(f"--url {url!r}: expected http://HOST:PORT (plain HTTP)")
+    if parts.path not in ("", "/"):
+        raise BenchError(f"--url {url!r}: give the KBS root, without a path")
+    server = Server(parts.hostname, parts.port or 80, pid)
+    if not _healthz_ok(server.host, server.port):
+        raise BenchError(f"{url}/healthz does not answer 200")
+    if pid is not None and not Path(f"/proc/{pid}").exists():
+        raise BenchError(f"--server-pid {pid}: no such process")
+    return server
+
+
 def process_died(server: Server) -> bool:
-    return server.process.poll() is not None
+    if server.process is not None:
+        return server.process.poll() is not None
+    return server.pid is not None and not Path(f"/proc/{server.pid}").exists()
 
 
 def _levels(text: str) -> list[int]:
@@ -624,16 +761,56 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="run the server under cProfile during the last flow window; write pstats to FILE",
     )
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="measure this running KBS (plain HTTP, e.g. upstream's) instead of starting ours",
+    )
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        metavar="PID",
+        help="with --url: the server's process, for its CPU and RSS (its children included)",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="FILE",
+        help="with --url: a Bearer token for seeding the resource and policy",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="our server's worker_count (above 1: Redis sessions + LocalFs; needs redis-server)",
+    )
     args = parser.parse_args(argv)
+    if args.url is not None and (args.workers != 1 or args.profile_server is not None):
+        parser.error("--workers and --profile-server apply to a server this bench starts")
+    if args.url is None and (args.server_pid is not None or args.admin_token_file is not None):
+        parser.error("--server-pid and --admin-token-file need --url")
+    if not 1 <= args.workers <= 64:
+        parser.error("--workers must be from 1 to 64")
     profile: Path | None = args.profile_server
     if profile is not None:
         profile = profile.resolve()
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="trustee-bench-") as tmp,
-            running_server(Path(tmp), profile) as server,
-        ):
-            trio.run(bench, server, args.clients, args.warmup, args.duration, bool(profile))
+        token = None
+        if args.admin_token_file is not None:
+            token = args.admin_token_file.read_text().strip()
+        with ExitStack() as stack:
+            if args.url is not None:
+                server = given_server(args.url, args.server_pid)
+            else:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="trustee-bench-"))
+                server = stack.enter_context(
+                    running_server(Path(tmp), profile, workers=args.workers)
+                )
+            trio.run(bench, server, args.clients, args.warmup, args.duration, bool(profile), token)
+    except OSError as exc:
+        log(f"bench failed: {exc}")
+        return 1
     except (BenchError, ExceptionGroup) as exc:
         for leaf in _leaves(exc):
             log(f"bench failed: {type(leaf).__name__}: {leaf}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -34,7 +33,16 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import CONFIG, Guest, log, run_phase, running_server, seed
+from flow import (
+    CONFIG,
+    Guest,
+    Server,
+    log,
+    process_cpu_seconds,
+    run_phase,
+    running_server,
+    seed,
+)
 
 
 def template(redis_url: str | None, workers: int) -> str:
@@ -47,41 +55,17 @@ def template(redis_url: str | None, workers: int) -> str:
     return text + f'\n[storage_backend.backends.redis]\nurl = "{redis_url}"\n'
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of `root` and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        total += cpu.get(pid, 0.0)
-        stack.extend(children.get(pid, []))
-    return total
-
-
-async def measure(
-    port: int, pid: int, clients: int, warmup: float, duration: float
-) -> dict[str, float]:
-    await seed(port)
-    guests = [Guest(port) for _ in range(clients)]
-    cpu_before, start = tree_cpu_seconds(pid), time.perf_counter()
+async def measure(server: Server, clients: int, warmup: float, duration: float) -> dict[str, float]:
+    await seed(server, None)
+    guests = [Guest(server.port) for _ in range(clients)]
+    pid = server.pid
+    cpu_before, start = process_cpu_seconds(pid), time.perf_counter()
 
     async def flow(guest: Guest) -> bytes:
         return await guest.flow()
 
     phase = await run_phase(guests, flow, warmup, duration, pid)
-    elapsed, cpu = time.perf_counter() - start, tree_cpu_seconds(pid) - cpu_before
+    elapsed, cpu = time.perf_counter() - start, process_cpu_seconds(pid) - cpu_before
     flows_per_s = len(phase.latencies) / duration
     # CPU over the whole phase (warm-up and drain included) per flow served in that time.
     return {
@@ -122,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 running_server(Path(tmp), None, "", template(redis_url, workers)) as server,
             ):
                 result = trio.run(
-                    measure, server.port, server.process.pid, args.clients, args.warmup,
-                    args.duration,
+                    measure, server, args.clients, args.warmup, args.duration,
                 )  # fmt: skip
             results[name] = result
             line = {"server": name, "workers": workers}
