@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, redis_url, workers in (("memory", None, 1), ("1w", url, 1), ("2w", url, 2)):
             with (
                 tempfile.TemporaryDirectory(prefix="trustee-scale-") as tmp,
-                running_server(Path(tmp), None, "", template(redis_url, workers)) as server,
+                running_server(
+                    Path(tmp), None, "", template(redis_url, workers), wait_workers=workers
+                ) as server,
             ):
                 result = trio.run(
                     measure, server, args.clients, args.warmup, args.duration,
