@@ -214,8 +214,10 @@ def check_time_claims(
     require_exp: bool = True,
     *,
     check_nbf: bool = False,
+    check_iat: bool = False,
 ) -> None:
-    """Check ``exp`` (and optionally ``nbf``) at unix time ``now`` with ``leeway`` seconds."""
+    """Check ``exp`` (and optionally ``nbf`` and ``iat``, neither in the future) at unix time
+    ``now`` with ``leeway`` seconds."""
     exp = _numeric_date(claims, "exp")
     if exp is None:
         if require_exp:
@@ -229,5 +231,12 @@ def check_time_claims(
         if nbf is not None and nbf - leeway > now:
             raise JwsError(
                 f"token not valid before {_format_time(nbf)} (now {_format_time(now)}, "
+                f"leeway {leeway:g} s)"
+            )
+    if check_iat:
+        iat = _numeric_date(claims, "iat")
+        if iat is not None and iat - leeway > now:
+            raise JwsError(
+                f"token issued at {_format_time(iat)}, in the future (now {_format_time(now)}, "
                 f"leeway {leeway:g} s)"
             )
