@@ -71,17 +71,11 @@ async def _run(config: Config, sockets: Sockets | None = None) -> None:
 
 
 def _check_front_end_env() -> None:
-    from trustee.http.app import ENV_BODY_TIMEOUT, body_timeout
-    from trustee.http.connections import ENV_MAX_CONNECTIONS, default_max_connections
+    from trustee.http.app import body_timeout
+    from trustee.http.connections import default_max_connections
 
-    for name, check in (
-        (ENV_BODY_TIMEOUT, body_timeout),
-        (ENV_MAX_CONNECTIONS, default_max_connections),
-    ):
-        try:
-            check()
-        except ValueError as exc:
-            raise ConfigError(name, str(exc).split(": ", 1)[-1]) from exc
+    body_timeout()
+    default_max_connections()
 
 
 def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from trustee import __version__, offload
+from trustee.http.connections import STATS
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ class _ConnectionCollector:
     """Client connections of this worker (see `trustee.http.connections`), at scrape time."""
 
     def collect(self) -> Iterable[Metric]:
-        from trustee.http.connections import STATS
-
         yield GaugeMetricFamily(
             "trustee_http_connections", "Client connections open in this worker", value=STATS.open
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from trustee.config.errors import ConfigError
 from trustee.http.connections import Admission, ConnectionStats, Slot, default_max_connections
 
 
@@ -97,10 +98,10 @@ def test_close_idle_at_shutdown_spares_busy_connections() -> None:
     assert idle.closed and not busy.closed
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "many", "1.5", ""])
+@pytest.mark.parametrize("raw", ["0", "-1", "many", "1.5", "", "\u00b2"])
 def test_bad_max_connections_variable_is_refused(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("TRUSTEE_MAX_CONNECTIONS", raw)
-    with pytest.raises(ValueError, match="TRUSTEE_MAX_CONNECTIONS"):
+    with pytest.raises(ConfigError, match="TRUSTEE_MAX_CONNECTIONS"):
         default_max_connections()
 
 

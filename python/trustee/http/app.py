@@ -19,6 +19,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from trustee import offload
+from trustee.config.errors import ConfigError
 from trustee.kbs import Kbs, Reply, Request
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -91,7 +92,7 @@ def body_timeout() -> float:
     except ValueError:
         value = -1.0
     if not 0 < value <= 3600:
-        raise ValueError(f"{ENV_BODY_TIMEOUT}={raw!r}: expected seconds, more than 0, at most 3600")
+        raise ConfigError(ENV_BODY_TIMEOUT, f"{raw!r}: expected seconds, more than 0, at most 3600")
     return value
 
 

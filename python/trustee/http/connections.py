@@ -17,6 +17,8 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trustee.config.errors import ConfigError
+
 # File descriptors kept back from the cap for stores, audit sinks, log files and the like.
 RESERVED_FDS = 64
 DEFAULT_MAX_CONNECTIONS = 4096
@@ -29,9 +31,9 @@ def default_max_connections() -> int:
     raw = os.environ.get(ENV_MAX_CONNECTIONS)
     if raw is not None:
         text = raw.strip()
-        if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
-            raise ValueError(
-                f"{ENV_MAX_CONNECTIONS}={raw!r}: expected a whole number from 1 to 1000000"
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
+            raise ConfigError(
+                ENV_MAX_CONNECTIONS, f"{raw!r}: expected a whole number from 1 to 1000000"
             )
         return int(text)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
