@@ -211,6 +211,33 @@ struct Policy {
     inner: Arc<CompiledPolicy>,
 }
 
+impl Policy {
+    /// One evaluation with the GIL released; None when `slice` ran out first.
+    fn evaluate_within(
+        &self,
+        py: Python<'_>,
+        input_json: &str,
+        data_json: Option<&str>,
+        rules: &[String],
+        reference_values: Option<Py<PyAny>>,
+        slice: Option<Duration>,
+    ) -> PyResult<Option<Vec<(&'static str, String)>>> {
+        // The Python exception raised by the callback, kept so it can become the
+        // PolicyEvalError's __cause__ instead of being flattened to text.
+        let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let callback = reference_values.map(|f| python_callback(f, Arc::clone(&raised)));
+        let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let result = py.detach(|| {
+            self.inner
+                .evaluate_sliced(input_json, data_json, &rule_refs, callback, slice)
+        });
+        if let Err(PolicyError::SliceExpired(_)) = result {
+            return Ok(None);
+        }
+        policy_result(py, result, &raised).map(Some)
+    }
+}
+
 #[pymethods]
 impl Policy {
     #[new]
@@ -247,17 +274,9 @@ impl Policy {
         rules: Vec<String>,
         reference_values: Option<Py<PyAny>>,
     ) -> PyResult<Vec<(&'static str, String)>> {
-        // The Python exception raised by the callback, kept so it can become the
-        // PolicyEvalError's __cause__ instead of being flattened to text.
-        let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
-        let callback = reference_values.map(|f| python_callback(f, Arc::clone(&raised)));
-        let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
-
-        let result = py.detach(|| {
-            self.inner
-                .evaluate(input_json, data_json, &rule_refs, callback)
-        });
-        policy_result(py, result, &raised)
+        // Without a slice the evaluation always runs to an outcome: `None` cannot come back.
+        self.evaluate_within(py, input_json, data_json, &rules, reference_values, None)
+            .map(Option::unwrap_or_default)
     }
 
     /// `evaluate` given at most `slice_ms` of wall-clock time: None when the slice ran out
@@ -272,18 +291,8 @@ impl Policy {
         slice_ms: u64,
         reference_values: Option<Py<PyAny>>,
     ) -> PyResult<Option<Vec<(&'static str, String)>>> {
-        let raised: Arc<Mutex<Option<PyErr>>> = Arc::default();
-        let callback = reference_values.map(|f| python_callback(f, Arc::clone(&raised)));
-        let rule_refs: Vec<&str> = rules.iter().map(String::as_str).collect();
         let slice = Some(Duration::from_millis(slice_ms));
-        let result = py.detach(|| {
-            self.inner
-                .evaluate_sliced(input_json, data_json, &rule_refs, callback, slice)
-        });
-        if let Err(PolicyError::SliceExpired(_)) = result {
-            return Ok(None);
-        }
-        policy_result(py, result, &raised).map(Some)
+        self.evaluate_within(py, input_json, data_json, &rules, reference_values, slice)
     }
 
     /// `(timeout_ms, memory_mib)` every evaluation is held to.
