@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs
+from tests.fuzz import procwatch
 from tests.unit.audit_receivers import REDIS_SERVER, redis_server
 
 HUGE = 100 * 1024 * 1024  # far above the 2 MiB payload limit: the server answers 413
@@ -75,22 +76,8 @@ async def healthz_soon(
                 await trio.sleep(0.1)
 
 
-def children(pid: int) -> set[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(p) for p in text.split()}
-
-
 def worker_pids(kbs: RunningKbs) -> set[int]:
-    # The multiprocessing resource tracker is a child too; workers are the ones serving.
-    return {
-        p
-        for p in children(kbs.process.pid)
-        if "resource_tracker"
-        not in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
-    }
+    return {pid for pid in procwatch.children(kbs.process.pid) if procwatch.is_worker(pid)}
 
 
 async def test_abort_bursts_leave_the_server_serving(tmp_path: Path) -> None:
