@@ -195,3 +195,17 @@ def offload_start(threads: int) -> tuple[int, int]:
     Each finished job writes its id as 8 little-endian bytes to the pipe."""
 
 def offload_started() -> bool: ...
+
+class SessionCookieError(Exception):
+    """A session cookie was refused; args are (kind, message), kind one of malformed,
+    unknown-key, tampered, expired, too-large, key, crypto."""
+
+class SessionSealer:
+    """Seals and opens session cookies (AES-256-GCM, deflate where it pays) with a list of
+    32-byte keys: the first seals, all open."""
+
+    def __init__(self, keys: list[bytes]) -> None: ...
+    @property
+    def key_id(self) -> str: ...
+    def seal(self, expires_at: int, payload: bytes) -> str: ...
+    def open(self, cookie: str, now: int) -> tuple[bytes, int]: ...

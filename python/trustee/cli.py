@@ -22,6 +22,7 @@ from hypercorn.config import Sockets
 from trustee import __version__, offload, verify_cli
 from trustee.config import Config, ConfigError, load_embedded_default, load_file
 from trustee.logs import setup_logging
+from trustee.storage import session_keys
 
 if TYPE_CHECKING:
     from trustee.operator.render import Ref
@@ -95,13 +96,17 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         offload.default_threads(config.http_server.worker_count)
         _check_front_end_env()
         if config.http_server.worker_count > 1:
-            if config.session_kind() != "Redis":
+            if config.session_kind() == "Memory":
                 raise ConfigError(
                     "http_server.worker_count",
-                    f"{config.http_server.worker_count} workers need a shared session store; "
-                    'sessions are in memory (set session_storage_type = "Redis")',
+                    f"{config.http_server.worker_count} workers cannot share sessions kept in "
+                    'one process\'s memory (session_storage_type = "Memory"); remove it for '
+                    'sealed-cookie sessions, or set "Redis"',
                     config.source,
                 )
+            if not config.session_key_material:
+                # One key for every worker: a session sealed by one opens on the others.
+                config.session_key_material = [session_keys.generate()]
             if config.storage_backend.storage_type == "Memory":
                 raise ConfigError(
                     "http_server.worker_count",

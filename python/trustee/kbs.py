@@ -41,6 +41,7 @@ from trustee.protocol.jwe import JweError, JweForm, form_for_protocol
 from trustee.sealing import seal
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.redis_sessions import SessionStoreUnavailable
+from trustee.storage.sealed_sessions import SealedSessions, SessionRefused, SessionTooLarge
 from trustee.storage.sessions import SessionStore
 from trustee.token.verifier import LEEWAY_SECONDS, AttestationTokenVerifier, TokenVerifyError
 
@@ -245,18 +246,33 @@ class Kbs:
             headers=[("Set-Cookie", rcar.set_cookie_value(session))],
         )
 
-    async def attest(self, body: bytes, cookie: str | None, request_id: str = "") -> Reply:
-        assert self.attestation is not None
+    async def _open_session(self, cookie: str | None) -> rcar.Session:
         if not cookie:
             raise errors.attest_failed("no kbs-session-id cookie; call /auth first")
+        if isinstance(self.sessions, SealedSessions):
+            try:
+                return self.sessions.open(cookie)
+            except SessionRefused as exc:
+                raise errors.attest_failed(f"session cookie refused: {exc.reason}") from exc
         session = await self.sessions.get(cookie)
         if session is None:
             raise errors.attest_failed("unknown or expired session")
-        cookie_header = [("Set-Cookie", rcar.set_cookie_value(session))]
-        if session.token is not None:
-            # Upstream answers a repeated /attest with the stored token, without re-verifying.
+        return session
+
+    async def attest(self, body: bytes, cookie: str | None, request_id: str = "") -> Reply:
+        assert self.attestation is not None
+        session = await self._open_session(cookie)
+        if session.attested:
+            # Upstream answers a repeated /attest with the stored token, without re-verifying;
+            # a sealed session re-signs the claims it carries.
+            token = session.token
+            if token is None:
+                assert session.attested_claims_json is not None
+                token = self.attestation.broker.reissue(session.attested_claims_json)
             return Reply(
-                body=rcar.token_body(session.token), content_type=JSON, headers=cookie_header
+                body=rcar.token_body(token),
+                content_type=JSON,
+                headers=[("Set-Cookie", rcar.set_cookie_value(session))],
             )
         try:
             attestation = rcar.parse_attestation(body, session.generation)
@@ -277,6 +293,18 @@ class Kbs:
             self.metrics.attestation(session.tee, "error")
             await self._attestation_failed(session, body, exc.reason or exc.detail, request_id)
             raise
+        sealed: rcar.Session | None = None
+        if isinstance(self.sessions, SealedSessions):
+            refusal = await self._own_token_refusal(appraised.token)
+            try:
+                claims_json = appraised.claims_json or jsonfast.dumps_str(appraised.claims)
+                sealed = self.sessions.attested(
+                    session, claims_json, token_id(appraised.token), refusal
+                )
+            except SessionTooLarge as exc:
+                self.metrics.attestation(session.tee, "error")
+                await self._attestation_failed(session, body, str(exc), request_id)
+                raise errors.attest_failed(str(exc)) from exc
         self.metrics.attestation(session.tee, "success")
         if self.auditing:
             await self._attestation_verified(session, body, appraised.claims, request_id)
@@ -287,21 +315,24 @@ class Kbs:
                     jti, exp if isinstance(exp, int) else 0, request_id=request_id or None
                 )
             )
-        try:
-            stored = await self.sessions.set_token_once(
-                session.id, appraised.token, appraised.claims, appraised.claims_json
-            )
-        except SessionStoreUnavailable as exc:
-            raise errors.attest_failed(f"session store: {exc}") from exc
-        if stored is None:
-            raise errors.attest_failed("the session expired during attestation")
-        if stored.token != appraised.token:
-            # Another request (maybe on another replica) attested this session first: answer
-            # with its token, as a repeated /attest would.
-            return Reply(
-                body=rcar.token_body(stored.token or ""), content_type=JSON, headers=cookie_header
-            )
-        session = stored
+        if sealed is None:
+            try:
+                stored = await self.sessions.set_token_once(
+                    session.id, appraised.token, appraised.claims, appraised.claims_json
+                )
+            except SessionStoreUnavailable as exc:
+                raise errors.attest_failed(f"session store: {exc}") from exc
+            if stored is None:
+                raise errors.attest_failed("the session expired during attestation")
+            if stored.token != appraised.token:
+                # Another request (maybe on another replica) attested this session first:
+                # answer with its token, as a repeated /attest would.
+                return Reply(
+                    body=rcar.token_body(stored.token or ""),
+                    content_type=JSON,
+                    headers=[("Set-Cookie", rcar.set_cookie_value(stored))],
+                )
+            sealed = stored
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
         log.info(
             "session %s attested (%s, protocol %s): %s",
@@ -311,8 +342,23 @@ class Kbs:
             statuses,
         )
         return Reply(
-            body=rcar.token_body(appraised.token), content_type=JSON, headers=cookie_header
+            body=rcar.token_body(appraised.token),
+            content_type=JSON,
+            headers=[("Set-Cookie", rcar.set_cookie_value(sealed))],
         )
+
+    async def _own_token_refusal(self, token: str) -> str | None:
+        """Why the configured token verifier refuses the tokens this process issues, if it
+        does: a sealed session carries its claims, not the token, so the verifier's verdict
+        on our signer is taken once and sealed with each session."""
+        if self._own_tokens_trusted:
+            return None
+        try:
+            await self.token_verifier.verify(token)
+        except TokenVerifyError as exc:
+            return exc.reason
+        self._own_tokens_trusted = True
+        return None
 
     async def _attestation_verified(
         self, session: rcar.Session, body: bytes, claims: dict[str, Any], request_id: str
@@ -336,13 +382,13 @@ class Kbs:
         req: Request,
         path: str,
         policy_digest: str | None,
-        token: str | None,
+        token_ref: str | None,
         reason: str,
     ) -> None:
         if self.auditing:
             await self._emit(
                 audit.resource_denied(
-                    path, policy_digest, token_id(token), reason, request_id=req.request_id or None
+                    path, policy_digest, token_ref, reason, request_id=req.request_id or None
                 )
             )
 
@@ -537,7 +583,7 @@ class Kbs:
             return Reply(body=out, content_type="text/xml")
         path = f"{name}/{'/'.join(segments)}"
         try:
-            claims, generation, claims_json, token = await self._attested_claims(req)
+            claims, generation, claims_json, token_ref = await self._attested_claims(req)
         except KbsError as exc:
             await self._resource_denied(req, path, None, None, exc.reason or exc.detail)
             raise
@@ -548,19 +594,19 @@ class Kbs:
             )
         except (ResourcePolicyError, PolicyEvalError) as exc:
             self.metrics.policy_decision("error")
-            await self._resource_denied(req, path, None, token, str(exc))
+            await self._resource_denied(req, path, None, token_ref, str(exc))
             raise errors.policy_engine_error(str(exc)) from exc
         if not allowed:
             self.metrics.policy_decision("violation")
             # The same reason path goes to the log line, the audit event and the error body.
             why = await self.resource_policy.explain_deny(claims, document)
-            await self._resource_denied(req, path, policy_digest, token, why)
+            await self._resource_denied(req, path, policy_digest, token_ref, why)
             raise errors.policy_deny(f"{path}: {why}")
         self.metrics.policy_decision("approval")
         if self.auditing:
             await self._emit(
                 audit.resource_released(
-                    path, policy_digest, token_id(token), request_id=req.request_id or None
+                    path, policy_digest, token_ref, request_id=req.request_id or None
                 )
             )
         if name == "resource":
@@ -585,13 +631,23 @@ class Kbs:
 
     async def _attested_claims(
         self, req: Request
-    ) -> tuple[dict[str, Any], str | None, str | None, str]:
-        """The verified claims, on the cookie path the session's protocol generation, and the
-        claims' JSON text when it is at hand."""
+    ) -> tuple[dict[str, Any], str | None, str | None, str | None]:
+        """The verified claims, on the cookie path the session's protocol generation, the
+        claims' JSON text when it is at hand, and the token's audit id."""
         token: str | None = None
         generation: str | None = None
+        refused: str | None = None
         cookie = req.cookies.get(rcar.SESSION_COOKIE)
-        if cookie:
+        if cookie and isinstance(self.sessions, SealedSessions):
+            try:
+                sealed = self.sessions.open(cookie)
+            except SessionRefused as exc:
+                refused = f"session cookie refused: {exc.reason}"
+            else:
+                if sealed.attested_claims_json is not None:
+                    return self._sealed_claims(sealed)
+                refused = "the session cookie is not attested yet; call /attest first"
+        elif cookie:
             session = await self.sessions.get(cookie)
             if session is not None and session.token is not None:
                 token, generation = session.token, session.generation
@@ -599,31 +655,25 @@ class Kbs:
                     # This process signed the token, and an earlier token of the same signer
                     # passed the configured verifier: the claims are known and trusted, only
                     # their lifetime is left to check.
-                    try:
-                        check_time_claims(session.attested_claims, time.time(), LEEWAY_SECONDS)
-                    except JwsError as exc:
-                        raise errors.token_verifier_error(str(exc)) from exc
+                    self._check_lifetime(session.attested_claims)
                     return (
                         session.attested_claims,
                         generation,
                         session.attested_claims_json,
-                        token,
+                        token_id(token),
                     )
         if token is None:
             token = bearer_token(req.headers)
         if token is None:
-            raise errors.token_not_found()
+            raise errors.token_not_found(refused)
         # A signature that verified once verifies again (the trust configuration is fixed for
         # the life of the process); only the clock moves, so a cached token is re-checked for
         # expiry and nothing else.
         claims = self._verified_tokens.get(token)
         if claims is not None:
-            try:
-                check_time_claims(claims, time.time(), LEEWAY_SECONDS)
-            except JwsError as exc:
-                raise errors.token_verifier_error(str(exc)) from exc
+            self._check_lifetime(claims)
             self._verified_tokens.move_to_end(token)
-            return claims, generation, None, token
+            return claims, generation, None, token_id(token)
         try:
             claims = await self.token_verifier.verify(token)
         except TokenVerifyError as exc:
@@ -634,7 +684,29 @@ class Kbs:
         if generation is not None:
             # A session token is always one this process issued.
             self._own_tokens_trusted = True
-        return claims, generation, None, token
+        return claims, generation, None, token_id(token)
+
+    def _sealed_claims(
+        self, session: rcar.Session
+    ) -> tuple[dict[str, Any], str | None, str | None, str | None]:
+        # The claims authenticated with our session key: a worker of this server issued them
+        # and sealed its token verifier's verdict on its own tokens beside them.
+        if session.verifier_refusal is not None:
+            raise errors.token_verifier_error(session.verifier_refusal)
+        claims_json = session.attested_claims_json
+        assert claims_json is not None
+        claims = jsonfast.loads_trusted(claims_json)
+        if not isinstance(claims, dict):
+            raise errors.token_verifier_error("the sealed session's claims are not an object")
+        self._check_lifetime(claims)
+        return claims, session.generation, claims_json, session.token_ref
+
+    @staticmethod
+    def _check_lifetime(claims: Mapping[str, Any]) -> None:
+        try:
+            check_time_claims(claims, time.time(), LEEWAY_SECONDS)
+        except JwsError as exc:
+            raise errors.token_verifier_error(str(exc)) from exc
 
 
 def _jwe_form(generation: str | None, tee_pubkey: Mapping[str, Any]) -> JweForm:

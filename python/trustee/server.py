@@ -32,12 +32,13 @@ from trustee.plugins.resource_policy import (
     ResourcePolicy,
 )
 from trustee.policy.engine import PolicyCache, PolicyLimits
+from trustee.storage import session_keys
 from trustee.storage.factory import StoreRegistry
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.localfs import LocalFsStore
 from trustee.storage.plaintree import PlainTreeStore
-from trustee.storage.redis_sessions import RedisSessionStore
 from trustee.storage.rvfile import ReferenceValueFile
+from trustee.storage.sealed_sessions import SealedSessions
 from trustee.storage.sessions import MemorySessionStore, SessionStore
 from trustee.token.verifier import (
     AttestationTokenVerifier,
@@ -97,10 +98,22 @@ def build_hardware_verifier(table: dict[str, Any], source: str | None) -> Hardwa
 
 
 def _session_store(config: Config, stores: StoreRegistry) -> SessionStore:
-    if config.session_kind() == "Redis":
+    kind = config.session_kind()
+    if kind == "Redis":
+        from trustee.storage.redis_sessions import RedisSessionStore
+
         log.info("RCAR sessions in Redis (%s)", stores.redis().name)
         return RedisSessionStore(stores.redis())
-    return MemorySessionStore()
+    if kind == "Memory":
+        log.info("RCAR sessions in this process's memory (one worker, one replica)")
+        return MemorySessionStore()
+    if not config.session_key_material:
+        # Workers get the key their parent made; a lone process makes its own.
+        config.session_key_material = [session_keys.generate()]
+    sealed = SealedSessions(config.session_key_material)
+    origin = ", ".join(config.session_key_files) or "made at start, lost at restart"
+    log.info("RCAR sessions sealed in the cookie (session key %s: %s)", sealed.key_id, origin)
+    return sealed
 
 
 async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.harness import run_kbs
 from trustee.client.attesters import SampleAttester
@@ -62,8 +63,16 @@ async def _attest(http: httpx.AsyncClient, key: Any) -> tuple[httpx.Response, di
     return r, body
 
 
-async def test_wire_forms(tmp_path: Path) -> None:
-    async with run_kbs(CONFIG, tmp_path) as kbs:
+EXPIRES = r"Expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT"
+
+
+@pytest.mark.parametrize("sessions", ["sealed", "Memory"])
+async def test_wire_forms(sessions: str, tmp_path: Path) -> None:
+    # Stored sessions reproduce upstream's cookie exactly (a UUID, unchanged by /attest);
+    # sealed sessions carry their state in a base64url cookie that /attest replaces.
+    config = CONFIG if sessions == "sealed" else 'session_storage_type = "Memory"\n' + CONFIG
+    value = r"[0-9a-f]{32}" if sessions == "Memory" else r"[A-Za-z0-9_-]{60,4096}"
+    async with run_kbs(config, tmp_path) as kbs:
         async with kbs.client() as admin:
             assert (
                 await admin.post("/kbs/v0/resource/r/t/k", content=b"s3cret")
@@ -87,16 +96,18 @@ async def test_wire_forms(tmp_path: Path) -> None:
                 assert list(challenge) == ["nonce", "extra-params"]
                 assert challenge["extra-params"] == "" and len(challenge["nonce"]) == 44
                 cookie = auth.headers["set-cookie"]
-                assert re.fullmatch(
-                    r"kbs-session-id=[0-9a-f]{32}; "
-                    r"Expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT",
-                    cookie,
-                ), cookie
+                assert re.fullmatch(f"kbs-session-id={value}; {EXPIRES}", cookie), cookie
 
                 first = await http.post("/kbs/v0/attest", json=body)
                 assert first.status_code == 200, first.text
                 assert first.headers["content-type"] == "application/json"
-                assert first.headers["set-cookie"] == cookie
+                attested_cookie = first.headers["set-cookie"]
+                if sessions == "Memory":
+                    assert attested_cookie == cookie
+                else:
+                    assert attested_cookie != cookie
+                    assert attested_cookie.split("; ")[1] == cookie.split("; ")[1]
+                    assert re.fullmatch(f"kbs-session-id={value}; {EXPIRES}", attested_cookie)
                 token = first.json()["token"]
                 header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
                 assert list(header) == ["typ", "alg", "jwk"] and header["alg"] == "ES256"
@@ -111,9 +122,15 @@ async def test_wire_forms(tmp_path: Path) -> None:
                 assert evidence["sample"]["launch_digest"] == "abcde"
                 assert "report_data" not in evidence["sample"]
 
-                # Re-attesting the same session returns the same token without re-verifying.
+                # Re-attesting the same session returns the same token (a sealed session:
+                # the same claims, signed again) without re-verifying.
                 again = await http.post("/kbs/v0/attest", content=b"not even json")
-                assert again.status_code == 200 and again.json()["token"] == token
+                assert again.status_code == 200
+                if sessions == "Memory":
+                    assert again.json()["token"] == token
+                else:
+                    assert _payload(again.json()["token"]) == claims
+                    assert again.headers["set-cookie"] == attested_cookie
 
                 r = await http.get("/kbs/v0/resource/r/t/k")
                 assert r.status_code == 200

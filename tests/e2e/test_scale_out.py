@@ -182,11 +182,29 @@ async def test_one_logical_kbs_across_replicas(tmp_path: Path) -> None:
             assert all(x.alive for x in (a, b, c))
 
 
-def test_many_workers_need_a_shared_session_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("head", "storage", "expected"),
+    [
+        ("", "", "storage_backend Memory is per process"),
+        (
+            'session_storage_type = "Memory"\n',
+            '[storage_backend]\nstorage_type = "LocalFs"\n',
+            "cannot share sessions kept in one process's memory",
+        ),
+    ],
+)
+def test_many_workers_need_shared_storage_and_sessions(
+    head: str, storage: str, expected: str, tmp_path: Path
+) -> None:
     import subprocess
     import sys
 
-    text = DEV_CONFIG.replace("insecure_http = true", "insecure_http = true\nworker_count = 2")
+    text = head + DEV_CONFIG.replace(
+        "insecure_http = true", "insecure_http = true\nworker_count = 2"
+    )
+    text += storage.replace(
+        '"LocalFs"\n', f'"LocalFs"\n[storage_backend.backends.local_fs]\ndir_path = "{tmp_path}"\n'
+    )
     cfg = tmp_path / "kbs.toml"
     cfg.write_text(text.replace("{port}", "1"))
     env = {k: v for k, v in os.environ.items() if k != "KBS_CONFIG_FILE"}
@@ -195,7 +213,7 @@ def test_many_workers_need_a_shared_session_store(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "worker_count" in proc.stderr and "session" in proc.stderr
+    assert "worker_count" in proc.stderr and expected in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

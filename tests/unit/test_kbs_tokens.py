@@ -35,11 +35,17 @@ def request(method: str, path: str, body: bytes = b"", cookie: str | None = None
     return Request(method, path, {}, body, headers, cookies, f"/kbs/v0/{path}")
 
 
-async def attested_session(kbs: Kbs, key: Any) -> tuple[str, str]:
+def cookie_of(reply: Reply) -> str:
+    return dict(reply.headers)["Set-Cookie"].split(";")[0].split("=", 1)[1]
+
+
+async def attest_reply(kbs: Kbs, key: Any) -> tuple[str, Reply]:
+    """/auth then /attest with sample evidence: the /auth cookie and the /attest reply."""
     r = await kbs.handle(
         request("POST", "auth", b'{"version":"0.4.0","tee":"sample","extra-params":""}')
     )
-    cookie = dict(r.headers)["Set-Cookie"].split(";")[0].split("=")[1]
+    assert r.status == 200, r.body
+    cookie = cookie_of(r)
     nonce = json.loads(r.body)["nonce"]
     jwk = tee_public_jwk(key)
     digest = binding.runtime_data_digest(binding.primary_runtime_data(jwk, nonce, ""))
@@ -51,9 +57,14 @@ async def attested_session(kbs: Kbs, key: Any) -> tuple[str, str]:
             "additional_evidence": "",
         },
     }
-    r = await kbs.handle(request("POST", "attest", json.dumps(body).encode(), cookie))
+    return cookie, await kbs.handle(request("POST", "attest", json.dumps(body).encode(), cookie))
+
+
+async def attested_session(kbs: Kbs, key: Any) -> tuple[str, str]:
+    _, r = await attest_reply(kbs, key)
     assert r.status == 200, r.body
-    return cookie, json.loads(r.body)["token"]
+    # A sealed session's cookie changes at /attest; a stored session's stays the same.
+    return cookie_of(r), json.loads(r.body)["token"]
 
 
 async def prepared(config: str) -> Kbs:
@@ -80,7 +91,11 @@ async def test_own_tokens_are_still_refused_when_the_verifier_does_not_trust_the
 
 
 async def test_cookie_and_bearer_paths_release_and_expiry_is_rechecked() -> None:
-    kbs = await prepared(BASE + "[attestation_token]\ninsecure_header_jwk = true\n")
+    kbs = await prepared(
+        'session_storage_type = "Memory"\n'
+        + BASE
+        + "[attestation_token]\ninsecure_header_jwk = true\n"
+    )
     key = generate_tee_key()
     cookie, token = await attested_session(kbs, key)
     for _ in range(2):  # first verified, then served from what this process signed

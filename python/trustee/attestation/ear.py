@@ -210,6 +210,13 @@ class EarBroker:
         )
         return IssuedToken(token, claims, text)
 
+    def reissue(self, claims_json: str) -> str:
+        """A token over claims this broker issued before (a stateless session's repeated
+        /attest): the same payload, a fresh signature."""
+        return self._native.sign_compact(
+            f"{self._header_b64}.{b64url_encode(claims_json.encode())}"
+        )
+
     def _claims(
         self, submods: dict[str, dict[str, Any]], now: float | None
     ) -> tuple[dict[str, Any], str]:

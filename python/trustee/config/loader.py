@@ -39,6 +39,7 @@ from trustee.config.model import (
 )
 from trustee.config.reader import Table
 from trustee.crypto.x509chain import load_certificate_files
+from trustee.storage.session_keys import read_keys
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,9 @@ def _build(root: Table) -> Config:
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
+    _session_keys(root, config)
+    if not config.http_server.worker_count_set:
+        config.http_server.worker_count = default_worker_count(config)
     _storage_environment(config)
     audit = root.table("audit")
     if audit is not None:
@@ -157,9 +161,11 @@ def _http_server(t: Table | None) -> HttpServerConfig:
     cfg.payload_request_size = t.get("payload_request_size", int, 2)
     if cfg.payload_request_size <= 0:
         raise ConfigError(t.key("payload_request_size"), "must be a positive number of MiB")
-    cfg.worker_count = t.get("worker_count", int, 1)
-    if cfg.worker_count < 1:
-        raise ConfigError(t.key("worker_count"), "must be at least 1")
+    if t.has("worker_count"):
+        cfg.worker_count = t.req("worker_count", int)
+        if cfg.worker_count < 1:
+            raise ConfigError(t.key("worker_count"), "must be at least 1")
+        cfg.worker_count_set = True
     profile = t.get("tls_profile", str, "intermediate").lower()
     if profile not in TLS_PROFILES:
         raise ConfigError(t.key("tls_profile"), f"expected one of {', '.join(TLS_PROFILES)}")
@@ -456,6 +462,40 @@ def _storage(t: Table | None) -> StorageConfig:
                 except ValueError as exc:
                     raise ConfigError(redis.key("ca_file"), f"cannot use {exc}") from None
     return cfg
+
+
+# Storage every worker process sees the same way; with it, the default is a worker per core.
+SHARED_STORAGE = frozenset({"LocalFs", "Postgres", "Redis"})
+
+
+def default_worker_count(config: Config) -> int:
+    """A worker per usable core when the stores are shared between processes and sessions
+    are not kept in one process's memory; one otherwise."""
+    if config.storage_backend.storage_type not in SHARED_STORAGE:
+        return 1
+    if config.session_kind() == "Memory":
+        return 1
+    as_cfg = config.attestation_service
+    if as_cfg is not None:
+        main = config.storage_backend.storage_type
+        for kind in (as_cfg.storage_type, as_cfg.rvps.storage_type):
+            if (kind or main) not in SHARED_STORAGE:
+                return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _session_keys(root: Table, config: Config) -> None:
+    if not root.has("session_key"):
+        return
+    value = root.data["session_key"]
+    paths = [value] if isinstance(value, str) else root.str_list("session_key")
+    if not paths:
+        raise ConfigError("session_key", "names no file")
+    try:
+        config.session_key_material = read_keys(paths)
+    except ValueError as exc:
+        raise ConfigError("session_key", str(exc)) from None
+    config.session_key_files = paths
 
 
 def _storage_environment(config: Config) -> None:

@@ -17,6 +17,9 @@ DEFAULT_LOCAL_FS_DIR = "/opt/confidential-containers/storage/local_fs"
 DEFAULT_LOCAL_JSON_DIR = "/opt/confidential-containers/storage/local_json"
 
 
+SessionKind = Literal["Sealed", "Redis", "Memory"]
+
+
 @dataclass
 class HttpServerConfig:
     sockets: list[str] = field(default_factory=lambda: ["127.0.0.1:8080"])
@@ -25,6 +28,7 @@ class HttpServerConfig:
     certificate: str | None = None
     payload_request_size: int = 2  # MiB
     worker_count: int = 1
+    worker_count_set: bool = False  # written in the config, not the default
     tls_profile: str = "intermediate"
     tls_min_version: str | None = None
     tls_max_version: str | None = None
@@ -170,6 +174,9 @@ class Config:
     )
     storage_backend: StorageConfig = field(default_factory=StorageConfig)
     session_storage_type: StorageType | None = None
+    # `session_key` files and their keys (the first seals); none: a key made at start.
+    session_key_files: list[str] = field(default_factory=list)
+    session_key_material: list[bytes] = field(default_factory=list, repr=False)
     plugins: list[PluginConfig] = field(default_factory=list)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     policy_engine: PolicyEngineConfig | None = None
@@ -182,7 +189,11 @@ class Config:
     source: str | None = None
     development: bool = False
 
-    def session_kind(self) -> StorageType:
-        """Where RCAR sessions live: `session_storage_type`, else the storage backend's type.
-        Only Redis is shared between processes; every other kind keeps sessions in memory."""
-        return self.session_storage_type or self.storage_backend.storage_type
+    def session_kind(self) -> SessionKind:
+        """Where RCAR sessions live: in Redis or this process's memory when
+        `session_storage_type` says so, else in the sealed cookie (no store)."""
+        if self.session_storage_type == "Redis":
+            return "Redis"
+        if self.session_storage_type == "Memory":
+            return "Memory"
+        return "Sealed"

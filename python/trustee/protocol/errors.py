@@ -59,9 +59,10 @@ def input_limit_exceeded(reason: str) -> KbsError:
     return KbsError(INPUT_LIMIT_VARIANT, f"Request exceeds an input limit: {reason}", reason)
 
 
-def token_not_found() -> KbsError:
+def token_not_found(why: str | None = None) -> KbsError:
+    reason = "no attested session cookie and no Bearer token"
     return KbsError(
-        "TokenNotFound", "Attestation Token not found", "no attested session cookie and no Bearer"
+        "TokenNotFound", "Attestation Token not found", f"{why}; {reason}" if why else reason
     )
 
 

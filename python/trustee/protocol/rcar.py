@@ -64,10 +64,19 @@ class Session:
     generation: str = "0.4.0"
     attested_claims: dict[str, Any] | None = field(default=None, repr=False)
     attested_claims_json: str | None = field(default=None, repr=False)
+    # Sealed (stateless) sessions only: the cookie value when it is not the id, and why this
+    # process's token verifier refused the token it issued, if it did.
+    cookie: str | None = field(default=None, repr=False)
+    verifier_refusal: str | None = None
+    token_ref: str | None = None  # the issued token's audit id
 
     @property
     def attested(self) -> bool:
-        return self.token is not None
+        return self.token is not None or self.attested_claims_json is not None
+
+    @property
+    def cookie_value(self) -> str:
+        return self.cookie if self.cookie is not None else self.id
 
     def expired(self, now: float) -> bool:
         return now >= self.expires_at
@@ -196,7 +205,7 @@ def check_session_token(token: str) -> None:
 def set_cookie_value(session: Session) -> str:
     # Only Expires: clients scope the cookie to /kbs/v0 by default; a Path would narrow it.
     expires = formatdate(int(session.expires_at), usegmt=True)
-    return f"{SESSION_COOKIE}={session.id}; Expires={expires}"
+    return f"{SESSION_COOKIE}={session.cookie_value}; Expires={expires}"
 
 
 def token_body(token: str) -> bytes:

@@ -23,7 +23,9 @@ FORMAT = 1
 # only a burst of plain updates could exhaust this.
 MAX_CAS_ATTEMPTS = 8
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(Session))
+# The sealed-cookie fields never apply to a stored session.
+_SEALED_ONLY = ("cookie", "verifier_refusal", "token_ref")
+_FIELDS = tuple(f.name for f in dataclasses.fields(Session) if f.name not in _SEALED_ONLY)
 _REQUIRED_STR = ("id", "version", "tee", "nonce")
 _OPTIONAL_STR = ("token", "attested_claims_json")
 

@@ -4,6 +4,8 @@
 //! the pure crates so it can be tested without an interpreter. Every call that does real
 //! work releases the GIL so a multi-threaded server keeps serving while evidence is checked.
 
+mod session;
+
 use trustee_offload as offload;
 
 use std::collections::HashMap;
@@ -672,5 +674,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snp_needs, m)?)?;
     m.add_class::<Policy>()?;
     m.add_class::<Verifiers>()?;
+    session::register(m)?;
     Ok(())
 }

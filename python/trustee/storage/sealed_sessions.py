@@ -1,0 +1,165 @@
+"""Stateless RCAR sessions: the session is the `kbs-session-id` cookie, sealed by the native core.
+
+After /auth the cookie holds the session's id, TEE, protocol generation and nonce; after /attest
+it holds what the resource path needs instead of the nonce: the attested claims (the EAR token's
+payload, as issued) and whether this process's token verifier accepted our own tokens. Nothing
+is stored, so any worker of any replica holding the session key serves any request, and memory
+does not grow with the number of sessions.
+
+What a stateless session cannot do: answer a repeated /attest with the very same token string
+(it is re-signed from the sealed claims: same claims, fresh signature) or stop two concurrent
+/attest calls of one session from each getting a token. `session_storage_type = "Redis"` keeps
+those guarantees.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from trustee import _core, jsonfast
+from trustee.protocol.rcar import Session
+
+FORMAT = 1
+# The sealed header and the claims text are joined by a newline: compact JSON has none.
+_SEPARATOR = b"\n"
+# Beyond this a cookie no longer fits the request-header budgets of common proxies and of our
+# own front end; such a session is refused at /attest with a reason rather than handed to a
+# client that will fail later.
+MAX_COOKIE_CHARS = 96 * 1024
+
+
+class SessionRefused(Exception):
+    """A cookie that does not open: `kind` is malformed, unknown-key, tampered or expired."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class SessionTooLarge(Exception):
+    """The attested session does not fit a cookie."""
+
+
+def encode(session: Session) -> bytes:
+    head: dict[str, Any] = {"f": FORMAT, "i": session.id, "t": session.tee}
+    if session.generation != "0.4.0":
+        head["g"] = session.generation
+    if session.attested_claims_json is None:
+        head["n"] = session.nonce
+        return jsonfast.dumps(head)
+    if session.token_ref is not None:
+        head["j"] = session.token_ref
+    if session.verifier_refusal is not None:
+        head["r"] = session.verifier_refusal
+    return jsonfast.dumps(head) + _SEPARATOR + session.attested_claims_json.encode()
+
+
+def decode(payload: bytes, expires_at: float, cookie: str) -> Session:
+    """The session a payload this server sealed describes (trusted input: it authenticated)."""
+    head_text, _, claims_text = payload.partition(_SEPARATOR)
+    head = jsonfast.loads_trusted(head_text)
+    if not isinstance(head, dict) or head.get("f") != FORMAT:
+        raise SessionRefused("malformed", "the session cookie has an unknown layout")
+    claims_json = claims_text.decode() if claims_text else None
+    return Session(
+        id=str(head["i"]),
+        version="",
+        tee=str(head["t"]),
+        nonce=str(head.get("n", "")),
+        expires_at=expires_at,
+        generation=str(head.get("g", "0.4.0")),
+        attested_claims=None,
+        attested_claims_json=claims_json,
+        cookie=cookie,
+        verifier_refusal=head.get("r"),
+        token_ref=head.get("j"),
+    )
+
+
+class SealedSessions:
+    """Implements `SessionStore` without storing anything (see the module docstring)."""
+
+    stateless = True
+
+    def __init__(self, keys: list[bytes], clock: Callable[[], float] = time.time) -> None:
+        self._sealer = _core.SessionSealer(keys)
+        self._now = clock
+
+    @property
+    def key_id(self) -> str:
+        return self._sealer.key_id
+
+    def _seal(self, session: Session) -> str:
+        # Whole seconds, as the cookie's Expires attribute has them.
+        session.expires_at = float(math.floor(session.expires_at))
+        return self._sealer.seal(int(session.expires_at), encode(session))
+
+    def open(self, cookie: str) -> Session:
+        """The session `cookie` carries; SessionRefused says why it does not open."""
+        try:
+            payload, expires_at = self._sealer.open(cookie, int(self._now()))
+        except _core.SessionCookieError as exc:
+            kind, reason = exc.args
+            raise SessionRefused(str(kind), str(reason)) from exc
+        return decode(payload, float(expires_at), cookie)
+
+    async def insert(self, session: Session) -> None:
+        session.cookie = self._seal(session)
+
+    async def get(self, session_id: str) -> Session | None:
+        try:
+            return self.open(session_id)
+        except SessionRefused:
+            return None
+
+    async def update(self, session: Session) -> None:
+        session.cookie = self._seal(session)
+
+    def attested(
+        self,
+        session: Session,
+        claims_json: str,
+        token_ref: str | None,
+        verifier_refusal: str | None,
+    ) -> Session:
+        """The attested successor of `session`, its cookie sealed."""
+        after = Session(
+            id=session.id,
+            version=session.version,
+            tee=session.tee,
+            nonce="",
+            expires_at=session.expires_at,
+            generation=session.generation,
+            attested_claims_json=claims_json,
+            verifier_refusal=verifier_refusal,
+            token_ref=token_ref,
+        )
+        cookie = self._seal(after)
+        if len(cookie) > MAX_COOKIE_CHARS:
+            raise SessionTooLarge(
+                f"the attested session needs a {len(cookie)}-byte cookie, more than the "
+                f"{MAX_COOKIE_CHARS} bytes allowed; send less evidence or init-data, or set "
+                'session_storage_type = "Redis" to keep sessions on the server'
+            )
+        after.cookie = cookie
+        return after
+
+    async def set_token_once(
+        self,
+        session_id: str,
+        token: str,
+        claims: dict[str, Any] | None,
+        claims_json: str | None,
+    ) -> Session | None:
+        # The KBS calls `attested` for sealed sessions; this keeps the store contract whole.
+        session = await self.get(session_id)
+        if session is None or claims_json is None:
+            return None
+        return self.attested(session, claims_json, None, None)
+
+    async def purge_expired(self) -> int:
+        return 0
