@@ -8,8 +8,10 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -21,6 +23,7 @@ from hypercorn.config import Sockets
 
 from trustee import __version__, offload, verify_cli
 from trustee.config import Config, ConfigError, load_embedded_default, load_file
+from trustee.config.loader import default_worker_count
 from trustee.logs import setup_logging
 from trustee.storage import session_keys
 
@@ -35,12 +38,14 @@ EXIT_CONFIG = 2
 def _banner(config: Config) -> str:
     sock = config.http_server.sockets[0]
     url = f"http://{sock}"
+    workers = config.http_server.worker_count
     return "\n".join(
         [
             "=" * 72,
             " trustee-py development KBS: NOT FOR PRODUCTION",
-            f" listening on {url} (plain HTTP, loopback only)",
-            " storage in memory, ephemeral token signer, insecure_header_jwk = true,",
+            f" listening on {url} (plain HTTP, loopback only), {workers} worker(s)",
+            f" storage: {config.storage_backend.local_fs_dir} (LocalFs, removed at exit)",
+            " ephemeral token signer, insecure_header_jwk = true,",
             " admin API open to loopback clients (InsecureAllowAll).",
             f" try:  trustee-client --url {url} attest",
             " run with --config FILE (or KBS_CONFIG_FILE) for a real deployment.",
@@ -60,8 +65,6 @@ async def _run(config: Config, sockets: Sockets | None = None) -> None:
         offload.DEFAULT.threads = offload.default_threads(config.http_server.worker_count)
         kbs = await build_kbs(config)
         app = create_app(kbs)
-        if config.development:
-            print(_banner(config), file=sys.stderr, flush=True)
 
         async def shutdown_trigger() -> None:
             async for signum in signals:
@@ -81,6 +84,7 @@ def _check_front_end_env() -> None:
 
 def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
     setup_logging()
+    dev_storage: str | None = None
     try:
         if config_path:
             log.info("Using config file %s", config_path)
@@ -88,6 +92,7 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
             config.source = config_path
         else:
             config = load_embedded_default()
+            dev_storage = _development_storage(config)
         if sockets:
             config.http_server.sockets = sockets
         log.info("trustee-py Key Broker Service %s", __version__)
@@ -114,7 +119,11 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
                     "storage_backend Memory is per process (use Postgres, Redis or LocalFs)",
                     config.source,
                 )
+            if config.development:
+                print(_banner(config), file=sys.stderr, flush=True)
             return _serve_workers(config)
+        if config.development:
+            print(_banner(config), file=sys.stderr, flush=True)
         trio.run(partial(_run, config))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -124,7 +133,20 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    finally:
+        if dev_storage is not None:
+            shutil.rmtree(dev_storage, ignore_errors=True)
     return 0
+
+
+def _development_storage(config: Config) -> str:
+    """The development server keeps its data in a fresh LocalFs directory (removed at exit),
+    so that it can run a worker per core like a real deployment."""
+    directory = tempfile.mkdtemp(prefix="trustee-dev-")
+    config.storage_backend.storage_type = "LocalFs"
+    config.storage_backend.local_fs_dir = directory
+    config.http_server.worker_count = default_worker_count(config)
+    return directory
 
 
 # A worker that keeps dying is restarted after this pause, so a crash loop cannot spin.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -102,6 +103,12 @@ async def test_development_default_serves_a_full_flow() -> None:
     assert "development KBS: NOT FOR PRODUCTION" in text
     assert url in text
     assert proc.returncode == 0, text[-3000:]
+    # Its data lived in the LocalFs directory the banner named, with a worker per core, and
+    # the directory is gone with the server.
+    storage = re.search(r"storage: (\S+) \(LocalFs, removed at exit\)", text)
+    assert storage is not None, text
+    assert not os.path.exists(storage.group(1))
+    assert f"{len(os.sched_getaffinity(0))} worker(s)" in text
 
 
 async def test_tls_profile_modern_refuses_tls12(tmp_path: Path) -> None:
