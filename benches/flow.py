@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Throughput of full sample-TEE flows (auth + attest + resource) against one KBS worker.
+"""Throughput of full sample-TEE flows (auth + attest + resource) against one KBS.
 
 Run from the repository root with the project's venv:
 
     .venv/bin/python benches/flow.py [--clients 1,32] [--duration 6] [--warmup 1]
 
 The real server (`python -m trustee.cli serve --config …`) is started as a child process on a
-free loopback port and stopped at the end. This process is the load generator: one trio task
-and one keep-alive HTTP/1.1 connection per simulated client, with hand-written requests, so
-that the client side stays cheap (server and load generator share the machine's cores).
+free loopback port and stopped at the end: LocalFs storage, sealed-cookie sessions and the
+server's default worker count (a worker per core) unless --memory (one worker, Memory storage),
+--workers N or --redis-sessions say otherwise; --url measures a running KBS instead. This
+process is the load generator: one trio task and one keep-alive HTTP/1.1 connection per
+simulated client, with hand-written requests, so that the client side stays cheap (server and
+load generator share the machine's cores).
 
 For every concurrency level three phases run back to back, each a warm-up followed by a fixed
 measuring window:
@@ -282,6 +285,9 @@ class Guest:
         )
         if not isinstance(json.loads(expect(attest, "POST /kbs/v0/attest").body).get("token"), str):
             raise BenchError("POST /kbs/v0/attest answered no token")
+        if attest.set_cookie is not None:
+            # A sealed session's cookie changes at /attest (upstream re-sends the same one).
+            cookie = attest.set_cookie.split(b";", 1)[0].decode()
         resource = await conn.request(
             conn.build("GET", f"/kbs/v0/resource/{RESOURCE_PATH}", cookie=cookie)
         )
@@ -509,18 +515,25 @@ def running_server(
     template: str = CONFIG,
     workers: int = 1,
     wait_workers: int | None = None,
+    *,
+    local_fs: bool = False,
+    redis_sessions: bool = False,
 ) -> Iterator[Server]:
-    """Serve `template` (the standard bench config unless given) plus `extra_config`. With
-    `workers` > 1 the workers share a throwaway redis-server (sessions) and a LocalFs store,
-    as the server requires. `wait_workers` (default `workers`): how many workers must be
-    accepting before the bench starts, for a `template` that sets worker_count itself."""
+    """Serve `template` (the standard bench config unless given) plus `extra_config`.
+    `local_fs`: storage in a LocalFs directory instead of memory; then `workers` 0 leaves
+    worker_count to the server (a worker per core). `redis_sessions`: sessions in a throwaway
+    redis-server instead of the sealed cookie. `wait_workers` (default `workers`): how many
+    workers must be accepting before the bench starts, for a `template` that sets worker_count
+    itself."""
     env = dict(os.environ)
     env.pop("KBS_CONFIG_FILE", None)
     env.setdefault("TRUSTEE_LOG", "info")
     with ExitStack() as stack:
-        if workers > 1:
-            redis_url = stack.enter_context(throwaway_redis(workdir))
-            template = multi_worker_config(template, workers, workdir / "store", redis_url)
+        if local_fs:
+            redis_url = stack.enter_context(throwaway_redis(workdir)) if redis_sessions else None
+            template = local_fs_config(template, workers, workdir / "store", redis_url)
+            if workers == 0:
+                workers = len(os.sched_getaffinity(0))
         for attempt in range(3):
             port = free_port()
             config = workdir / "kbs-config.toml"
@@ -560,23 +573,24 @@ def running_server(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def multi_worker_config(template: str, workers: int, store: Path, redis_url: str) -> str:
-    text = template.replace(
-        "insecure_http = true", f"insecure_http = true\nworker_count = {workers}"
-    )
-    text = text.replace(
-        'storage_type = "Memory"',
-        f'storage_type = "LocalFs"\n[storage_backend.backends.local_fs]\ndir_path = "{store}"\n'
-        f'[storage_backend.backends.redis]\nurl = "{redis_url}"',
-    )
-    return 'session_storage_type = "Redis"\n' + text
+def local_fs_config(template: str, workers: int, store: Path, redis_url: str | None) -> str:
+    text = template
+    if workers:
+        text = text.replace(
+            "insecure_http = true", f"insecure_http = true\nworker_count = {workers}"
+        )
+    backends = f'[storage_backend.backends.local_fs]\ndir_path = "{store}"\n'
+    if redis_url is not None:
+        backends += f'[storage_backend.backends.redis]\nurl = "{redis_url}"\n'
+        text = 'session_storage_type = "Redis"\n' + text
+    return text.replace('storage_type = "Memory"', f'storage_type = "LocalFs"\n{backends}')
 
 
 @contextmanager
 def throwaway_redis(workdir: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise BenchError("--workers above 1 needs redis-server (Debian package redis-server)")
+        raise BenchError("--redis-sessions needs redis-server (Debian package redis-server)")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
@@ -788,17 +802,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=0,
         metavar="N",
-        help="our server's worker_count (above 1: Redis sessions + LocalFs; needs redis-server)",
+        help="our server's worker_count (default: the server's own, a worker per core)",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="our server with Memory storage (one worker) instead of LocalFs",
+    )
+    parser.add_argument(
+        "--redis-sessions",
+        action="store_true",
+        help="sessions in a throwaway redis-server instead of the sealed cookie",
     )
     args = parser.parse_args(argv)
-    if args.url is not None and (args.workers != 1 or args.profile_server is not None):
-        parser.error("--workers and --profile-server apply to a server this bench starts")
+    ours = (args.workers, args.profile_server, args.memory, args.redis_sessions)
+    if args.url is not None and ours != (0, None, False, False):
+        parser.error(
+            "--workers, --memory, --redis-sessions and --profile-server apply to a server "
+            "this bench starts"
+        )
     if args.url is None and (args.server_pid is not None or args.admin_token_file is not None):
         parser.error("--server-pid and --admin-token-file need --url")
-    if not 1 <= args.workers <= 64:
-        parser.error("--workers must be from 1 to 64")
+    if not 0 <= args.workers <= 64:
+        parser.error("--workers must be from 0 (the server's default) to 64")
+    if args.memory and (args.workers > 1 or args.redis_sessions):
+        parser.error("--memory runs one worker with sessions sealed in the cookie")
     profile: Path | None = args.profile_server
     if profile is not None:
         profile = profile.resolve()
@@ -812,7 +842,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="trustee-bench-"))
                 server = stack.enter_context(
-                    running_server(Path(tmp), profile, workers=args.workers)
+                    running_server(
+                        Path(tmp),
+                        profile,
+                        workers=1 if args.memory else args.workers,
+                        local_fs=not args.memory,
+                        redis_sessions=args.redis_sessions,
+                    )
                 )
             trio.run(bench, server, args.clients, args.warmup, args.duration, bool(profile), token)
     except OSError as exc:
