@@ -13,6 +13,11 @@ import time
 from typing import Any
 
 import trio
+
+# Before Quart, which would otherwise load hypercorn's asyncio server for nothing.
+from trustee.http import trio_only  # noqa: F401
+
+# isort: split
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
