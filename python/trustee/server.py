@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
 from trustee.attestation.ear import EarBroker, EarError, load_signer
 from trustee.attestation.hardware import HardwareVerifier
@@ -21,7 +19,6 @@ from trustee.audit.config import dispatcher_from_config
 from trustee.collateral import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import Config
-from trustee.crypto.x509chain import load_certificate_files
 from trustee.kbs import Kbs
 from trustee.plugins.base import Plugin
 from trustee.plugins.resource import ResourcePlugin, SamplePlugin
@@ -50,6 +47,9 @@ log = logging.getLogger("trustee.server")
 
 
 async def fetch_url(url: str) -> bytes:
+    # Only remote JWK sets need it, and only while the server starts: loaded on demand.
+    import httpx
+
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.get(url)
         response.raise_for_status()
@@ -78,7 +78,12 @@ def build_hardware_verifier(table: dict[str, Any], source: str | None) -> Hardwa
         tdx = tdx_source_from_config(table) or tdx_source_from_config({"dcap_verifier": {}})
         vek = vek_source_from_config(table) or vek_source_from_config({"snp_verifier": {}})
         roots = table.get("insecure_test_roots") or []
-        anchors = load_certificate_files(roots)
+        anchors: list[bytes] = []
+        if roots:
+            # Test PKIs only: a production server does not load the X.509 parser to start.
+            from trustee.crypto.x509chain import load_certificate_files
+
+            anchors = load_certificate_files(roots)
     except ValueError as exc:
         raise ConfigError(key, str(exc), source) from exc
     snp = table.get("snp_verifier") or {}

@@ -1,23 +1,170 @@
-"""A server whose data lives in files or memory does not import the database clients."""
+"""A server imports what its configuration uses, and nothing else, when it starts.
+
+Each check runs in a fresh interpreter, since this process has imported everything already.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from trustee.config.errors import ConfigError
+from trustee.config.loader import parse
+from trustee.server import build_hardware_verifier
+
+# A module counts as loaded when its code ran: a stand-in that loads the real module on first
+# use (as trustee.http puts under hypercorn.asyncio) has no __file__ until then.
+LOADED = (
+    "def loaded(names):\n"
+    "    return [\n"
+    "        n for n in sorted(sys.modules)\n"
+    "        if any(n == p or n.startswith(p + '.') for p in names)\n"
+    "        and getattr(sys.modules[n], '__file__', None) is not None\n"
+    "    ]\n"
+)
 
 SERVE_PATH = (
     "import sys, trio\n"
+    "import trustee.cli\n"
     "from trustee.config import load_embedded_default\n"
     "from trustee.server import build_kbs\n"
     "from trustee.http.app import create_app\n"
     "from trustee.http.serve import serve\n"
     "create_app(trio.run(build_kbs, load_embedded_default()))\n"
-    "print(','.join(m for m in ('psycopg', 'psycopg_binary') if m in sys.modules))\n"
+    + LOADED
+    + "print(','.join(loaded(sys.argv[1].split(','))))\n"
+)
+
+# Nothing the development configuration uses: database clients, the Kubernetes operator, the
+# test PKI simulator, the asyncio server, the HTTP client (remote JWK sets and collateral fetch
+# with it, when configured), the collateral sources and every audit sink.
+NOT_AT_START = (
+    "psycopg",
+    "psycopg_binary",
+    "kopf",
+    "trustee.operator",
+    "trustee.simulate",
+    "hypercorn.asyncio",
+    "httpx",
+    "trustee.collateral.cache",
+    "trustee.collateral.http",
+    "trustee.collateral.snp",
+    "trustee.collateral.tdx",
+    "trustee.collateral.tdx_sources",
+    "trustee.audit.sink_syslog",
+    "trustee.audit.sink_webhook",
+    "trustee.audit.sinks_file",
 )
 
 
-def test_the_development_server_imports_no_postgres_client() -> None:
+def _run(script: str, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-c", SERVE_PATH], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "", f"imported at start: {out.stdout.strip()}"
+    return out.stdout.strip()
+
+
+def test_the_development_server_imports_no_postgres_client() -> None:
+    loaded = _run(SERVE_PATH, "psycopg,psycopg_binary")
+    assert loaded == "", f"imported at start: {loaded}"
+
+
+def test_the_development_server_imports_only_what_it_uses() -> None:
+    loaded = _run(SERVE_PATH, ",".join(NOT_AT_START))
+    assert loaded == "", f"imported at start: {loaded}"
+
+
+HARDWARE_CONFIG = """
+[http_server]
+insecure_http = true
+[admin]
+authorization_mode = "DenyAll"
+[attestation_token]
+insecure_header_jwk = true
+[attestation_service]
+type = "coco_as_builtin"
+[attestation_service.verifier_config]
+collateral = "{collateral}"
+kds_url = "https://kds.example"
+[[audit.sinks]]
+type = "stdout"
+"""
+
+# Starts a server whose TDX collateral is a directory and whose SNP VCEKs come from KDS, then
+# sends its TDX source one request (the directory is empty, so the answer is an error naming it).
+HARDWARE_PATH = (
+    "import json, sys, trio\n"
+    "from trustee.collateral.errors import CollateralError\n"
+    "from trustee.config import load_file\n"
+    "from trustee.server import build_kbs\n"
+    + LOADED
+    + "WATCH = ['trustee.collateral.tdx_sources', 'trustee.collateral.snp', 'httpx',\n"
+    "         'trustee.audit.sinks_file', 'trustee.audit.sink_webhook',\n"
+    "         'trustee.audit.sink_syslog']\n"
+    "async def main():\n"
+    "    kbs = await build_kbs(load_file(sys.argv[1]))\n"
+    "    hw = kbs.attestation.hardware\n"
+    "    report = {'at_start': loaded(WATCH), 'built': [hw.tdx_source.built, "
+    "hw.vek_source.built]}\n"
+    "    try:\n"
+    "        await hw.tdx_source.get('00906ED50000', 'processor')\n"
+    "    except CollateralError as exc:\n"
+    "        report['first_request'] = str(exc)\n"
+    "    report['after'] = loaded(WATCH)\n"
+    "    report['built_after'] = [hw.tdx_source.built, hw.vek_source.built]\n"
+    "    print(json.dumps(report))\n"
+    "trio.run(main)\n"
+)
+
+
+def test_collateral_sources_are_built_by_the_first_evidence(tmp_path: Path) -> None:
+    collateral = tmp_path / "collateral"
+    collateral.mkdir()
+    config = tmp_path / "kbs-config.toml"
+    config.write_text(HARDWARE_CONFIG.format(collateral=collateral))
+    report = json.loads(_run(HARDWARE_PATH, str(config)))
+    assert report["at_start"] == ["trustee.audit.sinks_file"]  # the configured sink only
+    assert report["built"] == [False, False]
+    assert str(collateral) in report["first_request"]
+    assert "trustee.collateral.tdx_sources" in report["after"]
+    assert "httpx" not in report["after"]  # a local directory needs no HTTP client
+    assert report["built_after"] == [True, False]  # nothing asked the SNP source yet
+
+
+BASE = (
+    '[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = "DenyAll"\n'
+    '[attestation_service]\ntype = "coco_as_builtin"\n[attestation_service.verifier_config]\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('pccs_url = "ftp://pccs.example"\n', "pccs_url"),
+        ('kds_url = "kds.example"\n', "kds_url"),
+        (
+            "[attestation_service.verifier_config.dcap_verifier]\n"
+            'collateral_service = "pccs.example/sgx"\n',
+            "dcap_verifier.collateral_service",
+        ),
+        (
+            "[attestation_service.verifier_config.snp_verifier]\n"
+            'vcek_sources = [{type = "KDS", base_url = "kds.example"}]\n',
+            "snp_verifier.vcek_sources[0].base_url",
+        ),
+    ],
+)
+def test_a_bad_collateral_service_stops_the_start(body: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + body, "kbs-config.toml")
+    assert caught.value.key == f"attestation_service.verifier_config.{key}"
+    assert "is not an http(s) URL" in str(caught.value)
+    # The server checks the table it is given as well, not only what the loader let through.
+    table = tomllib.loads(BASE + body)["attestation_service"]["verifier_config"]
+    with pytest.raises(ConfigError, match=r"is not an http\(s\) URL"):
+        build_hardware_verifier(table, "kbs-config.toml")

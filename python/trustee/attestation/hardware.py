@@ -16,21 +16,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING
 
 from trustee import _core
 from trustee.audit import event
-from trustee.audit.dispatcher import AuditDispatcher, AuditRequiredSinkError, NullDispatcher
-from trustee.collateral import (
-    CollateralError,
-    TdxCollateralSource,
-    VcekRequest,
-    VekSource,
-)
-from trustee.collateral.snp import PRODUCTS as SNP_PRODUCTS
-from trustee.metrics import Metrics
+from trustee.audit.dispatcher import AuditRequiredSinkError
+from trustee.collateral.errors import CollateralError
+from trustee.collateral.lazy import LazyTdxSource
+from trustee.collateral.spec import PRODUCTS as SNP_PRODUCTS
+
+if TYPE_CHECKING:
+    from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
+    from trustee.collateral.snp import VekSource
+    from trustee.collateral.tdx import TdxCollateralSource
+    from trustee.metrics import Metrics
 
 log = logging.getLogger("trustee.attestation.hardware")
 
@@ -131,7 +130,7 @@ class HardwareVerifier:
             # reload of a changed file) happened.
             self._fetched[key] = collateral.fetched_at
             self._count_fetch("fetched")
-            await self._emit(event.collateral_fetched("tdx", key, type(self.tdx_source).__name__))
+            await self._emit(event.collateral_fetched("tdx", key, _source_name(self.tdx_source)))
         if (
             collateral.not_after < self.now()
             and self._expired_reported.get(key) != collateral.not_after
@@ -176,6 +175,8 @@ class HardwareVerifier:
                 "the SNP evidence carries no VCEK and no VCEK source is configured; set "
                 "[attestation_service.verifier_config] kds_url / vek_dir or snp_verifier"
             )
+        from trustee.collateral.snp import VcekRequest
+
         errors: list[str] = []
         for name in products:
             try:
@@ -199,7 +200,18 @@ class HardwareVerifier:
         raise HardwareInputError("SNP VCEK could not be fetched: " + "; ".join(errors))
 
 
+def _source_name(source: TdxCollateralSource) -> str:
+    # Audit consumers see the source that fetched, not the wrapper that built it on demand.
+    if isinstance(source, LazyTdxSource):
+        return type(source.source).__name__
+    return type(source).__name__
+
+
 def _is_rsa_certificate(der: bytes) -> bool:
+    # Only test anchors get here: a production server never loads the X.509 parser for them.
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         return isinstance(x509.load_der_x509_certificate(der).public_key(), rsa.RSAPublicKey)
     except ValueError:

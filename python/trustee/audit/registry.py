@@ -4,10 +4,12 @@ entry-point group, so a third-party package cannot shadow a built-in sink."""
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from trustee.audit.sink import AuditSinkFactory
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 ENTRY_POINT_GROUP = "trustee.audit_sinks"
 
@@ -22,6 +24,10 @@ BUILTIN_SINKS: dict[str, str] = {
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    # Scanning installed distributions costs milliseconds at start; only a sink type that is
+    # not built in needs it.
+    import importlib.metadata
+
     found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     return {ep.name: ep for ep in found}
 

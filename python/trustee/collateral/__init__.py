@@ -1,18 +1,46 @@
 """Collateral for hardware-evidence verification: TDX (PCS/PCCS, bundle, directory) and SNP
-endorsement keys (AMD KDS, directory), each behind a Protocol with caching wrappers."""
+endorsement keys (AMD KDS, directory), each behind a Protocol with caching wrappers.
 
-from trustee.collateral.cache import CachingSource, CachingVekSource
-from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
-from trustee.collateral.errors import CollateralError
-from trustee.collateral.snp import (
-    DirectoryVekSource,
-    FallbackVekSource,
-    KdsSource,
-    VcekRequest,
-    VekSource,
-)
-from trustee.collateral.tdx import TdxCollateral, TdxCollateralSource
-from trustee.collateral.tdx_sources import BundleFileSource, DirectorySource, PcsSource
+Names load their module on first use: a server that never sees TDX or SNP evidence imports
+only the configuration checks, not the sources or the HTTP client they fetch with.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustee.collateral.cache import CachingSource, CachingVekSource
+    from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
+    from trustee.collateral.errors import CollateralError
+    from trustee.collateral.snp import (
+        DirectoryVekSource,
+        FallbackVekSource,
+        KdsSource,
+        VcekRequest,
+        VekSource,
+    )
+    from trustee.collateral.tdx import TdxCollateral, TdxCollateralSource
+    from trustee.collateral.tdx_sources import BundleFileSource, DirectorySource, PcsSource
+
+_MODULES = {
+    "BundleFileSource": "tdx_sources",
+    "CachingSource": "cache",
+    "CachingVekSource": "cache",
+    "CollateralError": "errors",
+    "DirectorySource": "tdx_sources",
+    "DirectoryVekSource": "snp",
+    "FallbackVekSource": "snp",
+    "KdsSource": "snp",
+    "PcsSource": "tdx_sources",
+    "TdxCollateral": "tdx",
+    "TdxCollateralSource": "tdx",
+    "VcekRequest": "snp",
+    "VekSource": "snp",
+    "tdx_source_from_config": "config",
+    "vek_source_from_config": "config",
+}
 
 __all__ = [
     "BundleFileSource",
@@ -31,3 +59,12 @@ __all__ = [
     "tdx_source_from_config",
     "vek_source_from_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

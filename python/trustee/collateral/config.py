@@ -17,38 +17,35 @@ SNP: ``vek_dir`` (a local VEK directory, tried first) and ``kds_url`` (AMD KDS),
 (default ``[{type = "KDS"}]`` when the table is present), tried in that order;
 ``kds_timeout`` (default 30) and ``kds_min_interval`` (default 1) shape KDS requests.
 
-Each function returns None when the table configures no source for its TEE; every source
-returned is wrapped in a cache.
+Each function returns None when the table configures no source for its TEE. A bad value is a
+ValueError now; the source itself (wrapped in a cache) is built on its first request, so that
+checking a configuration loads neither the sources nor their HTTP client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from trustee.collateral.cache import CachingSource, CachingVekSource
-from trustee.collateral.snp import (
-    KDS_URL,
-    DirectoryVekSource,
-    FallbackVekSource,
-    KdsSource,
-    VekSource,
-)
-from trustee.collateral.tdx import TdxCollateralSource
-from trustee.collateral.tdx_sources import (
+from trustee.collateral.lazy import LazyTdxSource, LazyVekSource
+from trustee.collateral.spec import (
     INTEL_PCS_URL,
+    KDS_URL,
     UPDATE_TYPES,
-    BundleFileSource,
-    DirectorySource,
-    PcsSource,
+    kds_base_url,
+    pcs_url_parts,
 )
+
+if TYPE_CHECKING:
+    from trustee.collateral.snp import VekSource
+    from trustee.collateral.tdx import TdxCollateralSource
 
 DEFAULT_OFFLINE_STORE = "/opt/confidential-containers/attestation-service/kds-store"
 
 
-def tdx_source_from_config(table: Mapping[str, Any]) -> TdxCollateralSource | None:
+def tdx_source_from_config(table: Mapping[str, Any]) -> LazyTdxSource | None:
     dcap = _table(table, "dcap_verifier")
     timeout = _positive(table, "collateral_timeout", 30.0)
     update = _string(table, "tcb_update_type", None)
@@ -67,25 +64,25 @@ def tdx_source_from_config(table: Mapping[str, Any]) -> TdxCollateralSource | No
     if collateral is not None and pccs_url is not None:
         raise ValueError("collateral: set either 'collateral' (a path) or 'pccs_url', not both")
     if collateral is not None:
-        return CachingSource(_local_tdx_source(collateral, update, "collateral"))
+        return _cached_tdx(_local_tdx_source(collateral, update, "collateral"))
     if pccs_url is not None:
-        return CachingSource(_pcs(pccs_url, timeout, update, "pccs_url"))
+        return _cached_tdx(_pcs(pccs_url, timeout, update, "pccs_url"))
     if dcap is None:
         return None
     service = _string(dcap, "collateral_service", None, "dcap_verifier.") or INTEL_PCS_URL
     if service.startswith("file://"):
         path = unquote(urlsplit(service).path)
-        return CachingSource(_local_tdx_source(path, update, "dcap_verifier.collateral_service"))
-    return CachingSource(_pcs(service, timeout, update, "dcap_verifier.collateral_service"))
+        return _cached_tdx(_local_tdx_source(path, update, "dcap_verifier.collateral_service"))
+    return _cached_tdx(_pcs(service, timeout, update, "dcap_verifier.collateral_service"))
 
 
-def vek_source_from_config(table: Mapping[str, Any]) -> VekSource | None:
+def vek_source_from_config(table: Mapping[str, Any]) -> LazyVekSource | None:
     timeout = _positive(table, "kds_timeout", 30.0)
     min_interval = _non_negative(table, "kds_min_interval", 1.0)
-    sources: list[VekSource] = []
+    sources: list[Callable[[], VekSource]] = []
     vek_dir = _string(table, "vek_dir", None)
     if vek_dir is not None:
-        sources.append(DirectoryVekSource(vek_dir))
+        sources.append(_vek_dir(vek_dir))
     kds_url = _string(table, "kds_url", None)
     if kds_url is not None:
         sources.append(_kds(kds_url, timeout, min_interval, "kds_url"))
@@ -101,7 +98,7 @@ def vek_source_from_config(table: Mapping[str, Any]) -> VekSource | None:
             kind = entry.get("type")
             if kind == "OfflineStore":
                 path = _string(entry, "path", None, key + ".") or DEFAULT_OFFLINE_STORE
-                sources.append(DirectoryVekSource(path))
+                sources.append(_vek_dir(path))
             elif kind == "KDS":
                 url = _string(entry, "base_url", None, key + ".") or KDS_URL
                 sources.append(_kds(url, timeout, min_interval, key + ".base_url"))
@@ -109,31 +106,86 @@ def vek_source_from_config(table: Mapping[str, Any]) -> VekSource | None:
                 raise ValueError(f"{key}.type: {kind!r} is neither 'OfflineStore' nor 'KDS'")
     if not sources:
         return None
-    inner = sources[0] if len(sources) == 1 else FallbackVekSource(sources)
-    return CachingVekSource(inner)
+    return LazyVekSource(lambda: _cached_vek(sources))
 
 
-def _local_tdx_source(path: str, update: str, key: str) -> TdxCollateralSource:
+# Each helper checks its values now and returns what builds the source later; the imports sit
+# in the builders so that only evidence that needs a source loads it.
+
+
+def _cached_tdx(build: Callable[[], TdxCollateralSource]) -> LazyTdxSource:
+    def cached() -> TdxCollateralSource:
+        from trustee.collateral.cache import CachingSource
+
+        return CachingSource(build())
+
+    return LazyTdxSource(cached)
+
+
+def _cached_vek(sources: list[Callable[[], VekSource]]) -> VekSource:
+    from trustee.collateral.cache import CachingVekSource
+    from trustee.collateral.snp import FallbackVekSource
+
+    built = [build() for build in sources]
+    return CachingVekSource(built[0] if len(built) == 1 else FallbackVekSource(built))
+
+
+def _local_tdx_source(path: str, update: str, key: str) -> Callable[[], TdxCollateralSource]:
     location = Path(path)
     if location.is_dir():
-        return DirectorySource(location)
+
+        def directory() -> TdxCollateralSource:
+            from trustee.collateral.tdx_sources import DirectorySource
+
+            return DirectorySource(location)
+
+        return directory
     if location.is_file():
-        return BundleFileSource(location, update=update)
+
+        def bundle() -> TdxCollateralSource:
+            from trustee.collateral.tdx_sources import BundleFileSource
+
+            return BundleFileSource(location, update=update)
+
+        return bundle
     raise ValueError(f"{key}: {path!r} is neither a file nor a directory")
 
 
-def _pcs(url: str, timeout: float, update: str, key: str) -> PcsSource:
+def _pcs(url: str, timeout: float, update: str, key: str) -> Callable[[], TdxCollateralSource]:
     try:
+        pcs_url_parts(url)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+    def pcs() -> TdxCollateralSource:
+        from trustee.collateral.tdx_sources import PcsSource
+
         return PcsSource(url, None, timeout, update=update)
-    except ValueError as exc:
-        raise ValueError(f"{key}: {exc}") from None
+
+    return pcs
 
 
-def _kds(url: str, timeout: float, min_interval: float, key: str) -> KdsSource:
+def _vek_dir(path: str) -> Callable[[], VekSource]:
+    def directory() -> VekSource:
+        from trustee.collateral.snp import DirectoryVekSource
+
+        return DirectoryVekSource(path)
+
+    return directory
+
+
+def _kds(url: str, timeout: float, min_interval: float, key: str) -> Callable[[], VekSource]:
     try:
-        return KdsSource(url, None, timeout, min_interval)
+        kds_base_url(url)
     except ValueError as exc:
         raise ValueError(f"{key}: {exc}") from None
+
+    def kds() -> VekSource:
+        from trustee.collateral.snp import KdsSource
+
+        return KdsSource(url, None, timeout, min_interval)
+
+    return kds
 
 
 def _table(table: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:

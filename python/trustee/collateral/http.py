@@ -7,13 +7,14 @@ an unreachable service from a missing header or a rate limit.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Mapping
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from trustee.collateral.errors import CollateralError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 async def http_get(
@@ -30,6 +31,9 @@ async def http_get(
     Without an injected client a short-lived one is used: collateral is cached, so connection
     reuse matters less than not leaking a client nobody closes.
     """
+    # A server that never fetches (local collateral only) never loads the HTTP client.
+    import httpx
+
     try:
         if client is None:
             async with httpx.AsyncClient(timeout=timeout) as own:
@@ -71,6 +75,8 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     text = value.strip()
     if text.isdigit():
         return float(text)
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
@@ -83,6 +89,8 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 def _show(url: str, params: Mapping[str, str] | None) -> str:
     if not params:
         return url
+    import httpx
+
     return str(httpx.URL(url, params=dict(params)))
 
 

@@ -26,18 +26,19 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from trustee.collateral.errors import CollateralError
 from trustee.collateral.http import expect_ok, http_get, retry_after_seconds
+from trustee.collateral.spec import KDS_URL, PRODUCTS, kds_base_url
 
-KDS_URL = "https://kdsintf.amd.com"
-PRODUCTS = ("Milan", "Genoa", "Turin")
+if TYPE_CHECKING:
+    import httpx
+
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 # Without a Retry-After, wait this long before retrying a 429 (doubling each time).
 _DEFAULT_BACKOFF = 1.0
@@ -171,15 +172,13 @@ class KdsSource:
         *,
         max_attempts: int = 4,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"KDS URL {base_url!r} is not an http(s) URL")
+        self.base_url = kds_base_url(base_url)
         if not timeout > 0:
             raise ValueError(f"KDS timeout {timeout!r} is not a positive number")
         if not min_interval >= 0:
             raise ValueError(f"KDS min_interval {min_interval!r} is negative")
         if max_attempts < 1:
             raise ValueError(f"KDS max_attempts {max_attempts!r} is below 1")
-        self.base_url = base_url.rstrip("/")
         self.client = client
         self.timeout = timeout
         self.min_interval = min_interval

@@ -42,14 +42,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-import httpx
 import trio
 
 from trustee.collateral.errors import CollateralError
 from trustee.collateral.http import expect_ok, http_get
+from trustee.collateral.spec import (
+    INTEL_PCS_HOST,
+    INTEL_PCS_URL,
+    check_update_type,
+    pcs_url_parts,
+)
 from trustee.collateral.tdx import (
     TdxCollateral,
     check_request,
@@ -58,13 +63,13 @@ from trustee.collateral.tdx import (
     signed_document,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 Clock = Callable[[], float]
 
-INTEL_PCS_URL = "https://api.trustedservices.intel.com"
-INTEL_PCS_HOST = "api.trustedservices.intel.com"
 # The Intel SGX Root CA's CRL distribution point; Intel PCS itself does not serve this CRL.
 INTEL_ROOT_CA_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
-UPDATE_TYPES = ("early", "standard")
 
 
 # --------------------------------------------------------------------------- bundle file
@@ -80,8 +85,7 @@ class BundleFileSource:
     def __init__(
         self, path: str | os.PathLike[str], *, update: str = "early", clock: Clock = time.time
     ) -> None:
-        if update not in UPDATE_TYPES:
-            raise ValueError(f"TCB update type {update!r} is neither 'early' nor 'standard'")
+        check_update_type(update)
         self.path = Path(path)
         self.update = update
         self._clock = clock
@@ -287,11 +291,8 @@ class PcsSource:
         update: str = "early",
         clock: Clock = time.time,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"collateral service URL {base_url!r} is not an http(s) URL")
-        if update not in UPDATE_TYPES:
-            raise ValueError(f"TCB update type {update!r} is neither 'early' nor 'standard'")
+        parts = pcs_url_parts(base_url)
+        check_update_type(update)
         if not timeout > 0:
             raise ValueError(f"collateral service timeout {timeout!r} is not a positive number")
         self.origin = f"{parts.scheme}://{parts.netloc}"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from trustee.audit.config import dispatcher_from_config
-from trustee.audit.sink_redis import parse_redis_url, tls_context
 from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
@@ -38,7 +37,6 @@ from trustee.config.model import (
     TokenBrokerConfig,
 )
 from trustee.config.reader import Table
-from trustee.crypto.x509chain import load_certificate_files
 from trustee.storage.session_keys import read_keys
 
 log = logging.getLogger(__name__)
@@ -384,8 +382,8 @@ def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceCo
 
 
 def _check_verifier_config(t: Table) -> None:
-    # Build the sources once so a bad key fails at start-up, naming the key; the server
-    # builds its own when it starts.
+    # Check the sources' keys so a bad one fails at start-up, naming the key; the sources
+    # themselves are built when evidence first needs them.
     try:
         tdx_source_from_config(t.data)
         vek_source_from_config(t.data)
@@ -396,6 +394,8 @@ def _check_verifier_config(t: Table) -> None:
     for index, path in enumerate(roots):
         if not isinstance(path, str):
             raise ConfigError(f"{t.key('insecure_test_roots')}[{index}]", "expected a file path")
+    from trustee.crypto.x509chain import load_certificate_files
+
     try:
         load_certificate_files(roots)
     except ValueError as exc:
@@ -457,6 +457,8 @@ def _storage(t: Table | None) -> StorageConfig:
             cfg.redis_url = redis.get("url", str, cfg.redis_url)
             if redis.has("ca_file"):
                 cfg.redis_ca_file = redis.req("ca_file", str)
+                from trustee.audit.sink_redis import tls_context
+
                 try:
                     tls_context(cfg.redis_ca_file)
                 except ValueError as exc:
@@ -506,6 +508,8 @@ def _storage_environment(config: Config) -> None:
     storage.redis_url = os.environ.get("REDIS_URL") or storage.redis_url
     if "Redis" not in (storage.storage_type, config.session_kind()):
         return
+    from trustee.audit.sink_redis import parse_redis_url
+
     try:
         parse_redis_url(storage.redis_url, "url")
     except ValueError as exc:

@@ -24,11 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import trio
-from cryptography import x509
 
 from trustee.crypto.jwk import JwkError, PublicKey, public_key_from_jwk, same_public_key
 from trustee.crypto.jws import JwsError, check_time_claims, split_compact, verify_signature
@@ -38,6 +37,9 @@ from trustee.crypto.x509chain import (
     load_pem_certificates,
     verify_chain,
 )
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
