@@ -6,28 +6,22 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import trio
-from hypercorn.config import Sockets
+from trustee import __version__
 
-from trustee import __version__, offload, verify_cli
-from trustee.config import Config, ConfigError, load_embedded_default, load_file
-from trustee.config.loader import default_worker_count
-from trustee.logs import setup_logging
-from trustee.storage import session_keys
-
+# Each command imports what it runs: `trustee audit verify` needs neither trio nor the server.
 if TYPE_CHECKING:
+    from hypercorn.config import Sockets
+
+    from trustee.config import Config
     from trustee.operator.render import Ref
 
 log = logging.getLogger("trustee")
@@ -55,6 +49,9 @@ def _banner(config: Config) -> str:
 
 
 async def _run(config: Config, sockets: Sockets | None = None) -> None:
+    import trio
+
+    from trustee import offload
     from trustee.http.app import create_app
     from trustee.http.serve import serve
     from trustee.server import build_kbs
@@ -83,6 +80,15 @@ def _check_front_end_env() -> None:
 
 
 def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
+    import shutil
+
+    import trio
+
+    from trustee import offload
+    from trustee.config import ConfigError, load_embedded_default, load_file
+    from trustee.logs import setup_logging
+    from trustee.storage import session_keys
+
     setup_logging()
     dev_storage: str | None = None
     try:
@@ -142,6 +148,10 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
 def _development_storage(config: Config) -> str:
     """The development server keeps its data in a fresh LocalFs directory (removed at exit),
     so that it can run a worker per core like a real deployment."""
+    import tempfile
+
+    from trustee.config.loader import default_worker_count
+
     directory = tempfile.mkdtemp(prefix="trustee-dev-")
     config.storage_backend.storage_type = "LocalFs"
     config.storage_backend.local_fs_dir = directory
@@ -158,6 +168,7 @@ def _serve_workers(config: Config) -> int:
     """`worker_count` processes accepting on sockets bound here; they share nothing but the
     stores. A worker that dies is replaced (within a second) for as long as the server should
     serve; SIGINT/SIGTERM are passed on, and each worker shuts down gracefully."""
+    import multiprocessing
     from multiprocessing.connection import wait
 
     from trustee.http.serve import listening_sockets
@@ -239,12 +250,18 @@ def _worker_config(config: Config, index: int) -> Config:
 
 
 def _worker(config: Config, sockets: Sockets) -> None:
+    import trio
+
+    from trustee.logs import setup_logging
+
     setup_logging()
     with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
         trio.run(partial(_run, config, sockets))
 
 
 def _parser() -> argparse.ArgumentParser:
+    from trustee import verify_cli
+
     parser = argparse.ArgumentParser(prog="trustee", description="trustee-py KBS")
     parser.add_argument("--version", action="version", version=f"trustee-py {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -443,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args.config or os.environ.get("KBS_CONFIG_FILE"), args.socket)
     if args.command == "verify":
+        from trustee import verify_cli
+
         return verify_cli.run(args)
     if args.command == "operator" and args.operator_command == "render":
         return _operator_render(args)
