@@ -2,7 +2,8 @@
 
 Records are stored as upstream does (`{version, name, expiration, value}` in namespace
 `reference_value`). Policies query synchronously from inside Rego evaluation, so values are
-served from an in-process snapshot, rebuilt from storage after this process registers values.
+served from an in-process snapshot, rebuilt from storage after this process registers values and
+whenever the store says the namespace changed (another worker's write, an edited file).
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ class ReferenceValueStore:
                 self._snapshot, self._stamp = None, current
         version = getattr(self._store, "version", None)
         if callable(version):
-            # A shared store (PostgreSQL, Redis) counts changes made by any replica.
+            # A shared store (PostgreSQL, Redis, a LocalFs directory) counts changes made by
+            # any worker or replica.
             seen = await version(NS_REFERENCE_VALUE)
             if seen != self._version:
                 self._snapshot, self._version = None, seen

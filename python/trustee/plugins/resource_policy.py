@@ -26,6 +26,7 @@ from trustee.policy.engine import (
 from trustee.policy.explain import explain, reason_path
 from trustee.storage.atomic import remove_orphans, write_atomically
 from trustee.storage.kv import NS_KBS, KeyValueStore, StorageError
+from trustee.storage.localfs import Stamp, settled, stamp_or_none
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class KvPolicySource:
         return await self._store.set(NS_KBS, _KEY, text.encode(), overwrite=False)
 
     async def version(self) -> int | None:
-        """The namespace's change counter on a shared store (PostgreSQL, Redis), else None."""
+        """The namespace's change counter where other processes may write (PostgreSQL, Redis,
+        a LocalFs directory), else None."""
         counter = getattr(self._store, "version", None)
         return await counter(NS_KBS) if callable(counter) else None
 
@@ -106,12 +108,8 @@ class FilePolicySource:
 
         return await trio.to_thread.run_sync(read)
 
-    def stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def stamp(self) -> Stamp | None:
+        return stamp_or_none(os.fspath(self.path))
 
     async def write(self, text: str) -> None:
         try:
@@ -141,7 +139,7 @@ class ResourcePolicy:
         self.legacy = legacy
         self.submod_alias = submod_alias
         self._compiled: CompiledPolicy | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: Stamp | None = None
         self._version: int | None = None
 
     async def install_default(self) -> bool:
@@ -176,10 +174,10 @@ class ResourcePolicy:
         if isinstance(self._source, FilePolicySource):
             # The file may be edited behind our back (a ConfigMap); recompile when it changes.
             stamp = self._source.stamp()
-            if stamp != self._stamp:
+            if stamp != self._stamp or not settled(stamp):
                 self._compiled, self._stamp = None, stamp
         elif isinstance(self._source, KvPolicySource):
-            # Another replica may have set a new policy in the shared store.
+            # Another worker or replica may have set a new policy in the shared store.
             try:
                 version = await self._source.version()
             except StorageError as exc:

@@ -2,20 +2,21 @@
 
 This is the layout Kubernetes Secret volumes produce (one file per key, symlinked), so the
 operator can mount Secrets straight into the repository. Keys are resource paths; the namespace
-is ignored (one repository). Reads, atomic writes and deletes are LocalFs's.
+is ignored (one repository). Reads (served from memory while the file is unchanged), atomic
+writes and deletes are LocalFs's.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import trio
 
 from trustee.storage.kv import StorageError, check_key
-from trustee.storage.localfs import LocalFsStore
+from trustee.storage.localfs import FileStore
 
 
-class PlainTreeStore(LocalFsStore):
+class PlainTreeStore(FileStore):
     TEMP_DEPTH = 3  # `<root>/<repo>/<type>/`
 
     def prepare(self) -> None:
@@ -25,9 +26,9 @@ class PlainTreeStore(LocalFsStore):
         except OSError as exc:
             raise StorageError(f"cannot create resource repository {self.root}: {exc}") from exc
 
-    def _path(self, namespace: str, key: str) -> Path:
+    def _name(self, namespace: str, key: str) -> str:
         check_key(key)
-        return self.root.joinpath(*key.split("/"))
+        return os.path.join(self._root, *key.split("/"))
 
     async def list(self, namespace: str) -> list[str]:
         def scan() -> list[str]:
