@@ -39,6 +39,8 @@ class AttestationPolicyStore:
         self._cache = cache
         self._ns = namespace
         self._defaults = defaults
+        # The text each id was compiled from: an unchanged policy skips decoding and hashing.
+        self._compiled: dict[str, tuple[bytes, CompiledPolicy]] = {}
 
     async def _install(self, pid: str) -> bool:
         # Never overwrites: a stored policy, edited or not, is the one that counts.
@@ -72,19 +74,25 @@ class AttestationPolicyStore:
         return compiled
 
     async def get(self, policy_id: str) -> CompiledPolicy:
-        # Read every time (the file may be edited behind our back, or by another worker);
-        # the PolicyCache keyed by text digest keeps this from recompiling.
+        # Read every time (the file may be edited behind our back, or by another worker): the
+        # stores answer from memory while nothing changed, and the PolicyCache keyed by text
+        # digest keeps a changed text seen before from being compiled again.
         raw = await self._store.get(self._ns, f"{policy_id}.rego")
         if raw is None and policy_id in self._defaults:
             raw = await self._reinstall(policy_id)
         if raw is None:
+            self._compiled.pop(policy_id, None)
             raise PolicyStoreError(f"Policy `{policy_id}.rego` not found")
+        known = self._compiled.get(policy_id)
+        if known is not None and known[0] == raw:
+            return known[1]
         try:
             compiled = self._cache.compile(raw.decode())
         except (PolicyCompileError, UnicodeDecodeError) as exc:
             raise PolicyStoreError(
                 f"stored policy `{policy_id}.rego` does not compile: {exc}"
             ) from exc
+        self._compiled[policy_id] = (raw, compiled)
         return compiled
 
     async def _reinstall(self, policy_id: str) -> bytes | None:
