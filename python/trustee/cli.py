@@ -48,7 +48,9 @@ def _banner(config: Config) -> str:
     )
 
 
-async def _run(config: Config, sockets: Sockets | None = None) -> None:
+async def _run(
+    config: Config, sockets: Sockets | None = None, ready: Callable[[], None] | None = None
+) -> None:
     import trio
 
     from trustee import offload
@@ -62,6 +64,8 @@ async def _run(config: Config, sockets: Sockets | None = None) -> None:
         offload.DEFAULT.threads = offload.default_threads(config.http_server.worker_count)
         kbs = await build_kbs(config)
         app = create_app(kbs)
+        if ready is not None:
+            ready()
 
         async def shutdown_trigger() -> None:
             async for signum in signals:
@@ -179,13 +183,21 @@ def _serve_workers(config: Config) -> int:
     stopping: list[int] = []
     workers: list[multiprocessing.process.BaseProcess] = []
 
+    failures = context.SimpleQueue()
+    started: list[Any] = []  # per worker: set once it has built its KBS
+
     def start(index: int) -> multiprocessing.process.BaseProcess:
+        ready = context.Event()
         worker = context.Process(
             target=_worker,
-            args=(_worker_config(config, index), sockets),
+            args=(_worker_config(config, index), sockets, ready, failures),
             name=f"trustee-worker-{index}",
         )
         worker.start()
+        if index < len(started):
+            started[index] = ready
+        else:
+            started.append(ready)
         return worker
 
     def forward(signum: int, _frame: object) -> None:
@@ -211,6 +223,10 @@ def _serve_workers(config: Config) -> int:
                 if worker.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM):
                     failed.append(worker.name or f"worker {index}")
                 continue
+            if not started[index].is_set():
+                # It never got as far as serving (a store it cannot reach, a bad file): the
+                # next one would fail the same way. Stop, with the worker's one-line error.
+                return _stop_workers_after_failed_start(workers, failures, worker.exitcode)
             # Nothing asked it to stop: whatever ended it, the server keeps its capacity.
             log.error(
                 "worker %d (pid %s) died (%s); starting a new one",
@@ -227,6 +243,21 @@ def _serve_workers(config: Config) -> int:
         log.error("workers exited with errors: %s", ", ".join(sorted(set(failed))))
         return 1
     return 0
+
+
+def _stop_workers_after_failed_start(
+    workers: list[Any], failures: Any, exitcode: int | None
+) -> int:
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    for worker in workers:
+        worker.join(10)
+    code, message = 1, f"error: a worker failed to start ({_exit_reason(exitcode)})"
+    if not failures.empty():
+        code, message = failures.get()
+    print(message, file=sys.stderr)
+    return int(code)
 
 
 def _exit_reason(code: int | None) -> str:
@@ -249,14 +280,23 @@ def _worker_config(config: Config, index: int) -> Config:
     return copy
 
 
-def _worker(config: Config, sockets: Sockets) -> None:
+def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None:
     import trio
 
+    from trustee.config import ConfigError
     from trustee.logs import setup_logging
 
     setup_logging()
-    with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
-        trio.run(partial(_run, config, sockets))
+    # Start-up errors go to the parent, which prints one line for the server and stops.
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
+            trio.run(partial(_run, config, sockets, ready.set))
+    except ConfigError as exc:
+        failures.put((EXIT_CONFIG, f"error: {exc}"))
+        sys.exit(EXIT_CONFIG)
+    except OSError as exc:
+        failures.put((1, f"error: cannot serve: {exc}"))
+        sys.exit(1)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -51,6 +51,34 @@ def test_missing_trust_material_refuses_to_start(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_workers_that_cannot_start_stop_the_server_with_one_line(tmp_path: Path) -> None:
+    # The signer key is read by each worker as it builds its KBS: every worker fails the same
+    # way, so the server stops with that error instead of restarting them for ever.
+    path = tmp_path / "kbs-config.toml"
+    path.write_text(
+        f"""
+[http_server]
+insecure_http = true
+sockets = ["127.0.0.1:{free_port()}"]
+worker_count = 2
+[admin]
+[attestation_token]
+insecure_header_jwk = true
+[attestation_service.attestation_token_broker.signer]
+key_path = "{tmp_path / "absent.pem"}"
+[storage_backend]
+storage_type = "LocalFs"
+[storage_backend.backends.local_fs]
+dir_path = "{tmp_path / "storage"}"
+"""
+    )
+    result = serve("--config", str(path))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "absent.pem" in errors[0], result.stderr
+    assert "starting a new one" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_config_file_from_environment(tmp_path: Path) -> None:
     path = tmp_path / "from-env.toml"
     path.write_text("[admin]\n")
