@@ -114,3 +114,35 @@ def test_default_cap_leaves_descriptors_in_reserve(monkeypatch: pytest.MonkeyPat
     assert cap <= 4096
     if soft != resource.RLIM_INFINITY:
         assert cap <= max(8, soft - 64)
+
+
+async def test_a_response_head_goes_out_with_its_body() -> None:
+    import trio
+    from hypercorn.events import RawData
+
+    from trustee.http.serve import _Connection
+
+    sent: list[bytes] = []
+
+    class Stream:
+        async def send_all(self, data: bytes) -> None:
+            sent.append(bytes(data))
+
+    conn = object.__new__(_Connection)
+    conn.stream = Stream()
+    conn.send_lock = trio.Lock()
+    conn._slot = Slot(0)
+    conn._held = b""
+    head = b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"
+    for data in (head, b"{}", b""):
+        await conn.protocol_send(RawData(data=data))
+    assert sent == [head + b"{}", b""]
+    # A 100 Continue is not held: the client waits for it before it sends the body.
+    sent.clear()
+    await conn.protocol_send(RawData(data=b"HTTP/1.1 100 \r\n\r\n"))
+    assert sent == [b"HTTP/1.1 100 \r\n\r\n"]
+    # A head followed directly by its end (HEAD, 204, an error answer) is flushed by it.
+    sent.clear()
+    for data in (b"HTTP/1.1 204 \r\n\r\n", b""):
+        await conn.protocol_send(RawData(data=data))
+    assert sent == [b"HTTP/1.1 204 \r\n\r\n"]

@@ -157,6 +157,12 @@ def listening_sockets(cfg: HttpServerConfig) -> Sockets:
     return hypercorn_config(cfg).create_sockets()
 
 
+def _is_final_head(data: bytes) -> bool:
+    """A response head with a final (not 1xx) status: `HTTP/1.1 200 …\r\n\r\n`. A 100
+    Continue is never held back: the client waits for it before sending the body."""
+    return data.startswith(b"HTTP/1.1 ") and data[9:10] != b"1" and data.endswith(b"\r\n\r\n")
+
+
 _STREAM_GONE = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
@@ -186,6 +192,7 @@ class _Connection(TCPServer):
         self._slot = slot
         self._peer = peer
         self._closed = False
+        self._held = b""
 
     async def run(self) -> None:
         try:
@@ -225,12 +232,21 @@ class _Connection(TCPServer):
 
     async def protocol_send(self, event: Any) -> None:
         if isinstance(event, RawData):
+            data = event.data
+            if self._held:
+                data, self._held = self._held + data, b""
+            elif _is_final_head(data):
+                # hypercorn writes a response's head, body and end as separate events, and
+                # an end always follows the head: one send for the lot saves a system call
+                # (and a loopback round of TCP work) per answer.
+                self._held = data
+                return
             async with self.send_lock:
                 self._slot.sending_since = trio.current_time()
                 try:
                     # Shielded so a cancelled request never leaves half an answer on the wire.
                     with trio.CancelScope(shield=True):
-                        await self.stream.send_all(event.data)
+                        await self.stream.send_all(data)
                     return
                 except _STREAM_GONE:
                     pass
