@@ -35,7 +35,7 @@ async def guest_fetches(kbs: RunningKbs, path: str) -> bytes:
     cookie, nonce = await auth(kbs)
     r = await attest(kbs, cookie, guest.attestation(nonce))
     assert r.status_code == 200, r.text
-    r = await resource(kbs, cookie, path)
+    r = await resource(kbs, r.cookies["kbs-session-id"], path)
     assert r.status_code == 200, r.text
     return jwe.decrypt(r.json(), guest.key)
 
@@ -155,8 +155,9 @@ async def refused_everywhere(kbs: RunningKbs) -> None:
     await seed(kbs)
     guest = Guest()
     cookie, nonce = await auth(kbs)
-    assert (await attest(kbs, cookie, guest.attestation(nonce))).status_code == 200
-    r = await resource(kbs, cookie, LONG_NAMES[0])
+    r = await attest(kbs, cookie, guest.attestation(nonce))
+    assert r.status_code == 200
+    r = await resource(kbs, r.cookies["kbs-session-id"], LONG_NAMES[0])
     assert r.status_code == 401 and r.json()["type"].endswith("/PluginInternalError")
 
 
