@@ -335,11 +335,12 @@ class Kbs:
             sealed = stored
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
         log.info(
-            "session %s attested (%s, protocol %s): %s",
+            "session %s attested (%s, protocol %s): %s; session cookie of %d bytes",
             session.id,
             session.tee,
             session.generation,
             statuses,
+            len(sealed.cookie_value),
         )
         return Reply(
             body=rcar.token_body(appraised.token),
