@@ -76,7 +76,7 @@ async def _run(
 
 
 def _check_front_end_env() -> None:
-    from trustee.http.app import body_timeout
+    from trustee.http.body_timeout import body_timeout
     from trustee.http.connections import default_max_connections
 
     body_timeout()

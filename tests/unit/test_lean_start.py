@@ -79,6 +79,53 @@ def test_the_development_server_imports_only_what_it_uses() -> None:
     assert loaded == "", f"imported at start: {loaded}"
 
 
+# The supervisor of a server with workers binds the sockets and watches the workers: it serves
+# nothing, so it needs neither the web framework nor the KBS. Its work is stood in for here,
+# after it has checked the configuration and the environment as it does before binding.
+SUPERVISOR_PATH = (
+    "import sys, trustee.cli\n" + LOADED + "def supervise(config):\n"
+    "    from trustee.http.serve import listening_sockets\n"
+    "    print(','.join(loaded(sys.argv[2].split(','))))\n"
+    "    return 0\n"
+    "trustee.cli._serve_workers = supervise\n"
+    "sys.exit(trustee.cli.main(['serve', '--config', sys.argv[1]]))\n"
+)
+
+WORKERS_CONFIG = """
+[http_server]
+insecure_http = true
+worker_count = 2
+[admin]
+authorization_mode = "DenyAll"
+[attestation_token]
+insecure_header_jwk = true
+[storage_backend]
+storage_type = "LocalFs"
+[storage_backend.backends.local_fs]
+dir_path = "{data}"
+"""
+
+NOT_IN_SUPERVISOR = (
+    "quart",
+    "quart_trio",
+    "flask",
+    "jinja2",
+    "werkzeug",
+    "prometheus_client",
+    "httpx",
+    "trustee.http.app",
+    "trustee.kbs",
+    "trustee.server",
+)
+
+
+def test_the_worker_supervisor_loads_no_web_framework(tmp_path: Path) -> None:
+    config = tmp_path / "kbs-config.toml"
+    config.write_text(WORKERS_CONFIG.format(data=tmp_path / "data"))
+    loaded = _run(SUPERVISOR_PATH, str(config), ",".join(NOT_IN_SUPERVISOR))
+    assert loaded == "", f"imported by the supervisor: {loaded}"
+
+
 HARDWARE_CONFIG = """
 [http_server]
 insecure_http = true

@@ -24,7 +24,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from trustee import offload
-from trustee.config.errors import ConfigError
+from trustee.http.body_timeout import body_timeout
 from trustee.kbs import Kbs, Reply, Request
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -34,10 +34,6 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("trustee.http")
 
 SESSION_PURGE_INTERVAL = 60.0
-# How long a request body may take to arrive in full (then 408): a client trickling its body
-# holds a connection slot, so the wait is bounded.
-DEFAULT_BODY_TIMEOUT = 30.0
-ENV_BODY_TIMEOUT = "TRUSTEE_BODY_TIMEOUT"
 AUDIT_FLUSH_SECONDS = 10.0
 
 
@@ -86,19 +82,6 @@ class _CountRequests:
         finally:
             if not answered:
                 offload.DEFAULT.requests -= 1
-
-
-def body_timeout() -> float:
-    raw = os.environ.get(ENV_BODY_TIMEOUT)
-    if raw is None:
-        return DEFAULT_BODY_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise ConfigError(ENV_BODY_TIMEOUT, f"{raw!r}: expected seconds, more than 0, at most 3600")
-    return value
 
 
 def create_app(kbs: Kbs) -> QuartTrio:
