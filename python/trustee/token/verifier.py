@@ -31,12 +31,6 @@ import trio
 
 from trustee.crypto.jwk import JwkError, PublicKey, public_key_from_jwk, same_public_key
 from trustee.crypto.jws import JwsError, check_time_claims, split_compact, verify_signature
-from trustee.crypto.x509chain import (
-    ChainError,
-    certificates_from_x5c,
-    load_pem_certificates,
-    verify_chain,
-)
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -248,6 +242,9 @@ class AttestationTokenVerifier:
 
     @staticmethod
     def _load_certs(path: str) -> list[x509.Certificate]:
+        # X.509 parsing loads on first use: most servers trust JWK sets or the header key.
+        from trustee.crypto.x509chain import ChainError, load_pem_certificates
+
         try:
             return load_pem_certificates(_read(path, "trusted certificate file"))
         except ChainError as exc:
@@ -335,6 +332,8 @@ class AttestationTokenVerifier:
     # ----------------------------------------------------------------- header jwk
 
     def _header_jwk(self, jwk: Any, now: float) -> tuple[PublicKey, str | None]:
+        from trustee.crypto.x509chain import ChainError, certificates_from_x5c, verify_chain
+
         if not isinstance(jwk, dict):
             raise TokenVerifyError("token header 'jwk' must be a JSON object")
         try:
