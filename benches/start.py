@@ -7,9 +7,9 @@ Run from the repository root with the project's venv:
     .venv/bin/python benches/start.py [--runs 5] [--idle 2] [--workers N | --config FILE]
 
 Each run spawns `trustee serve` on a free loopback port: with the embedded development config
-by default (what a bare `trustee serve` runs: a worker per core), with `--workers N` a written
-config like it (N = 1: Memory storage, in the serving process itself; above 1: LocalFs in a
-temporary directory, N spawned workers), or with `--config FILE`. It records
+by default (what a bare `trustee serve` runs: a worker per core), with `--workers N` flow.py's
+bench config (N = 1: Memory storage, served by the process itself; above 1: LocalFs in a
+temporary directory and N spawned workers), or with `--config FILE`. It records
 
 * `listening_s`: spawn to the first successful `connect()` (the socket listens; a TCP probe
   would pass). With workers the supervisor binds before it spawns them, so this says little
@@ -42,34 +42,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flow import CONFIG, HOST, free_port, local_fs_config, tree_pids
+
 POLL_S = 0.001
 DEADLINE_S = 30.0
 KEYS = ("listening_s", "serving_s", "cpu_s", "rss_mib", "worker_rss_mib", "python_floor_s")
-
-CONFIG = """
-[http_server]
-insecure_http = true
-worker_count = {workers}
-[admin]
-authorization_mode = "InsecureAllowAll"
-[attestation_token]
-insecure_header_jwk = true
-[attestation_service]
-type = "coco_as_builtin"
-[storage_backend]
-storage_type = "{storage}"
-[storage_backend.backends.local_fs]
-dir_path = "{data}"
-[[plugins]]
-name = "resource"
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def vm_rss_mib(pid: int) -> float:
@@ -79,25 +57,17 @@ def vm_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found.extend(int(child) for child in text)
-    return found
-
-
 def tree_cpu_s(pid: int) -> float:
-    """User + system CPU of the process and its live children."""
+    """User + system CPU of the process and its live descendants."""
     ticks = 0
-    for each in [pid, *children(pid)]:
+    for each in tree_pids(pid):
         fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def healthy(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+    with socket.create_connection((HOST, port), timeout=1) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
         return sock.recv(64).startswith(b"HTTP/1.1 200")
 
@@ -110,7 +80,7 @@ def python_floor(python: str) -> float:
 
 def one_run(trustee: str, config: str | None, idle: float) -> dict[str, float]:
     port = free_port()
-    argv = [trustee, "serve", "--socket", f"127.0.0.1:{port}"]
+    argv = [trustee, "serve", "--socket", f"{HOST}:{port}"]
     if config:
         argv += ["--config", config]
     started = time.perf_counter()
@@ -120,7 +90,7 @@ def one_run(trustee: str, config: str | None, idle: float) -> dict[str, float]:
         while True:
             try:
                 if listening is None:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    socket.create_connection((HOST, port), timeout=1).close()
                     listening = time.perf_counter() - started
                 if healthy(port):
                     serving = time.perf_counter() - started
@@ -135,7 +105,7 @@ def one_run(trustee: str, config: str | None, idle: float) -> dict[str, float]:
             time.sleep(POLL_S)
         time.sleep(idle)
         rss = vm_rss_mib(proc.pid)
-        workers = [vm_rss_mib(child) for child in children(proc.pid)]
+        workers = [vm_rss_mib(child) for child in tree_pids(proc.pid)[1:]]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -168,10 +138,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="trustee-start-") as tmp:
         config = args.config
         if args.workers is not None:
+            # flow.py's standard bench config; `--socket` replaces its address.
+            text = CONFIG
+            if args.workers > 1:
+                text = local_fs_config(CONFIG, args.workers, Path(tmp) / "store", None)
             config = str(Path(tmp) / "kbs-config.toml")
-            storage = "Memory" if args.workers == 1 else "LocalFs"
-            data = Path(tmp) / "data"
-            Path(config).write_text(CONFIG.format(workers=args.workers, storage=storage, data=data))
+            Path(config).write_text(text.format(host=HOST, port=free_port()))
         # One untimed run first, so that every timed run finds byte-code and pages cached.
         one_run(args.trustee, config, 0)
         runs = []
