@@ -40,9 +40,8 @@ from trustee.protocol.headers import HeaderLookup, bearer_token
 from trustee.protocol.jwe import JweError, JweForm, form_for_protocol
 from trustee.sealing import seal
 from trustee.storage.kv import KeyValueStore, StorageError
-from trustee.storage.redis_sessions import SessionStoreUnavailable
 from trustee.storage.sealed_sessions import SealedSessions, SessionRefused, SessionTooLarge
-from trustee.storage.sessions import SessionStore
+from trustee.storage.sessions import SessionStore, SessionStoreUnavailable
 from trustee.token.verifier import LEEWAY_SECONDS, AttestationTokenVerifier, TokenVerifyError
 
 log = logging.getLogger("trustee.kbs")

@@ -59,6 +59,10 @@ NOT_AT_START = (
     "trustee.audit.sink_syslog",
     "trustee.audit.sink_webhook",
     "trustee.audit.sinks_file",
+    "trustee.redis_client",
+    "trustee.audit.sink_redis",
+    "trustee.storage.redis_sessions",
+    "cryptography.x509",
 )
 
 

@@ -19,7 +19,6 @@ from trustee import _core, jsonfast, offload
 from trustee.config.model import TokenBrokerConfig
 from trustee.crypto.b64 import b64std_encode, b64url_encode
 from trustee.crypto.jws import encode_header, sign_compact
-from trustee.crypto.x509chain import load_pem_certificates
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +155,9 @@ def load_signer(config: TokenBrokerConfig) -> Signer:
     x5c = None
     if config.signer.cert_path is not None:
         try:
+            # X.509 parsing is loaded only by servers that configure a signer certificate.
+            from trustee.crypto.x509chain import load_pem_certificates
+
             certs = load_pem_certificates(Path(config.signer.cert_path).read_bytes())
         except (OSError, ValueError) as exc:
             raise EarError(f"signer.cert_path {config.signer.cert_path}: {exc}") from exc

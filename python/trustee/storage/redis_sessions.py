@@ -16,6 +16,7 @@ from typing import Any
 
 from trustee.protocol.rcar import Session
 from trustee.redis_client import RedisClient, RedisError, RedisUnavailable, Script
+from trustee.storage.sessions import SessionStoreUnavailable
 
 # Bumped when the stored layout changes incompatibly, so replicas of different versions can tell.
 FORMAT = 1
@@ -40,10 +41,6 @@ redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return ARGV[2]
 """
 )
-
-
-class SessionStoreUnavailable(Exception):
-    """The session backend failed, or what it holds is not a session."""
 
 
 def encode_session(session: Session) -> bytes:

@@ -11,6 +11,10 @@ from typing import Any, Protocol
 from trustee.protocol.rcar import Session
 
 
+class SessionStoreUnavailable(Exception):
+    """The session backend failed, or what it holds is not a session."""
+
+
 class SessionStore(Protocol):
     async def insert(self, session: Session) -> None: ...
 
