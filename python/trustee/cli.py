@@ -175,10 +175,12 @@ def _serve_workers(config: Config) -> int:
     import multiprocessing
     from multiprocessing.connection import wait
 
-    from trustee.http.serve import listening_sockets
+    from trustee.http.serve import worker_sockets
 
     count = config.http_server.worker_count
-    sockets = listening_sockets(config.http_server)
+    # Each worker keeps its own sockets across restarts: connections the kernel queued on
+    # them while it was being replaced are served by its successor.
+    sockets = worker_sockets(config.http_server, count)
     context = multiprocessing.get_context("spawn")
     stopping: list[int] = []
     workers: list[multiprocessing.process.BaseProcess] = []
@@ -190,7 +192,7 @@ def _serve_workers(config: Config) -> int:
         ready = context.Event()
         worker = context.Process(
             target=_worker,
-            args=(_worker_config(config, index), sockets, ready, failures),
+            args=(_worker_config(config, index), sockets[index], ready, failures),
             name=f"trustee-worker-{index}",
         )
         worker.start()

@@ -6,6 +6,7 @@ would, and then checks that the server still answers `/healthz` promptly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -275,3 +276,47 @@ async def test_busy_slots_shed_with_503(tmp_path: Path) -> None:
         async with kbs.client() as http:
             metrics = (await http.get("/metrics")).text
         assert "trustee_http_connections_shed_total 1.0" in metrics
+
+
+def _connections_per_process(port: int, pids: set[int]) -> dict[int, int]:
+    """Established server-side TCP connections on `port`, counted per process."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{cols[9]}]")
+    counts = dict.fromkeys(pids, 0)
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                counts[pid] += os.readlink(fd) in inodes
+    return counts
+
+
+async def test_keep_alive_connections_spread_over_the_workers(tmp_path: Path) -> None:
+    # Each worker accepts on its own SO_REUSEPORT socket, so the kernel spreads connections;
+    # on one shared socket the worker that woke first took most of a burst, for good.
+    text = DEV_CONFIG.replace("insecure_http = true", "insecure_http = true\nworker_count = 2")
+    text += '[storage_backend]\nstorage_type = "LocalFs"\n'
+    text += f'[storage_backend.backends.local_fs]\ndir_path = "{tmp_path / "store"}"\n'
+    async with run_kbs(text, tmp_path) as kbs:
+        workers = await both_workers(kbs)
+        held: list[socket.socket] = []
+        try:
+
+            def burst() -> None:
+                for _ in range(40):
+                    held.append(socket.create_connection(("127.0.0.1", kbs.port), timeout=5))
+                for s in held:
+                    assert _request(s, close=False).startswith(b"HTTP/1.1 200")
+
+            await trio.to_thread.run_sync(burst)
+            counts = _connections_per_process(kbs.port, workers)
+            assert sum(counts.values()) == 40, counts
+            # Binomial(40, 1/2): fewer than 8 on either side has odds below 1 in 10,000.
+            assert min(counts.values()) >= 8, counts
+        finally:
+            for s in held:
+                s.close()

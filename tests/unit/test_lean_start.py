@@ -88,7 +88,7 @@ def test_the_development_server_imports_only_what_it_uses() -> None:
 # after it has checked the configuration and the environment as it does before binding.
 SUPERVISOR_PATH = (
     "import sys, trustee.cli\n" + LOADED + "def supervise(config):\n"
-    "    from trustee.http.serve import listening_sockets\n"
+    "    from trustee.http.serve import worker_sockets\n"
     "    print(','.join(loaded(sys.argv[2].split(','))))\n"
     "    return 0\n"
     "trustee.cli._serve_workers = supervise\n"
