@@ -159,7 +159,14 @@ def worker_sockets(cfg: HttpServerConfig, count: int) -> list[Sockets]:
     landed (27 of 32 on one of two workers, measured)."""
     hc = hypercorn_config(cfg)
     hc.workers = count  # hypercorn sets SO_REUSEPORT on sockets made for several workers
-    return [hc.create_sockets() for _ in range(count)]
+    made = [hc.create_sockets() for _ in range(count)]
+    # Listening from the start: the kernel only hashes connections to listening sockets, so a
+    # burst that arrives while the workers start would all go to the first one up. Queued
+    # here, they wait for their own worker instead (and for its successor after a restart).
+    for sockets in made:
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            sock.listen(hc.backlog)
+    return made
 
 
 def _is_final_head(data: bytes) -> bool:
