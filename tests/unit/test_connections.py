@@ -146,3 +146,21 @@ async def test_a_response_head_goes_out_with_its_body() -> None:
     for data in (b"HTTP/1.1 204 \r\n\r\n", b""):
         await conn.protocol_send(RawData(data=data))
     assert sent == [b"HTTP/1.1 204 \r\n\r\n"]
+
+
+def test_response_headers_are_made_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hypercorn.config
+
+    from trustee.http import serve
+
+    clock = [1_800_000_000.2]
+    monkeypatch.setattr(serve.time, "time", lambda: clock[0])
+    monkeypatch.setattr(hypercorn.config, "time", lambda: clock[0])
+    hc = serve._Config()
+    first = hc.response_headers("h11")
+    assert (b"date", b"Fri, 15 Jan 2027 08:00:00 GMT") in first
+    first.append((b"x-mutated", b"by a caller"))
+    clock[0] += 0.5
+    assert hc.response_headers("h11") == first[:-1]  # same second: the cached copy
+    clock[0] += 1
+    assert (b"date", b"Fri, 15 Jan 2027 08:00:01 GMT") in hc.response_headers("h11")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -131,6 +132,15 @@ _SHED_RESPONSE = (
 
 class _Config(HypercornConfig):
     ssl_context: ssl.SSLContext | None = None
+    _headers_at: tuple[int, str] | None = None
+    _headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        # hypercorn formats the Date header for every answer; it changes once a second.
+        key = (int(time.time()), protocol)
+        if key != self._headers_at:
+            self._headers, self._headers_at = tuple(super().response_headers(protocol)), key
+        return list(self._headers)
 
     @property
     def ssl_enabled(self) -> bool:
