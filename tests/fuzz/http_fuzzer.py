@@ -511,6 +511,9 @@ class Fuzzer:
                 sent = http_request("POST", "/kbs/v0/attest", body, json_headers(cookie))
                 attested = await self.exchange(rec, sent, conn)
                 outcome.append(attested.status if attested else None)
+                # A client keeps the cookie of the last answer: a sealed session's changes
+                # at /attest.
+                cookie = (session_cookie(attested) if attested else None) or cookie
                 sent = http_request(
                     "GET", f"/kbs/v0/resource/{SECRET_PATH}", None, json_headers(cookie)[1:]
                 )
