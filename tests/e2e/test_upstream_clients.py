@@ -55,11 +55,14 @@ async def seeded(kbs: RunningKbs) -> None:
     await admin(kbs, "/kbs/v0/resource-policy", json={"policy": b64url_encode(ALLOW_ALL.encode())})
 
 
-async def get_resource(binary: str, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [binary, "--url", url, "get-resource", "--path", "default/interop/one", *extra]
-    return await trio.to_thread.run_sync(
+async def fetches(binary: str, kbs: RunningKbs, *extra: str) -> None:
+    """The client gets the secret (printed as base64) from `kbs`, passing `extra` along."""
+    argv = [binary, "--url", kbs.url, "get-resource", "--path", "default/interop/one", *extra]
+    done = await trio.to_thread.run_sync(
         lambda: subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     )
+    assert done.returncode == 0, done.stderr + kbs.log_text()[-2000:]
+    assert base64.b64decode(done.stdout.strip()) == SECRET
 
 
 def large_init_data() -> str:
@@ -72,14 +75,10 @@ async def test_kbs_client_head_through_sealed_cookies(tmp_path: Path) -> None:
     binary = client(HEAD, "TRUSTEE_KBS_CLIENT_HEAD")
     async with run_kbs(config(tmp_path / "storage"), tmp_path) as kbs:
         await seeded(kbs)
-        done = await get_resource(binary, kbs.url)
-        assert done.returncode == 0, done.stderr
-        assert base64.b64decode(done.stdout.strip()) == SECRET
+        await fetches(binary, kbs)
         init_data = large_init_data()
         assert len(init_data) > 12 * 1024
-        done = await get_resource(binary, kbs.url, init_data)
-        assert done.returncode == 0, done.stderr + kbs.log_text()[-2000:]
-        assert base64.b64decode(done.stdout.strip()) == SECRET
+        await fetches(binary, kbs, init_data)
         sizes = [
             int(line.rsplit("cookie of ", 1)[1].split(" ")[0])
             for line in kbs.log_text().splitlines()
@@ -92,6 +91,4 @@ async def test_kbs_client_v0_11_through_sealed_cookies(tmp_path: Path) -> None:
     binary = client(V0_11, "TRUSTEE_KBS_CLIENT_V0_11")
     async with run_kbs(config(tmp_path / "storage"), tmp_path) as kbs:
         await seeded(kbs)
-        done = await get_resource(binary, kbs.url)
-        assert done.returncode == 0, done.stderr
-        assert base64.b64decode(done.stdout.strip()) == SECRET
+        await fetches(binary, kbs)
