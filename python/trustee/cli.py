@@ -214,10 +214,11 @@ def _serve_workers(config: Config) -> int:
     log.info("Starting %d workers at %s", count, config.http_server.sockets)
     failed: list[str] = []
     while True:
+        # Exits are looked at before anything else: workers that all failed to start within
+        # one poll must still be reported as such, not taken for a finished server.
         alive = [w for w in workers if w.exitcode is None]
-        if not alive:
-            break
-        wait([w.sentinel for w in alive], timeout=SUPERVISOR_POLL)
+        if alive:
+            wait([w.sentinel for w in alive], timeout=SUPERVISOR_POLL)
         for index, worker in enumerate(workers):
             if worker.exitcode is None:
                 continue
