@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,39 @@ def test_redis_ca_file_must_hold_certificates(tmp_path: Path) -> None:
             parse(table + f'ca_file = "{path}"\n', "kbs.toml")
         assert info.value.key == "storage_backend.backends.redis.ca_file"
         assert f"cannot use ca_file {path}: " in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "per_core"),
+    [
+        ("", False),  # Memory storage: one process holds the data
+        ('[storage_backend]\nstorage_type = "LocalFs"\n', True),
+        ('[storage_backend]\nstorage_type = "LocalJson"\n', True),
+        ('[storage_backend]\nstorage_type = "Redis"\n', True),
+        ('session_storage_type = "Memory"\n[storage_backend]\nstorage_type = "LocalFs"\n', False),
+        (
+            '[attestation_service]\nstorage_type = "Memory"\n'
+            '[storage_backend]\nstorage_type = "LocalFs"\n',
+            False,
+        ),
+        ('[storage_backend]\nstorage_type = "LocalFs"\n[http_server]\nworker_count = 3\n', None),
+    ],
+)
+def test_worker_count_defaults_to_every_core_on_shared_storage(
+    text: str, per_core: bool | None
+) -> None:
+    head = "[admin]\n[attestation_token]\ninsecure_header_jwk = true\n"
+    if "[http_server]" not in text:
+        head += "[http_server]\ninsecure_http = true\n"
+    # Top-level keys go before the first table.
+    top, sep, tables = text.partition("\n[")
+    if top.startswith("["):
+        top, tables = "", text
+    else:
+        tables = "[" + tables if sep else ""
+    tables = tables.replace("[http_server]\n", "[http_server]\ninsecure_http = true\n")
+    config = parse(top + "\n" + head + tables)
+    cores = len(os.sched_getaffinity(0))
+    expected = 3 if per_core is None else (cores if per_core else 1)
+    assert config.http_server.worker_count == expected
+    assert config.http_server.worker_count_set is (per_core is None)

@@ -467,7 +467,7 @@ def _storage(t: Table | None) -> StorageConfig:
 
 
 # Storage every worker process sees the same way; with it, the default is a worker per core.
-SHARED_STORAGE = frozenset({"LocalFs", "Postgres", "Redis"})
+SHARED_STORAGE = frozenset({"LocalFs", "LocalJson", "Postgres", "Redis"})
 
 
 def default_worker_count(config: Config) -> int:
