@@ -122,7 +122,7 @@ class Kbs:
     def __init__(
         self,
         config: Config,
-        sessions: SessionStore,
+        sessions: SessionStore | SealedSessions,
         attestation: AttestationService | None,
         token_verifier: AttestationTokenVerifier,
         resource_policy: ResourcePolicy,
@@ -292,13 +292,13 @@ class Kbs:
             self.metrics.attestation(session.tee, "error")
             await self._attestation_failed(session, body, exc.reason or exc.detail, request_id)
             raise
-        sealed: rcar.Session | None = None
-        if isinstance(self.sessions, SealedSessions):
+        store = self.sessions
+        kept: rcar.Session | None = None
+        if isinstance(store, SealedSessions):
             refusal = await self._own_token_refusal(appraised.token)
             try:
-                claims_json = appraised.claims_json or jsonfast.dumps_str(appraised.claims)
-                sealed = self.sessions.attested(
-                    session, claims_json, token_id(appraised.token), refusal
+                kept = store.attested(
+                    session, appraised.claims_json, token_id(appraised.token), refusal
                 )
             except SessionTooLarge as exc:
                 self.metrics.attestation(session.tee, "error")
@@ -314,9 +314,9 @@ class Kbs:
                     jti, exp if isinstance(exp, int) else 0, request_id=request_id or None
                 )
             )
-        if sealed is None:
+        if not isinstance(store, SealedSessions):
             try:
-                stored = await self.sessions.set_token_once(
+                stored = await store.set_token_once(
                     session.id, appraised.token, appraised.claims, appraised.claims_json
                 )
             except SessionStoreUnavailable as exc:
@@ -331,7 +331,8 @@ class Kbs:
                     content_type=JSON,
                     headers=[("Set-Cookie", rcar.set_cookie_value(stored))],
                 )
-            sealed = stored
+            kept = stored
+        assert kept is not None  # the sealed successor, or the session as stored
         statuses = {k: v.get("ear.status") for k, v in appraised.claims["submods"].items()}
         log.info(
             "session %s attested (%s, protocol %s): %s; session cookie of %d bytes",
@@ -339,12 +340,12 @@ class Kbs:
             session.tee,
             session.generation,
             statuses,
-            len(sealed.cookie_value),
+            len(kept.cookie_value),
         )
         return Reply(
             body=rcar.token_body(appraised.token),
             content_type=JSON,
-            headers=[("Set-Cookie", rcar.set_cookie_value(sealed))],
+            headers=[("Set-Cookie", rcar.set_cookie_value(kept))],
         )
 
     async def _own_token_refusal(self, token: str) -> str | None:

@@ -102,7 +102,7 @@ def build_hardware_verifier(table: dict[str, Any], source: str | None) -> Hardwa
     )
 
 
-def _session_store(config: Config, stores: StoreRegistry) -> SessionStore:
+def _session_store(config: Config, stores: StoreRegistry) -> SessionStore | SealedSessions:
     kind = config.session_kind()
     if kind == "Redis":
         from trustee.storage.redis_sessions import RedisSessionStore

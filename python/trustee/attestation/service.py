@@ -42,7 +42,7 @@ class AttestationFailure(Exception):
 class Appraised:
     token: str
     claims: dict[str, Any]
-    claims_json: str | None = None  # the token payload's text, when this service issued it
+    claims_json: str  # the token payload's text
 
 
 def _transform(

@@ -81,9 +81,8 @@ def decode(payload: bytes, expires_at: float, cookie: str) -> Session:
 
 
 class SealedSessions:
-    """Implements `SessionStore` without storing anything (see the module docstring)."""
-
-    stateless = True
+    """Sessions without a store (see the module docstring): /auth seals with `insert`,
+    /attest with `attested`, every request opens with `open`."""
 
     def __init__(self, keys: list[bytes], clock: Callable[[], float] = time.time) -> None:
         self._sealer = _core.SessionSealer(keys)
@@ -116,9 +115,6 @@ class SealedSessions:
         except SessionRefused:
             return None
 
-    async def update(self, session: Session) -> None:
-        session.cookie = self._seal(session)
-
     def attested(
         self,
         session: Session,
@@ -147,19 +143,6 @@ class SealedSessions:
             )
         after.cookie = cookie
         return after
-
-    async def set_token_once(
-        self,
-        session_id: str,
-        token: str,
-        claims: dict[str, Any] | None,
-        claims_json: str | None,
-    ) -> Session | None:
-        # The KBS calls `attested` for sealed sessions; this keeps the store contract whole.
-        session = await self.get(session_id)
-        if session is None or claims_json is None:
-            return None
-        return self.attested(session, claims_json, None, None)
 
     async def purge_expired(self) -> int:
         return 0
