@@ -110,6 +110,8 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         # before any socket is bound.
         offload.default_threads(config.http_server.worker_count)
         _check_front_end_env()
+        if config.development:
+            print(_banner(config), file=sys.stderr, flush=True)
         if config.http_server.worker_count > 1:
             if config.session_kind() == "Memory":
                 raise ConfigError(
@@ -129,11 +131,7 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
                     "storage_backend Memory is per process (use Postgres, Redis or LocalFs)",
                     config.source,
                 )
-            if config.development:
-                print(_banner(config), file=sys.stderr, flush=True)
             return _serve_workers(config)
-        if config.development:
-            print(_banner(config), file=sys.stderr, flush=True)
         trio.run(partial(_run, config))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -186,7 +184,7 @@ def _serve_workers(config: Config) -> int:
     workers: list[multiprocessing.process.BaseProcess] = []
 
     failures = context.SimpleQueue()
-    started: list[Any] = []  # per worker: set once it has built its KBS
+    started: list[Any] = [None] * count  # per worker: an Event set once it has built its KBS
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
         ready = context.Event()
@@ -196,10 +194,7 @@ def _serve_workers(config: Config) -> int:
             name=f"trustee-worker-{index}",
         )
         worker.start()
-        if index < len(started):
-            started[index] = ready
-        else:
-            started.append(ready)
+        started[index] = ready
         return worker
 
     def forward(signum: int, _frame: object) -> None:
