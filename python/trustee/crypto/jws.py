@@ -226,17 +226,13 @@ def check_time_claims(
         raise JwsError(
             f"token expired at {_format_time(exp)} (now {_format_time(now)}, leeway {leeway:g} s)"
         )
-    if check_nbf:
-        nbf = _numeric_date(claims, "nbf")
-        if nbf is not None and nbf - leeway > now:
+    # Neither may lie in the future; the message says which and when.
+    for name, wanted, what in (
+        ("nbf", check_nbf, "token not valid before {}"),
+        ("iat", check_iat, "token issued at {}, in the future"),
+    ):
+        at = _numeric_date(claims, name) if wanted else None
+        if at is not None and at - leeway > now:
             raise JwsError(
-                f"token not valid before {_format_time(nbf)} (now {_format_time(now)}, "
-                f"leeway {leeway:g} s)"
-            )
-    if check_iat:
-        iat = _numeric_date(claims, "iat")
-        if iat is not None and iat - leeway > now:
-            raise JwsError(
-                f"token issued at {_format_time(iat)}, in the future (now {_format_time(now)}, "
-                f"leeway {leeway:g} s)"
+                f"{what.format(_format_time(at))} (now {_format_time(now)}, leeway {leeway:g} s)"
             )
