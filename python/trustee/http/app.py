@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 from typing import Any
 
@@ -25,11 +23,8 @@ from werkzeug.exceptions import HTTPException
 
 from trustee import offload
 from trustee.http.body_timeout import body_timeout
+from trustee.http.guest_routes import REQUEST_ID_HEADER, GuestRoutes, request_id_for
 from trustee.kbs import Kbs, Reply, Request
-
-REQUEST_ID_HEADER = "X-Request-Id"
-# A caller's id is kept when it is short and harmless in logs; otherwise we make one.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = logging.getLogger("trustee.http")
 
@@ -86,10 +81,14 @@ class _CountRequests:
 
 def create_app(kbs: Kbs) -> QuartTrio:
     app = QuartTrio("trustee")
-    app.asgi_app = _CountRequests(app.asgi_app)  # type: ignore[method-assign]
-    app.config["MAX_CONTENT_LENGTH"] = kbs.config.http_server.payload_request_size * 1024 * 1024
+    max_body = kbs.config.http_server.payload_request_size * 1024 * 1024
+    timeout = body_timeout()
+    app.asgi_app = _CountRequests(  # type: ignore[method-assign]
+        GuestRoutes(kbs, app.asgi_app, max_body, timeout)
+    )
+    app.config["MAX_CONTENT_LENGTH"] = max_body
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    app.config["BODY_TIMEOUT"] = body_timeout()
+    app.config["BODY_TIMEOUT"] = timeout
 
     async def purge_sessions() -> None:
         backoff = 5.0
@@ -140,9 +139,7 @@ def create_app(kbs: Kbs) -> QuartTrio:
         headers = request.headers
         full_path = "/kbs/v0/" + path
         kbs.metrics.request_started(full_path)
-        request_id = headers.get(REQUEST_ID_HEADER)
-        if request_id is None or not _REQUEST_ID_RE.match(request_id):
-            request_id = os.urandom(16).hex()
+        request_id = request_id_for(headers.get(REQUEST_ID_HEADER))
         body: bytes = b""
         # Bodiless GETs (every resource fetch) skip Quart's body wait and its cancel scope.
         if request.method != "GET" or "Content-Length" in headers or "Transfer-Encoding" in headers:
