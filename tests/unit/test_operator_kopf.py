@@ -440,3 +440,58 @@ def test_config_from_env_fallbacks() -> None:
     assert cfg.image == DEFAULT_IMAGE
     cfg = kopf_operator.OperatorConfig.from_env({"POD_NAMESPACE": "ns", "KBS_IMAGE_NAME": "i:1"})
     assert (cfg.namespace, cfg.image) == ("ns", "i:1")
+
+
+# -- replicas share a session key ---------------------------------------------------------------
+
+
+def test_replicas_get_one_session_key_made_once_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trustee.operator.render import SESSION_KEY_ENV, SESSION_KEY_SECRET
+    from trustee.storage.session_keys import parse_key
+
+    async def scenario(c: Cluster) -> None:
+        await create_blog_kbsconfig(c)
+        # One replica: nothing to share, no Secret made.
+        assert c.get(SECRETS, SESSION_KEY_SECRET) is None
+        await c.patch(
+            KBSCONFIGS,
+            KBSCONFIG_NAME,
+            {"metadata": {"generation": 2}, "spec": {"KbsDeploymentSpec": {"replicas": 3}}},
+        )
+        made = await eventually(
+            lambda: c.get(SECRETS, SESSION_KEY_SECRET), what="the session key Secret"
+        )
+        key_file = base64.b64decode(made["data"]["key"])
+        assert len(parse_key(key_file)) == 32
+
+        def pod_spec() -> dict[str, Any] | None:
+            dep = deployment(c)
+            assert dep is not None
+            spec = dep["spec"]["template"]["spec"]
+            return dict(spec) if dep["spec"]["replicas"] == 3 else None
+
+        spec = await eventually(pod_spec, what="three replicas")
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["session-key"]["secret"]["secretName"] == SESSION_KEY_SECRET
+        container = spec["containers"][0]
+        assert {"name": SESSION_KEY_ENV, "value": "/etc/kbs-session-key/key"} in container["env"]
+        assert {"name": "session-key", "mountPath": "/etc/kbs-session-key"} in container[
+            "volumeMounts"
+        ]
+        # Reconciling again (a spec change) keeps the key: a new one would refuse the
+        # sessions in flight.
+        await c.patch(
+            KBSCONFIGS,
+            KBSCONFIG_NAME,
+            {"metadata": {"generation": 3}, "spec": {"KbsEnvVars": {"RUST_LOG": "debug"}}},
+        )
+        await eventually(lambda: status(c).get("observedGeneration") == 3, what="generation 3")
+        kept = c.get(SECRETS, SESSION_KEY_SECRET)
+        assert kept is not None and kept["data"] == made["data"]
+        await c.delete(KBSCONFIGS, KBSCONFIG_NAME)
+        await eventually(lambda: c.get(KBSCONFIGS, KBSCONFIG_NAME) is None, what="CR gone")
+        assert c.get(SECRETS, SESSION_KEY_SECRET) is None
+
+    run_with_operator(tmp_path, monkeypatch, scenario)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import subprocess
@@ -366,6 +367,36 @@ def test_bad_env(env: Any) -> None:
 def test_replicas(section: Any, expected: int) -> None:
     objs = render(cr(KbsDeploymentSpec=section), namespace="ns")
     assert deployment_of(objs)["spec"]["replicas"] == expected
+
+
+def test_several_replicas_mount_one_shared_session_key() -> None:
+    from trustee.operator.render import (
+        SESSION_KEY_SECRET,
+        session_key_secret,
+        shares_session_key,
+    )
+    from trustee.storage.session_keys import parse_key
+
+    single = deployment_of(render(cr(), namespace="ns"))
+    assert not shares_session_key(single)
+    many = deployment_of(render(cr(KbsDeploymentSpec={"replicas": 2}), namespace="ns"))
+    assert shares_session_key(many)
+    container = many["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"][-1] == {
+        "name": "KBS_SESSION_KEY_FILE",
+        "value": "/etc/kbs-session-key/key",
+    }
+    secret = session_key_secret("ns", many)
+    assert secret["metadata"]["name"] == SESSION_KEY_SECRET
+    assert len(parse_key(base64.b64decode(secret["data"]["key"]))) == 32
+    assert session_key_secret("ns", many)["data"] != secret["data"]  # fresh every time
+    # A user's own KBS_SESSION_KEY_FILE (a key they manage) is kept.
+    own = {"KBS_SESSION_KEY_FILE": "/etc/mine/key"}
+    mine = deployment_of(
+        render(cr(KbsDeploymentSpec={"replicas": 2}, KbsEnvVars=own), namespace="ns")
+    )
+    env = mine["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "KBS_SESSION_KEY_FILE", "value": "/etc/mine/key"}]
 
 
 @pytest.mark.parametrize("value", [-1, "2", True, 1.5])

@@ -146,6 +146,28 @@ def test_key_files_accept_raw_base64_and_hex(tmp_path: Path) -> None:
         parse(f'session_key = "{tmp_path / "missing.key"}"\n' + BASE)
 
 
+def test_key_file_from_the_environment_when_the_config_names_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, other = bytes(range(32)), bytes(range(1, 33))
+    env_file, config_file = tmp_path / "env.key", tmp_path / "config.key"
+    env_file.write_bytes(base64.b64encode(key))
+    config_file.write_bytes(other.hex().encode())
+    monkeypatch.setenv("KBS_SESSION_KEY_FILE", str(env_file))
+    assert parse(BASE).session_key_material == [key]
+    assert parse(BASE).session_key_files == [str(env_file)]
+    # A key the config names wins over the environment's.
+    assert parse(f'session_key = "{config_file}"\n' + BASE).session_key_material == [other]
+    monkeypatch.setenv("KBS_SESSION_KEY_FILE", f"{env_file}, {config_file}")
+    assert parse(BASE).session_key_material == [key, other]
+    monkeypatch.setenv("KBS_SESSION_KEY_FILE", str(tmp_path / "gone.key"))
+    with pytest.raises(ConfigError, match=r"KBS_SESSION_KEY_FILE.*gone\.key: cannot read"):
+        parse(BASE)
+    monkeypatch.setenv("KBS_SESSION_KEY_FILE", f"{env_file},")
+    with pytest.raises(ConfigError, match=r"KBS_SESSION_KEY_FILE.*names no file"):
+        parse(BASE)
+
+
 # -- through the KBS --------------------------------------------------------------------------
 
 

@@ -486,17 +486,27 @@ def default_worker_count(config: Config) -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+# The session key file(s) when the config names none: how the operator hands its replicas
+# their shared key without touching the user's config file.
+SESSION_KEY_ENV = "KBS_SESSION_KEY_FILE"
+
+
 def _session_keys(root: Table, config: Config) -> None:
-    if not root.has("session_key"):
+    key = "session_key"
+    if root.has(key):
+        value = root.data[key]
+        paths = [value] if isinstance(value, str) else root.str_list(key)
+    elif os.environ.get(SESSION_KEY_ENV):
+        key = SESSION_KEY_ENV
+        paths = [p.strip() for p in os.environ[key].split(",")]
+    else:
         return
-    value = root.data["session_key"]
-    paths = [value] if isinstance(value, str) else root.str_list("session_key")
-    if not paths:
-        raise ConfigError("session_key", "names no file")
+    if not paths or not all(paths):
+        raise ConfigError(key, "names no file")
     try:
         config.session_key_material = read_keys(paths)
     except ValueError as exc:
-        raise ConfigError("session_key", str(exc)) from None
+        raise ConfigError(key, str(exc)) from None
     config.session_key_files = paths
 
 

@@ -36,8 +36,9 @@ its own namespace, in standalone mode (no peering objects needed), with kopf's n
 scanning disabled (no cluster-wide namespace or CRD watch permissions needed; the
 KbsConfig CRD must be installed before the operator starts).
 
-RBAC it needs (namespace-scoped is enough): configmaps and secrets get/list/watch;
-deployments get/list/watch/create/patch/delete; services get/create/patch/delete; kbsconfigs
+RBAC it needs (namespace-scoped is enough): configmaps get/list/watch; secrets
+get/list/watch/create/delete (the replicas' session key); deployments
+get/list/watch/create/patch/delete; services get/create/patch/delete; kbsconfigs
 get/list/watch/patch (kopf writes its finalizer and ``kopf.zalando.org/*`` progress
 annotations); kbsconfigs/status patch; events create (kopf posts events for handler
 outcomes).
@@ -82,11 +83,14 @@ from trustee.operator.render import (
     FINALIZER,
     ROLLOUT_ANNOTATION,
     SERVICE_NAME,
+    SESSION_KEY_SECRET,
     Ref,
     RenderError,
     config_hash,
     referenced,
     render,
+    session_key_secret,
+    shares_session_key,
 )
 
 __all__ = [
@@ -496,6 +500,21 @@ class Reconciler:
             return live
         return await self.api.merge_patch(object_path(api_version, plural, namespace, name), body)
 
+    async def ensure_session_key(self, deployment: Mapping[str, Any], logger: AnyLogger) -> None:
+        """Create the replicas' shared session key Secret unless it exists. An existing one is
+        left as it is, whatever it holds: replacing the key would refuse every session in
+        flight (rotating is an admin's choice: edit the Secret, the pods roll)."""
+        path = object_path("v1", "secrets", self.config.namespace, SESSION_KEY_SECRET)
+        if await self.api.get(path) is not None:
+            return
+        secret = session_key_secret(self.config.namespace, deployment)
+        try:
+            await self.api.create(object_path("v1", "secrets", self.config.namespace), secret)
+        except ApiError as exc:
+            if exc.status != 409:  # made meanwhile by another reconcile: theirs stands
+                raise
+        logger.info(f"created secrets/{SESSION_KEY_SECRET} for the replicas' session cookies")
+
     async def write_status(self, kbsconfig: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """Merge ``status`` into the KbsConfig's status subresource, if anything changes."""
         if contains(kbsconfig.get("status") or {}, status):
@@ -579,6 +598,9 @@ class Reconciler:
             deployment: JSON | None = None
             pod_hash: str | None = None
             for obj in desired:
+                if obj.get("kind") == "Deployment" and shares_session_key(obj):
+                    # Before the pods that mount it, so none starts without it.
+                    await self.ensure_session_key(obj, logger)
                 applied = await self.apply(obj)
                 if obj.get("kind") == "Deployment":
                     deployment = applied
@@ -624,6 +646,7 @@ class Reconciler:
         for api_version, plural, name in (
             ("apps/v1", "deployments", DEPLOYMENT_NAME),
             ("v1", "services", SERVICE_NAME),
+            ("v1", "secrets", SESSION_KEY_SECRET),
         ):
             path = object_path(api_version, plural, self.config.namespace, name)
             if await self.api.delete(path):

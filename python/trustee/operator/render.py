@@ -22,6 +22,9 @@ where those releases put them). Deliberate differences from v0.3.0:
   rather than a silent fall-back to no mount, because the KBS config would point at files that
   are not there.
 * Readiness and liveness probes on `/healthz`, with upstream HEAD's timings.
+* With more than one replica the pods share a session key (Secret `kbs-session-key`, made by
+  the operator, named to the KBS by `KBS_SESSION_KEY_FILE`): sessions travel sealed in their
+  cookie, and a replica can only open cookies sealed under a key it holds.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +51,12 @@ DEPLOYMENT_NAME = "trustee-deployment"
 SERVICE_NAME = "kbs-service"
 KBS_PORT = 8080
 KBS_COMMAND = ("/usr/local/bin/kbs", "--config-file", "/etc/kbs-config/kbs-config.toml")
+
+# The session key every replica seals and opens session cookies with.
+SESSION_KEY_SECRET = "kbs-session-key"
+SESSION_KEY_ENV = "KBS_SESSION_KEY_FILE"
+_SESSION_KEY_VOLUME = "session-key"
+_SESSION_KEY_DIR = "/etc/kbs-session-key"
 
 ALL_IN_ONE = "AllInOneDeployment"
 MICROSERVICES = "MicroservicesDeployment"
@@ -77,6 +87,7 @@ _FIXED_VOLUMES = frozenset(
         "attestation-key",
         "attestation-cert",
         "reference-values",
+        _SESSION_KEY_VOLUME,
     }
 )
 
@@ -617,6 +628,14 @@ def render(
     owners = _owner_references(kbsconfig, namespace)
     scheme = "HTTPS" if plan.https else "HTTP"
 
+    mounts = list(plan.mounts)
+    if replicas > 1:
+        # Not one of plan.refs(): the operator makes this Secret and never changes it, so it
+        # neither gates a reconcile nor counts towards the rollout hash.
+        mounts.append(_secret(_SESSION_KEY_VOLUME, SESSION_KEY_SECRET, _SESSION_KEY_DIR, ""))
+        if not any(e["name"] == SESSION_KEY_ENV for e in env):
+            env.append({"name": SESSION_KEY_ENV, "value": f"{_SESSION_KEY_DIR}/key"})
+
     container: dict[str, Any] = {
         "name": "kbs",
         "image": image,
@@ -625,7 +644,7 @@ def render(
     }
     if env:
         container["env"] = env
-    container["volumeMounts"] = [dict(m.mount) for m in plan.mounts]
+    container["volumeMounts"] = [dict(m.mount) for m in mounts]
     container["readinessProbe"] = _probe(scheme, 5, 10)
     container["livenessProbe"] = _probe(scheme, 15, 30)
     container["securityContext"] = {
@@ -655,7 +674,7 @@ def render(
                 "metadata": template_meta,
                 "spec": {
                     "containers": [container],
-                    "volumes": [dict(m.volume) for m in plan.mounts],
+                    "volumes": [dict(m.volume) for m in mounts],
                 },
             },
         },
@@ -673,6 +692,25 @@ def render(
         },
     }
     return [deployment, service]
+
+
+def shares_session_key(deployment: Mapping[str, Any]) -> bool:
+    """Whether a rendered Deployment mounts the shared session key Secret."""
+    volumes = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+    return any(v.get("secret", {}).get("secretName") == SESSION_KEY_SECRET for v in volumes)
+
+
+def session_key_secret(namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """A Secret holding a fresh 32-byte session key, owned as the Deployment is. The operator
+    creates it once and never replaces it: a new key would refuse every session in flight."""
+    owners = deployment.get("metadata", {}).get("ownerReferences", [])
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(SESSION_KEY_SECRET, namespace, owners),
+        "type": "Opaque",
+        "data": {"key": base64.b64encode(base64.b64encode(os.urandom(32))).decode()},
+    }
 
 
 def to_yaml_stream(objs: list[dict[str, Any]]) -> str:
