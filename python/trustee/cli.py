@@ -56,12 +56,13 @@ async def _run(
     from trustee import offload
     from trustee.http.app import create_app
     from trustee.http.serve import serve
+    from trustee.offload_threads import default_threads
     from trustee.server import build_kbs
 
     # Signals end the server gracefully (Kubernetes sends SIGTERM, a terminal SIGINT) instead
     # of raising KeyboardInterrupt inside whichever request happens to be running.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        offload.DEFAULT.threads = offload.default_threads(config.http_server.worker_count)
+        offload.DEFAULT.threads = default_threads(config.http_server.worker_count)
         kbs = await build_kbs(config)
         app = create_app(kbs)
         if ready is not None:
@@ -86,11 +87,9 @@ def _check_front_end_env() -> None:
 def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
     import shutil
 
-    import trio
-
-    from trustee import offload
     from trustee.config import ConfigError, load_embedded_default, load_file
     from trustee.logs import setup_logging
+    from trustee.offload_threads import default_threads
     from trustee.storage import session_keys
 
     setup_logging()
@@ -108,7 +107,7 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
         log.info("trustee-py Key Broker Service %s", __version__)
         # A bad TRUSTEE_OFFLOAD_THREADS (or other tuning variable) stops start-up here,
         # before any socket is bound.
-        offload.default_threads(config.http_server.worker_count)
+        default_threads(config.http_server.worker_count)
         _check_front_end_env()
         if config.development:
             print(_banner(config), file=sys.stderr, flush=True)
@@ -132,7 +131,16 @@ def _serve(config_path: str | None, sockets: list[str] | None = None) -> int:
                     config.source,
                 )
             return _serve_workers(config)
-        trio.run(partial(_run, config))
+        from trustee.http.listen import worker_sockets
+
+        # Listening before the app is built (or even trio loaded): connections that arrive
+        # meanwhile queue in the kernel and are answered once it is up, instead of refused.
+        scheme = "HTTP" if config.http_server.insecure_http else "HTTPS"
+        log.info("Starting %s server at %s", scheme, config.http_server.sockets)
+        (bound,) = worker_sockets(config.http_server, 1)
+        import trio
+
+        trio.run(partial(_run, config, bound))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -173,7 +181,7 @@ def _serve_workers(config: Config) -> int:
     import multiprocessing
     from multiprocessing.connection import wait
 
-    from trustee.http.serve import worker_sockets
+    from trustee.http.listen import worker_sockets
 
     count = config.http_server.worker_count
     # Each worker keeps its own sockets across restarts: connections the kernel queued on

@@ -26,15 +26,12 @@ import outcome
 import trio
 
 from trustee import _core
-from trustee.config.errors import ConfigError
+from trustee.offload_threads import default_threads
 
 T = TypeVar("T")
 
 log = logging.getLogger("trustee.offload")
 
-THREADS_ENV = "TRUSTEE_OFFLOAD_THREADS"
-MAX_DEFAULT_THREADS = 4
-MAX_THREADS = 64
 _READ_CHUNK = 8 * 4096
 # After the server last had concurrent requests (or jobs in flight), calls keep being
 # offloaded for this long: under load there are instants with a single request in progress.
@@ -47,24 +44,6 @@ _job_ids = itertools.count(1)
 # time (a second one would take ids whose tasks it does not know).
 _waiting: dict[int, trio.lowlevel.Task] = {}
 _reader_running = False
-
-
-def default_threads(workers: int = 1) -> int:
-    """`TRUSTEE_OFFLOAD_THREADS` (per worker process), else each of `workers` processes gets
-    one thread per core it has beyond the one its event loop uses, at most 4."""
-    raw = os.environ.get(THREADS_ENV)
-    if raw is not None and raw.strip():
-        text = raw.strip()
-        if not (text.isascii() and text.isdigit()):
-            raise ConfigError(THREADS_ENV, f"{raw!r} is not a whole number of threads")
-        value = int(text)
-        if value > MAX_THREADS:
-            raise ConfigError(
-                THREADS_ENV, f"{raw!r}: at most {MAX_THREADS} threads (0 runs everything inline)"
-            )
-        return value
-    cores_each = (os.cpu_count() or 1) // max(1, workers)
-    return max(0, min(MAX_DEFAULT_THREADS, cores_each - 1))
 
 
 class Offload:

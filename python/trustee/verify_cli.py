@@ -12,13 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-import trio
-
-from trustee import _core
-from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
-from trustee.collateral import tdx_source_from_config, vek_source_from_config
 from trustee.crypto.b64 import b64std_encode
-from trustee.crypto.x509chain import load_certificate_files
 
 SNP_REPORT_BYTES = 1184
 
@@ -77,6 +71,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: every `trustee` command builds this parser, a server too.
+    import trio
+
     try:
         return trio.run(_verify, args)
     except UsageError as exc:
@@ -137,6 +134,11 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
 
 
 async def _verify(args: argparse.Namespace) -> int:
+    from trustee import _core
+    from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
+    from trustee.collateral import tdx_source_from_config, vek_source_from_config
+    from trustee.crypto.x509chain import load_certificate_files
+
     tee: str = args.tee
     if tee == "snp" and args.collateral:
         raise UsageError("--collateral applies to TDX evidence only")

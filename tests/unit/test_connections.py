@@ -151,12 +151,12 @@ async def test_a_response_head_goes_out_with_its_body() -> None:
 def test_response_headers_are_made_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
     import hypercorn.config
 
-    from trustee.http import serve
+    from trustee.http import listen
 
     clock = [1_800_000_000.2]
-    monkeypatch.setattr(serve.time, "time", lambda: clock[0])
+    monkeypatch.setattr(listen.time, "time", lambda: clock[0])
     monkeypatch.setattr(hypercorn.config, "time", lambda: clock[0])
-    hc = serve._Config()
+    hc = listen.ServerConfig()
     first = hc.response_headers("h11")
     assert (b"date", b"Fri, 15 Jan 2027 08:00:00 GMT") in first
     first.append((b"x-mutated", b"by a caller"))

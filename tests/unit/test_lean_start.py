@@ -88,7 +88,7 @@ def test_the_development_server_imports_only_what_it_uses() -> None:
 # after it has checked the configuration and the environment as it does before binding.
 SUPERVISOR_PATH = (
     "import sys, trustee.cli\n" + LOADED + "def supervise(config):\n"
-    "    from trustee.http.serve import worker_sockets\n"
+    "    from trustee.http.listen import worker_sockets\n"
     "    print(','.join(loaded(sys.argv[2].split(','))))\n"
     "    return 0\n"
     "trustee.cli._serve_workers = supervise\n"
@@ -110,6 +110,9 @@ dir_path = "{data}"
 """
 
 NOT_IN_SUPERVISOR = (
+    "trio",
+    "hypercorn.trio",
+    "trustee.http.serve",
     "quart",
     "quart_trio",
     "flask",
@@ -128,6 +131,37 @@ def test_the_worker_supervisor_loads_no_web_framework(tmp_path: Path) -> None:
     config.write_text(WORKERS_CONFIG.format(data=tmp_path / "data"))
     loaded = _run(SUPERVISOR_PATH, str(config), ",".join(NOT_IN_SUPERVISOR))
     assert loaded == "", f"imported by the supervisor: {loaded}"
+
+
+# A single worker listens before it loads trio, builds the KBS or imports the framework: what
+# it would run next is stood in for, and tells whether its socket already takes connections.
+SINGLE_WORKER_PATH = (
+    "import socket, sys, trustee.cli\n" + LOADED + "async def stand_in(config, sockets):\n"
+    "    (sock,) = sockets.insecure_sockets\n"
+    "    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)\n"
+    "    print(listening, ','.join(loaded(sys.argv[2].split(','))))\n"
+    "trustee.cli._run = stand_in\n"
+    "sys.exit(trustee.cli.main(['serve', '--config', sys.argv[1]]))\n"
+)
+
+NOT_BEFORE_LISTENING = ("quart", "quart_trio", "werkzeug", "trustee.kbs", "trustee.server")
+
+
+def test_a_single_worker_listens_before_building_its_app(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = WORKERS_CONFIG.format(data=tmp_path / "data").replace("worker_count = 2", "")
+    text = text.replace(
+        "insecure_http = true", f'insecure_http = true\nsockets = ["127.0.0.1:{port}"]'
+    )
+    config = tmp_path / "kbs-config.toml"
+    config.write_text(text.replace('storage_type = "LocalFs"', 'storage_type = "Memory"'))
+    out = _run(SINGLE_WORKER_PATH, str(config), ",".join(NOT_BEFORE_LISTENING))
+    # "1": the socket takes connections; nothing after it: no framework loaded yet.
+    assert out == "1", f"listening flag and modules loaded before the app: {out!r}"
 
 
 HARDWARE_CONFIG = """

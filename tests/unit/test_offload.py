@@ -12,7 +12,7 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustee import _core, offload
+from trustee import _core, offload, offload_threads
 from trustee.attestation.ear import EarBroker, Signer
 from trustee.config.errors import ConfigError
 from trustee.config.model import TokenBrokerConfig
@@ -184,7 +184,7 @@ async def test_without_the_reader_calls_run_inline() -> None:
 
 
 async def test_zero_threads_means_inline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(offload.THREADS_ENV, "0")
+    monkeypatch.setenv(offload_threads.THREADS_ENV, "0")
     inline = offload.Offload()
     async with trio.open_nursery() as nursery:
         await nursery.start(inline.run)
@@ -193,23 +193,23 @@ async def test_zero_threads_means_inline(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("raw", ["two", "-1", "1.5", "1_0", "٣", "65", str(10**30)])
 def test_bad_thread_count_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
-    monkeypatch.setenv(offload.THREADS_ENV, raw)
-    with pytest.raises(ConfigError, match=f"^{offload.THREADS_ENV}: "):
-        offload.default_threads()
+    monkeypatch.setenv(offload_threads.THREADS_ENV, raw)
+    with pytest.raises(ConfigError, match=f"^{offload_threads.THREADS_ENV}: "):
+        offload_threads.default_threads()
 
 
 def test_default_thread_count_leaves_a_core_to_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(offload.THREADS_ENV, raising=False)
-    for cores, expected in ((1, 0), (2, 1), (3, 2), (64, offload.MAX_DEFAULT_THREADS)):
+    monkeypatch.delenv(offload_threads.THREADS_ENV, raising=False)
+    for cores, expected in ((1, 0), (2, 1), (3, 2), (64, offload_threads.MAX_DEFAULT_THREADS)):
         monkeypatch.setattr(offload.os, "cpu_count", lambda cores=cores: cores)
-        assert offload.default_threads() == expected
+        assert offload_threads.default_threads() == expected
     # Several worker processes share the cores.
     monkeypatch.setattr(offload.os, "cpu_count", lambda: 8)
-    assert [offload.default_threads(w) for w in (1, 2, 4, 8)] == [4, 3, 1, 0]
-    monkeypatch.setenv(offload.THREADS_ENV, " 3 ")
-    assert offload.default_threads(8) == 3
+    assert [offload_threads.default_threads(w) for w in (1, 2, 4, 8)] == [4, 3, 1, 0]
+    monkeypatch.setenv(offload_threads.THREADS_ENV, " 3 ")
+    assert offload_threads.default_threads(8) == 3
 
 
 async def test_one_reader_per_process(nursery: trio.Nursery) -> None:

@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from trustee.config.errors import ConfigError
 from trustee.config.model import HttpServerConfig
-from trustee.http.serve import build_ssl_context
+from trustee.http.listen import build_ssl_context
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

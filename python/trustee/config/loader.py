@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from trustee.audit.config import dispatcher_from_config
 from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
@@ -126,6 +125,9 @@ def _build(root: Table) -> Config:
     _storage_environment(config)
     audit = root.table("audit")
     if audit is not None:
+        # Only here: the audit package brings trio, which a worker supervisor does without.
+        from trustee.audit.config import dispatcher_from_config
+
         config.audit_sinks = [t.data for t in audit.tables("sinks")]
         try:
             # Building the sinks opens nothing; it checks every key now, not at first use.
