@@ -44,6 +44,13 @@ SERVE_PATH = (
 # test PKI simulator, the asyncio server, the HTTP client (remote JWK sets and collateral fetch
 # with it, when configured), the collateral sources and every audit sink.
 NOT_AT_START = (
+    # The web framework: the direct routes answer guests and probes; Quart-Trio is built on
+    # the first request that needs it (the admin API).
+    "quart",
+    "quart_trio",
+    "flask",
+    "jinja2",
+    "werkzeug",
     "psycopg",
     "psycopg_binary",
     "kopf",

@@ -352,7 +352,16 @@ async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
 
 
 async def test_the_app_counts_requests_until_their_answer_is_sent() -> None:
-    from trustee.http.app import _CountRequests
+    from trustee.config import load_embedded_default
+    from trustee.http.app import KbsApp
+    from trustee.server import build_kbs
+
+    kbs = await build_kbs(load_embedded_default())
+
+    def counting(routes: Any) -> KbsApp:
+        app = KbsApp(kbs)
+        app.routes = routes
+        return app
 
     seen: list[int] = []
 
@@ -378,13 +387,11 @@ async def test_the_app_counts_requests_until_their_answer_is_sent() -> None:
         return {"type": "http.request", "body": b""}
 
     assert offload.DEFAULT.requests == 0
-    await _CountRequests(inner)({"type": "http", "path": "/"}, receive, send)
+    await counting(inner)({"type": "http", "path": "/"}, receive, send)
     assert seen == [1, 1, 0, 0] and offload.DEFAULT.requests == 0
     seen.clear()
     with pytest.raises(RuntimeError):
-        await _CountRequests(inner)({"type": "http", "path": "/fail"}, receive, send)
+        await counting(inner)({"type": "http", "path": "/fail"}, receive, send)
     with pytest.raises(RuntimeError):
-        await _CountRequests(failing)({"type": "http", "path": "/"}, receive, send)
-    assert offload.DEFAULT.requests == 0
-    await _CountRequests(inner)({"type": "lifespan"}, receive, send)
+        await counting(failing)({"type": "http", "path": "/"}, receive, send)
     assert offload.DEFAULT.requests == 0

@@ -1,4 +1,4 @@
-"""The guest's hot routes answered in front of Quart: the same answers Quart gives, without it."""
+"""The direct routes answered in front of Quart: the same answers Quart gives, without it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import trio
 
 from trustee.config import load_embedded_default
 from trustee.http.app import create_app
-from trustee.http.guest_routes import GuestRoutes, ScopeHeaders, is_guest_route
+from trustee.http.direct_routes import (
+    DirectRoutes,
+    ScopeHeaders,
+    is_direct_route,
+    parse_cookies,
+)
 from trustee.server import build_kbs
 
 AUTH = json.dumps({"version": "0.4.0", "tee": "sample", "extra-params": {}}).encode()
@@ -35,9 +40,15 @@ def scope(method: str, path: str, headers: list[tuple[bytes, bytes]], qs: bytes 
 
 
 async def call(
-    app: Any, sc: Any, chunks: list[bytes] | None = None, hang: bool = False
+    app: Any,
+    sc: Any,
+    chunks: list[bytes] | None = None,
+    hang: bool = False,
+    disconnect: bool = False,
 ) -> tuple[int | None, dict[str, list[str]], bytes]:
-    """Drive one ASGI request; the answer's status, headers (lower-case names) and body."""
+    """Drive one ASGI request; the answer's status, headers (lower-case names) and body.
+    `hang`: the body never ends; `disconnect`: the client leaves once its chunks are read
+    (otherwise it waits for the answer, as a real connection does)."""
     pending = list(chunks if chunks is not None else [b""])
     sent: list[Any] = []
 
@@ -45,9 +56,9 @@ async def call(
         if pending:
             chunk = pending.pop(0)
             return {"type": "http.request", "body": chunk, "more_body": bool(pending) or hang}
-        if hang:
-            await trio.sleep_forever()
-        return {"type": "http.disconnect"}
+        if disconnect:
+            return {"type": "http.disconnect"}
+        await trio.sleep_forever()
 
     async def send(message: Any) -> None:
         sent.append(message)
@@ -75,28 +86,45 @@ class CountingInner:
 
 
 @pytest.fixture
-async def routes() -> tuple[GuestRoutes, CountingInner]:
+async def routes() -> tuple[DirectRoutes, CountingInner]:
     kbs = await build_kbs(load_embedded_default())
     app = create_app(kbs)
-    guest = app.asgi_app.inner  # type: ignore[attr-defined]
-    assert isinstance(guest, GuestRoutes)
-    counting = CountingInner(guest.inner)
-    guest.inner = counting
+    guest = app.routes
+    counting = CountingInner(app.framework())
+    guest.fallback = lambda: counting
     return guest, counting
 
 
 def test_which_routes_are_hot() -> None:
-    assert is_guest_route("POST", "/kbs/v0/auth")
-    assert is_guest_route("POST", "/kbs/v0/attest")
-    assert is_guest_route("GET", "/kbs/v0/resource/default/key/one")
-    assert is_guest_route("GET", "/healthz")
+    assert is_direct_route("POST", "/kbs/v0/auth")
+    assert is_direct_route("POST", "/kbs/v0/attest")
+    assert is_direct_route("GET", "/kbs/v0/resource/default/key/one")
+    assert is_direct_route("GET", "/healthz")
+    assert is_direct_route("GET", "/readyz")
+    assert is_direct_route("GET", "/metrics")
     # Admin writes, other methods, other endpoints and unnormalised paths stay with Quart.
-    assert not is_guest_route("POST", "/kbs/v0/resource/default/key/one")
-    assert not is_guest_route("GET", "/kbs/v0/auth")
-    assert not is_guest_route("HEAD", "/kbs/v0/resource/a/b/c")
-    assert not is_guest_route("POST", "/kbs/v0/resource-policy")
-    assert not is_guest_route("GET", "/kbs/v0/resource//b/c")
-    assert not is_guest_route("GET", "/metrics")
+    assert not is_direct_route("POST", "/kbs/v0/resource/default/key/one")
+    assert not is_direct_route("GET", "/kbs/v0/auth")
+    assert not is_direct_route("HEAD", "/kbs/v0/resource/a/b/c")
+    assert not is_direct_route("POST", "/kbs/v0/resource-policy")
+    assert not is_direct_route("GET", "/kbs/v0/resource//b/c")
+    assert not is_direct_route("HEAD", "/metrics")
+    assert not is_direct_route("GET", "/kbs/v0/resource-policy")
+
+
+def test_cookies_as_werkzeug_reads_them() -> None:
+    from werkzeug.http import parse_cookie
+
+    for header in (
+        "kbs-session-id=abc",
+        "a=1; kbs-session-id=AbC-_09; b=2",
+        "kbs-session-id=first; kbs-session-id=second",
+        'kbs-session-id="quoted"; x="a\\"b"',
+        " spaced = value ;; noequals; =nameless; kbs-session-id=x=y",
+    ):
+        ours = parse_cookies(header)
+        theirs = parse_cookie(header)
+        assert ours == {k: theirs[k] for k in theirs}, header
 
 
 def test_headers_are_case_insensitive_first_wins_and_cookies_join() -> None:
@@ -115,7 +143,7 @@ def test_headers_are_case_insensitive_first_wins_and_cookies_join() -> None:
 
 
 async def test_auth_answers_as_quart_does_without_reaching_it(
-    routes: tuple[GuestRoutes, CountingInner],
+    routes: tuple[DirectRoutes, CountingInner],
 ) -> None:
     guest, inner = routes
     hdrs = [(b"content-type", b"application/json"), (b"x-request-id", b"req-1")]
@@ -133,7 +161,7 @@ async def test_auth_answers_as_quart_does_without_reaching_it(
     assert set(fast[1]) == set(slow[1])
 
 
-async def test_errors_match_quart(routes: tuple[GuestRoutes, CountingInner]) -> None:
+async def test_errors_match_quart(routes: tuple[DirectRoutes, CountingInner]) -> None:
     guest, inner = routes
     for method, path, body in (
         ("POST", "/kbs/v0/auth", b"not json"),
@@ -153,7 +181,7 @@ async def test_errors_match_quart(routes: tuple[GuestRoutes, CountingInner]) -> 
 
 
 async def test_a_whole_flow_through_the_hot_routes(
-    routes: tuple[GuestRoutes, CountingInner],
+    routes: tuple[DirectRoutes, CountingInner],
 ) -> None:
     guest, inner = routes
     status, headers, body = await call(guest, scope("POST", "/kbs/v0/auth", []), [AUTH])
@@ -169,7 +197,7 @@ async def test_a_whole_flow_through_the_hot_routes(
     assert inner.calls == []
 
 
-async def test_query_first_value_wins(routes: tuple[GuestRoutes, CountingInner]) -> None:
+async def test_query_first_value_wins(routes: tuple[DirectRoutes, CountingInner]) -> None:
     guest, _ = routes
     seen: list[dict[str, str]] = []
     handle = guest.kbs.handle
@@ -184,7 +212,7 @@ async def test_query_first_value_wins(routes: tuple[GuestRoutes, CountingInner])
 
 
 async def test_body_too_large_closes_the_connection(
-    routes: tuple[GuestRoutes, CountingInner],
+    routes: tuple[DirectRoutes, CountingInner],
 ) -> None:
     guest, inner = routes
     guest.max_body = 16
@@ -200,7 +228,7 @@ async def test_body_too_large_closes_the_connection(
 
 
 async def test_slow_body_gets_408_and_a_gone_client_no_answer(
-    routes: tuple[GuestRoutes, CountingInner],
+    routes: tuple[DirectRoutes, CountingInner],
 ) -> None:
     guest, _ = routes
     guest.body_timeout = 0.05
@@ -208,12 +236,12 @@ async def test_slow_body_gets_408_and_a_gone_client_no_answer(
     status, _, body = await call(guest, sc, [b"{"], hang=True)
     assert (status, body) == (408, b"")
     # receive() reports a disconnect before any body: there is nobody to answer.
-    gone = await call(guest, scope("POST", "/kbs/v0/attest", []), [])
+    gone = await call(guest, scope("POST", "/kbs/v0/attest", []), [], disconnect=True)
     assert gone == (None, {}, b"")
 
 
 async def test_unexpected_failure_is_a_500_without_detail(
-    routes: tuple[GuestRoutes, CountingInner], caplog: pytest.LogCaptureFixture
+    routes: tuple[DirectRoutes, CountingInner], caplog: pytest.LogCaptureFixture
 ) -> None:
     guest, _ = routes
 
@@ -224,3 +252,62 @@ async def test_unexpected_failure_is_a_500_without_detail(
     status, _, body = await call(guest, scope("POST", "/kbs/v0/auth", []), [AUTH])
     assert (status, body) == (500, b"")
     assert "internal error while serving POST /kbs/v0/auth" in caplog.text
+
+
+async def test_the_framework_is_built_only_when_a_request_needs_it() -> None:
+    kbs = await build_kbs(load_embedded_default())
+    app = create_app(kbs)
+    for method, path, body in (
+        ("GET", "/healthz", None),
+        ("GET", "/readyz", None),
+        ("GET", "/metrics", None),
+        ("POST", "/kbs/v0/auth", AUTH),
+        ("GET", "/kbs/v0/resource/default/key/one", None),
+    ):
+        status, _, _ = await call(app, scope(method, path, []), [body or b""])
+        assert status in (200, 401), path
+    assert app._framework is None
+    # HEAD, an admin endpoint, an unknown path: Quart answers, built now.
+    status, _headers, body = await call(app, scope("HEAD", "/healthz", []))
+    assert (status, body) == (200, b"")
+    assert app._framework is not None
+    status, _, body = await call(app, scope("GET", "/nowhere", []))
+    assert (status, body) == (404, b"")
+    status, _, _ = await call(app, scope("GET", "/kbs/v0/resource-policy", []))
+    assert status == 200  # the development config lets loopback admins in
+
+
+async def test_probes_answer_directly() -> None:
+    kbs = await build_kbs(load_embedded_default())
+    app = create_app(kbs)
+    status, headers, body = await call(app, scope("GET", "/readyz", []))
+    assert (status, body) == (200, b"")
+    status, headers, body = await call(app, scope("GET", "/metrics", []))
+    assert status == 200 and headers["content-type"][0].startswith("text/plain")
+    assert b"# TYPE" in body
+
+
+async def test_lifespan_starts_background_work_and_reports_a_failed_start() -> None:
+    kbs = await build_kbs(load_embedded_default())
+    app = create_app(kbs)
+    to_app, app_inbox = trio.open_memory_channel[Any](4)
+    from_app, outbox = trio.open_memory_channel[Any](4)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app, {"type": "lifespan"}, app_inbox.receive, from_app.send)
+        await to_app.send({"type": "lifespan.startup"})
+        assert (await outbox.receive())["type"] == "lifespan.startup.complete"
+        await to_app.send({"type": "lifespan.shutdown"})
+        assert (await outbox.receive())["type"] == "lifespan.shutdown.complete"
+
+    async def broken_run(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        raise RuntimeError("the audit sink cannot start")
+
+    failing = create_app(kbs)
+    kbs.audit.run = broken_run  # type: ignore[method-assign]
+    to_app, app_inbox = trio.open_memory_channel[Any](4)
+    from_app, outbox = trio.open_memory_channel[Any](4)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(failing, {"type": "lifespan"}, app_inbox.receive, from_app.send)
+        await to_app.send({"type": "lifespan.startup"})
+        message = await outbox.receive()
+    assert message == {"type": "lifespan.startup.failed", "message": "the audit sink cannot start"}
