@@ -90,8 +90,12 @@ async def routes() -> tuple[DirectRoutes, CountingInner]:
     kbs = await build_kbs(load_embedded_default())
     app = create_app(kbs)
     guest = app.routes
-    counting = CountingInner(app.framework())
-    guest.fallback = lambda: counting
+    counting = CountingInner(await app.framework())
+
+    async def fallback() -> Any:
+        return counting
+
+    guest.fallback = fallback
     return guest, counting
 
 
@@ -311,3 +315,30 @@ async def test_lifespan_starts_background_work_and_reports_a_failed_start() -> N
         await to_app.send({"type": "lifespan.startup"})
         message = await outbox.receive()
     assert message == {"type": "lifespan.startup.failed", "message": "the audit sink cannot start"}
+
+
+async def test_concurrent_first_requests_build_the_framework_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trustee.http import admin_app
+
+    built: list[int] = []
+    real = admin_app.create_admin_app
+
+    def counted(*args: Any) -> Any:
+        built.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(admin_app, "create_admin_app", counted)
+    kbs = await build_kbs(load_embedded_default())
+    app = create_app(kbs)
+    answers: list[Any] = []
+
+    async def nowhere() -> None:
+        answers.append(await call(app, scope("GET", "/nowhere", [])))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(nowhere)
+    assert built == [1]
+    assert [a[0] for a in answers] == [404] * 5

@@ -26,14 +26,22 @@ class KbsApp:
         self.body_timeout = body_timeout()
         self.routes = DirectRoutes(kbs, self.framework, self.max_body, self.body_timeout)
         self._framework: App | None = None
+        self._building = trio.Lock()
 
-    def framework(self) -> App:
-        """The Quart-Trio app, built (and Quart imported) the first time it is needed."""
+    async def framework(self) -> App:
+        """The Quart-Trio app, built (and Quart imported) the first time it is needed: on a
+        thread, so that the quarter of a second of importing does not stop the event loop
+        (guests keep being served meanwhile), and once, however many requests wait for it."""
         if self._framework is None:
-            from trustee.http.admin_app import create_admin_app
-
-            self._framework = create_admin_app(self.kbs, self.max_body, self.body_timeout)
+            async with self._building:
+                if self._framework is None:
+                    self._framework = await trio.to_thread.run_sync(self._build)
         return self._framework
+
+    def _build(self) -> App:
+        from trustee.http.admin_app import create_admin_app
+
+        return create_admin_app(self.kbs, self.max_body, self.body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -42,7 +50,7 @@ class KbsApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await self.framework()(scope, receive, send)
+            await (await self.framework())(scope, receive, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         # `offload.DEFAULT.requests` (requests not yet answered) decides whether a hand-off

@@ -229,10 +229,14 @@ async def _read_body(receive: Receive, declared: str | None, limit: int, timeout
 
 class DirectRoutes:
     """ASGI: the direct routes answered here, everything else passed to the app `fallback`
-    builds (once, on first use)."""
+    gives (built once, on first use)."""
 
     def __init__(
-        self, kbs: Kbs, fallback: Callable[[], App], max_body: int, body_timeout: float
+        self,
+        kbs: Kbs,
+        fallback: Callable[[], Awaitable[App]],
+        max_body: int,
+        body_timeout: float,
     ) -> None:
         self.kbs = kbs
         self.fallback = fallback
@@ -241,7 +245,7 @@ class DirectRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_direct_route(scope["method"], scope["path"]):
-            await self.fallback()(scope, receive, send)
+            await (await self.fallback())(scope, receive, send)
             return
         path: str = scope["path"]
         try:
