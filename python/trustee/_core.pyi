@@ -151,7 +151,8 @@ class ReferenceValues:
     """An RVPS snapshot (id → JSON text) parsed once, for offloaded policy evaluation."""
 
     def __init__(self, values: dict[str, str]) -> None:
-        """Raises ValueError naming an id whose text is not JSON."""
+        """Never raises: an id whose text is not JSON fails the evaluation that asks for it,
+        naming the id."""
 
     def __len__(self) -> int: ...
 

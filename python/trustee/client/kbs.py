@@ -385,7 +385,7 @@ class Protocol040(Generation):
 
 
 class LegacyProtocol(Generation):
-    """What protocols 0.1.0, 0.1.1 and 0.2.0 share (kbs-protocol-legacy §1, §2).
+    """What protocols 0.1.0, 0.1.1 and 0.2.0 share (request shapes and TEE key handling).
 
     `/attest` carries only `tee-pubkey` and `tee-evidence`; the evidence binds
     SHA-384(JCS({"nonce", "tee-pubkey"})) — serde_json's sorted compact output in those

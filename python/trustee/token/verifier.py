@@ -1,4 +1,4 @@
-"""Attestation-token verification on the KBS side (kbs-protocol §1.7).
+"""Attestation-token verification on the KBS side, as upstream's KBS verifies EAR and CoCo tokens.
 
 How a verification key is chosen:
 

@@ -499,7 +499,7 @@ fn reference_values_are_not_queried_for_short_circuited_rules() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-// --- trust-claims shaped policy (attestation-service spec §3.5 vectors) -----------------
+// --- trust-claims shaped policy (upstream's default policy shapes) -----------------
 
 /// A cut-down policy with the same shape as the default CPU policy's `sample` section,
 /// written for these tests: defaults 33/97/36 and affirming values when the evidence

@@ -3,7 +3,7 @@
 use crate::report::Report;
 use crate::VerifyError;
 
-/// Right-pad with zeros or truncate to `len` (upstream `regularize_data`, spec §1.2).
+/// Right-pad with zeros or truncate to `len` (as upstream's `regularize_data`).
 pub fn regularize(data: &[u8], len: usize) -> Vec<u8> {
     let mut out: Vec<u8> = data.iter().copied().take(len).collect();
     out.resize(len, 0);

@@ -1,4 +1,4 @@
-//! SNP evidence as the attester sends it (spec §1.4), or a bare binary report.
+//! SNP evidence as upstream's attester sends it, or a bare binary report.
 
 use crate::evidence_stream::decode_fast;
 use crate::json_report::report_from_json;

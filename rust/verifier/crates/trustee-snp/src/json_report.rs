@@ -1,4 +1,4 @@
-//! The attester's serde form of the report (spec §1.4) decoded into [`Report`].
+//! The attester's serde form of the report (upstream's `sev` crate) decoded into [`Report`].
 //!
 //! The evidence carries the report as a JSON object, so the signed bytes no longer exist:
 //! the verifier has to rebuild them. TCB values arrive decoded, so the TCB layout of the
@@ -119,7 +119,7 @@ fn fw_version(obj: &Map<String, Value>, field: &str) -> Result<(u8, u8, u8), Ver
     Ok((part("build")?, part("minor")?, part("major")?))
 }
 
-/// Decode the serde object of an SNP report (spec §1.4) and rebuild its canonical binary
+/// Decode the serde object of an SNP report and rebuild its canonical binary
 /// form, which becomes [`Report::raw`].
 pub fn report_from_json(value: &Value) -> Result<Report, VerifyError> {
     let obj = object(value, "(report)")?;

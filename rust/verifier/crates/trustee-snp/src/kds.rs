@@ -5,7 +5,7 @@ use crate::evidence::decode_evidence;
 use crate::report::Generation;
 use crate::VerifyError;
 
-/// Parameters of a VCEK request (spec §4.3 item 3).
+/// Parameters of a VCEK request (product name, chip id and reported TCB, as AMD's KDS takes them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VcekRequest {
     /// `"Milan"`, `"Genoa"` or `"Turin"`; `None` for v2 reports (no CPUID bytes): the caller

@@ -1,7 +1,7 @@
 //! AMD SEV-SNP support for trustee-py.
 //!
 //! * [`verify_evidence`] / [`SnpVerifier`] — full verification of the attester's evidence
-//!   (JSON per spec §1.4, or a raw 1184-byte report): VEK → ASK/ASVK → ARK to an AMD root
+//!   (upstream's attester JSON, or a raw 1184-byte report): VEK → ASK/ASVK → ARK to an AMD root
 //!   pinned by fingerprint ([`PINNED_ANCHORS`]; certificates supplied by the caller),
 //!   report signature, validity periods, REPORTED_TCB and chip ID against the VEK, VMPL,
 //!   report-data and host-data bindings; upstream's claims.

@@ -50,7 +50,7 @@ pub enum VekSource {
 /// Result of a successful verification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    /// Upstream Trustee's SNP claims (spec §4.3 item 8), unchanged.
+    /// Upstream Trustee's SNP claims, unchanged.
     pub claims: Value,
     /// Fields upstream does not expose (VMPL, every POLICY bit, generation, …), kept apart
     /// so that `claims` stays identical to upstream's.

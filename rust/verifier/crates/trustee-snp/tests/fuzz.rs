@@ -104,7 +104,7 @@ fn synthetic_report(rng: &mut Rng, version: u32) -> Vec<u8> {
     b
 }
 
-/// The attester's serde form of a parsed report (test-side mirror of spec §1.4).
+/// The attester's serde form of a parsed report (test-side mirror of the attester's form).
 fn report_to_json(r: &Report) -> Value {
     let turin = r.generation() == Some(trustee_snp::Generation::Turin);
     let tcb = |raw: &[u8; 8]| {

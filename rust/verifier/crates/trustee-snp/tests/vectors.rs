@@ -132,7 +132,7 @@ fn flipped_bytes_fail_signature() {
         );
     }
     // Reserved bytes are zeroed by the canonical re-encoding before hashing (upstream
-    // parity, spec §4.1 / decision 6), so flipping them does not change the verdict.
+    // parity with upstream's verifier), so flipping them does not change the verdict.
     for off in [0x4Cusize, 0x188, 0x19F, 0x1EB, 0x1F8, 0x29F, 0x330, 0x49F] {
         let mut odd = report.clone();
         odd[off] ^= 0x01;

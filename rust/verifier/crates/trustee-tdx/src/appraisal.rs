@@ -1,5 +1,5 @@
 //! TCB level, TDX module and QE identity matching and the status
-//! convergence rules of Intel's QVL (spec §2.6 items 6, 8, 9, 10).
+//! convergence rules of Intel's QVL.
 
 use crate::error::DcapError;
 use crate::pck::PckExtension;

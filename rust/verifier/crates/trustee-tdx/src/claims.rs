@@ -1,5 +1,5 @@
 //! Claims JSON for the quote part, shaped like upstream Trustee's
-//! `generate_parsed_claim` (spec §3) without the event log and without the
+//! `generate_parsed_claim` (upstream's TDX claims) without the event log and without the
 //! DCAP supplemental claims.
 
 use serde_json::{json, Map, Value};

@@ -1,5 +1,5 @@
 //! The DCAP collateral container and its two input forms: the dcap-qvl JSON
-//! object and the parts a PCS / directory source serves (spec §2.4, §2.5).
+//! object and the parts a PCS / directory source serves (Intel PCS API v4 shapes).
 //! Nothing here verifies anything; it only keeps the exact signed bytes.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! Full DCAP appraisal of a TDX quote against its collateral, with Intel
-//! QVL semantics (spec §2.6, §2.7): collateral signatures and chains, CRLs
+//! QVL semantics (Intel's quote verification library): collateral signatures and chains, CRLs
 //! and revocation, FMSPC / PCE-ID, QE identity, TCB level and TDX module
 //! matching, status convergence, expiry as a claim rather than a failure.
 
@@ -90,8 +90,8 @@ pub struct CollateralKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub quote: Quote,
-    /// Quote claims (spec §3, without `uefi_event_logs`) merged with the DCAP
-    /// supplemental claims (spec §2.7).
+    /// Quote claims (upstream's, without `uefi_event_logs`) merged with the DCAP
+    /// supplemental claims.
     pub claims: Value,
     pub tcb_status: TcbStatus,
     pub advisory_ids: Vec<String>,

@@ -1,12 +1,12 @@
 //! Intel TDX quote parser (quote v4 and v5) and the claims JSON upstream
 //! Trustee derives from the quote.
 //!
-//! Written from the project spec (`shared/spec/verifiers.md` §2.1–§2.3, §3).
+//! Written from Intel's TDX DCAP quote format and upstream Trustee's behaviour.
 //! [`parse_quote`] only *parses*; [`verify_signatures`] adds the offline
 //! signature checks (PCK chain to a pinned root, QE report signature, QE
-//! report-data binding, quote signature — spec §2.1, §2.6);
+//! report-data binding, quote signature);
 //! [`verify_quote`] / [`DcapVerifier`] perform the full DCAP appraisal
-//! against collateral (spec §2.6, §2.7). Every length is checked before
+//! against collateral (Intel's QVL rules). Every length is checked before
 //! slicing; nothing panics on any input.
 
 mod appraisal;

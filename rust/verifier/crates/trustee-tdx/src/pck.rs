@@ -1,5 +1,5 @@
 //! Minimal, bounds-checked extraction from the embedded PCK certificate chain:
-//! PEM splitting and the fields of the PCK leaf's SGX extension (spec §2.2).
+//! PEM splitting and the fields of the PCK leaf's SGX extension (Intel's PCK certificate profile).
 //! Nothing here verifies certificates.
 
 use base64::Engine as _;

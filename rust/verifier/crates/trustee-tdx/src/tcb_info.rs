@@ -1,5 +1,5 @@
 //! Typed views of the signed TCB info (TDX, v3) and QE identity (TD_QE, v2)
-//! JSON documents (spec §2.6 items 3, 6, 8, 9). Parsed from the exact signed
+//! JSON documents (Intel PCS TCB info and QE identity). Parsed from the exact signed
 //! bytes after their signature has been checked.
 
 use serde::Deserialize;

@@ -1,5 +1,5 @@
-//! Offline signature checks of a parsed TDX quote (spec §2.1, §2.6 steps
-//! 2, 4 (certificate signatures only), 5 and 7). Written from the spec.
+//! Offline signature checks of a parsed TDX quote: the signature part of Intel's DCAP quote
+//! verification (certificate signatures only; collateral is `dcap.rs`'s).
 //!
 //! What is checked, in this order:
 //! 1. the embedded PCK chain: exactly three PEM certificates (PCK leaf,

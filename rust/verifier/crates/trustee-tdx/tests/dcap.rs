@@ -127,7 +127,7 @@ fn quote6_full_dcap_is_out_of_date() {
     assert_eq!(c["latest_issue_date"], "2025-10-28T06:45:09Z");
     assert_eq!(c["tcb_status_current"], "OutOfDate");
     assert!(c["earliest_issue_date"].is_string());
-    // Quote claims (spec §3) are kept alongside.
+    // Quote claims are kept alongside.
     assert_eq!(
         c["quote"]["body"]["tcb_svn"],
         "05030200000000000000000000000000"

@@ -103,7 +103,7 @@ fn quote4_parses_v4() {
     let pem = s.pck_cert_chain_pem().expect("utf-8 PEM");
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
     assert!(pem.trim_end().ends_with("-----END CERTIFICATE-----"));
-    // QE report data: bytes 32..64 are zero (binding layout, spec §2.1).
+    // QE report data: bytes 32..64 are zero (the binding layout).
     assert!(s.qe_report.report_data[32..].iter().all(|b| *b == 0));
     assert_eq!(
         hex::encode(p.body.tee_tcb_svn),
