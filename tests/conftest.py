@@ -18,3 +18,13 @@ def vectors_dir() -> Path:
             pytest.fail(f"{why}; CI must provide them")
         pytest.skip(why)
     return VECTORS
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test under tests/e2e starts real processes: `-m "not e2e"` runs the rest alone.
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)

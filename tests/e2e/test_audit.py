@@ -16,8 +16,10 @@ import pytest
 import trio
 
 from tests.e2e.harness import DEV_CONFIG, run_kbs, run_module
-from tests.unit.audit_receivers import HttpReceiver, redis_server
+from tests.support.receivers import HttpReceiver, redis_server
 from trustee.crypto.b64 import b64url_encode
+
+pytestmark = pytest.mark.needs_redis
 
 ALLOW_SAMPLE = (
     "package policy\nimport rego.v1\ndefault allow := false\n"

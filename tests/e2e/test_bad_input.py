@@ -149,11 +149,11 @@ async def test_bad_input_is_answered_and_nothing_is_lost(tmp_path: Path, pki: Pk
             async with fresh:
                 r = await fresh.post("/kbs/v0/attest", json={})
                 expect(r, 401, "AttestationError", attest_failed)  # attest without auth
-            body = await attest_body(http, nonce=base64.b64encode(b"x" * 32).decode())
-            r = await http.post("/kbs/v0/attest", json=body)
+            wrong = await attest_body(http, nonce=base64.b64encode(b"x" * 32).decode())
+            r = await http.post("/kbs/v0/attest", json=wrong)
             expect(r, 401, "AttestationError", attest_failed)  # wrong nonce
-            body = await attest_body(http)
-            r = await http.post("/kbs/v0/attest", content=json.dumps(body)[:-7])
+            good = await attest_body(http)
+            r = await http.post("/kbs/v0/attest", content=json.dumps(good)[:-7])
             expect(r, 401, "AttestationError", attest_failed)  # truncated
             forged_cookie = {"kbs-session-id": "0123456789abcdef0123456789abcdef"}
             async with httpx.AsyncClient(base_url=kbs.url, cookies=forged_cookie) as other:

@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ import trio
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs
 from tests.fuzz import procwatch
-from tests.unit.audit_receivers import REDIS_SERVER, redis_server
+from tests.support.receivers import REDIS_SERVER, redis_server
+
+pytestmark = pytest.mark.needs_redis
 
 HUGE = 100 * 1024 * 1024  # far above the 2 MiB payload limit: the server answers 413
 
@@ -52,7 +55,7 @@ async def abort_bursts(port: int, bursts: int = 8, per_burst: int = 10) -> None:
         mode = ("immediate", "rst", "answer")[burst % 3]
         async with trio.open_nursery() as nursery:
             for _ in range(per_burst):
-                nursery.start_soon(trio.to_thread.run_sync, _abort_once, port, mode)
+                nursery.start_soon(partial(trio.to_thread.run_sync, _abort_once, port, mode))
         await trio.sleep(0.05)
 
 

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from tests.fuzz.http_fuzzer import fuzz_target, started_server
-from tests.unit.audit_receivers import REDIS_SERVER
+from tests.support.receivers import REDIS_SERVER
+
+pytestmark = pytest.mark.needs_redis
 
 
 def fuzz_seconds() -> float:

@@ -13,7 +13,7 @@ from tests.e2e.harness import DEV_CONFIG, RunningKbs, free_port, run_kbs, run_mo
 from trustee.client.attesters import AttesterSet, SampleAttester
 from trustee.client.kbs import PROTOCOL_0_4_0, Challenge, compact_json
 from trustee.crypto.b64 import b64url_encode
-from trustee.crypto.jwk import generate_tee_key, public_key_from_jwk, tee_public_jwk
+from trustee.crypto.jwk import TeeKeyKind, generate_tee_key, public_key_from_jwk, tee_public_jwk
 from trustee.crypto.jws import split_compact, verify_signature
 from trustee.protocol import jwe
 
@@ -21,7 +21,7 @@ SECRET = b"offloaded secret"
 ALLOW = (
     'package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == "resource"\n'
 )
-KINDS = ("ec-p256", "ec-p521", "rsa")
+KINDS: tuple[TeeKeyKind, ...] = ("ec-p256", "ec-p521", "rsa")
 
 
 async def seed(kbs: RunningKbs) -> None:
@@ -34,7 +34,10 @@ async def seed(kbs: RunningKbs) -> None:
 
 
 async def flow(
-    kbs: RunningKbs, kind: str, path: str = "default/offload/one", expected: bytes = SECRET
+    kbs: RunningKbs,
+    kind: TeeKeyKind,
+    path: str = "default/offload/one",
+    expected: bytes = SECRET,
 ) -> None:
     key = generate_tee_key(kind)
     async with kbs.client() as http:

@@ -25,6 +25,8 @@ import yaml
 from tests.conftest import ROOT
 from tests.e2e.seed import SEED, make_blog_deployment
 
+pytestmark = pytest.mark.needs_buildah
+
 TAG = "localhost/trustee-py:e2e"
 BUILDAH_ENV = {"STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 

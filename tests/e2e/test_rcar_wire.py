@@ -84,7 +84,7 @@ async def test_wire_forms(sessions: str, tmp_path: Path) -> None:
             assert r.json() == ["resource-policy"]
 
         for kind in ("ec-p256", "ec-p521", "rsa"):
-            key = generate_tee_key(kind)  # type: ignore[arg-type]
+            key = generate_tee_key(kind)
             async with kbs.client() as http:
                 # The client's first probe has no session: 401 with ErrorInformation JSON.
                 probe = await http.get("/kbs/v0/resource/r/t/k")

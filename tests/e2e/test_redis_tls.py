@@ -11,7 +11,9 @@ import trio
 
 from tests.e2e.harness import DEV_CONFIG, free_port, run_kbs, run_module
 from tests.e2e.test_offload import KINDS, flow, seed
-from tests.unit.audit_receivers import make_redis_tls, redis_server
+from tests.support.receivers import make_redis_tls, redis_server
+
+pytestmark = pytest.mark.needs_redis
 
 BIG = bytes(range(256)) * (6 << 12)  # 6 MiB
 LARGER_BODIES = "insecure_http = true\npayload_request_size = 8"

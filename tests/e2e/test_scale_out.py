@@ -20,13 +20,15 @@ import pytest
 import trio
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
-from tests.unit.audit_receivers import redis_server
-from tests.unit.postgres_server import PostgresServer, why_unavailable
+from tests.support.postgres_server import PostgresServer, why_unavailable
+from tests.support.receivers import redis_server
 from trustee.client.attesters import AttesterSet, SampleAttester
 from trustee.client.kbs import PROTOCOL_0_4_0, Challenge, compact_json
 from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
 from trustee.protocol import jwe
+
+pytestmark = [pytest.mark.needs_redis, pytest.mark.needs_postgres]
 
 _MISSING = why_unavailable() or ("" if shutil.which("redis-server") else "no redis-server")
 needs_stores = pytest.mark.skipif(

@@ -12,11 +12,13 @@ from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs
 from tests.e2e.seed import make_blog_deployment
 from tests.e2e.test_blog_generations import client, tls
 from tests.e2e.test_scale_out import ALLOW_SAMPLE, Guest, admin, attest, auth, resource
-from tests.unit.audit_receivers import redis_server
+from tests.support.receivers import redis_server
 from tests.unit.test_storage import ORPHANS, STRANGERS, plant_temp_files
 from trustee.crypto.b64 import b64url_encode
 from trustee.protocol import jwe
 from trustee.storage.kv import MAX_KEY_BYTES, MAX_KEY_SEGMENT_BYTES
+
+pytestmark = pytest.mark.needs_redis
 
 needs_redis = pytest.mark.skipif(
     shutil.which("redis-server") is None or shutil.which("redis-cli") is None,

@@ -974,7 +974,7 @@ async def started_server(workdir: Path, workers: int = 1) -> AsyncIterator[Targe
     one worker brings a throwaway redis-server for the shared sessions."""
     from tests.e2e.harness import run_kbs
     from tests.e2e.pki import make_pki
-    from tests.unit.audit_receivers import REDIS_SERVER, RedisServer
+    from tests.support.receivers import REDIS_SERVER, RedisServer
 
     pki = make_pki(workdir / "pki")
     async with AsyncExitStack() as stack:

@@ -180,7 +180,8 @@ async def test_iat_in_the_future_has_fifteen_minutes_tolerance(
 async def test_non_numeric_time_claims_are_rejected(
     legacy: AdminAuthorizer, admin_key: ed25519.Ed25519PrivateKey, claim: str
 ) -> None:
-    token = kbs_client_token(admin_key, **{claim: "soon"})
+    claims: dict[str, Any] = {claim: "soon"}
+    token = kbs_client_token(admin_key, **claims)
     with pytest.raises(AdminDenied, match=VERIFY_FAILED):
         legacy.authorize(bearer(token), RESOURCE, False, now=NOW)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ def test_fast_canonical_form_equals_rfc8785() -> None:
     def text() -> str:
         return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
 
-    def value(depth: int = 0) -> object:
+    def value(depth: int = 0) -> Any:
         pick = rnd.random()
         if depth > 3 or pick < 0.4:
             return rnd.choice([text(), rnd.randint(-(10**15), 10**15), True, False, None])

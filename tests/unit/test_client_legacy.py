@@ -380,7 +380,8 @@ async def test_selected_hash_algorithm_is_honoured(version: str) -> None:
     )
     async with client_for(peer) as client:
         assert await client.attest() == TOKEN
-    for extra in ("", "anything", [1], None, {}):
+    extras: list[Any] = ["", "anything", [1], None, {}]
+    for extra in extras:
         out = GENERATIONS[version].attestation(
             Challenge(NONCE, extra), dict(RFC_JWK_RSA1_5), sample_only(), None
         )

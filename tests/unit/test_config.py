@@ -194,7 +194,7 @@ def test_a_bad_redis_url_is_named_without_its_password(monkeypatch: pytest.Monke
 
 
 def test_redis_ca_file_must_hold_certificates(tmp_path: Path) -> None:
-    from tests.unit.audit_receivers import make_redis_tls
+    from tests.support.receivers import make_redis_tls
 
     ca = make_redis_tls(tmp_path / "tls").ca
     table = REDIS_SESSIONS + '[storage_backend.backends.redis]\nurl = "rediss://h/0"\n'

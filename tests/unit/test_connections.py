@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from trustee.config.errors import ConfigError
@@ -129,7 +131,7 @@ async def test_a_response_head_goes_out_with_its_body() -> None:
             sent.append(bytes(data))
 
     conn = object.__new__(_Connection)
-    conn.stream = Stream()
+    conn.stream = Stream()  # type: ignore[assignment]  # all a send needs
     conn.send_lock = trio.Lock()
     conn._slot = Slot(0)
     conn._held = b""
@@ -154,7 +156,7 @@ def test_response_headers_are_made_once_a_second(monkeypatch: pytest.MonkeyPatch
     from trustee.http import listen
 
     clock = [1_800_000_000.2]
-    monkeypatch.setattr(listen.time, "time", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0])
     monkeypatch.setattr(hypercorn.config, "time", lambda: clock[0])
     hc = listen.ServerConfig()
     first = hc.response_headers("h11")

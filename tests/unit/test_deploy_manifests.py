@@ -360,7 +360,7 @@ def test_our_kbsconfigs_validate() -> None:
 
 def test_kbsconfig_with_every_field_validates() -> None:
     props = crd_schema()["properties"]["spec"]["properties"]
-    spec = {field: "x" for field in SPEC_FIELDS if props[field]["type"] == "string"}
+    spec: dict[str, Any] = {f: "x" for f in SPEC_FIELDS if props[f]["type"] == "string"}
     spec |= {
         "kbsDeploymentType": "MicroservicesDeployment",
         "kbsServiceType": "NodePort",

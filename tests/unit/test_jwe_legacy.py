@@ -204,7 +204,7 @@ def test_forms_do_not_cross(rsa_key: rsa.RSAPrivateKey) -> None:
     legacy = encrypt(PLAINTEXT, public_jwk(rsa_key, alg="RSA1_5"), form="legacy")
     for form in ("rfc7516", "rfc7516-p256"):
         with pytest.raises(JweError, match=r"legacy 0\.1\.x form"):
-            decrypt(legacy, rsa_key, form=form)  # type: ignore[arg-type]
+            decrypt(legacy, rsa_key, form=form)
 
 
 # ---------------------------------------------------------------- §4.2 0.2.0 RFC form
@@ -269,7 +269,7 @@ def test_deterministic_ecdh_worked_example(form: Any) -> None:
     assert compact(out) == ECDH_BODY
     assert ud(out["encrypted_key"]) == aes_key_wrap(kek, CEK)
     for decrypt_form in ("rfc7516", "rfc7516-p256"):
-        assert decrypt(json.loads(ECDH_BODY), tee, form=decrypt_form) == PLAINTEXT  # type: ignore[arg-type]
+        assert decrypt(json.loads(ECDH_BODY), tee, form=decrypt_form) == PLAINTEXT
 
 
 def test_p256_form_rejects_other_curves() -> None:

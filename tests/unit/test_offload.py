@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from trustee import _core, offload, offload_threads
 from trustee.attestation.ear import EarBroker, Signer
 from trustee.config.errors import ConfigError
 from trustee.config.model import TokenBrokerConfig
-from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
+from trustee.crypto.jwk import TeeKeyKind, generate_tee_key, tee_public_jwk
 from trustee.crypto.jws import split_compact, verify_signature
 from trustee.policy.engine import CompiledPolicy, PolicyEvalError
 from trustee.protocol.jwe import JweError, decrypt, encrypt
@@ -172,7 +173,7 @@ async def test_adaptive_runs_a_lone_call_inline_and_offloads_when_busy(
     await adaptive.call(submit, inline)
     assert len(submitted) == 2
     # Once the window has passed, a lone request runs inline again.
-    monkeypatch.setattr(offload.time, "monotonic", lambda: adaptive._busy_until + 1)
+    monkeypatch.setattr(time, "monotonic", lambda: adaptive._busy_until + 1)
     await adaptive.call(submit, inline)
     assert len(submitted) == 2
 
@@ -203,10 +204,10 @@ def test_default_thread_count_leaves_a_core_to_the_event_loop(
 ) -> None:
     monkeypatch.delenv(offload_threads.THREADS_ENV, raising=False)
     for cores, expected in ((1, 0), (2, 1), (3, 2), (64, offload_threads.MAX_DEFAULT_THREADS)):
-        monkeypatch.setattr(offload.os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert offload_threads.default_threads() == expected
     # Several worker processes share the cores.
-    monkeypatch.setattr(offload.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert [offload_threads.default_threads(w) for w in (1, 2, 4, 8)] == [4, 3, 1, 0]
     monkeypatch.setenv(offload_threads.THREADS_ENV, " 3 ")
     assert offload_threads.default_threads(8) == 3
@@ -251,7 +252,7 @@ async def test_a_bad_reference_value_fails_only_the_policies_that_read_it(
 
 
 @pytest.mark.parametrize("kind", ["ec-p256", "ec-p521"])
-def test_native_seal_is_byte_identical_to_the_reference(kind: str) -> None:
+def test_native_seal_is_byte_identical_to_the_reference(kind: TeeKeyKind) -> None:
     guest = generate_tee_key(kind)
     jwk = tee_public_jwk(guest)
     ephemeral = ec.generate_private_key(guest.curve)  # type: ignore[union-attr]
@@ -264,7 +265,7 @@ def test_native_seal_is_byte_identical_to_the_reference(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ec-p256", "ec-p521", "rsa"])
-async def test_seal_round_trips_offloaded(running: offload.Offload, kind: str) -> None:
+async def test_seal_round_trips_offloaded(running: offload.Offload, kind: TeeKeyKind) -> None:
     guest = generate_tee_key(kind)
     sealed = await seal(b"the resource", tee_public_jwk(guest))
     assert list(sealed) == ["protected", "encrypted_key", "iv", "ciphertext", "tag"]

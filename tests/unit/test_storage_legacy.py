@@ -13,7 +13,7 @@ import base64
 import contextlib
 import json
 import os
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +378,7 @@ async def test_snapshot_drops_records_that_expire_while_running(
     # in the policy-evaluation snapshot as in a direct query (v0.11 checked on every query).
     import trustee.storage.rvfile as rvfile
 
-    real = rvfile.datetime
+    real = datetime
     offset = [timedelta(0)]
 
     class Clock(real):  # type: ignore[misc, valid-type]
