@@ -24,16 +24,11 @@ from trustee.audit.dispatcher import AuditDispatcher, SinkSpec
 from trustee.audit.event import AuditEvent, attestation_failed, new_event, resource_denied
 from trustee.audit.registry import sink_factory
 from trustee.audit.sink import AuditSink, AuditSinkError, AuditSinkRejected
-from trustee.audit.sink_redis import (
-    RedisStreamSink,
-    RespError,
-    RespProtocolError,
-    RespReader,
-    encode_command,
-    parse_redis_url,
-)
+from trustee.audit.sink_redis import RedisStreamSink
 from trustee.audit.sink_syslog import SyslogSink, format_message
 from trustee.audit.sink_webhook import WebhookSink
+from trustee.redis.connect import parse_redis_url
+from trustee.redis.resp import RespError, RespProtocolError, RespReader, encode_command
 
 pytestmark = pytest.mark.needs_redis
 

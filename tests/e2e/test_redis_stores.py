@@ -18,7 +18,7 @@ from tests.support.receivers import (
     redis_server,
 )
 from trustee.protocol.rcar import Session
-from trustee.redis_client import RedisClient, RedisError, RedisUnavailable
+from trustee.redis.client import RedisClient, RedisError, RedisUnavailable
 from trustee.storage.kv import NS_KBS, NS_REPOSITORY, StorageError
 from trustee.storage.redis_kv import MAX_VALUE_BYTES, RedisKvStore
 from trustee.storage.redis_sessions import RedisSessionStore

@@ -14,7 +14,7 @@ from tests.support.postgres_server import PostgresServer, why_unavailable
 from tests.support.receivers import REDIS_SERVER, redis_server
 from trustee.plugins.base import PluginError, PluginRequest
 from trustee.plugins.resource import ResourcePlugin
-from trustee.redis_client import RedisClient
+from trustee.redis.client import RedisClient
 from trustee.storage.kv import (
     MAX_KEY_BYTES,
     MAX_KEY_SEGMENT_BYTES,

@@ -66,7 +66,7 @@ NOT_AT_START = (
     "trustee.audit.sink_syslog",
     "trustee.audit.sink_webhook",
     "trustee.audit.sinks_file",
-    "trustee.redis_client",
+    "trustee.redis",
     "trustee.audit.sink_redis",
     "trustee.storage.redis_sessions",
     "cryptography.x509",

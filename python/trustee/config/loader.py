@@ -459,7 +459,7 @@ def _storage(t: Table | None) -> StorageConfig:
             cfg.redis_url = redis.get("url", str, cfg.redis_url)
             if redis.has("ca_file"):
                 cfg.redis_ca_file = redis.req("ca_file", str)
-                from trustee.audit.sink_redis import tls_context
+                from trustee.redis.connect import tls_context
 
                 try:
                     tls_context(cfg.redis_ca_file)
@@ -520,7 +520,7 @@ def _storage_environment(config: Config) -> None:
     storage.redis_url = os.environ.get("REDIS_URL") or storage.redis_url
     if "Redis" not in (storage.storage_type, config.session_kind()):
         return
-    from trustee.audit.sink_redis import parse_redis_url
+    from trustee.redis.connect import parse_redis_url
 
     try:
         parse_redis_url(storage.redis_url, "url")

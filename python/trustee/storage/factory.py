@@ -15,7 +15,7 @@ from trustee.storage.localjson import LocalJsonStore
 from trustee.storage.memory import MemoryStore
 
 if TYPE_CHECKING:
-    from trustee.redis_client import RedisClient
+    from trustee.redis.client import RedisClient
 
 
 class StoreRegistry:
@@ -33,7 +33,7 @@ class StoreRegistry:
     def redis(self) -> RedisClient:
         """The one Redis client of this process (KV store and session store share it)."""
         if self._redis is None:
-            from trustee.redis_client import RedisClient
+            from trustee.redis.client import RedisClient
 
             self._redis = RedisClient(self.config.redis_url, ca_file=self.config.redis_ca_file)
         return self._redis

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustee.redis_client import (
+from trustee.redis.client import (
     MAX_STORED_VALUE_BYTES,
     RedisClient,
     RedisError,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trustee.protocol.rcar import Session
-from trustee.redis_client import RedisClient, RedisError, RedisUnavailable, Script
+from trustee.redis.client import RedisClient, RedisError, RedisUnavailable, Script
 from trustee.storage.sessions import SessionStoreUnavailable
 
 # Bumped when the stored layout changes incompatibly, so replicas of different versions can tell.

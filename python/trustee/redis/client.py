@@ -12,17 +12,14 @@ from typing import Any
 
 import trio
 
-from trustee.audit.sink_redis import (
+from trustee.redis.connect import (
     RedisTlsError,
-    RespError,
-    RespProtocolError,
-    RespReader,
     close_stream,
-    encode_command,
     open_stream,
     parse_redis_url,
     tls_context,
 )
+from trustee.redis.resp import RespError, RespProtocolError, RespReader, encode_command
 
 Arg = bytes | str | int
 
