@@ -20,8 +20,11 @@ AUDIT_FLUSH_SECONDS = 10.0
 
 
 class KbsApp:
-    def __init__(self, kbs: Kbs) -> None:
+    def __init__(self, kbs: Kbs, offloader: offload.Offload | None = None) -> None:
         self.kbs = kbs
+        # Whose hand-offs this server's requests inform (see `_counted`), and whose reader
+        # task runs for the server's lifetime.
+        self.offload = offload.DEFAULT if offloader is None else offloader
         self.max_body = kbs.config.http_server.payload_request_size * 1024 * 1024
         self.body_timeout = body_timeout()
         self.routes = DirectRoutes(kbs, self.framework, self.max_body, self.body_timeout)
@@ -53,9 +56,10 @@ class KbsApp:
             await (await self.framework())(scope, receive, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # `offload.DEFAULT.requests` (requests not yet answered) decides whether a hand-off
-        # to the native threads can pay: another request could use the loop meanwhile.
+        # `Offload.requests` (requests not yet answered) decides whether a hand-off to the
+        # native threads can pay: another request could use the loop meanwhile.
         answered = False
+        counter = self.offload
 
         async def counted_send(message: Any) -> None:
             nonlocal answered
@@ -67,15 +71,15 @@ class KbsApp:
                 and not message.get("more_body", False)
             ):
                 answered = True
-                offload.DEFAULT.requests -= 1
+                counter.requests -= 1
             await send(message)
 
-        offload.DEFAULT.requests += 1
+        counter.requests += 1
         try:
             await self.routes(scope, receive, counted_send)
         finally:
             if not answered:
-                offload.DEFAULT.requests -= 1
+                counter.requests -= 1
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         kbs = self.kbs
@@ -86,7 +90,7 @@ class KbsApp:
             try:
                 nursery.start_soon(self._purge_sessions)
                 await nursery.start(kbs.audit.run)
-                await nursery.start(offload.DEFAULT.run)
+                await nursery.start(self.offload.run)
             except Exception as exc:
                 log.exception("start-up failed")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
