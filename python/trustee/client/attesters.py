@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from trustee.client.errors import KbsClientError
 from trustee.crypto.b64 import b64std_encode
 from trustee.simulate import (
     SimulatedSnpAttester,
@@ -96,9 +97,7 @@ def _simulated_tee_requested(env: Mapping[str, str]) -> bool:
 
 
 def _client_error(message: str) -> Exception:
-    # The client CLI reports KbsClientError as one line; kbs imports this module, hence late.
-    from trustee.client.kbs import KbsClientError
-
+    # The client CLI reports KbsClientError as one line.
     return KbsClientError(f"simulated attester: {message}")
 
 
