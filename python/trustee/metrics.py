@@ -378,6 +378,19 @@ class Metrics:
     def resource_delete(self, path: str) -> None:
         self._resource_deletes.labels(path).inc()
 
+    # Upstream's resource counters are the resource plugin's; other plugins are not counted.
+    def plugin_read(self, plugin: str, path: str) -> None:
+        if plugin == "resource":
+            self.resource_read(path)
+
+    def plugin_write(self, plugin: str, method: str, path: str) -> None:
+        if plugin != "resource":
+            return
+        if method in ("POST", "PUT"):
+            self.resource_write(path)
+        elif method == "DELETE":
+            self.resource_delete(path)
+
     def policy_decision(self, outcome: PolicyOutcome) -> None:
         counter = self._policy_outcomes.get(outcome)
         if counter is None:

@@ -157,10 +157,10 @@ async def test_bad_input_is_answered_and_nothing_is_lost(tmp_path: Path, pki: Pk
             expect(r, 401, "AttestationError", attest_failed)  # truncated
             forged_cookie = {"kbs-session-id": "0123456789abcdef0123456789abcdef"}
             async with httpx.AsyncClient(base_url=kbs.url, cookies=forged_cookie) as other:
-                r = await other.post("/kbs/v0/attest", json=body)
+                r = await other.post("/kbs/v0/attest", json=good)
                 expect(r, 401, "AttestationError", attest_failed)  # forged cookie
             http.cookies.clear()
-            r = await http.post("/kbs/v0/attest", json=body)
+            r = await http.post("/kbs/v0/attest", json=good)
             expect(r, 401, "AttestationError", attest_failed)  # missing cookie
 
             # resources and tokens
