@@ -69,9 +69,14 @@ async def deliver(sink: AuditSink, batch: Sequence[AuditEvent], attempts: int = 
 
 def test_syslog_message_layout() -> None:
     event = attestation_failed(
-        "tdx", None, "sha384:ab", "tdx-dcap", "default", "tdx.quote.signature",
+        tee="tdx",
+        generation=None,
+        evidence_digest="sha384:ab",
+        verifier="tdx-dcap",
+        policy_id="default",
+        reason="tdx.quote.signature",
         request_id='r"1]\\x',
-    )  # fmt: skip
+    )
     raw = format_message(event, facility=16, hostname="kbs-0", procid="42")
     parsed = parse_rfc5424(raw)
     assert parsed.pri == 16 * 8 + 4  # local0, warning: a failed attestation
@@ -87,7 +92,9 @@ def test_syslog_message_layout() -> None:
 
 def test_syslog_severity_and_facility() -> None:
     verified = events(1)[0]
-    denied = resource_denied("default/key/1", None, None, "policy denied")
+    denied = resource_denied(
+        path="default/key/1", policy_digest=None, jti=None, reason="policy denied"
+    )
     assert parse_rfc5424(format_message(verified, 4, "h", "1")).pri == 4 * 8 + 6
     assert parse_rfc5424(format_message(denied, 23, "h", "1")).pri == 23 * 8 + 4
     assert parse_rfc5424(format_message(denied, 23, "h", "1")).msgid == "resource.denied"
@@ -111,7 +118,12 @@ async def test_syslog_delivers_over_transport(transport: str, tmp_path: Path) ->
              "facility": "local3"},
             "audit.sinks[0]",
         )  # fmt: skip
-        sent = [*events(3), resource_denied("default/key/1", "sha256:00", "jti-1", "denied")]
+        sent = [
+            *events(3),
+            resource_denied(
+                path="default/key/1", policy_digest="sha256:00", jti="jti-1", reason="denied"
+            ),
+        ]
         await sink.send(sent[:2])
         await sink.send(sent[2:])
         got = await listener.wait_for(len(sent))

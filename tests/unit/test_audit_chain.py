@@ -15,7 +15,7 @@ from trustee.audit.sinks_file import FileSink, StdoutSink
 
 async def _write_log(path: Path, n: int, *, batch: int = 2) -> None:
     sink = FileSink(str(path))
-    events = [token_issued(f"jti-{i}", 1000 + i) for i in range(n)]
+    events = [token_issued(jti=f"jti-{i}", exp=1000 + i) for i in range(n)]
     for start in range(0, n, batch):
         await sink.send(events[start : start + batch])
     await sink.aclose()
@@ -149,8 +149,8 @@ def test_empty_file_is_an_empty_chain(tmp_path: Path, capsys: pytest.CaptureFixt
 async def test_stdout_sink_chains_from_genesis() -> None:
     stream = io.BytesIO()
     sink = StdoutSink(stream)
-    await sink.send([token_issued("a", 1), token_issued("b", 2)])
-    await sink.send([token_issued("c", 3)])
+    await sink.send([token_issued(jti="a", exp=1), token_issued(jti="b", exp=2)])
+    await sink.send([token_issued(jti="c", exp=3)])
     lines = stream.getvalue().splitlines(keepends=True)
     assert len(lines) == 3
     report = verify_lines(lines)
@@ -163,7 +163,7 @@ async def test_file_sink_write_failure_raises_sink_error(tmp_path: Path) -> None
 
     sink = FileSink(str(tmp_path / "no-such-dir" / "audit.jsonl"))
     with pytest.raises(AuditSinkError, match="no-such-dir"):
-        await sink.send([token_issued("a", 1)])
+        await sink.send([token_issued(jti="a", exp=1)])
 
 
 def test_file_sink_config_errors_name_the_key() -> None:
@@ -187,7 +187,7 @@ async def test_reopen_after_a_line_longer_than_the_tail_chunk(
 
     log = tmp_path / "audit.jsonl"
     sink = FileSink(str(log), fsync=True)
-    await sink.send([token_issued("a", 1), new_event("big.thing", {"blob": "x" * 200_000})])
+    await sink.send([token_issued(jti="a", exp=1), new_event("big.thing", {"blob": "x" * 200_000})])
     await sink.aclose()
     await _write_log(log, 1)
     assert _verify(log, capsys)[0] == 0
@@ -200,7 +200,7 @@ async def test_rotation_keeps_one_chain_across_files(
     one_line = len(_lines_of_one_event(tmp_path)) + 1
     # Room for about three events per file; keep three rotated files.
     sink = FileSink(str(log), max_bytes=3 * one_line + one_line // 2, keep=3)
-    events = [token_issued(f"jti-{i}", 1000 + i) for i in range(20)]
+    events = [token_issued(jti=f"jti-{i}", exp=1000 + i) for i in range(20)]
     for event in events[:10]:
         await sink.send([event])
     await sink.aclose()
@@ -238,7 +238,7 @@ async def test_a_fresh_file_after_rotation_continues_the_rotated_one(tmp_path: P
     await _write_log(log, 3)
     log.rename(tmp_path / "audit.jsonl.1")  # as if the KBS stopped right after rotating
     sink = FileSink(str(log), max_bytes=10_000)
-    await sink.send([token_issued("after", 1)])
+    await sink.send([token_issued(jti="after", exp=1)])
     await sink.aclose()
     rotated = _lines(tmp_path / "audit.jsonl.1")
     assert json.loads(_lines(log)[0])["prevhash"] == line_digest(rotated[-1])
@@ -247,7 +247,7 @@ async def test_a_fresh_file_after_rotation_continues_the_rotated_one(tmp_path: P
 def _lines_of_one_event(tmp_path: Path) -> bytes:
     from trustee.audit.chain import encode_line
 
-    return encode_line(token_issued("jti-00", 1000), GENESIS).rstrip(b"\n")
+    return encode_line(token_issued(jti="jti-00", exp=1000), GENESIS).rstrip(b"\n")
 
 
 def test_rotation_config_errors_name_the_key() -> None:

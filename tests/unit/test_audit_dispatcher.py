@@ -17,7 +17,7 @@ from trustee.audit.memory import MemorySink
 
 
 def _events(n: int) -> list[AuditEvent]:
-    return [token_issued(f"jti-{i}", i) for i in range(n)]
+    return [token_issued(jti=f"jti-{i}", exp=i) for i in range(n)]
 
 
 class _BrokenSink:

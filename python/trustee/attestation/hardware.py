@@ -130,14 +130,20 @@ class HardwareVerifier:
             # reload of a changed file) happened.
             self._fetched[key] = collateral.fetched_at
             self._count_fetch("fetched")
-            await self._emit(event.collateral_fetched("tdx", key, _source_name(self.tdx_source)))
+            await self._emit(
+                event.collateral_fetched(tee="tdx", key=key, source=_source_name(self.tdx_source))
+            )
         if (
             collateral.not_after < self.now()
             and self._expired_reported.get(key) != collateral.not_after
         ):
             self._expired_reported[key] = collateral.not_after
             self._count_fetch("expired")
-            await self._emit(event.collateral_expired("tdx", key, _rfc3339(collateral.not_after)))
+            await self._emit(
+                event.collateral_expired(
+                    tee="tdx", key=key, not_after=_rfc3339(collateral.not_after)
+                )
+            )
         return collateral.to_json_bytes()
 
     def _count_fetch(self, outcome: str) -> None:

@@ -97,7 +97,11 @@ def new_event(
 
 
 def session_created(
-    session_id: str, tee: str, *, request_id: str | None = None, event_source: str = DEFAULT_SOURCE
+    *,
+    session_id: str,
+    tee: str,
+    request_id: str | None = None,
+    event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
     return new_event(
         "session.created",
@@ -109,6 +113,7 @@ def session_created(
 
 
 def attestation_verified(
+    *,
     tee: str,
     generation: str | None,
     evidence_digest: str,
@@ -117,7 +122,6 @@ def attestation_verified(
     ear_status: str,
     trust_vector: Mapping[str, Any],
     request_id: str | None = None,
-    *,
     event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
     return new_event(
@@ -138,6 +142,7 @@ def attestation_verified(
 
 
 def attestation_failed(
+    *,
     tee: str,
     generation: str | None,
     evidence_digest: str | None,
@@ -145,7 +150,6 @@ def attestation_failed(
     policy_id: str | None,
     reason: str,
     request_id: str | None = None,
-    *,
     ear_status: str | None = None,
     event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
@@ -168,7 +172,11 @@ def attestation_failed(
 
 
 def token_issued(
-    jti: str, exp: int, *, request_id: str | None = None, event_source: str = DEFAULT_SOURCE
+    *,
+    jti: str,
+    exp: int,
+    request_id: str | None = None,
+    event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
     return new_event(
         "token.issued",
@@ -180,10 +188,10 @@ def token_issued(
 
 
 def resource_released(
+    *,
     path: str,
     policy_digest: str,
     jti: str | None,
-    *,
     request_id: str | None = None,
     event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
@@ -197,11 +205,11 @@ def resource_released(
 
 
 def resource_denied(
+    *,
     path: str,
     policy_digest: str | None,
     jti: str | None,
     reason: str,
-    *,
     request_id: str | None = None,
     event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
@@ -215,10 +223,10 @@ def resource_denied(
 
 
 def admin_change(
+    *,
     identity: str,
     endpoint: str,
     digest: str,
-    *,
     request_id: str | None = None,
     event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
@@ -233,10 +241,10 @@ def admin_change(
 
 
 def policy_changed(
+    *,
     kind: str,
     policy_id: str,
     digest: str,
-    *,
     request_id: str | None = None,
     event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
@@ -250,7 +258,11 @@ def policy_changed(
 
 
 def reference_value_changed(
-    name: str, digest: str, *, request_id: str | None = None, event_source: str = DEFAULT_SOURCE
+    *,
+    name: str,
+    digest: str,
+    request_id: str | None = None,
+    event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
     return new_event(
         "reference-value.changed",
@@ -262,7 +274,11 @@ def reference_value_changed(
 
 
 def collateral_fetched(
-    tee: str, key: str, source: str, *, event_source: str = DEFAULT_SOURCE
+    *,
+    tee: str,
+    key: str,
+    source: str,
+    event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
     """`source` says where the collateral came from (PCS, KDS, a cache, a local file)."""
     return new_event(
@@ -274,7 +290,11 @@ def collateral_fetched(
 
 
 def collateral_expired(
-    tee: str, key: str, not_after: str, *, event_source: str = DEFAULT_SOURCE
+    *,
+    tee: str,
+    key: str,
+    not_after: str,
+    event_source: str = DEFAULT_SOURCE,
 ) -> AuditEvent:
     return new_event(
         "collateral.expired",

@@ -24,7 +24,9 @@ class Trail:
 
     async def session_created(self, *, session: rcar.Session) -> None:
         if self.auditing:
-            await self._emit(audit.session_created(session.id, session.tee, request_id=self._rid))
+            await self._emit(
+                audit.session_created(session_id=session.id, tee=session.tee, request_id=self._rid)
+            )
 
     async def attestation_verified(
         self, *, session: rcar.Session, body: bytes, claims: Mapping[str, Any]
@@ -34,14 +36,14 @@ class Trail:
         for name, submod in claims.get("submods", {}).items():
             await self._emit(
                 audit.attestation_verified(
-                    session.tee,
-                    session.generation,
-                    digest(body),
-                    f"{name}:{session.tee}",
-                    str(submod.get("ear.appraisal-policy-id", "")),
-                    str(submod.get("ear.status", "")),
-                    submod.get("ear.trustworthiness-vector", {}),
-                    self._rid,
+                    tee=session.tee,
+                    generation=session.generation,
+                    evidence_digest=digest(body),
+                    verifier=f"{name}:{session.tee}",
+                    policy_id=str(submod.get("ear.appraisal-policy-id", "")),
+                    ear_status=str(submod.get("ear.status", "")),
+                    trust_vector=submod.get("ear.trustworthiness-vector", {}),
+                    request_id=self._rid,
                 )
             )
 
@@ -49,13 +51,13 @@ class Trail:
         if self.auditing:
             await self._emit(
                 audit.attestation_failed(
-                    session.tee,
-                    session.generation,
-                    digest(body),
-                    session.tee,
-                    None,
-                    reason,
-                    self._rid,
+                    tee=session.tee,
+                    generation=session.generation,
+                    evidence_digest=digest(body),
+                    verifier=session.tee,
+                    policy_id=None,
+                    reason=reason,
+                    request_id=self._rid,
                 )
             )
 
@@ -64,7 +66,7 @@ class Trail:
             exp = claims.get("exp")
             expires = exp if isinstance(exp, int) else 0
             await self._emit(
-                audit.token_issued(token_id(token) or "", expires, request_id=self._rid)
+                audit.token_issued(jti=token_id(token) or "", exp=expires, request_id=self._rid)
             )
 
     async def resource_released(
@@ -72,7 +74,9 @@ class Trail:
     ) -> None:
         if self.auditing:
             await self._emit(
-                audit.resource_released(path, policy_digest, token_ref, request_id=self._rid)
+                audit.resource_released(
+                    path=path, policy_digest=policy_digest, jti=token_ref, request_id=self._rid
+                )
             )
 
     async def resource_denied(
@@ -80,7 +84,13 @@ class Trail:
     ) -> None:
         if self.auditing:
             await self._emit(
-                audit.resource_denied(path, policy_digest, token_ref, reason, request_id=self._rid)
+                audit.resource_denied(
+                    path=path,
+                    policy_digest=policy_digest,
+                    jti=token_ref,
+                    reason=reason,
+                    request_id=self._rid,
+                )
             )
 
     async def admin_changed(self, *, req: Request, identity: str, kind: str) -> None:
@@ -89,12 +99,20 @@ class Trail:
         if not self.auditing:
             return
         body_digest = digest(req.body)
-        await self._emit(audit.admin_change(identity, req.uri, body_digest, request_id=self._rid))
+        await self._emit(
+            audit.admin_change(
+                identity=identity, endpoint=req.uri, digest=body_digest, request_id=self._rid
+            )
+        )
         if kind == "reference-value":
             await self._emit(
                 audit.reference_value_changed(
-                    req.uri.rsplit("/", 1)[-1], body_digest, request_id=self._rid
+                    name=req.uri.rsplit("/", 1)[-1], digest=body_digest, request_id=self._rid
                 )
             )
         elif kind in ("attestation", "resource"):
-            await self._emit(audit.policy_changed(kind, req.uri, body_digest, request_id=self._rid))
+            await self._emit(
+                audit.policy_changed(
+                    kind=kind, policy_id=req.uri, digest=body_digest, request_id=self._rid
+                )
+            )
