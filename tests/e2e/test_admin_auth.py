@@ -4,7 +4,7 @@ Each admin operation (set-resource-policy, set-attestation-policy, set-resource)
 valid token, a token from a foreign key, on a DenyAll server and on a server whose ACL only opens
 `reference-value/<id>`. Failures must be 401 ErrorInformation with upstream's variant: the
 built-in endpoints answer `AdminAuthAccess`, the resource plugin's admin path answers
-`AdminAuthInitialization` (an upstream quirk kept on purpose, kbs-protocol.md §1.9).
+`AdminAuthInitialization` (an upstream quirk kept on purpose).
 """
 
 from __future__ import annotations

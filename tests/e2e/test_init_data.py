@@ -3,7 +3,7 @@
 The guest sends an init-data TOML with its attestation; the AS exposes its digest and its claims
 (`cdh.toml` converted from TOML, `policy.rego` replaced by the `policy_data` JSON) in the token,
 where resource policies and the default CPU policy's `ear.trustee.identifiers` extension read
-them (kbs-protocol.md §1.4 step 7, attestation-service.md §1.3 and §3.2).
+them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Admin authorisation, `[admin] authorization_mode` of KBS v0.21 (kbs-protocol spec §2.2)."""
+"""Admin authorisation, `[admin] authorization_mode` of KBS v0.21."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Legacy admin authorisation (kbs-protocol-legacy.md §6.1, kbs-protocol.md §2.3).
+"""Legacy admin authorisation.
 
 ≤v0.15 `[admin] insecure_api`/`auth_public_key`: an Ed25519 key, EdDSA tokens as kbs-client
 mints them (`{iat, exp: iat+7200, nbf}`), jwt-simple's 15-minute tolerance, no required claims.

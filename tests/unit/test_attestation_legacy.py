@@ -1,4 +1,4 @@
-"""The built-in AS under a v0.11-era configuration (kbs-protocol-legacy.md §3.2, §7, §8.2, §9.3).
+"""The built-in AS under a v0.11-era configuration.
 
 Legacy mode: the first CPU submod is named `cpu` and is appraised with policy id `default`
 (policy_ids[0]), not `default_cpu`; the policy may use `trust_claims` or the per-claim dialect
@@ -42,7 +42,7 @@ from trustee.storage.rvfile import ReferenceValueFile
 SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "python" / "trustee" / "policies"
 
-# kbs-protocol-legacy.md §2.4: the RFC 7517 A.1 RSA key as a G1 client exports it, the nonce
+# The RFC 7517 A.1 RSA key as a G1 client exports it, the nonce
 # bytes 00..1f, and the report data the sample attester returns for them.
 RFC_RSA_N = (
     "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPe"
@@ -213,7 +213,7 @@ async def test_seed_without_reference_values_is_contraindicated(tmp_path: Path) 
     assert cpu["ear.appraisal-policy-id"] == "default"
     annotated = cpu["ear.veraison.annotated-evidence"]
     assert annotated["report_data"] == REPORT_DATA
-    # No additional-evidence member in the legacy runtime data claims (§3.2).
+    # No additional-evidence member in the legacy runtime data claims.
     assert annotated["runtime_data_claims"] == {"nonce": NONCE, "tee-pubkey": TEE_PUBKEY}
     assert annotated["sample"]["svn"] == "1"
     assert "report_data" not in annotated["sample"]

@@ -1,7 +1,7 @@
 """The built-in Attestation Service end to end in-process: verify → transform → policy → EAR.
 
 Uses the real `sample`/`sampledevice` verifiers of the native core, the shipped default
-policies, the built-in RVPS and an ephemeral ES256 signer over a MemoryStore (AS spec §1, §2).
+policies, the built-in RVPS and an ephemeral ES256 signer over a MemoryStore.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The scripted peer re-derives the binding with plain hashlib + json (sorted compact JSON, which is
 what those upstream clients and servers hashed) and builds the 0.1.x JWE from primitives, so the
-client is checked against an independent implementation; the worked examples of
-kbs-protocol-legacy §2.4 pin the exact bytes.
+client is checked against an independent implementation; worked examples with fixed keys
+and nonces pin the exact bytes.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ COOKIE = "kbs-session-id=0123456789abcdef0123456789abcdef; Expires=Fri, 21 Aug 2
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln"
 ERR = "https://github.com/confidential-containers/kbs/errors/"
 
-# RFC 7517 App. A.1 / RFC 7638 §3.1 RSA public key, as the spec's §2.4 example uses it.
+# RFC 7517 App. A.1 / RFC 7638 §3.1 RSA public key, as the worked examples use it.
 RFC_N = (
     "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJEC"
     "PebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2Qvz"
@@ -225,7 +225,7 @@ def client_for(peer: LegacyKbs, **kwargs: Any) -> KbsClient:
 
 
 # ------------------------------------------------------------------------------------------
-# §2.4 worked examples
+# Worked examples
 
 
 def test_rfc_key_transcribed_correctly() -> None:
@@ -243,7 +243,7 @@ def test_g1_binding_worked_example() -> None:
     digest = hashlib.sha384(hashed).digest()
     assert digest.hex() == G1_SHA384
     assert base64.b64encode(digest).decode() == G1_REPORT_DATA
-    # The insertion-order variant (§2.3 fallback) differs, and the client never produces it.
+    # The insertion-order variant (a fallback) differs, and the client never produces it.
     insertion = compact_json({"tee-pubkey": RFC_JWK_RSA1_5, "nonce": NONCE}).encode()
     assert hashlib.sha384(insertion).hexdigest() == (
         "441ee123fa3dbe41943abe86653e272b747e1d818a98061dc6661be26c4cd12a"

@@ -2,7 +2,7 @@
 
 The peer checks the binding with its own canonical-JSON + hashlib computation (sorted compact
 JSON equals RFC 8785 for these string-only objects), so the client's use of the binding module is
-tested against an independent implementation, and once against the spec's byte-exact vector.
+tested against an independent implementation, and once against a byte-exact vector.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def client_for(kbs: FakeKbs, **kwargs: Any) -> KbsClient:
 
 
 def generator_key() -> ec.EllipticCurvePrivateKey:
-    # Private scalar 1: the public key is the P-256 generator, the spec's test-only key.
+    # Private scalar 1: the public key is the P-256 generator, a test-only key.
     return ec.derive_private_key(1, ec.SECP256R1())
 
 

@@ -1,4 +1,4 @@
-"""v0.11-era kbs-config.toml (kbs-protocol-legacy.md §7, §9.3; kbs-protocol.md §2.3, §3.2).
+"""v0.11-era kbs-config.toml.
 
 The seed's config (trustee-operator v0.3.0, KBS v0.11.0) must load as the `legacy` dialect with
 every key either mapped onto the one Config model or named as ignored; HEAD configs stay `head`;
@@ -107,7 +107,7 @@ name = "resource"
 storage_backend_type = "kvstorage"
 """
 
-# The three keys §3.1/§9.3 call dead at v0.11: accepted and ignored.
+# The three keys v0.11 no longer reads: accepted and ignored.
 DEAD_KEYS = (
     "attestation_token.attestation_token_type",
     "attestation_service.policy_engine",
@@ -219,7 +219,7 @@ def test_seed_dead_keys_are_named_ignored_with_a_reason(source: str) -> None:
     for entry in c.ignored_keys:
         _name, sep, why = entry.partition(" (")
         assert sep and why.endswith(")") and len(why) > 2, entry
-    # auth_public_key is not read while insecure_api = true (§6.1), so it is reported unused.
+    # auth_public_key is not read while insecure_api = true, so it is reported unused.
     assert "admin.auth_public_key" in ignored
     assert c.admin.legacy_public_key is None
 

@@ -1,4 +1,4 @@
-"""The shipped default attestation policies against the verified vectors (AS spec §3.2–§3.5).
+"""The shipped default attestation policies against the verified vectors.
 
 Policies are loaded exactly as the service stores them (`shipped_policy`) and evaluated through
 the same facade the AS uses, with `query_reference_value` backed by a recording lookup.
@@ -76,7 +76,7 @@ def runtime_data() -> dict[str, Any]:
 
 
 def sample_input(**sample_overrides: Any) -> dict[str, Any]:
-    """The §1.5 policy input the AS builds for the sample verifier (svn "1")."""
+    """The policy input the AS builds for the sample verifier (svn "1")."""
     rd = runtime_data()
     report_data = base64.b64encode(
         hashlib.sha384(json.dumps(rd, sort_keys=True, separators=(",", ":")).encode()).digest()
@@ -91,7 +91,7 @@ def sample_input(**sample_overrides: Any) -> dict[str, Any]:
     return {"report_data": report_data, "runtime_data_claims": rd, "sample": sample}
 
 
-# --- §3.5 verified vectors ----------------------------------------------------------------
+# --- verified vectors ----------------------------------------------------------------------
 
 
 def test_vector_a_default_cpu_without_reference_values() -> None:

@@ -1,4 +1,4 @@
-"""EAR token building blocks: AR4SI tiers, trust vectors, extensions, ES256 issuing (AS spec §2)."""
+"""EAR token building blocks: AR4SI tiers, trust vectors, extensions, ES256 issuing."""
 
 from __future__ import annotations
 

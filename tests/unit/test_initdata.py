@@ -1,4 +1,4 @@
-"""Init-data TOML: digest over the raw text and the claims given to policies (AS spec §1.3)."""
+"""Init-data TOML: digest over the raw text and the claims given to policies."""
 
 from __future__ import annotations
 

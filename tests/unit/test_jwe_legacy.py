@@ -1,6 +1,6 @@
 """JWE wire forms of the older KBS protocols: the non-RFC 0.1.x form and the 0.2.0 RFC variant.
 
-Known answers are the worked examples of kbs-protocol-legacy §4.1/§4.2 (CEK 00…1f, IV a0…ab,
+Known answers are worked examples with fixed values (CEK 00…1f, IV a0…ab,
 plaintext `res1val1`); decryption is also cross-checked with bare `cryptography` primitives.
 """
 
@@ -67,14 +67,14 @@ def legacy_by_hand(
 
 
 def legacy_decrypt_by_hand(body: dict[str, str], key: rsa.RSAPrivateKey) -> bytes:
-    """Steps 2–4 of the G1 client (§4.1), with primitives only."""
+    """Steps 2–4 of the G1 client, with primitives only."""
     header = json.loads(body["protected"])
     assert (header["alg"], header["enc"]) == ("RSA1_5", "A256GCM")
     cek = key.decrypt(ud(body["encrypted_key"]), padding.PKCS1v15())
     return AESGCM(cek).decrypt(ud(body["iv"]), ud(body["ciphertext"]), b"")
 
 
-# ---------------------------------------------------------------- §4.1 legacy form
+# ---------------------------------------------------------------- the 0.1.x form
 
 
 def test_legacy_worked_example(rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, Any]) -> None:
@@ -207,7 +207,7 @@ def test_forms_do_not_cross(rsa_key: rsa.RSAPrivateKey) -> None:
             decrypt(legacy, rsa_key, form=form)
 
 
-# ---------------------------------------------------------------- §4.2 0.2.0 RFC form
+# ---------------------------------------------------------------- the 0.2.0 RFC form
 
 
 @pytest.mark.parametrize("form", ["rfc7516", "rfc7516-p256"])

@@ -63,7 +63,7 @@ BLOG_CR: dict[str, Any] = {
     },
 }
 
-# §1.2 of the deployment spec, items 1-11 for the blog's CR: (volume, mountPath, source).
+# trustee-operator v0.3.0's mounts for the blog's CR, in order: (volume, mountPath, source).
 BLOG_LAYOUT = [
     ("confidential-containers", "/opt/confidential-containers", {"emptyDir": {"medium": "Memory"}}),
     (

@@ -1,4 +1,4 @@
-"""The resource policy across generations (kbs-protocol-legacy.md §5, §9.3; kbs-protocol.md §4).
+"""The resource policy across generations.
 
 Legacy (v0.11–v0.16): `data` = `{"resource-path": "resource/<repo>/<type>/<tag>"}`, the policy is
 a file (`[policy_engine] policy_path`) re-read when it changes, one-line folded modules work, and
@@ -172,7 +172,7 @@ async def test_one_line_module_with_a_brace_rule(tmp_path: Path) -> None:
 
 
 async def test_if_without_import_is_a_condition_not_an_allow_all(tmp_path: Path) -> None:
-    # Project decision (§5.3): unlike regorus 0.2.8, `allow if { false }` does not allow.
+    # Project decision: unlike regorus 0.2.8, `allow if { false }` does not allow.
     policy = file_policy(
         tmp_path, "package policy\ndefault allow = false\nallow if { false }\n", legacy=True
     )

@@ -1,4 +1,4 @@
-"""Built-in RVPS: sample-extractor registration, record format, query, snapshot (AS spec §4)."""
+"""Built-in RVPS: sample-extractor registration, record format, query, snapshot."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ async def test_corrupt_record_is_an_error() -> None:
 
 
 async def test_uri_style_reference_value_ids() -> None:
-    # AS spec §4.3 recommends ids like `rvps:///<ns>/…/<name>[:tag]` (opaque, exact match).
+    # Upstream's RVPS suggests ids like `rvps:///<ns>/…/<name>[:tag]` (opaque, exact match).
     # Upstream's default Memory backend stores them; only LocalFs restricts key characters.
     _, rvps = make()
     rv_id = "rvps:///github.com/confidential-containers/tdx/mr_td:v0.18.0"

@@ -1,4 +1,4 @@
-"""v0.11-era storage (kbs-protocol-legacy.md §7): the LocalFs plain resource tree and the RVPS
+"""v0.11-era storage: the LocalFs plain resource tree and the RVPS
 LocalJson reference-value file.
 
 PlainTreeStore: `<dir>/<repo>/<type>/<tag>` holds the secret's bytes, symlinks followed (Kubernetes

@@ -1,4 +1,4 @@
-"""Attestation-token verification (kbs-protocol §1.7) and TEE public key extraction."""
+"""Attestation-token verification and TEE public key extraction."""
 
 from __future__ import annotations
 
