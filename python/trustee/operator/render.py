@@ -34,9 +34,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -261,143 +261,84 @@ def _secret_pair(
     return None
 
 
-def _plan(kbsconfig: Mapping[str, Any], strict: bool) -> _Plan:
-    reader = _Reader(_spec_of(kbsconfig, strict), strict)
-    spec = reader.spec
-    deployment_type = _deployment_type(reader)
-    plan = _Plan()
-    mounts = plan.mounts
-    taken = set(_FIXED_VOLUMES)
+@dataclass(frozen=True)
+class _Field:
+    """A spec field naming one ConfigMap or Secret, mounted whole (or one key of it)."""
 
-    # v0.3.0 mounts the whole of /opt/confidential-containers as a writable emptyDir and the
-    # `default` repository directory as a second one, so that the per-Secret mounts below can
-    # nest inside it while the rest of the repository stays writable.
-    mounts.append(_memory_dir("confidential-containers", _CC_ROOT))
-    mounts.append(_memory_dir("default", _REPOSITORY_DEFAULT))
+    key: str  # dotted below `spec`: "kbsConfigMapName", "tdxConfigSpec.kbsTdxConfigMapName"
+    kind: str  # "ConfigMap" | "Secret"
+    volume: str
+    mount_path: str
+    sub_path: str | None = None
+    required: str | None = None  # why the field must be set, when it must
 
-    kbs_cm = reader.name(
-        "spec.kbsConfigMapName",
-        spec.get("kbsConfigMapName"),
-        required="it names the ConfigMap holding kbs-config.toml",
-    )
-    if kbs_cm is not None:
-        mounts.append(_configmap("kbs-config", kbs_cm, "/etc/kbs-config", "spec.kbsConfigMapName"))
-
-    policy_cm = reader.name(
-        "spec.kbsAttestationPolicyConfigMapName", spec.get("kbsAttestationPolicyConfigMapName")
-    )
-    if policy_cm is not None:
-        mounts.append(
-            _configmap(
-                "attestation-policy",
-                policy_cm,
-                _ATTESTATION_POLICY_DIR,
-                "spec.kbsAttestationPolicyConfigMapName",
+    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None:
+        section, _, leaf = self.key.rpartition(".")
+        table = reader.section(section) if section else reader.spec
+        path = f"spec.{self.key}"
+        name = reader.name(path, table.get(leaf), required=self.required)
+        if name is None:
+            return
+        if self.kind == "ConfigMap":
+            plan.mounts.append(
+                _configmap(self.volume, name, self.mount_path, path, sub_path=self.sub_path)
             )
-        )
+        else:
+            plan.mounts.append(_secret(self.volume, name, self.mount_path, path))
 
-    resource_cm = reader.name(
-        "spec.kbsResourcePolicyConfigMapName", spec.get("kbsResourcePolicyConfigMapName")
-    )
-    if resource_cm is not None:
-        mounts.append(
-            _configmap("opa", resource_cm, f"{_CC_ROOT}/opa", "spec.kbsResourcePolicyConfigMapName")
-        )
 
-    tdx_path = "spec.tdxConfigSpec.kbsTdxConfigMapName"
-    tdx_cm = reader.name(tdx_path, reader.section("tdxConfigSpec").get("kbsTdxConfigMapName"))
-    if tdx_cm is not None:
-        mounts.append(
-            _configmap("tdx-config", tdx_cm, f"/etc/{_TDX_QCNL}", tdx_path, sub_path=_TDX_QCNL)
-        )
+@dataclass(frozen=True)
+class _SecretPair:
+    """Two Secret fields that only make sense together (a key and its certificate)."""
 
+    key_field: str
+    cert_field: str
+    what: str  # why both are needed, for the error naming the missing one
+    key_mount: tuple[str, str]  # (volume, mount path)
+    cert_mount: tuple[str, str]
+    https: bool = False
+
+    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None:
+        pair = _secret_pair(reader, self.key_field, self.cert_field, self.what)
+        if pair is None:
+            return
+        plan.https = plan.https or self.https
+        for (volume, mount_path), name, field_name in (
+            (self.key_mount, pair[0], self.key_field),
+            (self.cert_mount, pair[1], self.cert_field),
+        ):
+            plan.mounts.append(_secret(volume, name, mount_path, f"spec.{field_name}"))
+
+
+class _Step(Protocol):
+    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Custom:
+    """A mount the table cannot describe: a function that adds it."""
+
+    add_mounts: Callable[[_Reader, set[str]], list[_Mount]]
+
+    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None:
+        plan.mounts.extend(self.add_mounts(reader, taken))
+
+
+def _ibmse_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
     pvc_path = "spec.ibmSEConfigSpec.certStorePvc"
     pvc = reader.name(pvc_path, reader.section("ibmSEConfigSpec").get("certStorePvc"))
-    if pvc is not None:
-        vol = _free_volume_name(pvc, "ibmse", taken)
-        taken.add(vol)
-        mounts.append(
-            _Mount(
-                volume={"name": vol, "persistentVolumeClaim": {"claimName": pvc}},
-                mount={"name": vol, "mountPath": _IBMSE_DIR},
-                path=pvc_path,
-                ref=None,
-            )
+    if pvc is None:
+        return []
+    vol = _free_volume_name(pvc, "ibmse", taken)
+    taken.add(vol)
+    return [
+        _Mount(
+            volume={"name": vol, "persistentVolumeClaim": {"claimName": pvc}},
+            mount={"name": vol, "mountPath": _IBMSE_DIR},
+            path=pvc_path,
+            ref=None,
         )
-
-    auth = reader.name(
-        "spec.kbsAuthSecretName",
-        spec.get("kbsAuthSecretName"),
-        required="it names the Secret holding the admin public key",
-    )
-    if auth is not None:
-        mounts.append(_secret("auth-secret", auth, "/etc/auth-secret", "spec.kbsAuthSecretName"))
-
-    mounts.extend(_cert_cache_mounts(reader, taken))
-
-    https = _secret_pair(
-        reader, "kbsHttpsKeySecretName", "kbsHttpsCertSecretName", "HTTPS needs both"
-    )
-    if https is not None:
-        plan.https = True
-        mounts.append(
-            _secret("https-key", https[0], "/etc/https-key", "spec.kbsHttpsKeySecretName")
-        )
-        mounts.append(
-            _secret("https-cert", https[1], "/etc/https-cert", "spec.kbsHttpsCertSecretName")
-        )
-
-    token = _secret_pair(
-        reader,
-        "kbsAttestationKeySecretName",
-        "kbsAttestationCertSecretName",
-        "the attestation token signer needs both",
-    )
-    if token is not None:
-        mounts.append(
-            _secret(
-                "attestation-key",
-                token[0],
-                "/etc/attestation-key",
-                "spec.kbsAttestationKeySecretName",
-            )
-        )
-        mounts.append(
-            _secret(
-                "attestation-cert",
-                token[1],
-                "/etc/attestation-cert",
-                "spec.kbsAttestationCertSecretName",
-            )
-        )
-
-    mounts.extend(_secret_resource_mounts(reader, taken))
-
-    ref_values = reader.name(
-        "spec.kbsRvpsRefValuesConfigMapName",
-        spec.get("kbsRvpsRefValuesConfigMapName"),
-        required="trustee-operator v0.3.0 always mounts the RVPS reference values ConfigMap",
-    )
-    if ref_values is not None:
-        mounts.append(
-            _configmap(
-                "reference-values",
-                ref_values,
-                _REFERENCE_VALUES_DIR,
-                "spec.kbsRvpsRefValuesConfigMapName",
-            )
-        )
-
-    if deployment_type == MICROSERVICES:
-        # Only reachable leniently: the watch mapping should still know these names.
-        for key in ("kbsAsConfigMapName", "kbsRvpsConfigMapName"):
-            name = reader.name(f"spec.{key}", spec.get(key))
-            if name is not None:
-                plan.extra_refs.append(Ref("ConfigMap", name))
-
-    if strict:
-        _check_unique_mount_paths(mounts)
-    return plan
+    ]
 
 
 def _cert_cache_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
@@ -448,6 +389,91 @@ def _secret_resource_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
         taken.add(vol)
         out.append(_secret(vol, secret, f"{_REPOSITORY_DEFAULT}/{secret}", path))
     return out
+
+
+# Every mount a KbsConfig can ask for, in v0.3.0's order (after the two writable directories).
+_LAYOUT: tuple[_Step, ...] = (
+    _Field(
+        "kbsConfigMapName",
+        "ConfigMap",
+        "kbs-config",
+        "/etc/kbs-config",
+        required="it names the ConfigMap holding kbs-config.toml",
+    ),
+    _Field(
+        "kbsAttestationPolicyConfigMapName",
+        "ConfigMap",
+        "attestation-policy",
+        _ATTESTATION_POLICY_DIR,
+    ),
+    _Field("kbsResourcePolicyConfigMapName", "ConfigMap", "opa", f"{_CC_ROOT}/opa"),
+    _Field(
+        "tdxConfigSpec.kbsTdxConfigMapName",
+        "ConfigMap",
+        "tdx-config",
+        f"/etc/{_TDX_QCNL}",
+        sub_path=_TDX_QCNL,
+    ),
+    _Custom(_ibmse_mounts),
+    _Field(
+        "kbsAuthSecretName",
+        "Secret",
+        "auth-secret",
+        "/etc/auth-secret",
+        required="it names the Secret holding the admin public key",
+    ),
+    _Custom(_cert_cache_mounts),
+    _SecretPair(
+        "kbsHttpsKeySecretName",
+        "kbsHttpsCertSecretName",
+        "HTTPS needs both",
+        ("https-key", "/etc/https-key"),
+        ("https-cert", "/etc/https-cert"),
+        https=True,
+    ),
+    _SecretPair(
+        "kbsAttestationKeySecretName",
+        "kbsAttestationCertSecretName",
+        "the attestation token signer needs both",
+        ("attestation-key", "/etc/attestation-key"),
+        ("attestation-cert", "/etc/attestation-cert"),
+    ),
+    _Custom(_secret_resource_mounts),
+    _Field(
+        "kbsRvpsRefValuesConfigMapName",
+        "ConfigMap",
+        "reference-values",
+        _REFERENCE_VALUES_DIR,
+        required="trustee-operator v0.3.0 always mounts the RVPS reference values ConfigMap",
+    ),
+)
+
+
+def _plan(kbsconfig: Mapping[str, Any], strict: bool) -> _Plan:
+    reader = _Reader(_spec_of(kbsconfig, strict), strict)
+    spec = reader.spec
+    deployment_type = _deployment_type(reader)
+    plan = _Plan()
+    taken = set(_FIXED_VOLUMES)
+
+    # v0.3.0 mounts the whole of /opt/confidential-containers as a writable emptyDir and the
+    # `default` repository directory as a second one, so that the per-Secret mounts below can
+    # nest inside it while the rest of the repository stays writable.
+    plan.mounts.append(_memory_dir("confidential-containers", _CC_ROOT))
+    plan.mounts.append(_memory_dir("default", _REPOSITORY_DEFAULT))
+    for step in _LAYOUT:
+        step.add(reader, plan, taken)
+
+    if deployment_type == MICROSERVICES:
+        # Only reachable leniently: the watch mapping should still know these names.
+        for key in ("kbsAsConfigMapName", "kbsRvpsConfigMapName"):
+            name = reader.name(f"spec.{key}", spec.get(key))
+            if name is not None:
+                plan.extra_refs.append(Ref("ConfigMap", name))
+
+    if strict:
+        _check_unique_mount_paths(plan.mounts)
+    return plan
 
 
 def _check_unique_mount_paths(mounts: list[_Mount]) -> None:
