@@ -98,7 +98,8 @@ SUPERVISOR_PATH = (
     "    from trustee.http.listen import worker_sockets\n"
     "    print(','.join(loaded(sys.argv[2].split(','))))\n"
     "    return 0\n"
-    "trustee.cli._serve_workers = supervise\n"
+    "import trustee.serving\n"
+    "trustee.serving._serve_workers = supervise\n"
     "sys.exit(trustee.cli.main(['serve', '--config', sys.argv[1]]))\n"
 )
 
@@ -147,7 +148,8 @@ SINGLE_WORKER_PATH = (
     "    (sock,) = sockets.insecure_sockets\n"
     "    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)\n"
     "    print(listening, ','.join(loaded(sys.argv[2].split(','))))\n"
-    "trustee.cli._run = stand_in\n"
+    "import trustee.serving\n"
+    "trustee.serving._run = stand_in\n"
     "sys.exit(trustee.cli.main(['serve', '--config', sys.argv[1]]))\n"
 )
 
