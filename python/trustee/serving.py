@@ -159,7 +159,7 @@ def _development_storage(config: Config) -> str:
     so that it can run a worker per core like a real deployment."""
     import tempfile
 
-    from trustee.config.loader import default_worker_count
+    from trustee.config.stores import default_worker_count
 
     directory = tempfile.mkdtemp(prefix="trustee-dev-")
     config.storage_backend.storage_type = "LocalFs"

@@ -6,7 +6,6 @@ Unknown keys are ignored as upstream does, except in `[admin]` where upstream de
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tomllib
 from importlib import resources
@@ -31,22 +30,19 @@ from trustee.config.model import (
     ProtocolConfig,
     RvpsConfig,
     SignerConfig,
-    StorageConfig,
-    StorageType,
     TokenBrokerConfig,
 )
 from trustee.config.reader import Table
-from trustee.storage.session_keys import read_keys
+from trustee.config.stores import (
+    STORAGE_TYPES,
+    default_worker_count,
+    session_keys,
+    storage,
+    storage_environment,
+)
 
 log = logging.getLogger(__name__)
 
-STORAGE_TYPES: dict[str, StorageType] = {
-    "Memory": "Memory",
-    "LocalFs": "LocalFs",
-    "LocalJson": "LocalJson",
-    "Postgres": "Postgres",
-    "Redis": "Redis",
-}
 ADMIN_MODES: dict[str, AdminMode] = {
     "InsecureAllowAll": "InsecureAllowAll",
     "DenyAll": "DenyAll",
@@ -111,7 +107,7 @@ def _build(root: Table) -> Config:
         admin=_admin(root.table("admin"), notes),
         attestation_token=_attestation_token(root.table("attestation_token"), notes),
         attestation_service=_attestation_service(root.table("attestation_service"), notes),
-        storage_backend=_storage(root.table("storage_backend")),
+        storage_backend=storage(root.table("storage_backend")),
         plugins=[_plugin(t, notes) for t in root.tables("plugins")],
         protocol=_protocol(root.table("protocol")),
         policy_engine=_policy_engine(root.table("policy_engine"), notes),
@@ -119,10 +115,10 @@ def _build(root: Table) -> Config:
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
-    _session_keys(root, config)
+    session_keys(root, config)
     if not config.http_server.worker_count_set:
         config.http_server.worker_count = default_worker_count(config)
-    _storage_environment(config)
+    storage_environment(config)
     audit = root.table("audit")
     if audit is not None:
         # Only here: the audit package brings trio, which a worker supervisor does without.
@@ -427,106 +423,6 @@ def _broker(t: Table) -> TokenBrokerConfig:
             cert_url=signer.opt("cert_url", str),
         )
     return cfg
-
-
-def _storage(t: Table | None) -> StorageConfig:
-    cfg = StorageConfig()
-    if t is None:
-        return cfg
-    cfg.storage_type = t.choice("storage_type", STORAGE_TYPES, "Memory")
-    backends = t.table("backends")
-    if backends is not None:
-        local_fs = backends.table("local_fs")
-        if local_fs is not None:
-            cfg.local_fs_dir = local_fs.get("dir_path", str, cfg.local_fs_dir)
-        local_json = backends.table("local_json")
-        if local_json is not None:
-            cfg.local_json_dir = local_json.get("file_dir_path", str, cfg.local_json_dir)
-        postgres = backends.table("postgres")
-        if postgres is not None:
-            for name, kind in (("host", str), ("username", str), ("password", str), ("db", str)):
-                if postgres.has(name):
-                    cfg.postgres[name] = postgres.req(name, kind)
-            if postgres.has("port"):
-                cfg.postgres["port"] = postgres.req("port", int)
-            if postgres.has("table"):
-                table = postgres.req("table", str)
-                if not re.match(r"^[a-z_][a-z0-9_]{0,50}$", table):
-                    raise ConfigError(postgres.key("table"), f"{table!r} is not a plain table name")
-                cfg.postgres["table"] = table
-        redis = backends.table("redis")
-        if redis is not None:
-            cfg.redis_url = redis.get("url", str, cfg.redis_url)
-            if redis.has("ca_file"):
-                cfg.redis_ca_file = redis.req("ca_file", str)
-                from trustee.redis.connect import tls_context
-
-                try:
-                    tls_context(cfg.redis_ca_file)
-                except ValueError as exc:
-                    raise ConfigError(redis.key("ca_file"), f"cannot use {exc}") from None
-    return cfg
-
-
-# Storage every worker process sees the same way; with it, the default is a worker per core.
-SHARED_STORAGE = frozenset({"LocalFs", "LocalJson", "Postgres", "Redis"})
-
-
-def default_worker_count(config: Config) -> int:
-    """A worker per usable core when the stores are shared between processes and sessions
-    are not kept in one process's memory; one otherwise."""
-    if config.storage_backend.storage_type not in SHARED_STORAGE:
-        return 1
-    if config.session_kind() == "Memory":
-        return 1
-    as_cfg = config.attestation_service
-    if as_cfg is not None:
-        main = config.storage_backend.storage_type
-        for kind in (as_cfg.storage_type, as_cfg.rvps.storage_type):
-            if (kind or main) not in SHARED_STORAGE:
-                return 1
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-# The session key file(s) when the config names none: how the operator hands its replicas
-# their shared key without touching the user's config file.
-SESSION_KEY_ENV = "KBS_SESSION_KEY_FILE"
-
-
-def _session_keys(root: Table, config: Config) -> None:
-    key = "session_key"
-    if root.has(key):
-        value = root.data[key]
-        paths = [value] if isinstance(value, str) else root.str_list(key)
-    elif os.environ.get(SESSION_KEY_ENV):
-        key = SESSION_KEY_ENV
-        paths = [p.strip() for p in os.environ[key].split(",")]
-    else:
-        return
-    if not paths or not all(paths):
-        raise ConfigError(key, "names no file")
-    try:
-        config.session_key_material = read_keys(paths)
-    except ValueError as exc:
-        raise ConfigError(key, str(exc)) from None
-    config.session_key_files = paths
-
-
-def _storage_environment(config: Config) -> None:
-    """POSTGRES_URL / REDIS_URL override the tables (with or without a [storage_backend]); the
-    Redis URL is checked when something uses Redis."""
-    storage = config.storage_backend
-    storage.postgres_url = os.environ.get("POSTGRES_URL") or None
-    storage.redis_url = os.environ.get("REDIS_URL") or storage.redis_url
-    if "Redis" not in (storage.storage_type, config.session_kind()):
-        return
-    from trustee.redis.connect import parse_redis_url
-
-    try:
-        parse_redis_url(storage.redis_url, "url")
-    except ValueError as exc:
-        key = "REDIS_URL" if os.environ.get("REDIS_URL") else "storage_backend.backends.redis.url"
-        raise ConfigError(key, str(exc).removeprefix("url: ")) from None
 
 
 def _plugin(t: Table, notes: _Notes) -> PluginConfig:
