@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trustee.client import cli
-from trustee.client import kbs as kbs_module
+from trustee.client import generations as generations_module
 from trustee.client.attesters import AttesterSet, SampleAttester, SampleDeviceAttester
 from trustee.client.kbs import (
     GENERATIONS,
@@ -507,7 +507,7 @@ async def test_admin_requests_carry_fresh_tokens(monkeypatch: pytest.MonkeyPatch
 
     clock = iter([1000.0, 1005.0])
     # Only the client module's clock: httpx and anyio keep the real one.
-    monkeypatch.setattr(kbs_module, "time", SimpleNamespace(time=lambda: next(clock)))
+    monkeypatch.setattr(generations_module, "time", SimpleNamespace(time=lambda: next(clock)))
     async with KbsClient(
         BASE, admin_key=key, attesters=sample_only(), transport=httpx.MockTransport(handle)
     ) as client:
