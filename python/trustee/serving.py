@@ -47,9 +47,7 @@ def _banner(config: Config) -> str:
     )
 
 
-async def _run(
-    config: Config, sockets: Sockets | None = None, ready: Callable[[], None] | None = None
-) -> None:
+async def _run(config: Config, sockets: Sockets, ready: Callable[[], None] | None = None) -> None:
     import trio
 
     from trustee import offload
@@ -72,7 +70,7 @@ async def _run(
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 return
 
-        await serve(app, config.http_server, shutdown_trigger, sockets)
+        await serve(app, config.http_server, sockets, shutdown_trigger)
 
 
 def _check_front_end_env() -> None:

@@ -112,6 +112,6 @@ async def test_cookie_and_bearer_paths_release_and_expiry_is_rechecked() -> None
     session.attested_claims["exp"] = 1000
     reply = await kbs.handle(request("GET", "resource/r/t/k", cookie=cookie))
     assert reply.status == 401 and error_type(reply) == "TokenVerifierError"
-    kbs.verified_tokens[token]["exp"] = 1000
+    kbs.claims.verified_tokens[token]["exp"] = 1000
     reply = await kbs.handle(request("GET", "resource/r/t/k", bearer=token))
     assert reply.status == 401 and error_type(reply) == "TokenVerifierError"

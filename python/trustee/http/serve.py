@@ -293,18 +293,13 @@ async def _serve_sockets(
 async def serve(
     app: Any,
     cfg: HttpServerConfig,
+    sockets: Sockets,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
-    sockets: Sockets | None = None,
     max_connections: int | None = None,
 ) -> None:
+    """Serve on `sockets` from `trustee.http.listen.worker_sockets`: bound and listening
+    before this process built its app."""
     hc = hypercorn_config(cfg)
-    if sockets is None:
-        scheme = "http" if cfg.insecure_http else "https"
-        log.info("Starting %s server at %s", scheme.upper(), cfg.sockets)
-        sockets = hc.create_sockets()
-    # A worker process gets sockets its parent bound; every worker accepts on them.
-    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
-        sock.listen(hc.backlog)
     cap = max_connections if max_connections is not None else default_max_connections()
     await _serve_sockets(
         wrap_app(app, hc.wsgi_max_body_size, None), hc, sockets, shutdown_trigger, cap

@@ -8,8 +8,6 @@ request is `routes.ROUTES`; the handlers live in `rcar`, `admin` and `resources`
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from typing import Any
 
 import trio
 
@@ -59,10 +57,6 @@ class Kbs:
         self.stores: list[KeyValueStore] = []  # probed by readiness
         self.audit: AuditDispatcher | NullDispatcher = NullDispatcher()
         self.claims = ClaimsSource(sessions, token_verifier)
-
-    @property
-    def verified_tokens(self) -> OrderedDict[str, dict[str, Any]]:
-        return self.claims.verified_tokens
 
     async def handle(self, req: Request) -> Reply:
         trail = Trail(self._emit, self.auditing, req.request_id)
