@@ -51,16 +51,16 @@ async def _run(config: Config, sockets: Sockets, ready: Callable[[], None] | Non
     import trio
 
     from trustee import offload
+    from trustee.assemble import assemble
     from trustee.http.app import create_app
     from trustee.http.serve import serve
     from trustee.offload_threads import default_threads
-    from trustee.server import build_kbs
 
     # Signals end the server gracefully (Kubernetes sends SIGTERM, a terminal SIGINT) instead
     # of raising KeyboardInterrupt inside whichever request happens to be running.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         offload.DEFAULT.threads = default_threads(config.http_server.worker_count)
-        kbs = await build_kbs(config)
+        kbs = await assemble(config)
         app = create_app(kbs)
         if ready is not None:
             ready()

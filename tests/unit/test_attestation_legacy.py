@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from trustee.assemble import assemble
 from trustee.attestation.ear import EarBroker, load_signer
 from trustee.attestation.policies import (
     DEFAULT_POLICY_IDS,
@@ -33,7 +34,6 @@ from trustee.crypto.jws import split_compact, verify_signature
 from trustee.policy.engine import PolicyCache
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
-from trustee.server import build_kbs
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.localfs import LocalFsStore
 from trustee.storage.memory import MemoryStore
@@ -132,7 +132,7 @@ class Env:
 async def make_env(
     tmp_path: Path, *, legacy: bool = True, records: list[dict[str, Any]] | None = None
 ) -> Env:
-    """As server.build_kbs assembles a v0.11 config: <policy_dir>/opa policies, the RV file."""
+    """As assemble.assemble assembles a v0.11 config: <policy_dir>/opa policies, the RV file."""
     policy_dir = tmp_path / "policies"
     rv_file = tmp_path / "reference-values.json"
     write_rv_file(rv_file, records or [])
@@ -511,7 +511,7 @@ async def test_seed_config_assembles_a_legacy_kbs(tmp_path: Path) -> None:
     config = parse(text)
     assert config.dialect == "legacy"
 
-    kbs = await build_kbs(config)
+    kbs = await assemble(config)
     assert kbs.attestation is not None and kbs.attestation.legacy
     assert kbs.resource_policy.legacy
     opt = tmp_path / "opt/confidential-containers"

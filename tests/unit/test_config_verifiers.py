@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from trustee.assemble import build_hardware_verifier
 from trustee.config.errors import ConfigError
 from trustee.config.loader import parse
-from trustee.server import build_hardware_verifier
 from trustee.simulate import SnpTestPki, TdxTestPki, write_server_trust
 
 HTTP = '[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = "DenyAll"\n'

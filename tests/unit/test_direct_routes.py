@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import trio
 
+from trustee.assemble import assemble
 from trustee.config import load_embedded_default
 from trustee.http.app import create_app
 from trustee.http.direct_routes import (
@@ -16,7 +17,6 @@ from trustee.http.direct_routes import (
     is_direct_route,
     parse_cookies,
 )
-from trustee.server import build_kbs
 
 AUTH = json.dumps({"version": "0.4.0", "tee": "sample", "extra-params": {}}).encode()
 
@@ -87,7 +87,7 @@ class CountingInner:
 
 @pytest.fixture
 async def routes() -> tuple[DirectRoutes, CountingInner]:
-    kbs = await build_kbs(load_embedded_default())
+    kbs = await assemble(load_embedded_default())
     app = create_app(kbs)
     guest = app.routes
     counting = CountingInner(await app.framework())
@@ -259,7 +259,7 @@ async def test_unexpected_failure_is_a_500_without_detail(
 
 
 async def test_the_framework_is_built_only_when_a_request_needs_it() -> None:
-    kbs = await build_kbs(load_embedded_default())
+    kbs = await assemble(load_embedded_default())
     app = create_app(kbs)
     for method, path, body in (
         ("GET", "/healthz", None),
@@ -282,7 +282,7 @@ async def test_the_framework_is_built_only_when_a_request_needs_it() -> None:
 
 
 async def test_probes_answer_directly() -> None:
-    kbs = await build_kbs(load_embedded_default())
+    kbs = await assemble(load_embedded_default())
     app = create_app(kbs)
     status, headers, body = await call(app, scope("GET", "/readyz", []))
     assert (status, body) == (200, b"")
@@ -292,7 +292,7 @@ async def test_probes_answer_directly() -> None:
 
 
 async def test_lifespan_starts_background_work_and_reports_a_failed_start() -> None:
-    kbs = await build_kbs(load_embedded_default())
+    kbs = await assemble(load_embedded_default())
     app = create_app(kbs)
     to_app, app_inbox = trio.open_memory_channel[Any](4)
     from_app, outbox = trio.open_memory_channel[Any](4)
@@ -330,7 +330,7 @@ async def test_concurrent_first_requests_build_the_framework_once(
         return real(*args)
 
     monkeypatch.setattr(admin_app, "create_admin_app", counted)
-    kbs = await build_kbs(load_embedded_default())
+    kbs = await assemble(load_embedded_default())
     app = create_app(kbs)
     answers: list[Any] = []
 

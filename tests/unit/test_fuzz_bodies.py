@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 from tests.e2e.harness import DEV_CONFIG
 from tests.fuzz import bodies
 from tests.fuzz.bodies import SPECIAL_SCALARS, Raw, dump, nested_text
+from trustee.assemble import assemble
 from trustee.client.kbs import GENERATIONS
 from trustee.config import parse
 from trustee.kbs import Kbs, Reply, Request
 from trustee.plugins.base import PluginRequest
 from trustee.protocol.errors import ERROR_TYPE_PREFIX
-from trustee.server import build_kbs
 
 # The development KBS (open admin API, header-JWK tokens, built-in AS) with 0.1.0 accepted too.
 CONFIG = DEV_CONFIG.replace("{port}", "8080") + (
@@ -119,7 +119,7 @@ def request(method: str, path: str, body: bytes = b"", cookie: str | None = None
 
 
 async def kbs_with_secret() -> Kbs:
-    kbs = await build_kbs(parse(CONFIG))
+    kbs = await assemble(parse(CONFIG))
     reply = await kbs.handle(
         request("POST", "resource-policy", dump_body(bodies.resource_policy_body()))
     )
@@ -160,7 +160,7 @@ async def new_session(kbs: Kbs, version: str) -> tuple[str, str]:
     )
 )
 async def test_auth_bodies(body: bytes) -> None:
-    kbs = await build_kbs(parse(CONFIG))
+    kbs = await assemble(parse(CONFIG))
     assert_answered(await kbs.handle(request("POST", "auth", body)))
 
 

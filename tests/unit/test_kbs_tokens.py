@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.pki import make_pki
+from trustee.assemble import assemble
 from trustee.client.attesters import SampleAttester
 from trustee.config import parse
 from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
 from trustee.kbs import Kbs, Reply, Request
 from trustee.plugins.base import PluginRequest
 from trustee.protocol import binding, jwe
-from trustee.server import build_kbs
 
 ALLOW = (
     'package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == "resource"\n'
@@ -68,7 +68,7 @@ async def attested_session(kbs: Kbs, key: Any) -> tuple[str, str]:
 
 
 async def prepared(config: str) -> Kbs:
-    kbs = await build_kbs(parse(config))
+    kbs = await assemble(parse(config))
     await kbs.resource_policy.set(ALLOW)
     await kbs.plugins["resource"].handle(PluginRequest("POST", ["r", "t", "k"], {}, b"secret"))
     return kbs

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from trustee.assemble import build_hardware_verifier
 from trustee.config.errors import ConfigError
 from trustee.config.loader import parse
-from trustee.server import build_hardware_verifier
 
 # A module counts as loaded when its code ran: a stand-in that loads the real module on first
 # use (as trustee.http puts under hypercorn.asyncio) has no __file__ until then.
@@ -32,10 +32,10 @@ SERVE_PATH = (
     "import sys, trio\n"
     "import trustee.cli\n"
     "from trustee.config import load_embedded_default\n"
-    "from trustee.server import build_kbs\n"
+    "from trustee.assemble import assemble\n"
     "from trustee.http.app import create_app\n"
     "from trustee.http.serve import serve\n"
-    "create_app(trio.run(build_kbs, load_embedded_default()))\n"
+    "create_app(trio.run(assemble, load_embedded_default()))\n"
     + LOADED
     + "print(','.join(loaded(sys.argv[1].split(','))))\n"
 )
@@ -130,7 +130,7 @@ NOT_IN_SUPERVISOR = (
     "httpx",
     "trustee.http.app",
     "trustee.kbs",
-    "trustee.server",
+    "trustee.assemble",
 )
 
 
@@ -153,7 +153,7 @@ SINGLE_WORKER_PATH = (
     "sys.exit(trustee.cli.main(['serve', '--config', sys.argv[1]]))\n"
 )
 
-NOT_BEFORE_LISTENING = ("quart", "quart_trio", "werkzeug", "trustee.kbs", "trustee.server")
+NOT_BEFORE_LISTENING = ("quart", "quart_trio", "werkzeug", "trustee.kbs", "trustee.assemble")
 
 
 def test_a_single_worker_listens_before_building_its_app(tmp_path: Path) -> None:
@@ -195,13 +195,13 @@ HARDWARE_PATH = (
     "import json, sys, trio\n"
     "from trustee.collateral.errors import CollateralError\n"
     "from trustee.config import load_file\n"
-    "from trustee.server import build_kbs\n"
+    "from trustee.assemble import assemble\n"
     + LOADED
     + "WATCH = ['trustee.collateral.tdx_sources', 'trustee.collateral.snp', 'httpx',\n"
     "         'trustee.audit.sinks_file', 'trustee.audit.sink_webhook',\n"
     "         'trustee.audit.sink_syslog']\n"
     "async def main():\n"
-    "    kbs = await build_kbs(load_file(sys.argv[1]))\n"
+    "    kbs = await assemble(load_file(sys.argv[1]))\n"
     "    hw = kbs.attestation.hardware\n"
     "    report = {'at_start': loaded(WATCH), 'built': [hw.tdx_source.built, "
     "hw.vek_source.built]}\n"

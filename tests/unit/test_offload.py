@@ -353,11 +353,11 @@ async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
 
 
 async def test_the_app_counts_requests_until_their_answer_is_sent() -> None:
+    from trustee.assemble import assemble
     from trustee.config import load_embedded_default
     from trustee.http.app import KbsApp
-    from trustee.server import build_kbs
 
-    kbs = await build_kbs(load_embedded_default())
+    kbs = await assemble(load_embedded_default())
 
     def counting(routes: Any) -> KbsApp:
         app = KbsApp(kbs)

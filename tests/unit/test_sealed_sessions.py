@@ -13,15 +13,16 @@ import pytest
 from tests.conftest import vectors_dir
 from tests.unit.test_kbs_tokens import ALLOW, attest_reply, cookie_of, request
 from trustee import jsonfast
+from trustee.assemble import assemble
 from trustee.config import ConfigError, parse
 from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
 from trustee.kbs import Kbs, Reply
 from trustee.plugins.base import PluginRequest
 from trustee.protocol import jwe
 from trustee.protocol.rcar import Session
-from trustee.server import build_kbs
-from trustee.storage.sealed_sessions import SealedSessions, SessionRefused
+from trustee.storage.sealed_sessions import SealedSessions
 from trustee.storage.session_keys import parse_key
+from trustee.storage.sessions import SessionRefused
 
 NOW = 1_800_000_000.0
 KEY_A, KEY_B = b"A" * 32, b"B" * 32
@@ -172,7 +173,7 @@ def test_key_file_from_the_environment_when_the_config_names_none(
 
 
 async def prepared(config: str = BASE) -> Kbs:
-    kbs = await build_kbs(parse(config))
+    kbs = await assemble(parse(config))
     await kbs.resource_policy.set(ALLOW)
     await kbs.plugins["resource"].handle(PluginRequest("POST", ["r", "t", "k"], {}, b"secret"))
     return kbs

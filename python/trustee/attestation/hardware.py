@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trustee import _core
+from trustee.attestation.observers import EventSink, NoEvents, NoMetrics, VerifierMetrics
 from trustee.audit import event
 from trustee.audit.dispatcher import AuditRequiredSinkError
 from trustee.collateral.errors import CollateralError
@@ -26,10 +27,8 @@ from trustee.collateral.lazy import LazyTdxSource
 from trustee.collateral.spec import PRODUCTS as SNP_PRODUCTS
 
 if TYPE_CHECKING:
-    from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
     from trustee.collateral.snp import VekSource
     from trustee.collateral.tdx import TdxCollateralSource
-    from trustee.metrics import Metrics
 
 log = logging.getLogger("trustee.attestation.hardware")
 
@@ -60,6 +59,8 @@ class HardwareVerifier:
         test_anchors: Sequence[bytes] = (),
         snp_allow_nonzero_vmpl: bool = False,
         clock: Callable[[], float] | None = None,
+        audit: EventSink | None = None,
+        metrics: VerifierMetrics | None = None,
     ) -> None:
         self.tdx_source = tdx_source
         self.vek_source = vek_source
@@ -72,9 +73,9 @@ class HardwareVerifier:
             snp_allow_nonzero_vmpl,
         )
         self._clock = clock or time.time
-        # Set by the server: where collateral notices go.
-        self.audit: AuditDispatcher | NullDispatcher | None = None
-        self.metrics: Metrics | None = None
+        # Where collateral notices and fetch counts go.
+        self.audit: EventSink = audit or NoEvents()
+        self.metrics: VerifierMetrics = metrics or NoMetrics()
         self._fetched: dict[str, float] = {}
         self._expired_reported: dict[str, float] = {}
 
@@ -147,14 +148,12 @@ class HardwareVerifier:
         return collateral.to_json_bytes()
 
     def _count_fetch(self, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.collateral_fetch("tdx", outcome)
+        self.metrics.collateral_fetch("tdx", outcome)
 
     async def _emit(self, audit_event: event.AuditEvent) -> None:
-        if self.audit is not None:
-            with contextlib.suppress(AuditRequiredSinkError):
-                # A collateral notice is not a decision: it never fails the attestation.
-                await self.audit.emit(audit_event)
+        with contextlib.suppress(AuditRequiredSinkError):
+            # A collateral notice is not a decision: it never fails the attestation.
+            await self.audit.emit(audit_event)
 
     async def _snp_certs(self, evidence: bytes) -> list[bytes]:
         needs = _core.snp_needs(evidence)

@@ -17,10 +17,10 @@ from trustee import _core, jsonfast
 from trustee.attestation import ear
 from trustee.attestation.hardware import HARDWARE_TEES, HardwareInputError, HardwareVerifier
 from trustee.attestation.initdata import InitDataError, parse_init_data
+from trustee.attestation.observers import NoMetrics, VerifierMetrics
 from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
 from trustee.attestation.rvps import ReferenceValueStore, RvpsError
 from trustee.config.model import TokenBrokerConfig
-from trustee.metrics import Metrics
 from trustee.policy.engine import PolicyEvalError
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
@@ -84,10 +84,11 @@ class AttestationService:
         *,
         legacy: bool = False,
         hardware: HardwareVerifier | None = None,
+        metrics: VerifierMetrics | None = None,
     ) -> None:
         self.policies = policies
         self.hardware = hardware or HardwareVerifier()
-        self.metrics: Metrics | None = None
+        self.metrics: VerifierMetrics = metrics or NoMetrics()
         self.rvps = rvps
         self.broker = broker
         self.config = config
@@ -152,8 +153,7 @@ class AttestationService:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         except _core.VerifierError as exc:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
-        if self.metrics is not None:
-            self.metrics.verifier_time(tee, time.perf_counter() - started)
+        self.metrics.verifier_time(tee, time.perf_counter() - started)
         out = []
         for claims_json, tee_class in results:
             claims = jsonfast.loads_trusted(claims_json)

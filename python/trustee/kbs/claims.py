@@ -16,8 +16,7 @@ from trustee.kbs.wire import Request, token_id
 from trustee.protocol import errors, rcar
 from trustee.protocol.headers import bearer_token
 from trustee.protocol.jwe import JweForm, form_for_protocol
-from trustee.storage.sealed_sessions import SealedSessions, SessionRefused
-from trustee.storage.sessions import SessionStore
+from trustee.storage.sessions import CookieSessions, SessionRefused, Sessions
 from trustee.token.verifier import LEEWAY_SECONDS, AttestationTokenVerifier, TokenVerifyError
 
 VERIFIED_TOKEN_CACHE = 4096
@@ -34,9 +33,7 @@ class Attested:
 class ClaimsSource:
     """The claims behind resource requests (see the module docstring)."""
 
-    def __init__(
-        self, sessions: SessionStore | SealedSessions, verifier: AttestationTokenVerifier
-    ) -> None:
+    def __init__(self, sessions: Sessions, verifier: AttestationTokenVerifier) -> None:
         self.sessions = sessions
         self.verifier = verifier
         self.verified_tokens: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -61,7 +58,7 @@ class ClaimsSource:
         generation: str | None = None
         refused: str | None = None
         cookie = req.cookies.get(rcar.SESSION_COOKIE)
-        if cookie and isinstance(self.sessions, SealedSessions):
+        if cookie and isinstance(self.sessions, CookieSessions):
             try:
                 sealed = self.sessions.open(cookie)
             except SessionRefused as exc:

@@ -13,14 +13,13 @@ from trustee.kbs.claims import ClaimsSource
 from trustee.metrics import Metrics
 from trustee.plugins.base import Plugin
 from trustee.plugins.resource_policy import ResourcePolicy
-from trustee.storage.sealed_sessions import SealedSessions
-from trustee.storage.sessions import SessionStore
+from trustee.storage.sessions import Sessions
 from trustee.token.verifier import AttestationTokenVerifier
 
 
 class KbsContext(Protocol):
     config: Config
-    sessions: SessionStore | SealedSessions
+    sessions: Sessions
     attestation: AttestationService | None
     token_verifier: AttestationTokenVerifier
     resource_policy: ResourcePolicy

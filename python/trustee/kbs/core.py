@@ -8,6 +8,7 @@ request is `routes.ROUTES`; the handlers live in `rcar`, `admin` and `resources`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import trio
 
@@ -25,8 +26,7 @@ from trustee.plugins.base import Plugin
 from trustee.plugins.resource_policy import ResourcePolicy
 from trustee.protocol.errors import KbsError
 from trustee.storage.kv import KeyValueStore, StorageError
-from trustee.storage.sealed_sessions import SealedSessions
-from trustee.storage.sessions import SessionStore, SessionStoreUnavailable
+from trustee.storage.sessions import Sessions, SessionStoreUnavailable
 from trustee.token.verifier import AttestationTokenVerifier
 
 log = logging.getLogger("trustee.kbs")
@@ -38,12 +38,16 @@ class Kbs:
     def __init__(
         self,
         config: Config,
-        sessions: SessionStore | SealedSessions,
+        sessions: Sessions,
         attestation: AttestationService | None,
         token_verifier: AttestationTokenVerifier,
         resource_policy: ResourcePolicy,
         plugins: dict[str, Plugin],
         admin: AdminAuthorizer,
+        *,
+        metrics: Metrics | None = None,
+        audit: AuditDispatcher | NullDispatcher | None = None,
+        stores: Sequence[KeyValueStore] = (),
     ) -> None:
         self.config = config
         self.sessions = sessions
@@ -53,9 +57,9 @@ class Kbs:
         self.plugins = plugins
         self.admin = admin
         self.timeout_min = config.attestation_service.timeout if config.attestation_service else 5
-        self.metrics = Metrics()
-        self.stores: list[KeyValueStore] = []  # probed by readiness
-        self.audit: AuditDispatcher | NullDispatcher = NullDispatcher()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.stores = list(stores)  # probed by readiness
+        self.audit = audit if audit is not None else NullDispatcher()
         self.claims = ClaimsSource(sessions, token_verifier)
 
     async def handle(self, req: Request) -> Reply:

@@ -12,8 +12,12 @@ from trustee.kbs.trail import Trail
 from trustee.kbs.wire import JSON, Reply, Request, token_id
 from trustee.protocol import errors, limits, rcar
 from trustee.protocol.errors import KbsError
-from trustee.storage.sealed_sessions import SealedSessions, SessionRefused, SessionTooLarge
-from trustee.storage.sessions import SessionStoreUnavailable
+from trustee.storage.sessions import (
+    CookieSessions,
+    SessionRefused,
+    SessionStoreUnavailable,
+    SessionTooLarge,
+)
 
 log = logging.getLogger("trustee.kbs")
 
@@ -38,7 +42,7 @@ async def auth(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -> 
 async def open_session(kbs: KbsContext, cookie: str | None) -> rcar.Session:
     if not cookie:
         raise errors.attest_failed("no kbs-session-id cookie; call /auth first")
-    if isinstance(kbs.sessions, SealedSessions):
+    if isinstance(kbs.sessions, CookieSessions):
         try:
             return kbs.sessions.open(cookie)
         except SessionRefused as exc:
@@ -91,7 +95,7 @@ async def attest(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -
         raise
     store = kbs.sessions
     kept: rcar.Session | None = None
-    if isinstance(store, SealedSessions):
+    if isinstance(store, CookieSessions):
         refusal = await kbs.claims.own_token_refusal(appraised.token)
         try:
             kept = store.attested(
@@ -104,7 +108,7 @@ async def attest(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -
     kbs.metrics.attestation(session.tee, "success")
     await trail.attestation_verified(session=session, body=body, claims=appraised.claims)
     await trail.token_issued(token=appraised.token, claims=appraised.claims)
-    if not isinstance(store, SealedSessions):
+    if not isinstance(store, CookieSessions):
         try:
             stored = await store.set_token_once(
                 session.id, appraised.token, appraised.claims, appraised.claims_json

@@ -21,6 +21,7 @@ from typing import Any
 
 from trustee import _core, jsonfast
 from trustee.protocol.rcar import Session
+from trustee.storage.sessions import CookieSessions, SessionRefused, SessionTooLarge
 
 FORMAT = 1
 # The sealed header and the claims text are joined by a newline: compact JSON has none.
@@ -29,19 +30,6 @@ _SEPARATOR = b"\n"
 # own front end; such a session is refused at /attest with a reason rather than handed to a
 # client that will fail later.
 MAX_COOKIE_CHARS = 96 * 1024
-
-
-class SessionRefused(Exception):
-    """A cookie that does not open: `kind` is malformed, unknown-key, tampered or expired."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-class SessionTooLarge(Exception):
-    """The attested session does not fit a cookie."""
 
 
 def encode(session: Session) -> bytes:
@@ -80,7 +68,7 @@ def decode(payload: bytes, expires_at: float, cookie: str) -> Session:
     )
 
 
-class SealedSessions:
+class SealedSessions(CookieSessions):
     """Sessions without a store (see the module docstring): /auth seals with `insert`,
     /attest with `attested`, every request opens with `open`."""
 
@@ -143,6 +131,3 @@ class SealedSessions:
             )
         after.cookie = cookie
         return after
-
-    async def purge_expired(self) -> int:
-        return 0

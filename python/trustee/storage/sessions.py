@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from collections import OrderedDict
@@ -36,6 +37,58 @@ class SessionStore(Protocol):
         ...
 
     async def purge_expired(self) -> int: ...
+
+
+class SessionRefused(Exception):
+    """A cookie that does not open: `kind` is malformed, unknown-key, tampered or expired."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class SessionTooLarge(Exception):
+    """The attested session does not fit a cookie."""
+
+
+class CookieSessions(abc.ABC):
+    """Sessions that travel in the `kbs-session-id` cookie itself, nothing kept on the server.
+
+    The RCAR handlers treat them apart from a `SessionStore`: /attest seals the attested
+    successor into a new cookie instead of storing the token, and every request opens the
+    cookie rather than looking an id up.
+    """
+
+    @abc.abstractmethod
+    def open(self, cookie: str) -> Session:
+        """The session `cookie` carries; SessionRefused says why it does not open."""
+
+    @abc.abstractmethod
+    async def insert(self, session: Session) -> None:
+        """Seal `session` into its cookie (`session.cookie`)."""
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> Session | None:
+        """The session a cookie carries, or None when it does not open."""
+
+    @abc.abstractmethod
+    def attested(
+        self,
+        session: Session,
+        claims_json: str,
+        token_ref: str | None,
+        verifier_refusal: str | None,
+    ) -> Session:
+        """The attested successor of `session`, its cookie sealed; SessionTooLarge when it
+        does not fit a cookie."""
+
+    async def purge_expired(self) -> int:
+        return 0
+
+
+# What the KBS keeps its RCAR sessions in.
+Sessions = SessionStore | CookieSessions
 
 
 # A busy KBS holds on the order of 100 000 live sessions (five minutes of /auth at a few hundred

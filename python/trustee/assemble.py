@@ -8,6 +8,7 @@ from typing import Any
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
 from trustee.attestation.ear import EarBroker, EarError, load_signer
 from trustee.attestation.hardware import HardwareVerifier
+from trustee.attestation.observers import EventSink, VerifierMetrics
 from trustee.attestation.policies import (
     DEFAULT_POLICY_IDS,
     LEGACY_DEFAULT_POLICY_IDS,
@@ -16,10 +17,12 @@ from trustee.attestation.policies import (
 from trustee.attestation.rvps import ReferenceValueStore
 from trustee.attestation.service import AttestationService
 from trustee.audit.config import dispatcher_from_config
+from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
 from trustee.collateral import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
-from trustee.config.model import Config
+from trustee.config.model import AttestationServiceConfig, Config
 from trustee.kbs import Kbs
+from trustee.metrics import Metrics
 from trustee.plugins.base import Plugin
 from trustee.plugins.resource import ResourcePlugin, SamplePlugin
 from trustee.plugins.resource_policy import (
@@ -36,14 +39,14 @@ from trustee.storage.localfs import LocalFsStore
 from trustee.storage.plaintree import PlainTreeStore
 from trustee.storage.rvfile import ReferenceValueFile
 from trustee.storage.sealed_sessions import SealedSessions
-from trustee.storage.sessions import MemorySessionStore, SessionStore
+from trustee.storage.sessions import MemorySessionStore, Sessions
 from trustee.token.verifier import (
     AttestationTokenVerifier,
     TokenVerifierConfig,
     TokenVerifierConfigError,
 )
 
-log = logging.getLogger("trustee.server")
+log = logging.getLogger("trustee.assemble")
 
 
 async def fetch_url(url: str) -> bytes:
@@ -67,7 +70,13 @@ def _resource_store(params: dict[str, object], main_store: KeyValueStore) -> Key
     return tree
 
 
-def build_hardware_verifier(table: dict[str, Any], source: str | None) -> HardwareVerifier:
+def build_hardware_verifier(
+    table: dict[str, Any],
+    source: str | None,
+    *,
+    audit: EventSink | None = None,
+    metrics: VerifierMetrics | None = None,
+) -> HardwareVerifier:
     """TDX/SNP verifiers from `[attestation_service.verifier_config]`.
 
     Without configured sources, upstream's defaults apply: Intel PCS for DCAP collateral and
@@ -98,11 +107,16 @@ def build_hardware_verifier(table: dict[str, Any], source: str | None) -> Hardwa
     if allow_vmpl:
         log.warning("%s.snp_verifier.allow_nonzero_vmpl: SNP reports from VMPL > 0 accepted", key)
     return HardwareVerifier(
-        tdx_source=tdx, vek_source=vek, test_anchors=anchors, snp_allow_nonzero_vmpl=allow_vmpl
+        tdx_source=tdx,
+        vek_source=vek,
+        test_anchors=anchors,
+        snp_allow_nonzero_vmpl=allow_vmpl,
+        audit=audit,
+        metrics=metrics,
     )
 
 
-def _session_store(config: Config, stores: StoreRegistry) -> SessionStore | SealedSessions:
+def _session_store(config: Config, stores: StoreRegistry) -> Sessions:
     kind = config.session_kind()
     if kind == "Redis":
         from trustee.storage.redis_sessions import RedisSessionStore
@@ -121,8 +135,7 @@ def _session_store(config: Config, stores: StoreRegistry) -> SessionStore | Seal
     return sealed
 
 
-async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
-    stores = stores or StoreRegistry(config.storage_backend)
+def _log_config(config: Config) -> None:
     if config.dialect == "legacy":
         log.info(
             "configuration of the v0.11 era (%s): legacy server-side shapes", config.dialect_reason
@@ -130,21 +143,31 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
     for key in config.ignored_keys:
         log.info("config key ignored: %s", key)
     log.info("KBS storage backend: %s", config.storage_backend.storage_type)
-    main_store = stores.get()
-    cache = PolicyCache(
-        limits=PolicyLimits(
-            config.policy_limits.evaluation_timeout_ms, config.policy_limits.evaluation_memory_mib
-        )
-    )
-    legacy = config.dialect == "legacy"
 
+
+def _audit(config: Config) -> AuditDispatcher | NullDispatcher:
+    try:
+        audit = dispatcher_from_config(config.audit_sinks)
+    except ValueError as exc:
+        raise ConfigError("audit", str(exc), config.source) from exc
+    for spec in config.audit_sinks:
+        log.info(
+            "audit sink: %s%s", spec.get("type"), " (required)" if spec.get("required") else ""
+        )
+    return audit
+
+
+def _plugins(config: Config, main_store: KeyValueStore) -> dict[str, Plugin]:
     plugins: dict[str, Plugin] = {}
     for plugin in config.plugins:
         if plugin.name == "resource":
             plugins["resource"] = ResourcePlugin(_resource_store(plugin.params, main_store))
         elif plugin.name == "sample":
             plugins["sample"] = SamplePlugin(str(plugin.params["item"]))
+    return plugins
 
+
+async def _token_verifier(config: Config) -> AttestationTokenVerifier:
     tv = config.attestation_token
     try:
         verifier = AttestationTokenVerifier(
@@ -159,89 +182,113 @@ async def build_kbs(config: Config, stores: StoreRegistry | None = None) -> Kbs:
         await verifier.load_remote_jwk_sets()
     except TokenVerifierConfigError as exc:
         raise ConfigError("attestation_token", str(exc), config.source) from exc
+    return verifier
 
+
+async def _resource_policy(
+    config: Config, main_store: KeyValueStore, cache: PolicyCache
+) -> ResourcePolicy:
     source: PolicySource = KvPolicySource(main_store)
     if config.policy_engine is not None:
         source = FilePolicySource(config.policy_engine.policy_path)
     resource_policy = ResourcePolicy(
-        source, cache, legacy=legacy, submod_alias=config.protocol.submod_alias
+        source,
+        cache,
+        legacy=config.dialect == "legacy",
+        submod_alias=config.protocol.submod_alias,
     )
     try:
         if await resource_policy.install_default():
             log.info("default resource policy installed")
     except StorageError as exc:
         raise ConfigError("policy_engine.policy_path", str(exc), config.source) from exc
+    return resource_policy
 
+
+async def _admin(config: Config) -> AdminAuthorizer:
     admin = AdminAuthorizer(config.admin)
     try:
         await admin.load(fetch_url)
     except AdminConfigError as exc:
         raise ConfigError("admin", str(exc), config.source) from exc
+    return admin
 
-    attestation = None
-    if config.attestation_service is not None:
-        as_cfg = config.attestation_service
-        as_store = stores.get(as_cfg.storage_type)
-        log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
-        rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
-        if as_cfg.rvps.legacy_file is not None:
-            rv_store = ReferenceValueFile(as_cfg.rvps.legacy_file)
-        rvps = ReferenceValueStore(rv_store)
-        log.info("launch a built-in RVPS.")
-        if as_cfg.policy_dir is not None:
-            policies = AttestationPolicyStore(
-                LocalFsStore(as_cfg.policy_dir),
-                cache,
-                namespace="opa",
-                defaults=LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS,
-            )
-        else:
-            policies = AttestationPolicyStore(
-                as_store,
-                cache,
-                defaults=LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS,
-            )
-        try:
-            installed = await policies.install_defaults()
-        except StorageError as exc:
-            raise ConfigError("attestation_service", str(exc), config.source) from exc
-        if installed:
-            log.info("default attestation policies installed: %s", ", ".join(installed))
-        try:
-            broker = EarBroker(as_cfg.broker, load_signer(as_cfg.broker))
-        except EarError as exc:
-            raise ConfigError(
-                "attestation_service.attestation_token_broker.signer", str(exc), config.source
-            ) from exc
-        hardware = build_hardware_verifier(as_cfg.verifier_config, config.source)
-        attestation = AttestationService(
-            policies, rvps, broker, as_cfg.broker, legacy=legacy, hardware=hardware
-        )
+
+async def _policy_store(
+    as_cfg: AttestationServiceConfig, as_store: KeyValueStore, cache: PolicyCache, legacy: bool
+) -> AttestationPolicyStore:
+    defaults = LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS
+    if as_cfg.policy_dir is not None:
+        store = LocalFsStore(as_cfg.policy_dir)
+        policies = AttestationPolicyStore(store, cache, namespace="opa", defaults=defaults)
     else:
-        log.info("no [attestation_service]: resource-only (passport) KBS")
+        policies = AttestationPolicyStore(as_store, cache, defaults=defaults)
+    installed = await policies.install_defaults()
+    if installed:
+        log.info("default attestation policies installed: %s", ", ".join(installed))
+    return policies
 
-    kbs = Kbs(
+
+async def _attestation(
+    config: Config,
+    stores: StoreRegistry,
+    cache: PolicyCache,
+    audit: AuditDispatcher | NullDispatcher,
+    metrics: Metrics,
+) -> AttestationService | None:
+    as_cfg = config.attestation_service
+    if as_cfg is None:
+        log.info("no [attestation_service]: resource-only (passport) KBS")
+        return None
+    legacy = config.dialect == "legacy"
+    as_store = stores.get(as_cfg.storage_type)
+    log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
+    rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
+    if as_cfg.rvps.legacy_file is not None:
+        rv_store = ReferenceValueFile(as_cfg.rvps.legacy_file)
+    rvps = ReferenceValueStore(rv_store)
+    log.info("launch a built-in RVPS.")
+    try:
+        policies = await _policy_store(as_cfg, as_store, cache, legacy)
+    except StorageError as exc:
+        raise ConfigError("attestation_service", str(exc), config.source) from exc
+    try:
+        broker = EarBroker(as_cfg.broker, load_signer(as_cfg.broker))
+    except EarError as exc:
+        raise ConfigError(
+            "attestation_service.attestation_token_broker.signer", str(exc), config.source
+        ) from exc
+    hardware = build_hardware_verifier(
+        as_cfg.verifier_config, config.source, audit=audit, metrics=metrics
+    )
+    return AttestationService(
+        policies, rvps, broker, as_cfg.broker, legacy=legacy, hardware=hardware, metrics=metrics
+    )
+
+
+async def assemble(config: Config, stores: StoreRegistry | None = None) -> Kbs:
+    """The KBS a configuration describes, every collaborator built before the one that uses
+    it, so nothing is patched in afterwards."""
+    _log_config(config)
+    stores = stores or StoreRegistry(config.storage_backend)
+    main_store = stores.get()
+    metrics = Metrics()
+    audit = _audit(config)
+    metrics.set_audit_stats(audit.stats)
+    cache = PolicyCache(
+        limits=PolicyLimits(
+            config.policy_limits.evaluation_timeout_ms, config.policy_limits.evaluation_memory_mib
+        )
+    )
+    return Kbs(
         config=config,
         sessions=_session_store(config, stores),
-        attestation=attestation,
-        token_verifier=verifier,
-        resource_policy=resource_policy,
-        plugins=plugins,
-        admin=admin,
+        attestation=await _attestation(config, stores, cache, audit, metrics),
+        token_verifier=await _token_verifier(config),
+        resource_policy=await _resource_policy(config, main_store, cache),
+        plugins=_plugins(config, main_store),
+        admin=await _admin(config),
+        metrics=metrics,
+        audit=audit,
+        stores=[main_store],
     )
-    kbs.stores = [main_store]
-    if attestation is not None:
-        attestation.metrics = kbs.metrics
-    try:
-        kbs.audit = dispatcher_from_config(config.audit_sinks)
-    except ValueError as exc:
-        raise ConfigError("audit", str(exc), config.source) from exc
-    kbs.metrics.set_audit_stats(kbs.audit.stats)
-    if attestation is not None:
-        attestation.hardware.audit = kbs.audit
-        attestation.hardware.metrics = kbs.metrics
-    for spec in config.audit_sinks:
-        log.info(
-            "audit sink: %s%s", spec.get("type"), " (required)" if spec.get("required") else ""
-        )
-    return kbs
