@@ -194,7 +194,6 @@ class Metrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
-
         build_info = Gauge(
             "kbs_build_info",
             "KBS binary build info",
@@ -202,7 +201,18 @@ class Metrics:
             registry=r,
         )
         build_info.labels(version, git_hash, build_date).set(1)
+        self._register_http(r)
+        self._register_resources(r)
+        self._register_policy(r)
+        self._register_attestation(r)
+        self._register_verifier(r)
+        self._audit = _AuditCollector()
+        r.register(self._audit)
+        r.register(_OffloadCollector())
+        r.register(_ConnectionCollector())
+        self._exposed = _WithoutCreated(r)
 
+    def _register_http(self, r: CollectorRegistry) -> None:
         # Upstream's HTTP families carry no labels at all (no method, path or status).
         self._http_requests = Counter(
             "kbs_http_requests_total", "Total HTTP requests count", registry=r
@@ -232,6 +242,7 @@ class Metrics:
             registry=r,
         )
 
+    def _register_resources(self, r: CollectorRegistry) -> None:
         self._resource_reads = Counter(
             "kbs_resource_reads_total", "KBS resource read count", ("resource_path",), registry=r
         )
@@ -245,6 +256,7 @@ class Metrics:
             registry=r,
         )
 
+    def _register_policy(self, r: CollectorRegistry) -> None:
         self._policy_evaluations = Counter(
             "kbs_policy_evaluations_total", "Total count of KBS policy evaluations", registry=r
         )
@@ -266,6 +278,7 @@ class Metrics:
             ),
         }
 
+    def _register_attestation(self, r: CollectorRegistry) -> None:
         self._attestation_requests = Counter(
             "kbs_attestation_requests_total", "Total count of attestation requests", registry=r
         )
@@ -303,6 +316,7 @@ class Metrics:
             ),
         }
 
+    def _register_verifier(self, r: CollectorRegistry) -> None:
         self._verifier_duration = Histogram(
             "trustee_verifier_duration_seconds",
             "Time spent in the evidence verifier, per TEE",
@@ -316,12 +330,6 @@ class Metrics:
             ("tee", "outcome"),
             registry=r,
         )
-
-        self._audit = _AuditCollector()
-        r.register(self._audit)
-        r.register(_OffloadCollector())
-        r.register(_ConnectionCollector())
-        self._exposed = _WithoutCreated(r)
 
     # -- HTTP ---------------------------------------------------------------------------------
 
