@@ -136,7 +136,7 @@ def _session_store(config: Config, stores: StoreRegistry) -> Sessions:
 
 
 def _log_config(config: Config) -> None:
-    if config.dialect == "legacy":
+    if config.dialect == "v0.11":
         log.info(
             "configuration of the v0.11 era (%s): legacy server-side shapes", config.dialect_reason
         )
@@ -194,7 +194,7 @@ async def _resource_policy(
     resource_policy = ResourcePolicy(
         source,
         cache,
-        legacy=config.dialect == "legacy",
+        legacy=config.dialect == "v0.11",
         submod_alias=config.protocol.submod_alias,
     )
     try:
@@ -240,7 +240,7 @@ async def _attestation(
     if as_cfg is None:
         log.info("no [attestation_service]: resource-only (passport) KBS")
         return None
-    legacy = config.dialect == "legacy"
+    legacy = config.dialect == "v0.11"
     as_store = stores.get(as_cfg.storage_type)
     log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
     rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)

@@ -509,7 +509,7 @@ async def test_seed_config_assembles_a_legacy_kbs(tmp_path: Path) -> None:
     rv_file.parent.mkdir(parents=True)
     rv_file.write_text((SEED_DIR / "reference-values.json").read_text())
     config = parse(text)
-    assert config.dialect == "legacy"
+    assert config.dialect == "v0.11"
 
     kbs = await assemble(config)
     assert kbs.attestation is not None and kbs.attestation.legacy

@@ -197,14 +197,14 @@ def test_seed_file_loads_as_legacy() -> None:
     if not SEED_CONFIG.is_file():
         pytest.skip(f"the shared seed ({SEED_DIR}) is not present beside the repository")
     c = load_file(SEED_CONFIG)
-    assert c.dialect == "legacy"
+    assert c.dialect == "v0.11"
     assert not c.development
 
 
 @pytest.mark.parametrize("source", ["inline", "seed"])
 def test_seed_is_legacy_and_names_why(source: str) -> None:
     c = parse(seed_text() if source == "seed" else SEED_TEXT, "kbs-config.toml")
-    assert c.dialect == "legacy"
+    assert c.dialect == "v0.11"
     # The reason names the v0.11 markers it found, so the start-up log can say why.
     for marker in ("admin.insecure_api", "policy_engine", "attestation_token.insecure_key"):
         assert marker in c.dialect_reason
@@ -244,7 +244,7 @@ def test_seed_maps_every_key(source: str) -> None:
 def test_seed_without_policy_engine_table_still_gets_the_upstream_default_path() -> None:
     text = SEED_TEXT.split("[policy_engine]")[0]
     c = parse(text)
-    assert c.dialect == "legacy"
+    assert c.dialect == "v0.11"
     assert c.policy_engine is not None
     assert c.policy_engine.policy_path == PolicyEngineConfig.policy_path
     assert c.policy_engine.policy_path == "/opt/confidential-containers/kbs/policy.rego"
@@ -300,7 +300,7 @@ def test_embedded_default_is_head() -> None:
 )
 def test_each_legacy_marker_alone_selects_legacy(snippet: str, marker: str) -> None:
     c = parse("[http_server]\ninsecure_http = true\n" + snippet)
-    assert c.dialect == "legacy"
+    assert c.dialect == "v0.11"
     assert marker in c.dialect_reason
 
 
@@ -343,7 +343,7 @@ def test_auth_public_key_gives_legacy_public_key_mode() -> None:
         assert c.admin.legacy_public_key == "/etc/kbs/admin.pub"
         assert c.admin.legacy_errors
         assert c.admin.startup_warning is None
-        assert c.dialect == "legacy"
+        assert c.dialect == "v0.11"
         assert "admin.auth_public_key" not in _ignored_names(c)
 
 
@@ -392,7 +392,7 @@ allowed_endpoints = "^/kbs/v0/resource-policy$"
 
 def test_simple_with_personas_and_roles() -> None:
     c = parse(SIMPLE)
-    assert c.dialect == "legacy" and "admin.type" in c.dialect_reason
+    assert c.dialect == "v0.11" and "admin.type" in c.dialect_reason
     assert c.admin.mode == "Simple"
     assert c.admin.legacy_errors
     assert [(p.id, p.public_key_path) for p in c.admin.personas] == [
@@ -485,7 +485,7 @@ def test_broker_type_alone_gives_the_upstream_default_policy_dir() -> None:
         BASE + "[attestation_service]\n[attestation_service.attestation_token_broker]\n"
         'type = "Ear"\nduration_min = 7\n'
     )
-    assert c.dialect == "legacy"
+    assert c.dialect == "v0.11"
     assert _as(c).policy_dir == LEGACY_DEFAULT_POLICY_DIR
     assert LEGACY_DEFAULT_POLICY_DIR == (
         "/opt/confidential-containers/attestation-service/token/ear/policies"
@@ -517,7 +517,7 @@ def test_rvps_sled_storage_is_named_ignored() -> None:
         BASE + "[attestation_service]\n[attestation_service.rvps_config]\n"
         '[attestation_service.rvps_config.storage]\ntype = "LocalFs"\nfile_path = "/db"\n'
     )
-    assert c.dialect == "legacy"
+    assert c.dialect == "v0.11"
     assert _as(c).rvps.legacy_file is None
     assert any(
         e.startswith("attestation_service.rvps_config.storage.type") and "sled" in e

@@ -39,7 +39,7 @@ def test_limits_next_to_policy_path() -> None:
         LEGACY_BASE
         + '[policy_engine]\npolicy_path = "/etc/kbs/policy.rego"\nevaluation_timeout_ms = 300\n'
     )
-    assert config.dialect == "legacy"
+    assert config.dialect == "v0.11"
     assert config.policy_engine is not None
     assert config.policy_engine.policy_path == "/etc/kbs/policy.rego"
     assert config.policy_limits.evaluation_timeout_ms == 300
@@ -48,7 +48,7 @@ def test_limits_next_to_policy_path() -> None:
 
 def test_limits_in_a_legacy_config_without_policy_path() -> None:
     config = parse(LEGACY_BASE + "[policy_engine]\nevaluation_memory_mib = 8\n")
-    assert config.dialect == "legacy"
+    assert config.dialect == "v0.11"
     # The legacy default resource-policy file still applies.
     assert config.policy_engine is not None
     assert config.policy_limits.evaluation_memory_mib == 8

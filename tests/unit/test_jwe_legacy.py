@@ -78,7 +78,7 @@ def legacy_decrypt_by_hand(body: dict[str, str], key: rsa.RSAPrivateKey) -> byte
 
 
 def test_legacy_worked_example(rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, Any]) -> None:
-    out = encrypt(PLAINTEXT, rsa15, form="legacy", cek=CEK, iv=IV)
+    out = encrypt(PLAINTEXT, rsa15, form="v0.1", cek=CEK, iv=IV)
     assert list(out) == ["protected", "encrypted_key", "iv", "ciphertext", "tag"]
     assert out["protected"] == '{"alg":"RSA1_5","enc":"A256GCM"}'
     assert out["iv"] == "oKGio6Slpqeoqaqr"
@@ -93,21 +93,21 @@ def test_legacy_worked_example(rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, Any]
     # The CEK really is wrapped with PKCS#1 v1.5 under the TEE key.
     assert rsa_key.decrypt(ud(out["encrypted_key"]), padding.PKCS1v15()) == CEK
     assert legacy_decrypt_by_hand(out, rsa_key) == PLAINTEXT
-    assert decrypt(out, rsa_key, form="legacy") == PLAINTEXT
+    assert decrypt(out, rsa_key, form="v0.1") == PLAINTEXT
 
 
 @pytest.mark.parametrize("plaintext", [b"", PLAINTEXT, os.urandom(5000)])
 def test_legacy_round_trip(
     rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, Any], plaintext: bytes
 ) -> None:
-    out = encrypt(plaintext, rsa15, form="legacy")
+    out = encrypt(plaintext, rsa15, form="v0.1")
     assert len(ud(out["ciphertext"])) == len(plaintext) + 16
-    assert decrypt(out, rsa_key, form="legacy") == plaintext
+    assert decrypt(out, rsa_key, form="v0.1") == plaintext
     assert legacy_decrypt_by_hand(out, rsa_key) == plaintext
 
 
 def test_legacy_is_randomised(rsa15: dict[str, Any]) -> None:
-    a, b = encrypt(b"x", rsa15, form="legacy"), encrypt(b"x", rsa15, form="legacy")
+    a, b = encrypt(b"x", rsa15, form="v0.1"), encrypt(b"x", rsa15, form="v0.1")
     assert a["iv"] != b["iv"] and a["encrypted_key"] != b["encrypted_key"]
 
 
@@ -115,15 +115,15 @@ def test_legacy_logs_no_deprecation_warning(
     rsa15: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="trustee.protocol.jwe"):
-        encrypt(b"x", rsa15, form="legacy")
+        encrypt(b"x", rsa15, form="v0.1")
     assert not caplog.records
 
 
 def test_legacy_decrypts_hand_built(rsa_key: rsa.RSAPrivateKey) -> None:
-    assert decrypt(legacy_by_hand(rsa_key, b"interop"), rsa_key, form="legacy") == b"interop"
+    assert decrypt(legacy_by_hand(rsa_key, b"interop"), rsa_key, form="v0.1") == b"interop"
     # Extra header members and member order do not matter (the AAD is empty); `tag` is unread.
     odd = legacy_by_hand(rsa_key, b"ok", '{"enc": "A256GCM", "kid": "k", "alg": "RSA1_5"}')
-    assert decrypt({**odd, "tag": "ignored"}, rsa_key, form="legacy") == b"ok"
+    assert decrypt({**odd, "tag": "ignored"}, rsa_key, form="v0.1") == b"ok"
 
 
 def test_legacy_encrypt_rejects_other_keys(rsa_key: rsa.RSAPrivateKey) -> None:
@@ -138,39 +138,39 @@ def test_legacy_encrypt_rejects_other_keys(rsa_key: rsa.RSAPrivateKey) -> None:
     ]
     for jwk, match in cases:
         with pytest.raises(JweError, match=match):
-            encrypt(b"x", jwk, form="legacy")
+            encrypt(b"x", jwk, form="v0.1")
     with pytest.raises(JweError, match="ephemeral"):
-        encrypt(b"x", public_jwk(rsa_key, alg="RSA1_5"), form="legacy", ephemeral_key=p256)  # type: ignore[arg-type]
+        encrypt(b"x", public_jwk(rsa_key, alg="RSA1_5"), form="v0.1", ephemeral_key=p256)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("member", ["encrypted_key", "iv", "ciphertext"])
 def test_legacy_decrypt_is_strict_base64url(
     rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, Any], member: str
 ) -> None:
-    out = encrypt(PLAINTEXT, rsa15, form="legacy")
+    out = encrypt(PLAINTEXT, rsa15, form="v0.1")
     padded = out[member] + "=" * (-len(out[member]) % 4 or 4)
     with pytest.raises(JweError, match="padding"):
-        decrypt({**out, member: padded}, rsa_key, form="legacy")
+        decrypt({**out, member: padded}, rsa_key, form="v0.1")
     std = out[member].replace("-", "+").replace("_", "/")
     if std != out[member]:
         with pytest.raises(JweError, match="outside the alphabet"):
-            decrypt({**out, member: std}, rsa_key, form="legacy")
+            decrypt({**out, member: std}, rsa_key, form="v0.1")
 
 
 def test_legacy_decrypt_rejects_non_canonical_trailing_bits(rsa_key: rsa.RSAPrivateKey) -> None:
-    out = encrypt(b"A", public_jwk(rsa_key, alg="RSA1_5"), form="legacy")
+    out = encrypt(b"A", public_jwk(rsa_key, alg="RSA1_5"), form="v0.1")
     # 1 byte + 16-byte tag = 17 bytes = 23 characters, whose last one has 2 unused bits.
     text = out["ciphertext"]
     assert len(text) == 23
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     bad = text[:-1] + alphabet[alphabet.index(text[-1]) | 1]
     with pytest.raises(JweError, match="non-canonical"):
-        decrypt({**out, "ciphertext": bad}, rsa_key, form="legacy")
-    assert decrypt(out, rsa_key, form="legacy") == b"A"
+        decrypt({**out, "ciphertext": bad}, rsa_key, form="v0.1")
+    assert decrypt(out, rsa_key, form="v0.1") == b"A"
 
 
 def test_legacy_decrypt_rejections(rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, Any]) -> None:
-    good = encrypt(PLAINTEXT, rsa15, form="legacy")
+    good = encrypt(PLAINTEXT, rsa15, form="v0.1")
     cases: list[tuple[dict[str, Any], str]] = [
         ({k: v for k, v in good.items() if k != "tag"}, "'tag' is missing"),
         ({**good, "tag": None}, "'tag' is missing or not a string"),
@@ -183,25 +183,25 @@ def test_legacy_decrypt_rejections(rsa_key: rsa.RSAPrivateKey, rsa15: dict[str, 
     ]
     for body, match in cases:
         with pytest.raises(JweError, match=match):
-            decrypt(body, rsa_key, form="legacy")
+            decrypt(body, rsa_key, form="v0.1")
     sealed = bytearray(ud(good["ciphertext"]))
     sealed[-1] ^= 1
     with pytest.raises(JweError, match="authentication failed"):
-        decrypt({**good, "ciphertext": u(bytes(sealed))}, rsa_key, form="legacy")
+        decrypt({**good, "ciphertext": u(bytes(sealed))}, rsa_key, form="v0.1")
     # Implicit rejection may yield a 32-byte synthetic key: then the tag check catches it.
     with pytest.raises(JweError, match=r"not encrypted to this key|authentication failed"):
-        decrypt(good, generate_tee_key("rsa"), form="legacy")
+        decrypt(good, generate_tee_key("rsa"), form="v0.1")
     with pytest.raises(JweError, match="needs an RSA private key"):
-        decrypt(good, generate_tee_key("ec-p256"), form="legacy")
+        decrypt(good, generate_tee_key("ec-p256"), form="v0.1")
     with pytest.raises(JweError, match="JSON object"):
-        decrypt([good], rsa_key, form="legacy")  # type: ignore[arg-type]
+        decrypt([good], rsa_key, form="v0.1")  # type: ignore[arg-type]
 
 
 def test_forms_do_not_cross(rsa_key: rsa.RSAPrivateKey) -> None:
     rfc = encrypt(PLAINTEXT, public_jwk(rsa_key, alg="RSA1_5"))
     with pytest.raises(JweError, match=r"not JSON text.*RFC 7516"):
-        decrypt(rfc, rsa_key, form="legacy")
-    legacy = encrypt(PLAINTEXT, public_jwk(rsa_key, alg="RSA1_5"), form="legacy")
+        decrypt(rfc, rsa_key, form="v0.1")
+    legacy = encrypt(PLAINTEXT, public_jwk(rsa_key, alg="RSA1_5"), form="v0.1")
     for form in ("rfc7516", "rfc7516-p256"):
         with pytest.raises(JweError, match=r"legacy 0\.1\.x form"):
             decrypt(legacy, rsa_key, form=form)
@@ -334,14 +334,14 @@ def test_sorted_header_encoding() -> None:
 
 
 def test_form_names() -> None:
-    assert jwe.FORMS == ("rfc7516", "rfc7516-p256", "legacy")
+    assert jwe.FORMS == ("rfc7516", "rfc7516-p256", "v0.1")
     assert jwe.FORM_BY_PROTOCOL == {
-        "0.1.0": "legacy",
-        "0.1.1": "legacy",
+        "0.1.0": "v0.1",
+        "0.1.1": "v0.1",
         "0.2.0": "rfc7516-p256",
         "0.4.0": "rfc7516",
     }
-    assert jwe.form_for_protocol("0.1.1") == jwe.FORM_LEGACY
+    assert jwe.form_for_protocol("0.1.1") == jwe.FORM_V01
     with pytest.raises(JweError, match=r"0\.3\.0"):
         jwe.form_for_protocol("0.3.0")
     with pytest.raises(JweError, match="not implemented"):
@@ -357,7 +357,7 @@ def test_fixed_inputs_are_checked(rsa15: dict[str, Any]) -> None:
     with pytest.raises(JweError, match="content key must be 32 bytes"):
         encrypt(b"x", rsa15, cek=b"short")
     with pytest.raises(JweError, match="iv must be 12 bytes"):
-        encrypt(b"x", rsa15, form="legacy", iv=b"\0" * 16)
+        encrypt(b"x", rsa15, form="v0.1", iv=b"\0" * 16)
     with pytest.raises(JweError, match="not on the TEE key's curve"):
         encrypt(b"x", public_jwk(p256, alg="ECDH-ES+A256KW"), ephemeral_key=p521)
     with pytest.raises(JweError, match="no ephemeral key"):

@@ -40,11 +40,12 @@ from trustee.crypto.jwk import (
 )
 from trustee.crypto.jws import sign_compact
 from trustee.protocol import binding, jwe
+from trustee.protocol.generations import V0_1_0, V0_1_1, V0_2_0, V0_4_0, WireGeneration
 
 log = logging.getLogger("trustee.client.kbs")
 
-DEFAULT_ATTESTATION_POLICY_ID = "default_cpu"
-LEGACY_ATTESTATION_POLICY_ID = "default"
+DEFAULT_ATTESTATION_POLICY_ID = V0_4_0.default_attestation_policy_id
+LEGACY_ATTESTATION_POLICY_ID = V0_1_1.default_attestation_policy_id
 LEGACY_ADMIN_TOKEN_LIFETIME_S = 7200
 
 
@@ -147,13 +148,28 @@ class InitData:
 
 
 class Generation(ABC):
-    """One KBS protocol generation's wire forms (what `/auth` declares decides the rest)."""
+    """One KBS protocol generation as the client speaks it; what the generation *is* (its
+    version, body shape, key types, JWE form) is its row of the shared generations table."""
 
-    version: str
-    jwe_form: jwe.JweForm = jwe.FORM_RFC7516
-    supports_init_data = True
-    # The id kbs-client of that era uploads `set-attestation-policy` to when `--id` is omitted.
-    default_attestation_policy_id = DEFAULT_ATTESTATION_POLICY_ID
+    def __init__(self, wire: WireGeneration) -> None:
+        self.wire = wire
+
+    @property
+    def version(self) -> str:
+        return self.wire.version
+
+    @property
+    def jwe_form(self) -> jwe.JweForm:
+        return self.wire.jwe_form
+
+    @property
+    def supports_init_data(self) -> bool:
+        return self.wire.init_data
+
+    @property
+    def default_attestation_policy_id(self) -> str:
+        """The id kbs-client of that era uploads `set-attestation-policy` to without `--id`."""
+        return self.wire.default_attestation_policy_id
 
     def generate_tee_key(self) -> PrivateKey:
         """The key pair the client makes when it is given none."""
@@ -190,7 +206,6 @@ class Generation(ABC):
 class Protocol040(Generation):
     """Protocol 0.4.0 (trustee v0.14 → today): composite evidence, JCS-bound runtime data."""
 
-    version = "0.4.0"
     # What we can hash; sm3 (which the Rust client also offers) is left out on purpose: a
     # server that picked it would get a binding we cannot compute.
     supported_hash_algorithms = ("sha256", "sha384", "sha512")
@@ -242,18 +257,15 @@ class Protocol040(Generation):
         }
 
 
-class LegacyProtocol(Generation):
-    """What protocols 0.1.0, 0.1.1 and 0.2.0 share (request shapes and TEE key handling).
+class FlatProtocol(Generation):
+    """What protocols 0.1.0, 0.1.1 and 0.2.0 share: the "flat" `/attest` body and TEE key
+    handling.
 
     `/attest` carries only `tee-pubkey` and `tee-evidence`; the evidence binds
     SHA-384(JCS({"nonce", "tee-pubkey"})) — serde_json's sorted compact output in those
     clients, which equals JCS for these string-only objects. No init-data, no device evidence.
     """
 
-    supports_init_data = False
-    default_attestation_policy_id = LEGACY_ATTESTATION_POLICY_ID
-    # 0.1.0 sends the attester's evidence text as a JSON string; later ones parse it first.
-    evidence_as_text = False
     supported_hash_algorithms = ("sha256", "sha384", "sha512")
 
     def auth_extra_params(self) -> Any:
@@ -307,7 +319,7 @@ class LegacyProtocol(Generation):
         # Upstream attesters hand over JSON text; ours may hand over the object. Either way the
         # text is in the attester's own member order.
         text = evidence if isinstance(evidence, str) else compact_json(evidence)
-        if self.evidence_as_text:
+        if self.wire.evidence_text:
             return text
         try:
             value = json.loads(text)
@@ -318,10 +330,8 @@ class LegacyProtocol(Generation):
         return _sorted_json(value)
 
 
-class Protocol01x(LegacyProtocol):
+class Protocol01x(FlatProtocol):
     """What 0.1.0 and 0.1.1 share: an RSA key exported as RSA1_5 and the non-RFC JWE."""
-
-    jwe_form = jwe.FORM_LEGACY
 
     def generate_tee_key(self) -> PrivateKey:
         return generate_tee_key("rsa")
@@ -337,9 +347,6 @@ class Protocol01x(LegacyProtocol):
 
 class Protocol010(Protocol01x):
     """Protocol 0.1.0 (kbs-client ≤ v0.9): string extra-params, evidence as a JSON string."""
-
-    version = "0.1.0"
-    evidence_as_text = True
 
     def auth_extra_params(self) -> Any:
         return ""
@@ -357,14 +364,9 @@ class Protocol010(Protocol01x):
 class Protocol011(Protocol01x):
     """Protocol 0.1.1 (kbs-client v0.10/v0.11, the seed client): evidence as a sorted object."""
 
-    version = "0.1.1"
 
-
-class Protocol020(LegacyProtocol):
+class Protocol020(FlatProtocol):
     """Protocol 0.2.0 (kbs-client v0.12/v0.13): P-256 key by default, RFC JWE on P-256 only."""
-
-    version = "0.2.0"
-    jwe_form = jwe.FORM_RFC7516_P256
 
     def tee_public_jwk(self, key: PrivateKey) -> dict[str, Any]:
         if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -404,10 +406,10 @@ def _collect(
         raise EvidenceError(f"{tee}: {exc}") from exc
 
 
-PROTOCOL_0_1_0 = Protocol010()
-PROTOCOL_0_1_1 = Protocol011()
-PROTOCOL_0_2_0 = Protocol020()
-PROTOCOL_0_4_0 = Protocol040()
+PROTOCOL_0_1_0 = Protocol010(V0_1_0)
+PROTOCOL_0_1_1 = Protocol011(V0_1_1)
+PROTOCOL_0_2_0 = Protocol020(V0_2_0)
+PROTOCOL_0_4_0 = Protocol040(V0_4_0)
 GENERATIONS: dict[str, Generation] = {
     g.version: g for g in (PROTOCOL_0_1_0, PROTOCOL_0_1_1, PROTOCOL_0_2_0, PROTOCOL_0_4_0)
 }

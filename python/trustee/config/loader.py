@@ -40,6 +40,7 @@ from trustee.config.stores import (
     storage,
     storage_environment,
 )
+from trustee.protocol.generations import WIRE_GENERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ ADMIN_MODES: dict[str, AdminMode] = {
 TLS_PROFILES = ("old", "intermediate", "modern", "custom")
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 KNOWN_PLUGINS = ("resource", "sample")
-SUPPORTED_PROTOCOL_VERSIONS = ("0.1.0", "0.1.1", "0.2.0", "0.4.0")
+SUPPORTED_PROTOCOL_VERSIONS = tuple(WIRE_GENERATIONS)
 LEGACY_DEFAULT_POLICY_DIR = "/opt/confidential-containers/attestation-service/token/ear/policies"
 
 
@@ -132,7 +133,7 @@ def _build(root: Table) -> Config:
             key, _, why = str(exc).partition(": ")
             raise ConfigError(key, why or str(exc)) from exc
     if notes.legacy:
-        config.dialect = "legacy"
+        config.dialect = "v0.11"
         config.dialect_reason = ", ".join(notes.legacy)
         if config.policy_engine is None:
             config.policy_engine = PolicyEngineConfig()

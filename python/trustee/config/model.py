@@ -9,9 +9,10 @@ StorageType = Literal["Memory", "LocalFs", "LocalJson", "Postgres", "Redis"]
 AdminMode = Literal[
     "InsecureAllowAll", "DenyAll", "AuthenticatedAuthorization", "LegacyPublicKey", "Simple"
 ]
-# Which generation of upstream's config a file is written for; it decides server-side shapes
-# (resource-policy document, token submod names, AS policy dialect), never the wire protocol.
-Dialect = Literal["head", "legacy"]
+# Which generation of upstream's config a file is written for: "v0.11" for the config dialect of
+# trustee v0.11 and before. It decides server-side shapes (resource-policy document, token submod
+# names, AS policy dialect), never the wire protocol (that is protocol/generations.py).
+Dialect = Literal["head", "v0.11"]
 
 DEFAULT_LOCAL_FS_DIR = "/opt/confidential-containers/storage/local_fs"
 DEFAULT_LOCAL_JSON_DIR = "/opt/confidential-containers/storage/local_json"

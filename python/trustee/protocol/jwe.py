@@ -14,12 +14,12 @@ Wire forms (the ``form`` argument of :func:`encrypt` / :func:`decrypt`):
   refused in both directions. On decryption the AAD is rebuilt the way that client does it:
   ``alg``, ``enc``, then every other member in sorted key order, nested objects sorted too.
 
-``"legacy"`` — protocols 0.1.0 / 0.1.1 (trustee v0.9–v0.11, kbs-client ≤ v0.11). Not RFC 7516:
+``"v0.1"`` — protocols 0.1.0 / 0.1.1 (trustee v0.9–v0.11, kbs-client ≤ v0.11). Not RFC 7516:
   ``protected`` carries the header JSON text itself (``{"alg":"RSA1_5","enc":"A256GCM"}``), the
   CEK is wrapped with RSAES-PKCS1-v1_5 (the TEE key must be RSA with ``alg`` ``RSA1_5``), AES-GCM
   runs with an empty AAD and its tag is appended to ``ciphertext``; ``tag`` is present but ``""``.
 
-:data:`FORM_BY_PROTOCOL` maps a KBS protocol version to its form.
+:data:`FORM_BY_PROTOCOL` maps a KBS protocol version to its form (from the generations table).
 
 The RFC protected header is compact JSON with ``alg`` first, ``enc`` second, other members after:
 the Rust clients do not use the received ``protected`` text as AAD but re-serialise the parsed
@@ -59,23 +59,19 @@ from trustee.crypto.jwk import (
     public_jwk,
     public_key_from_jwk,
 )
+from trustee.protocol.generations import WIRE_GENERATIONS
 
 log = logging.getLogger(__name__)
 
-JweForm = Literal["rfc7516", "rfc7516-p256", "legacy"]
+JweForm = Literal["rfc7516", "rfc7516-p256", "v0.1"]
 """Serialisation form; see the module docstring."""
 
 FORM_RFC7516: Final = "rfc7516"
 FORM_RFC7516_P256: Final = "rfc7516-p256"
-FORM_LEGACY: Final = "legacy"
+FORM_V01: Final = "v0.1"
 FORMS: tuple[JweForm, ...] = get_args(JweForm)
 
-FORM_BY_PROTOCOL: dict[str, JweForm] = {
-    "0.1.0": FORM_LEGACY,
-    "0.1.1": FORM_LEGACY,
-    "0.2.0": FORM_RFC7516_P256,
-    "0.4.0": FORM_RFC7516,
-}
+FORM_BY_PROTOCOL: dict[str, JweForm] = {v: g.jwe_form for v, g in WIRE_GENERATIONS.items()}
 
 ENC = "A256GCM"
 ALG_ECDH_ES_A256KW = "ECDH-ES+A256KW"
@@ -281,10 +277,10 @@ def encrypt(
     _check_form(form)
     content_key = _fixed(cek, _CEK_BYTES, "content key")
     nonce = _fixed(iv, _IV_BYTES, "iv")
-    if form == FORM_LEGACY:
+    if form == FORM_V01:
         if ephemeral_key is not None:
             raise JweError("the legacy JWE form has no ephemeral key (it is RSA only)")
-        return _encrypt_legacy(plaintext, tee_pubkey, content_key, nonce)
+        return _encrypt_v01(plaintext, tee_pubkey, content_key, nonce)
     alg = _tee_alg(tee_pubkey)
     header: dict[str, Any]
     if alg == ALG_ECDH_ES_A256KW:
@@ -305,7 +301,7 @@ def encrypt(
     }
 
 
-def _encrypt_legacy(
+def _encrypt_v01(
     plaintext: bytes, tee_pubkey: Mapping[str, Any], cek: bytes, iv: bytes
 ) -> dict[str, str]:
     if not isinstance(tee_pubkey, Mapping):
@@ -422,8 +418,8 @@ def decrypt(
     _check_form(form)
     if not isinstance(jwe, Mapping):
         raise JweError(f"a JWE must be a JSON object, got {type(jwe).__name__}")
-    if form == FORM_LEGACY:
-        return _decrypt_legacy(jwe, private_key)
+    if form == FORM_V01:
+        return _decrypt_v01(jwe, private_key)
     if _string_member(jwe, "protected").lstrip().startswith("{"):
         raise JweError(
             "JWE 'protected' is JSON text, not base64url: this is the legacy 0.1.x form, "
@@ -454,7 +450,7 @@ def decrypt(
         raise JweError("JWE authentication failed: ciphertext, iv, tag or header altered") from None
 
 
-def _decrypt_legacy(jwe: Mapping[str, Any], private_key: PrivateKey) -> bytes:
+def _decrypt_v01(jwe: Mapping[str, Any], private_key: PrivateKey) -> bytes:
     # Every member must be a string even though `tag` is never read: the 0.1.x client's
     # response type requires all five.
     for name in MEMBERS:

@@ -20,12 +20,11 @@ from typing import Any
 from trustee import jsonfast
 from trustee.protocol import binding, limits
 from trustee.protocol.errors import KbsError, attest_failed, auth_failed
+from trustee.protocol.generations import CURRENT, WireGeneration, wire_generation
 from trustee.protocol.limits import InputLimitError
 from trustee.protocol.tees import ACCEPTED_TEES
 
 SESSION_COOKIE = "kbs-session-id"
-GENERATIONS = ("0.1.0", "0.1.1", "0.2.0", "0.4.0")
-LEGACY_GENERATIONS = frozenset({"0.1.0", "0.1.1", "0.2.0"})
 
 # Every client's /auth is about a hundred bytes (`extra-params` names a few hash algorithms at
 # most); the bound is checked before parsing, so an unauthenticated caller cannot make the
@@ -50,7 +49,7 @@ class AuthRequest:
     # not carry what the client chose to put there.
     version: str
     tee: str
-    generation: str = "0.4.0"
+    generation: str = CURRENT.version
 
 
 @dataclass
@@ -61,7 +60,7 @@ class Session:
     nonce: str
     expires_at: float  # unix seconds, fixed at /auth
     token: str | None = None
-    generation: str = "0.4.0"
+    generation: str = CURRENT.version
     attested_claims: dict[str, Any] | None = field(default=None, repr=False)
     attested_claims_json: str | None = field(default=None, repr=False)
     # Sealed (stateless) sessions only: the cookie value when it is not the id, and why this
@@ -92,8 +91,9 @@ class Attestation:
 
 
 @dataclass(frozen=True)
-class LegacyAttestation:
-    """0.1.x / 0.2.0 body: no nonce (the binding covers it), no init-data, no devices."""
+class FlatAttestation:
+    """A "flat" body (0.1.x / 0.2.0): no nonce (the binding covers it), no init-data, no
+    devices."""
 
     tee_pubkey: dict[str, Any]
     evidence: Any
@@ -166,7 +166,7 @@ def parse_auth_request(body: bytes, accepted_versions: list[str]) -> AuthRequest
             f"KBS Client Protocol Version Mismatch: expect {expect} while the request is {version}",
             f"protocol version {version} is not accepted (accepted: {expect})",
         )
-    if generation == "0.1.0" and not isinstance(doc["extra-params"], str):
+    if wire_generation(generation).extra_params_text and not isinstance(doc["extra-params"], str):
         # kbs-types 0.6 typed `extra-params` as a string.
         raise auth_failed(
             "deserialize Request", "/auth body: 0.1.0 `extra-params` must be a string"
@@ -213,24 +213,25 @@ def token_body(token: str) -> bytes:
 
 
 _KEY_MEMBERS = {"EC": ("crv", "alg", "x", "y"), "RSA": ("alg", "n", "e"), "AKP": ("alg", "pub")}
-# What each generation's kbs-types could parse as a TEE key.
-_GENERATION_KTYS = {"0.1.1": ("EC", "RSA"), "0.2.0": ("EC", "RSA"), "0.4.0": ("EC", "RSA", "AKP")}
 
 
-def _tee_pubkey(value: Any, generation: str = "0.4.0") -> dict[str, Any]:
+def _tee_pubkey(value: Any, generation: WireGeneration = CURRENT) -> dict[str, Any]:
     """Re-serialise only the typed members of the key, as upstream's typed parse does."""
     if not isinstance(value, dict):
         raise ValueError("tee-pubkey is not an object")
     kty = value.get("kty")
-    if generation == "0.1.0":
+    allowed_types = generation.tee_key_types
+    if allowed_types is None:
         # kbs-types 0.6: a plain {kty, alg, n, e} struct whatever the kty says.
         if not isinstance(kty, str):
             raise ValueError("tee-pubkey member 'kty' is missing or not a string")
         members: tuple[str, ...] = ("alg", "n", "e")
     else:
-        if kty not in _GENERATION_KTYS[generation]:
-            allowed = " or ".join(_GENERATION_KTYS[generation])
-            raise ValueError(f"tee-pubkey kty {kty!r} is not {allowed} (protocol {generation})")
+        if kty not in allowed_types:
+            allowed = " or ".join(allowed_types)
+            raise ValueError(
+                f"tee-pubkey kty {kty!r} is not {allowed} (protocol {generation.version})"
+            )
         members = _KEY_MEMBERS[kty]
     out: dict[str, Any] = {"kty": kty}
     for name in members:
@@ -240,13 +241,16 @@ def _tee_pubkey(value: Any, generation: str = "0.4.0") -> dict[str, Any]:
     return out
 
 
-def parse_attestation(body: bytes, generation: str = "0.4.0") -> Attestation | LegacyAttestation:
+def parse_attestation(
+    body: bytes, generation: str = CURRENT.version
+) -> Attestation | FlatAttestation:
     try:
         doc = _json(body)
         if not isinstance(doc, dict):
             raise ValueError("body is not a JSON object")
-        if generation in LEGACY_GENERATIONS:
-            return _legacy_attestation(doc, generation)
+        speaks = wire_generation(generation)
+        if speaks.attest_body == "flat":
+            return _flat_attestation(doc, speaks)
         if "runtime-data" not in doc and "tee-pubkey" in doc:
             raise ValueError(
                 "generation mismatch: the session speaks 0.4.0 but the body is a 0.1.x/0.2.0 "
@@ -285,16 +289,17 @@ def parse_attestation(body: bytes, generation: str = "0.4.0") -> Attestation | L
         raise attest_failed(f"/attest body: {exc}") from exc
 
 
-def _legacy_attestation(doc: dict[str, Any], generation: str) -> LegacyAttestation:
+def _flat_attestation(doc: dict[str, Any], generation: WireGeneration) -> FlatAttestation:
+    version = generation.version
     if "runtime-data" in doc or "tee-pubkey" not in doc:
         raise ValueError(
-            f"generation mismatch: the session speaks {generation} but the body is not a "
-            f"{generation} attestation (needs top-level tee-pubkey and tee-evidence)"
+            f"generation mismatch: the session speaks {version} but the body is not a "
+            f"{version} attestation (needs top-level tee-pubkey and tee-evidence)"
         )
     if "tee-evidence" not in doc:
         raise ValueError("`tee-evidence` is missing")
     evidence = doc["tee-evidence"]
-    if generation == "0.1.0":
+    if generation.evidence_text:
         # 0.1.0 carried the attester's evidence as a JSON string.
         if not isinstance(evidence, str):
             raise ValueError("0.1.0 `tee-evidence` must be a string")
@@ -302,9 +307,7 @@ def _legacy_attestation(doc: dict[str, Any], generation: str) -> LegacyAttestati
             evidence = limits.loads(evidence, "0.1.0 `tee-evidence`")
         except ValueError as exc:
             raise ValueError(f"0.1.0 `tee-evidence` string is not JSON: {exc}") from exc
-    return LegacyAttestation(
-        tee_pubkey=_tee_pubkey(doc["tee-pubkey"], generation), evidence=evidence
-    )
+    return FlatAttestation(tee_pubkey=_tee_pubkey(doc["tee-pubkey"], generation), evidence=evidence)
 
 
 def binding_hash(tee: str) -> str:
@@ -312,10 +315,10 @@ def binding_hash(tee: str) -> str:
 
 
 def evidence_requests(
-    session: Session, att: Attestation | LegacyAttestation
+    session: Session, att: Attestation | FlatAttestation
 ) -> list[EvidenceRequest]:
     """Check the nonce and build one request per evidence with its expected binding."""
-    if isinstance(att, LegacyAttestation):
+    if isinstance(att, FlatAttestation):
         # The nonce comes from the session; the binding check is the nonce check.
         return [
             EvidenceRequest(
@@ -372,8 +375,8 @@ __all__ = [
     "Attestation",
     "AuthRequest",
     "EvidenceRequest",
+    "FlatAttestation",
     "KbsError",
-    "LegacyAttestation",
     "Session",
     "challenge_body",
     "check_session_token",

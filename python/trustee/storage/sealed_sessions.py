@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trustee import _core, jsonfast
+from trustee.protocol.generations import CURRENT
 from trustee.protocol.rcar import Session
 from trustee.storage.sessions import CookieSessions, SessionRefused, SessionTooLarge
 
@@ -34,7 +35,7 @@ MAX_COOKIE_CHARS = 96 * 1024
 
 def encode(session: Session) -> bytes:
     head: dict[str, Any] = {"f": FORMAT, "i": session.id, "t": session.tee}
-    if session.generation != "0.4.0":
+    if session.generation != CURRENT.version:
         head["g"] = session.generation
     if session.attested_claims_json is None:
         head["n"] = session.nonce
@@ -59,7 +60,7 @@ def decode(payload: bytes, expires_at: float, cookie: str) -> Session:
         tee=str(head["t"]),
         nonce=str(head.get("n", "")),
         expires_at=expires_at,
-        generation=str(head.get("g", "0.4.0")),
+        generation=str(head.get("g", CURRENT.version)),
         attested_claims=None,
         attested_claims_json=claims_json,
         cookie=cookie,
