@@ -163,13 +163,7 @@ class KbsClient:
         """POST /auth: open a session (cookie) and get its challenge."""
         body = self.generation.auth_request(self.attesters.primary.tee)
         response = await self._post_json("auth", body)
-        if response.status_code == 401:
-            info = ErrorInformation.parse(response.content)
-            raise KbsClientError(f"KBS request unauthorized, ErrorInformation: {info}")
-        if response.status_code != 200:
-            raise KbsClientError(
-                f"KBS Server Internal Failed, Response: {rust_debug_str(response.text)}"
-            )
+        _check_rcar_status(response, "KBS request unauthorized, ErrorInformation")
         return Challenge.parse(response.content)
 
     async def _handshake(self, init_data: str | None) -> Token:
@@ -177,13 +171,7 @@ class KbsClient:
         init = InitData(init_data) if init_data is not None else None
         body = self.generation.attestation(challenge, self.tee_pubkey, self.attesters, init)
         response = await self._post_json("attest", body)
-        if response.status_code == 401:
-            info = ErrorInformation.parse(response.content)
-            raise KbsClientError(f"KBS attest unauthorized, Error Info: {info}")
-        if response.status_code != 200:
-            raise KbsClientError(
-                f"KBS Server Internal Failed, Response: {rust_debug_str(response.text)}"
-            )
+        _check_rcar_status(response, "KBS attest unauthorized, Error Info")
         try:
             doc = json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -351,6 +339,18 @@ def _tee_jwk(generation: Generation, key: PrivateKey) -> dict[str, Any]:
         return generation.tee_public_jwk(key)
     except JwkError as exc:
         raise TeeKeyError(str(exc)) from exc
+
+
+def _check_rcar_status(response: httpx.Response, unauthorized: str) -> None:
+    # The two RCAR steps word their 401 differently (as upstream's client does); anything
+    # else but 200 is the server's failure, its body quoted.
+    if response.status_code == 401:
+        info = ErrorInformation.parse(response.content)
+        raise KbsClientError(f"{unauthorized}: {info}")
+    if response.status_code != 200:
+        raise KbsClientError(
+            f"KBS Server Internal Failed, Response: {rust_debug_str(response.text)}"
+        )
 
 
 __all__ = [

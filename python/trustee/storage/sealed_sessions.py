@@ -104,31 +104,12 @@ class SealedSessions(CookieSessions):
         except SessionRefused:
             return None
 
-    def attested(
-        self,
-        session: Session,
-        claims_json: str,
-        token_ref: str | None,
-        verifier_refusal: str | None,
-    ) -> Session:
-        """The attested successor of `session`, its cookie sealed."""
-        after = Session(
-            id=session.id,
-            version=session.version,
-            tee=session.tee,
-            nonce="",
-            expires_at=session.expires_at,
-            generation=session.generation,
-            attested_claims_json=claims_json,
-            verifier_refusal=verifier_refusal,
-            token_ref=token_ref,
-        )
-        cookie = self._seal(after)
+    def seal_attested(self, session: Session) -> str:
+        cookie = self._seal(session)
         if len(cookie) > MAX_COOKIE_CHARS:
             raise SessionTooLarge(
                 f"the attested session needs a {len(cookie)}-byte cookie, more than the "
                 f"{MAX_COOKIE_CHARS} bytes allowed; send less evidence or init-data, or set "
                 'session_storage_type = "Redis" to keep sessions on the server'
             )
-        after.cookie = cookie
-        return after
+        return cookie

@@ -73,6 +73,9 @@ class CookieSessions(abc.ABC):
         """The session a cookie carries, or None when it does not open."""
 
     @abc.abstractmethod
+    def seal_attested(self, session: Session) -> str:
+        """The cookie carrying the attested `session`; SessionTooLarge when it does not fit one."""
+
     def attested(
         self,
         session: Session,
@@ -80,8 +83,21 @@ class CookieSessions(abc.ABC):
         token_ref: str | None,
         verifier_refusal: str | None,
     ) -> Session:
-        """The attested successor of `session`, its cookie sealed; SessionTooLarge when it
-        does not fit a cookie."""
+        """The attested successor of `session`, its cookie sealed: what the resource path
+        needs (the claims as issued) in place of the nonce."""
+        after = Session(
+            id=session.id,
+            version=session.version,
+            tee=session.tee,
+            nonce="",
+            expires_at=session.expires_at,
+            generation=session.generation,
+            attested_claims_json=claims_json,
+            verifier_refusal=verifier_refusal,
+            token_ref=token_ref,
+        )
+        after.cookie = self.seal_attested(after)
+        return after
 
     async def purge_expired(self) -> int:
         return 0
