@@ -105,6 +105,20 @@ def build_registry(config: OperatorConfig | None = None) -> kopf.OperatorRegistr
     settings_box: list[kopf.OperatorSettings] = []
     api = KubeApi(lambda: resolve_connection(settings_box[0] if settings_box else None))
     reconciler = Reconciler(config=cfg, api=api)
+    _register_lifecycle(registry, cfg, api, settings_box)
+    _register_kbsconfig(registry, cfg, reconciler)
+    _register_reference_watches(registry, cfg, reconciler)
+    _register_deployment_watch(registry, cfg, reconciler)
+    return registry
+
+
+def _register_lifecycle(
+    registry: kopf.OperatorRegistry,
+    cfg: OperatorConfig,
+    api: KubeApi,
+    settings_box: list[kopf.OperatorSettings],
+) -> None:
+    """Start-up (kopf's settings, kept for the API client), login and cleanup."""
 
     @kopf.on.startup(id="startup", registry=registry)
     async def startup(settings: kopf.OperatorSettings, logger: AnyLogger, **_: Any) -> None:
@@ -121,6 +135,12 @@ def build_registry(config: OperatorConfig | None = None) -> kopf.OperatorRegistr
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
         await api.close()
+
+
+def _register_kbsconfig(
+    registry: kopf.OperatorRegistry, cfg: OperatorConfig, reconciler: Reconciler
+) -> None:
+    """The KbsConfig's own handlers: reconcile on resume/create/update, resync, finalize."""
 
     @kopf.on.resume(
         GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=ERROR_BACKOFF
@@ -167,6 +187,12 @@ def build_registry(config: OperatorConfig | None = None) -> kopf.OperatorRegistr
     ) -> None:
         await reconciler.finalize(namespace or cfg.namespace, name, logger)
 
+
+def _register_reference_watches(
+    registry: kopf.OperatorRegistry, cfg: OperatorConfig, reconciler: Reconciler
+) -> None:
+    """ConfigMap and Secret events re-reconcile every KbsConfig naming the object."""
+
     # Every event type counts, re-listings (type None) too: a change made while a watch was
     # down only shows up there. Content already acted upon is skipped; a deletion never is.
     async def on_referenced(
@@ -199,6 +225,13 @@ def build_registry(config: OperatorConfig | None = None) -> kopf.OperatorRegistr
     ) -> None:
         await on_referenced(Ref("Secret", name), body, type, namespace, logger)
 
+
+def _register_deployment_watch(
+    registry: kopf.OperatorRegistry, cfg: OperatorConfig, reconciler: Reconciler
+) -> None:
+    """The rendered Deployment's events: recreate it when deleted, else refresh its owners'
+    readiness."""
+
     @kopf.on.event("apps", "v1", "deployments", id="deployment-watch", registry=registry)
     async def deployment_event(
         body: kopf.Body,
@@ -219,8 +252,6 @@ def build_registry(config: OperatorConfig | None = None) -> kopf.OperatorRegistr
                     logger.warning(f"KbsConfig {cfg.namespace}/{owner} not reconciled: {exc}")
             else:
                 await reconciler.refresh_readiness(cfg.namespace, owner)
-
-    return registry
 
 
 def main(argv: list[str] | None = None) -> int:
