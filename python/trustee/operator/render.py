@@ -224,6 +224,47 @@ def _metadata(name: str, namespace: str, owners: list[dict[str, Any]]) -> dict[s
     return meta
 
 
+def _kbs_container(
+    image: str, env: list[dict[str, str]], volume_mounts: list[dict[str, Any]], scheme: str
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "kbs",
+        "image": image,
+        "command": list(KBS_COMMAND),
+        "ports": [{"name": "kbs", "containerPort": KBS_PORT, "protocol": "TCP"}],
+    }
+    if env:
+        container["env"] = env
+    container["volumeMounts"] = volume_mounts
+    container["readinessProbe"] = _probe(scheme, 5, 10)
+    container["livenessProbe"] = _probe(scheme, 15, 30)
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        # Not in v0.3.0: the trustee-py image runs as a non-root numeric USER, so the kubelet
+        # can enforce this; a root-running image would be refused at pod start, which is the
+        # point.
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return container
+
+
+def _service(namespace: str, owners: list[dict[str, Any]], service_type: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(SERVICE_NAME, namespace, owners),
+        "spec": {
+            "type": service_type,
+            "selector": {"app": "kbs"},
+            "ports": [
+                {"name": "kbs-port", "protocol": "TCP", "port": KBS_PORT, "targetPort": KBS_PORT}
+            ],
+        },
+    }
+
+
 def render(
     kbsconfig: Mapping[str, Any],
     *,
@@ -258,27 +299,7 @@ def render(
         if not any(e["name"] == SESSION_KEY_ENV for e in env):
             env.append({"name": SESSION_KEY_ENV, "value": f"{SESSION_KEY_DIR}/key"})
 
-    container: dict[str, Any] = {
-        "name": "kbs",
-        "image": image,
-        "command": list(KBS_COMMAND),
-        "ports": [{"name": "kbs", "containerPort": KBS_PORT, "protocol": "TCP"}],
-    }
-    if env:
-        container["env"] = env
-    container["volumeMounts"] = [dict(m.mount) for m in mounts]
-    container["readinessProbe"] = _probe(scheme, 5, 10)
-    container["livenessProbe"] = _probe(scheme, 15, 30)
-    container["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        # Not in v0.3.0: the trustee-py image runs as a non-root numeric USER, so the kubelet
-        # can enforce this; a root-running image would be refused at pod start, which is the
-        # point.
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
+    container = _kbs_container(image, env, [dict(m.mount) for m in mounts], scheme)
     template_meta: dict[str, Any] = {"labels": {"app": "kbs"}}
     if objects is not None:
         relevant = {ref: objects.get(ref) for ref in plan.refs()}
@@ -301,19 +322,7 @@ def render(
             },
         },
     }
-    service: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(SERVICE_NAME, namespace, owners),
-        "spec": {
-            "type": service_type,
-            "selector": {"app": "kbs"},
-            "ports": [
-                {"name": "kbs-port", "protocol": "TCP", "port": KBS_PORT, "targetPort": KBS_PORT}
-            ],
-        },
-    }
-    return [deployment, service]
+    return [deployment, _service(namespace, owners, service_type)]
 
 
 def shares_session_key(deployment: Mapping[str, Any]) -> bool:
