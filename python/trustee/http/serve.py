@@ -191,6 +191,73 @@ def _peer_of(stream: Any) -> str:
     return f"{host}:{port}"
 
 
+def _listeners(hc: HypercornConfig, sockets: Sockets) -> list[Any]:
+    """trio listeners on the already listening `sockets`, TLS on the secure ones."""
+    listeners: list[Any] = []
+    ssl_context = hc.create_ssl_context()
+    for sock in sockets.secure_sockets:
+        assert ssl_context is not None
+        listeners.append(
+            trio.SSLListener(
+                trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
+                ssl_context,
+                https_compatible=True,
+            )
+        )
+    for sock in sockets.insecure_sockets:
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        scheme = "https" if sock in sockets.secure_sockets else "http"
+        log.info("Running on %s://%s", scheme, repr_socket_addr(sock.family, sock.getsockname()))
+    return listeners
+
+
+def _connection_handler(
+    app: Any,
+    hc: HypercornConfig,
+    context: WorkerContext,
+    state: dict[str, Any],
+    admission: Admission,
+) -> Callable[[Any], Awaitable[None]]:
+    """What serves one accepted stream: a slot from `admission` or a 503, then a
+    `_Connection` whose failures stay its own."""
+
+    async def handle(stream: Any) -> None:
+        slot = admission.admit(trio.current_time())
+        if slot is None:
+            log.warning("all %d connection slots busy; answering 503", admission.max_connections)
+            await _shed(stream)
+            return
+        try:
+            connection = _Connection(
+                app,
+                hc,
+                context,
+                ConnectionState(state.copy()),
+                stream,
+                admission=admission,
+                slot=slot,
+                peer=_peer_of(stream),
+            )
+            await connection.run()
+        finally:
+            admission.release(slot)
+
+    return handle
+
+
+async def _sweep(admission: Admission) -> None:
+    while True:
+        await trio.sleep(SWEEP_INTERVAL)
+        admission.sweep(trio.current_time())
+
+
+async def _stop_when(trigger: Callable[..., Awaitable[None]]) -> None:
+    # ShutdownError ends the serving nursery, taking its siblings with it; it is not a failure.
+    await trigger()
+    raise ShutdownError()
+
+
 async def _serve_sockets(
     app: Any,
     hc: HypercornConfig,
@@ -215,63 +282,14 @@ async def _serve_sockets(
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         async with trio.open_nursery() as connections:
-            listeners: list[Any] = []
-            ssl_context = hc.create_ssl_context()
-            for sock in sockets.secure_sockets:
-                assert ssl_context is not None
-                listeners.append(
-                    trio.SSLListener(
-                        trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
-                        ssl_context,
-                        https_compatible=True,
-                    )
-                )
-            for sock in sockets.insecure_sockets:
-                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-            for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
-                scheme = "https" if sock in sockets.secure_sockets else "http"
-                log.info(
-                    "Running on %s://%s", scheme, repr_socket_addr(sock.family, sock.getsockname())
-                )
-
-            async def handle(stream: Any) -> None:
-                slot = admission.admit(trio.current_time())
-                if slot is None:
-                    log.warning(
-                        "all %d connection slots busy; answering 503", admission.max_connections
-                    )
-                    await _shed(stream)
-                    return
-                try:
-                    connection = _Connection(
-                        app,
-                        hc,
-                        context,
-                        ConnectionState(state.copy()),
-                        stream,
-                        admission=admission,
-                        slot=slot,
-                        peer=_peer_of(stream),
-                    )
-                    await connection.run()
-                finally:
-                    admission.release(slot)
-
-            async def sweep() -> None:
-                while True:
-                    await trio.sleep(SWEEP_INTERVAL)
-                    admission.sweep(trio.current_time())
-
-            async def stop_when(trigger: Callable[..., Awaitable[None]]) -> None:
-                await trigger()
-                raise ShutdownError()
-
+            listeners = _listeners(hc, sockets)
+            handle = _connection_handler(app, hc, context, state, admission)
             try:
                 async with trio.open_nursery() as nursery:
                     if shutdown_trigger is not None:
-                        nursery.start_soon(stop_when, shutdown_trigger)
-                    nursery.start_soon(stop_when, context.terminate.wait)
-                    nursery.start_soon(sweep)
+                        nursery.start_soon(_stop_when, shutdown_trigger)
+                    nursery.start_soon(_stop_when, context.terminate.wait)
+                    nursery.start_soon(_sweep, admission)
                     nursery.start_soon(
                         partial(
                             trio.serve_listeners, handle, listeners, handler_nursery=connections
