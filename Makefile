@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "maturin>=1.5,<2"
+	$(BIN)/python -m pip install -q "maturin>=1.12.1,<2"
 	touch $@
 
 # Builds the Rust extension (release) and installs the package with its dev dependencies.

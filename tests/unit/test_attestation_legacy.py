@@ -40,7 +40,7 @@ from trustee.storage.memory import MemoryStore
 from trustee.storage.rvfile import ReferenceValueFile
 
 SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
-POLICIES_DIR = Path(__file__).resolve().parents[2] / "python" / "trustee" / "policies"
+POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 # The RFC 7517 A.1 RSA key as a G1 client exports it, the nonce
 # bytes 00..1f, and the report data the sample attester returns for them.

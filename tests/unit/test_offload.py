@@ -23,7 +23,7 @@ from trustee.policy.engine import CompiledPolicy, PolicyEvalError
 from trustee.protocol.jwe import JweError, decrypt, encrypt
 from trustee.sealing import seal
 
-POLICIES = Path(__file__).resolve().parents[2] / "python" / "trustee" / "policies"
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
 RULES = ["data.policy.trust_claims", "data.policy.extensions"]
 
 # Long enough that a blocked event loop would be obvious (tens of ms in regorus).

@@ -29,7 +29,7 @@ from trustee.storage.kv import NS_KBS
 from trustee.storage.memory import MemoryStore
 
 SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
-POLICIES_DIR = Path(__file__).resolve().parents[2] / "python" / "trustee" / "policies"
+POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 SEED_PATH = ["default", "kbsres1", "key1"]
 # The seed ConfigMap's YAML plain scalar folds to this single line (no trailing newline).

@@ -137,7 +137,7 @@ fn absent_rule_has_no_definitions() {
 
 #[test]
 fn attestation_policy_with_reference_values() {
-    let policy = include_str!("../../../../../python/trustee/policies/default_cpu.rego");
+    let policy = include_str!("../../../../../policies/default_cpu.rego");
     let compiled = CompiledPolicy::compile(policy).expect("default_cpu compiles");
     let input = r#"{"sample": {"launch_digest": "abc", "svn": "1", "debug": false,
         "platform_version": {"major": 1, "minor": 0}}}"#;
