@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import secrets
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -70,21 +71,34 @@ def key_usage(
     )
 
 
+def crl_distribution_point(url: str) -> x509.CRLDistributionPoints:
+    """One distribution point naming one URL, as the vendor certificates carry it."""
+    return x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
+    )
+
+
+class Signer(NamedTuple):
+    """Who signs a certificate: the issuer's name and private key."""
+
+    name: x509.Name
+    key: IssuerKey
+
+
 def issue(
-    *,
     subject: x509.Name,
     public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
-    issuer: x509.Name,
-    issuer_key: IssuerKey,
-    not_before: datetime.datetime,
-    not_after: datetime.datetime,
+    signer: Signer,
+    validity: tuple[datetime.datetime, datetime.datetime],
     extensions: Sequence[tuple[x509.ExtensionType, bool]],
+    *,
     serial: int | None = None,
 ) -> x509.Certificate:
+    not_before, not_after = validity
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer)
+        .issuer_name(signer.name)
         .public_key(public_key)
         .serial_number(serial if serial is not None else random_serial())
         .not_valid_before(not_before)
@@ -92,9 +106,9 @@ def issue(
     )
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
-    if isinstance(issuer_key, rsa.RSAPrivateKey):
-        return builder.sign(issuer_key, hashes.SHA384(), rsa_padding=AMD_PSS)
-    return builder.sign(issuer_key, hashes.SHA256())
+    if isinstance(signer.key, rsa.RSAPrivateKey):
+        return builder.sign(signer.key, hashes.SHA384(), rsa_padding=AMD_PSS)
+    return builder.sign(signer.key, hashes.SHA256())
 
 
 def crl(

@@ -117,68 +117,20 @@ class SnpTestPki:
             raise ValueError(f"SNP product {product!r} is not one of {sorted(PRODUCTS)}")
         spec = PRODUCTS[product]
         tcb = tcb or spec.default_tcb
-        if len(tcb) != 5 or any(v is not None and not 0 <= v <= 255 for v in tcb):
-            raise ValueError(f"tcb must be (fmc, bootloader, tee, snp, microcode) bytes, got {tcb}")
-        if product == TURIN and tcb[0] is None:
-            raise ValueError("a Turin TCB needs an FMC SPL, got fmc=None")
-        if product != TURIN and tcb[0] is not None:
-            raise ValueError(f"{product} TCBs have no FMC SPL, got fmc={tcb[0]}")
+        _check_tcb(product, tcb)
         start = (certs.utc(now) if now else certs.now_utc()) - datetime.timedelta(days=1)
         # Turin masks all but the first 8 chip-id bytes.
         chip_id = secrets.token_bytes(8 if product == TURIN else 64).ljust(64, b"\0")
-
         ark_key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
         ask_key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
         vcek_key = ec.generate_private_key(ec.SECP384R1())
-        crl = x509.CRLDistributionPoints(
-            [
-                x509.DistributionPoint(
-                    [x509.UniformResourceIdentifier(f"{KDS_TEST_URL}/{product}/crl")],
-                    None,
-                    None,
-                    None,
-                )
-            ]
-        )
-        ark_name = certs.amd_name(f"ARK-{product}")
-        ask_name = certs.amd_name(f"SEV-{product}")
-        ark_cert = certs.issue(
-            subject=ark_name,
-            public_key=ark_key.public_key(),
-            issuer=ark_name,
-            issuer_key=ark_key,
-            not_before=start,
-            not_after=start + datetime.timedelta(days=25 * 365),
-            extensions=[
-                (certs.key_usage(cert_sign=True, crl_sign=True), True),
-                (x509.SubjectKeyIdentifier.from_public_key(ark_key.public_key()), False),
-                (x509.BasicConstraints(ca=True, path_length=None), True),
-                (crl, False),
-            ],
-        )
-        ask_cert = certs.issue(
-            subject=ask_name,
-            public_key=ask_key.public_key(),
-            issuer=ark_name,
-            issuer_key=ark_key,
-            not_before=start,
-            not_after=start + datetime.timedelta(days=25 * 365),
-            extensions=[
-                (x509.SubjectKeyIdentifier.from_public_key(ask_key.public_key()), False),
-                (x509.AuthorityKeyIdentifier.from_issuer_public_key(ark_key.public_key()), False),
-                (x509.BasicConstraints(ca=True, path_length=0), True),
-                (certs.key_usage(cert_sign=True), True),
-                (crl, False),
-            ],
-        )
+        ark_cert, ask_cert = _issue_authorities(product, ark_key, ask_key, start)
         vcek_cert = certs.issue(
-            subject=certs.amd_name("SEV-VCEK"),
-            public_key=vcek_key.public_key(),
-            issuer=ask_name,
-            issuer_key=ask_key,
-            not_before=start,
-            not_after=start + datetime.timedelta(days=7 * 365),
-            extensions=vcek_extensions(spec, tcb, chip_id),
+            certs.amd_name("SEV-VCEK"),
+            vcek_key.public_key(),
+            certs.Signer(ask_cert.subject, ask_key),
+            (start, start + datetime.timedelta(days=7 * 365)),
+            vcek_extensions(spec, tcb, chip_id),
             # Real VCEKs use serial 0, which `cryptography` warns about on every load; 1 keeps
             # the simulated chain quiet without changing anything a verifier checks.
             serial=1,
@@ -200,29 +152,18 @@ class SnpTestPki:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write keys (PKCS#8 PEM, mode 0600), certificates (PEM) and pki.json to `directory`."""
-        target = store.prepare_directory(Path(directory))
         document = store.header("snp") | {
             "product": self.product.name,
             "tcb": tcb_json(self.tcb),
             "chip_id": self.chip_id.hex(),
             "report_id": self.report_id.hex(),
         }
-        pairs: list[tuple[str, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, x509.Certificate]]
-        pairs = [
+        files: list[tuple[str, store.PrivateKey, x509.Certificate | None]] = [
             ("ark", self.ark_key, self.ark_cert),
             ("ask", self.ask_key, self.ask_cert),
             ("vcek", self.vcek_key, self.vcek_cert),
         ]
-        try:
-            for stem, key, cert in pairs:
-                store.write_private_key(target / f"{stem}.key", key)
-                store.write_certificate(target / f"{stem}.pem", cert)
-            store.write_json(target / store.PKI_FILE, document)
-        except OSError as exc:
-            raise store.SimulationError(
-                f"{exc.filename or target}: cannot write: {exc.strerror or exc}"
-            ) from None
-        return target
+        return store.save_pki(Path(directory), document, files)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> SnpTestPki:
@@ -394,6 +335,50 @@ class SnpTestPki:
 @functools.cache
 def _shared_snp_pki(product: str) -> SnpTestPki:
     return SnpTestPki.generate(product)
+
+
+def _check_tcb(product: str, tcb: tuple[int | None, int, int, int, int]) -> None:
+    if len(tcb) != 5 or any(v is not None and not 0 <= v <= 255 for v in tcb):
+        raise ValueError(f"tcb must be (fmc, bootloader, tee, snp, microcode) bytes, got {tcb}")
+    if product == TURIN and tcb[0] is None:
+        raise ValueError("a Turin TCB needs an FMC SPL, got fmc=None")
+    if product != TURIN and tcb[0] is not None:
+        raise ValueError(f"{product} TCBs have no FMC SPL, got fmc={tcb[0]}")
+
+
+def _issue_authorities(
+    product: str, ark_key: rsa.RSAPrivateKey, ask_key: rsa.RSAPrivateKey, start: datetime.datetime
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """The self-signed ARK and the ASK it signs, with AMD's extensions in AMD's order."""
+    crl = certs.crl_distribution_point(f"{KDS_TEST_URL}/{product}/crl")
+    ark = certs.Signer(certs.amd_name(f"ARK-{product}"), ark_key)
+    validity = (start, start + datetime.timedelta(days=25 * 365))
+    ark_cert = certs.issue(
+        ark.name,
+        ark_key.public_key(),
+        ark,
+        validity,
+        [
+            (certs.key_usage(cert_sign=True, crl_sign=True), True),
+            (x509.SubjectKeyIdentifier.from_public_key(ark_key.public_key()), False),
+            (x509.BasicConstraints(ca=True, path_length=None), True),
+            (crl, False),
+        ],
+    )
+    ask_cert = certs.issue(
+        certs.amd_name(f"SEV-{product}"),
+        ask_key.public_key(),
+        ark,
+        validity,
+        [
+            (x509.SubjectKeyIdentifier.from_public_key(ask_key.public_key()), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(ark_key.public_key()), False),
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+            (certs.key_usage(cert_sign=True), True),
+            (crl, False),
+        ],
+    )
+    return ark_cert, ask_cert
 
 
 def _sized(label: str, value: bytes, size: int) -> bytes:

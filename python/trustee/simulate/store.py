@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 PKI_FILE = "pki.json"
 FORMAT_VERSION = 1
 MAX_FILE_SIZE = 1 << 20
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 class SimulationError(Exception):
@@ -36,7 +39,7 @@ def _read(path: Path) -> bytes:
         raise SimulationError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
-def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
+def write_private_key(path: Path, key: PrivateKey) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -91,7 +94,7 @@ def read_rsa_key(path: Path, cert: x509.Certificate | None = None) -> rsa.RSAPri
 
 def _check_pair(
     path: Path,
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    key: PrivateKey,
     cert: x509.Certificate | None,
 ) -> None:
     # A key saved beside the wrong certificate would sign evidence no verifier accepts, and the
@@ -192,6 +195,26 @@ class PkiDocument:
 
 def header(kind: str) -> dict[str, Any]:
     return {"kind": kind, "format_version": FORMAT_VERSION}
+
+
+def save_pki(
+    directory: Path,
+    document: dict[str, Any],
+    files: Sequence[tuple[str, PrivateKey, x509.Certificate | None]],
+) -> Path:
+    """Write `STEM.key` (and `STEM.pem` when there is a certificate) per entry, then pki.json."""
+    target = prepare_directory(directory)
+    try:
+        for stem, key, cert in files:
+            write_private_key(target / f"{stem}.key", key)
+            if cert is not None:
+                write_certificate(target / f"{stem}.pem", cert)
+        write_json(target / PKI_FILE, document)
+    except OSError as exc:
+        raise SimulationError(
+            f"{exc.filename or target}: cannot write: {exc.strerror or exc}"
+        ) from None
+    return target
 
 
 def prepare_directory(directory: Path) -> Path:

@@ -175,24 +175,17 @@ class TdxTestPki:
             return ec.generate_private_key(ec.SECP256R1())
 
         root_key, pck_ca_key, pck_key, tcb_key, att_key = (new_key() for _ in range(5))
-        root_name = certs.intel_name("Intel SGX Root CA")
+        validity = (start, end)
+        root = certs.Signer(certs.intel_name("Intel SGX Root CA"), root_key)
         root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
         root_aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key())
-        root_cdp = x509.CRLDistributionPoints(
-            [
-                x509.DistributionPoint(
-                    [x509.UniformResourceIdentifier(ROOT_CRL_URL)], None, None, None
-                )
-            ]
-        )
+        root_cdp = certs.crl_distribution_point(ROOT_CRL_URL)
         root_cert = certs.issue(
-            subject=root_name,
-            public_key=root_key.public_key(),
-            issuer=root_name,
-            issuer_key=root_key,
-            not_before=start,
-            not_after=end,
-            extensions=[
+            root.name,
+            root_key.public_key(),
+            root,
+            validity,
+            [
                 (root_aki, False),
                 (root_cdp, False),
                 (root_ski, False),
@@ -200,15 +193,13 @@ class TdxTestPki:
                 (x509.BasicConstraints(ca=True, path_length=1), True),
             ],
         )
-        pck_ca_name = certs.intel_name("Intel SGX PCK Platform CA")
+        pck_ca = certs.Signer(certs.intel_name("Intel SGX PCK Platform CA"), pck_ca_key)
         pck_ca_cert = certs.issue(
-            subject=pck_ca_name,
-            public_key=pck_ca_key.public_key(),
-            issuer=root_name,
-            issuer_key=root_key,
-            not_before=start,
-            not_after=end,
-            extensions=[
+            pck_ca.name,
+            pck_ca_key.public_key(),
+            root,
+            validity,
+            [
                 (root_aki, False),
                 (root_cdp, False),
                 (x509.SubjectKeyIdentifier.from_public_key(pck_ca_key.public_key()), False),
@@ -216,26 +207,17 @@ class TdxTestPki:
                 (x509.BasicConstraints(ca=True, path_length=0), True),
             ],
         )
-        pck_cdp = x509.CRLDistributionPoints(
-            [
-                x509.DistributionPoint(
-                    [x509.UniformResourceIdentifier(PCK_CRL_URL)], None, None, None
-                )
-            ]
-        )
         pck_cert = certs.issue(
-            subject=certs.intel_name("Intel SGX PCK Certificate"),
-            public_key=pck_key.public_key(),
-            issuer=pck_ca_name,
-            issuer_key=pck_ca_key,
-            not_before=start,
-            not_after=end,
-            extensions=[
+            certs.intel_name("Intel SGX PCK Certificate"),
+            pck_key.public_key(),
+            pck_ca,
+            validity,
+            [
                 (
                     x509.AuthorityKeyIdentifier.from_issuer_public_key(pck_ca_key.public_key()),
                     False,
                 ),
-                (pck_cdp, False),
+                (certs.crl_distribution_point(PCK_CRL_URL), False),
                 (x509.SubjectKeyIdentifier.from_public_key(pck_key.public_key()), False),
                 (certs.key_usage(sign=True), True),
                 (x509.BasicConstraints(ca=False, path_length=None), True),
@@ -248,13 +230,11 @@ class TdxTestPki:
             ],
         )
         tcb_signing_cert = certs.issue(
-            subject=certs.intel_name("Intel SGX TCB Signing"),
-            public_key=tcb_key.public_key(),
-            issuer=root_name,
-            issuer_key=root_key,
-            not_before=start,
-            not_after=end,
-            extensions=[
+            certs.intel_name("Intel SGX TCB Signing"),
+            tcb_key.public_key(),
+            root,
+            validity,
+            [
                 (root_aki, False),
                 (root_cdp, False),
                 (x509.SubjectKeyIdentifier.from_public_key(tcb_key.public_key()), False),
@@ -316,7 +296,6 @@ class TdxTestPki:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write keys (PKCS#8 PEM, mode 0600), certificates (PEM) and pki.json to `directory`."""
-        target = store.prepare_directory(Path(directory))
         p = self.platform
         document = store.header("tdx") | {
             "platform": {
@@ -342,19 +321,9 @@ class TdxTestPki:
                 "auth_data": self.qe_auth_data.hex(),
             },
         }
-        try:
-            for stem, key, cert in self._pairs():
-                store.write_private_key(target / f"{stem}.key", key)
-                if cert is not None:
-                    store.write_certificate(target / f"{stem}.pem", cert)
-            store.write_json(target / store.PKI_FILE, document)
-        except OSError as exc:
-            raise store.SimulationError(
-                f"{exc.filename or target}: cannot write: {exc.strerror or exc}"
-            ) from None
-        return target
+        return store.save_pki(Path(directory), document, self._pairs())
 
-    def _pairs(self) -> list[tuple[str, ec.EllipticCurvePrivateKey, x509.Certificate | None]]:
+    def _pairs(self) -> list[tuple[str, store.PrivateKey, x509.Certificate | None]]:
         return [
             ("root", self.root_key, self.root_cert),
             ("pck-ca", self.pck_ca_key, self.pck_ca_cert),
