@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -87,6 +87,19 @@ def vcek_extensions(
         out.append(ext("3.9", der.integer(0 if fmc is None else fmc)))
     out.append(ext("4", hw_id))
     return out
+
+
+class ReportFields(TypedDict, total=False):
+    """The report fields a caller may choose; `SnpTestPki.report_json` holds the defaults."""
+
+    host_data: bytes
+    measurement: bytes
+    policy: int
+    vmpl: int
+    version: int
+    guest_svn: int
+    family_id: bytes
+    image_id: bytes
 
 
 @dataclass
@@ -296,33 +309,12 @@ class SnpTestPki:
             "signature": {"r": [0] * 72, "s": [0] * 72},
         }
 
-    def report(
-        self,
-        report_data: bytes,
-        *,
-        host_data: bytes = bytes(32),
-        measurement: bytes = bytes(48),
-        policy: int = 0x30000,
-        vmpl: int = 0,
-        version: int = 3,
-        guest_svn: int = 0,
-        family_id: bytes = bytes(16),
-        image_id: bytes = bytes(16),
-    ) -> bytes:
-        """A signed 1184-byte report; shorter byte fields are zero-padded."""
-        unsigned = report_from_json(
-            self.report_json(
-                report_data,
-                host_data=host_data,
-                measurement=measurement,
-                policy=policy,
-                vmpl=vmpl,
-                version=version,
-                guest_svn=guest_svn,
-                family_id=family_id,
-                image_id=image_id,
-            )
-        )
+    def report(self, report_data: bytes, **fields: Unpack[ReportFields]) -> bytes:
+        """A signed 1184-byte report; shorter byte fields are zero-padded.
+
+        `fields` and their defaults are `report_json`'s.
+        """
+        unsigned = report_from_json(self.report_json(report_data, **fields))
         r, s = certs.ecdsa_raw(self.vcek_key, unsigned[:SIGNED_SIZE], 48)
         out = bytearray(unsigned)
         size = SIGNATURE_COMPONENT_SIZE
