@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.conftest import vectors_dir
 from trustee.simulate import SimulatedTdxAttester, TdxTestPki, tdx_evidence_json
 from trustee.simulate.certs import p256_verify_raw
-from trustee.simulate.tdx import SGX_EXTENSION_OID
 from trustee.simulate.tdx_layout import (
     HEADER,
     QE_REPORT,
@@ -27,6 +26,7 @@ from trustee.simulate.tdx_layout import (
     field,
     split_quote,
 )
+from trustee.simulate.tdx_platform import SGX_EXTENSION_OID
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -14,13 +14,12 @@ from trustee.simulate.snp import (
 )
 from trustee.simulate.store import SimulationError
 from trustee.simulate.tdx import (
-    QeIdentity,
     SimulatedTdxAttester,
-    TdxPlatform,
     TdxTestPki,
     tdx_evidence,
     tdx_evidence_json,
 )
+from trustee.simulate.tdx_platform import QeIdentity, TdxPlatform
 
 __all__ = [
     "QeIdentity",
