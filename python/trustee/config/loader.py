@@ -93,9 +93,7 @@ def parse(text: str, source: str | None = None) -> Config:
     try:
         return _build(Table(data, ""))
     except ConfigError as exc:
-        if exc.source is None:
-            raise ConfigError(exc.key, exc.message, source) from None
-        raise
+        raise exc.with_source(source) from None
 
 
 def _build(root: Table) -> Config:

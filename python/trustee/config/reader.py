@@ -15,12 +15,16 @@ _TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a 
 class Table:
     def __init__(self, data: Any, path: str) -> None:
         if not isinstance(data, dict):
-            raise ConfigError(path, "expected a table")
+            raise ConfigError(path, f"expected a table, got {type(data).__name__}")
         self.data: dict[str, Any] = data
         self.path = path
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        """A ConfigError naming this table's key `name`, for checks beyond a value's type."""
+        return ConfigError(self.key(name), message)
 
     def has(self, name: str) -> bool:
         return name in self.data
