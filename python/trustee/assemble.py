@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
 from trustee.attestation.ear import EarBroker, EarError, load_signer
@@ -18,9 +17,10 @@ from trustee.attestation.rvps import ReferenceValueStore
 from trustee.attestation.service import AttestationService
 from trustee.audit.config import dispatcher_from_config
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
-from trustee.collateral import tdx_source_from_config, vek_source_from_config
+from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
 from trustee.config.errors import ConfigError
 from trustee.config.model import AttestationServiceConfig, Config
+from trustee.config.verifier import VerifierSettings
 from trustee.kbs import Kbs
 from trustee.metrics import Metrics
 from trustee.plugins.base import Plugin
@@ -71,8 +71,7 @@ def _resource_store(params: dict[str, object], main_store: KeyValueStore) -> Key
 
 
 def build_hardware_verifier(
-    table: dict[str, Any],
-    source: str | None,
+    settings: VerifierSettings,
     *,
     audit: EventSink | None = None,
     metrics: VerifierMetrics | None = None,
@@ -83,21 +82,8 @@ def build_hardware_verifier(
     AMD KDS for VCEKs (both fetched only when such evidence arrives, then cached).
     """
     key = "attestation_service.verifier_config"
-    try:
-        tdx = tdx_source_from_config(table) or tdx_source_from_config({"dcap_verifier": {}})
-        vek = vek_source_from_config(table) or vek_source_from_config({"snp_verifier": {}})
-        roots = table.get("insecure_test_roots") or []
-        anchors: list[bytes] = []
-        if roots:
-            # Test PKIs only: a production server does not load the X.509 parser to start.
-            from trustee.crypto.x509chain import load_certificate_files
-
-            anchors = load_certificate_files(roots)
-    except ValueError as exc:
-        raise ConfigError(key, str(exc), source) from exc
-    snp = table.get("snp_verifier") or {}
-    allow_vmpl = bool(snp.get("allow_nonzero_vmpl", False))
-    for path in roots:
+    allow_vmpl = settings.snp_allow_nonzero_vmpl
+    for path in settings.insecure_test_roots:
         log.warning(
             "INSECURE: %s.insecure_test_roots trusts %s as a TDX/SNP root; evidence signed by "
             "this test PKI is accepted as genuine hardware evidence. Never use in production.",
@@ -107,9 +93,9 @@ def build_hardware_verifier(
     if allow_vmpl:
         log.warning("%s.snp_verifier.allow_nonzero_vmpl: SNP reports from VMPL > 0 accepted", key)
     return HardwareVerifier(
-        tdx_source=tdx,
-        vek_source=vek,
-        test_anchors=anchors,
+        tdx_source=tdx_source_from_settings(settings.tdx),
+        vek_source=vek_source_from_settings(settings.snp),
+        test_anchors=settings.test_anchors,
         snp_allow_nonzero_vmpl=allow_vmpl,
         audit=audit,
         metrics=metrics,
@@ -258,9 +244,7 @@ async def _attestation(
         raise ConfigError(
             "attestation_service.attestation_token_broker.signer", str(exc), config.source
         ) from exc
-    hardware = build_hardware_verifier(
-        as_cfg.verifier_config, config.source, audit=audit, metrics=metrics
-    )
+    hardware = build_hardware_verifier(as_cfg.verifier_config, audit=audit, metrics=metrics)
     return AttestationService(
         policies, rvps, broker, as_cfg.broker, legacy=legacy, hardware=hardware, metrics=metrics
     )

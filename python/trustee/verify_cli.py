@@ -136,7 +136,9 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
 async def _verify(args: argparse.Namespace) -> int:
     from trustee import _core
     from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
-    from trustee.collateral import tdx_source_from_config, vek_source_from_config
+    from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
+    from trustee.collateral.settings import AMD_KDS, INTEL_PCS, local_tdx_collateral
+    from trustee.config.errors import ConfigError
     from trustee.crypto.x509chain import load_certificate_files
 
     tee: str = args.tee
@@ -152,15 +154,16 @@ async def _verify(args: argparse.Namespace) -> int:
     try:
         anchors = load_certificate_files(args.insecure_test_root)
         bundle = load_certificate_files([args.vcek]) if args.vcek else []
-        tdx = tdx_source_from_config(
-            {"collateral": args.collateral} if args.collateral else {"dcap_verifier": {}}
+        collateral = (
+            local_tdx_collateral(args.collateral, "early", "--collateral")
+            if args.collateral
+            else INTEL_PCS
         )
-        vek = vek_source_from_config({"snp_verifier": {}})
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         raise UsageError(str(exc)) from exc
     hw = HardwareVerifier(
-        tdx_source=tdx,
-        vek_source=vek,
+        tdx_source=tdx_source_from_settings(collateral),
+        vek_source=vek_source_from_settings(AMD_KDS),
         test_anchors=anchors,
         snp_allow_nonzero_vmpl=args.allow_nonzero_vmpl,
         clock=(lambda: float(at)) if at is not None else None,

@@ -19,8 +19,12 @@ from trustee.collateral import (
     FallbackVekSource,
     KdsSource,
     VcekRequest,
-    vek_source_from_config,
+    vek_source_from_settings,
 )
+from trustee.collateral.lazy import LazyVekSource
+from trustee.collateral.settings import snp_collateral
+from trustee.config.errors import ConfigError
+from trustee.config.reader import Table
 
 VCEK = "trustee/deps/verifier/test_data/snp/test-vcek.der"
 REPORT = "trustee/deps/verifier/test_data/snp/test-report.bin"
@@ -244,14 +248,17 @@ async def test_fallback_tries_sources_in_order(
 # --------------------------------------------------------------------------- config
 
 
+def _vek_source(table: dict[str, Any]) -> LazyVekSource | None:
+    settings = snp_collateral(Table(table, ""))
+    return None if settings is None else vek_source_from_settings(settings)
+
+
 def test_vek_config_picks_sources() -> None:
-    assert vek_source_from_config({}) is None
-    assert "KdsSource('https://kdsintf.amd.com')" in repr(
-        vek_source_from_config({"snp_verifier": {}})
-    )
-    both = repr(vek_source_from_config({"vek_dir": "/srv/vek", "kds_url": "https://kds.example/"}))
+    assert snp_collateral(Table({}, "")) is None
+    assert "KdsSource('https://kdsintf.amd.com')" in repr(_vek_source({"snp_verifier": {}}))
+    both = repr(_vek_source({"vek_dir": "/srv/vek", "kds_url": "https://kds.example/"}))
     assert "Fallback" in both and both.index("/srv/vek") < both.index("kds.example")
-    upstream = vek_source_from_config(
+    upstream = _vek_source(
         {"snp_verifier": {"vcek_sources": [{"type": "OfflineStore"}, {"type": "KDS"}]}}
     )
     assert "kds-store" in repr(upstream) and "kdsintf.amd.com" in repr(upstream)
@@ -272,6 +279,6 @@ def test_vek_config_picks_sources() -> None:
     ],
 )
 def test_vek_config_errors_name_the_key(table: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        vek_source_from_config(table)
+    with pytest.raises(ConfigError) as caught:
+        snp_collateral(Table(table, ""))
     assert str(caught.value).startswith(key)

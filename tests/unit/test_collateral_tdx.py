@@ -21,9 +21,13 @@ from trustee.collateral import (
     DirectorySource,
     PcsSource,
     TdxCollateral,
-    tdx_source_from_config,
+    tdx_source_from_settings,
 )
+from trustee.collateral.lazy import LazyTdxSource
+from trustee.collateral.settings import tdx_collateral
 from trustee.collateral.tdx import COLLATERAL_KEYS, raw_member
+from trustee.config.errors import ConfigError
+from trustee.config.reader import Table
 
 SAMPLE = "dcap-qvl/sample/tdx_quote_collateral.json"
 FMSPC = "B0C06F000000"
@@ -357,20 +361,23 @@ async def test_directory_names_the_missing_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- config
 
 
+def _tdx_source(table: dict[str, Any]) -> LazyTdxSource | None:
+    settings = tdx_collateral(Table(table, ""))
+    return None if settings is None else tdx_source_from_settings(settings)
+
+
 def test_config_picks_the_source(tmp_path: Path) -> None:
-    assert tdx_source_from_config({}) is None
+    assert tdx_collateral(Table({}, "")) is None
     (tmp_path / "bundle.json").write_text("{}")
-    assert "BundleFileSource" in repr(
-        tdx_source_from_config({"collateral": str(tmp_path / "bundle.json")})
-    )
-    assert "DirectorySource" in repr(tdx_source_from_config({"collateral": str(tmp_path)}))
+    assert "BundleFileSource" in repr(_tdx_source({"collateral": str(tmp_path / "bundle.json")}))
+    assert "DirectorySource" in repr(_tdx_source({"collateral": str(tmp_path)}))
     assert "PcsSource('https://pccs.example:8081')" in repr(
-        tdx_source_from_config({"pccs_url": "https://pccs.example:8081/sgx/certification/v4/"})
+        _tdx_source({"pccs_url": "https://pccs.example:8081/sgx/certification/v4/"})
     )
-    upstream = tdx_source_from_config({"dcap_verifier": {"tcb_update_type": "standard"}})
+    upstream = _tdx_source({"dcap_verifier": {"tcb_update_type": "standard"}})
     assert "api.trustedservices.intel.com" in repr(upstream)
     file_url = {"dcap_verifier": {"collateral_service": f"file://{tmp_path / 'bundle.json'}"}}
-    assert "BundleFileSource" in repr(tdx_source_from_config(file_url))
+    assert "BundleFileSource" in repr(_tdx_source(file_url))
 
 
 @pytest.mark.parametrize(
@@ -387,7 +394,7 @@ def test_config_picks_the_source(tmp_path: Path) -> None:
     ],
 )
 def test_config_errors_name_the_key(table: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        tdx_source_from_config(table)
+    with pytest.raises(ConfigError) as caught:
+        tdx_collateral(Table(table, ""))
     assert str(caught.value).startswith(key)
     assert "\n" not in str(caught.value)

@@ -9,6 +9,8 @@ import pytest
 from trustee.assemble import build_hardware_verifier
 from trustee.config.errors import ConfigError
 from trustee.config.loader import parse
+from trustee.config.reader import Table
+from trustee.config.verifier import VerifierSettings, verifier_settings
 from trustee.simulate import SnpTestPki, TdxTestPki, write_server_trust
 
 HTTP = '[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = "DenyAll"\n'
@@ -21,8 +23,8 @@ BASE = (
 def test_no_verifier_config_means_upstream_defaults() -> None:
     cfg = parse(HTTP + '[attestation_service]\ntype = "coco_as_builtin"\n')
     assert cfg.attestation_service is not None
-    assert cfg.attestation_service.verifier_config == {}
-    hw = build_hardware_verifier({}, None)
+    assert cfg.attestation_service.verifier_config == VerifierSettings()
+    hw = build_hardware_verifier(cfg.attestation_service.verifier_config)
     assert hw.tdx_source is not None and hw.vek_source is not None  # Intel PCS, AMD KDS
 
 
@@ -36,8 +38,8 @@ def test_upstream_tables_are_accepted() -> None:
         "allow_nonzero_vmpl = true\n"
     )
     assert cfg.attestation_service is not None
-    table = cfg.attestation_service.verifier_config
-    hw = build_hardware_verifier(table, None)
+    settings = cfg.attestation_service.verifier_config
+    hw = build_hardware_verifier(settings)
     assert hw.tdx_source is not None and hw.vek_source is not None
 
 
@@ -86,7 +88,8 @@ def test_test_roots_are_trusted_and_logged(
     snp = write_server_trust(SnpTestPki.shared(), tmp_path / "snp")
     roots = [str(tdx["test_roots"]), str(snp["test_roots"])]
     table = {"insecure_test_roots": roots, "collateral": str(tdx["collateral"])}
+    settings = verifier_settings(Table(table, "attestation_service.verifier_config"))
     with caplog.at_level("WARNING"):
-        hw = build_hardware_verifier(table, None)
+        hw = build_hardware_verifier(settings)
     assert sum("INSECURE" in r.getMessage() for r in caplog.records) == 2
     assert hw.tdx_source is not None

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from trustee.assemble import build_hardware_verifier
 from trustee.config.errors import ConfigError
 from trustee.config.loader import parse
+from trustee.config.reader import Table
+from trustee.config.verifier import verifier_settings
 
 # A module counts as loaded when its code ran: a stand-in that loads the real module on first
 # use (as trustee.http puts under hypercorn.asyncio) has no __file__ until then.
@@ -258,7 +259,7 @@ def test_a_bad_collateral_service_stops_the_start(body: str, key: str) -> None:
         parse(BASE + body, "kbs-config.toml")
     assert caught.value.key == f"attestation_service.verifier_config.{key}"
     assert "is not an http(s) URL" in str(caught.value)
-    # The server checks the table it is given as well, not only what the loader let through.
+    # The server gets its sources from these settings only: no other reading lets a bad table by.
     table = tomllib.loads(BASE + body)["attestation_service"]["verifier_config"]
     with pytest.raises(ConfigError, match=r"is not an http\(s\) URL"):
-        build_hardware_verifier(table, "kbs-config.toml")
+        verifier_settings(Table(table, "attestation_service.verifier_config"))

@@ -2,7 +2,7 @@
 endorsement keys (AMD KDS, directory), each behind a Protocol with caching wrappers.
 
 Names load their module on first use: a server that never sees TDX or SNP evidence imports
-only the configuration checks, not the sources or the HTTP client they fetch with.
+only the configuration reader, not the sources or the HTTP client they fetch with.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from trustee.lazy_names import lazy_names
 
 if TYPE_CHECKING:
+    from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
     from trustee.collateral.cache import CachingSource, CachingVekSource
-    from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
     from trustee.collateral.errors import CollateralError
     from trustee.collateral.snp import (
         DirectoryVekSource,
@@ -39,8 +39,8 @@ _MODULES = {
     "TdxCollateralSource": "tdx",
     "VcekRequest": "snp",
     "VekSource": "snp",
-    "tdx_source_from_config": "config",
-    "vek_source_from_config": "config",
+    "tdx_source_from_settings": "build",
+    "vek_source_from_settings": "build",
 }
 
 __all__ = [
@@ -57,8 +57,8 @@ __all__ = [
     "TdxCollateralSource",
     "VcekRequest",
     "VekSource",
-    "tdx_source_from_config",
-    "vek_source_from_config",
+    "tdx_source_from_settings",
+    "vek_source_from_settings",
 ]
 
 

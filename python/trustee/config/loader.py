@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from trustee.collateral.config import tdx_source_from_config, vek_source_from_config
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
     AclRule,
@@ -40,6 +39,7 @@ from trustee.config.stores import (
     storage,
     storage_environment,
 )
+from trustee.config.verifier import verifier_settings
 from trustee.protocol.generations import WIRE_GENERATIONS
 
 log = logging.getLogger(__name__)
@@ -364,8 +364,7 @@ def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceCo
         notes.ignore(rv, "extractors", "extractor settings are built in")
     verifiers = t.table("verifier_config")
     if verifiers is not None:
-        cfg.verifier_config = verifiers.data
-        _check_verifier_config(verifiers)
+        cfg.verifier_config = verifier_settings(verifiers)
     broker = t.table("attestation_token_broker")
     if broker is not None:
         cfg.broker = _broker(broker)
@@ -376,30 +375,6 @@ def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceCo
             if kind != "Ear":
                 raise ConfigError(broker.key("type"), f"token type {kind!r} is not supported; Ear")
     return cfg
-
-
-def _check_verifier_config(t: Table) -> None:
-    # Check the sources' keys so a bad one fails at start-up, naming the key; the sources
-    # themselves are built when evidence first needs them.
-    try:
-        tdx_source_from_config(t.data)
-        vek_source_from_config(t.data)
-    except ValueError as exc:
-        key, _, why = str(exc).partition(": ")
-        raise ConfigError(t.key(key), why or str(exc)) from exc
-    roots = t.get("insecure_test_roots", list, [])
-    for index, path in enumerate(roots):
-        if not isinstance(path, str):
-            raise ConfigError(f"{t.key('insecure_test_roots')}[{index}]", "expected a file path")
-    from trustee.crypto.x509chain import load_certificate_files
-
-    try:
-        load_certificate_files(roots)
-    except ValueError as exc:
-        raise ConfigError(t.key("insecure_test_roots"), str(exc)) from exc
-    snp = t.table("snp_verifier")
-    if snp is not None:
-        snp.get("allow_nonzero_vmpl", bool, False)
 
 
 def _broker(t: Table) -> TokenBrokerConfig:

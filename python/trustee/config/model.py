@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trustee.config.verifier import VerifierSettings
+
 StorageType = Literal["Memory", "LocalFs", "LocalJson", "Postgres", "Redis"]
 AdminMode = Literal[
     "InsecureAllowAll", "DenyAll", "AuthenticatedAuthorization", "LegacyPublicKey", "Simple"
@@ -115,9 +117,8 @@ class AttestationServiceConfig:
     storage_type: StorageType | None = None
     # v0.11-era: AS policies live in `<policy_dir>/opa/<id>.rego`.
     policy_dir: str | None = None
-    # Per-TEE verifier settings (upstream's `dcap_verifier`, `snp_verifier`, and ours:
-    # collateral sources, `insecure_test_roots`); read by trustee.attestation.hardware.
-    verifier_config: dict[str, Any] = field(default_factory=dict)
+    # `[verifier_config]`: collateral sources, test roots, SNP VMPL (trustee.config.verifier).
+    verifier_config: VerifierSettings = field(default_factory=VerifierSettings)
 
 
 @dataclass
