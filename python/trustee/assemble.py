@@ -15,7 +15,7 @@ from trustee.attestation.policies import (
 )
 from trustee.attestation.rvps import ReferenceValueStore
 from trustee.attestation.service import AttestationService
-from trustee.audit.config import dispatcher_from_config
+from trustee.audit.build import dispatcher_from_settings
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
 from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
 from trustee.config.errors import ConfigError
@@ -133,13 +133,11 @@ def _log_config(config: Config) -> None:
 
 def _audit(config: Config) -> AuditDispatcher | NullDispatcher:
     try:
-        audit = dispatcher_from_config(config.audit_sinks)
-    except ValueError as exc:
-        raise ConfigError("audit", str(exc), config.source) from exc
-    for spec in config.audit_sinks:
-        log.info(
-            "audit sink: %s%s", spec.get("type"), " (required)" if spec.get("required") else ""
-        )
+        audit = dispatcher_from_settings(config.audit_sinks)
+    except ConfigError as exc:
+        raise exc.with_source(config.source) from None
+    for sink in config.audit_sinks:
+        log.info("audit sink: %s%s", sink.type, " (required)" if sink.required else "")
     return audit
 
 

@@ -21,6 +21,7 @@ from trustee import __version__
 if TYPE_CHECKING:
     from hypercorn.config import Sockets
 
+    from trustee.audit.settings import AuditSinkSettings
     from trustee.config import Config
 
 log = logging.getLogger("trustee")
@@ -275,12 +276,18 @@ def _exit_reason(code: int | None) -> str:
 def _worker_config(config: Config, index: int) -> Config:
     """A worker's copy of the config: a file audit sink gets one file per worker, because a
     hash chain needs a single writer (`audit.jsonl` → `audit.worker0.jsonl`, …)."""
-    copy = dataclasses.replace(config, audit_sinks=[dict(t) for t in config.audit_sinks])
-    for table in copy.audit_sinks:
-        if table.get("type") == "file" and isinstance(table.get("path"), str):
-            path = Path(table["path"])
-            table["path"] = str(path.with_name(f"{path.stem}.worker{index}{path.suffix}"))
-    return copy
+    sinks = tuple(_worker_sink(sink, index) for sink in config.audit_sinks)
+    return dataclasses.replace(config, audit_sinks=sinks)
+
+
+def _worker_sink(sink: AuditSinkSettings, index: int) -> AuditSinkSettings:
+    from trustee.audit.settings import FileSinkOptions
+
+    if not isinstance(sink.options, FileSinkOptions):
+        return sink
+    path = Path(sink.options.path)
+    own = str(path.with_name(f"{path.stem}.worker{index}{path.suffix}"))
+    return dataclasses.replace(sink, options=dataclasses.replace(sink.options, path=own))
 
 
 def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None:

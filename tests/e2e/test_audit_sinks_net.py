@@ -27,6 +27,7 @@ from trustee.audit.sink import AuditSink, AuditSinkError, AuditSinkRejected
 from trustee.audit.sink_redis import RedisStreamSink
 from trustee.audit.sink_syslog import SyslogSink, format_message
 from trustee.audit.sink_webhook import WebhookSink
+from trustee.config.errors import ConfigError
 from trustee.redis.connect import parse_redis_url
 from trustee.redis.resp import RespError, RespProtocolError, RespReader, encode_command
 
@@ -175,7 +176,7 @@ async def test_syslog_unreachable_unix_socket_is_a_sink_error(tmp_path: Path) ->
     ],
 )
 def test_syslog_config_errors(table: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         SyslogSink.from_config(table, "audit.sinks[1]")
 
 
@@ -364,7 +365,7 @@ async def test_webhook_connection_refused_is_a_sink_error() -> None:
     ],
 )
 def test_webhook_config_errors(table: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         WebhookSink.from_config(table, "k")
 
 
@@ -441,7 +442,10 @@ def test_redis_url_parsing() -> None:
         ({}, r"k.url: None is not a string"),
         ({"url": "http://h/"}, r"k.url: 'http://h/' is not a redis:// or rediss://"),
         ({"url": "rediss://h/", "ca_file": 3}, r"k.ca_file: 3 is not a path"),
-        ({"url": "rediss://h/", "ca_file": "/nonexistent.pem"}, r"k.ca_file /nonexistent.pem: "),
+        (
+            {"url": "rediss://h/", "ca_file": "/nonexistent.pem"},
+            r"k.ca_file: cannot use ca_file /nonexistent.pem: ",
+        ),
         ({"url": "redis://:hunter2@h:0/"}, r"k.url: port 0 in 'redis://:\*\*\*@h:0/'"),
         ({"url": "redis://h/x"}, r"k.url: database 'x'"),
         ({"url": "redis://h:0/"}, r"k.url: port 0"),
@@ -452,7 +456,7 @@ def test_redis_url_parsing() -> None:
     ],
 )
 def test_redis_config_errors(table: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         RedisStreamSink.from_config(table, "k")
 
 

@@ -11,6 +11,7 @@ from trustee.audit.chain import GENESIS, line_digest, verify_lines
 from trustee.audit.cli import audit_main
 from trustee.audit.event import token_issued
 from trustee.audit.sinks_file import FileSink, StdoutSink
+from trustee.config.errors import ConfigError
 
 
 async def _write_log(path: Path, n: int, *, batch: int = 2) -> None:
@@ -167,11 +168,11 @@ async def test_file_sink_write_failure_raises_sink_error(tmp_path: Path) -> None
 
 
 def test_file_sink_config_errors_name_the_key() -> None:
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.path:"):
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]\.path:"):
         FileSink.from_config({"type": "file"}, "audit.sinks[0]")
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.fsync:"):
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]\.fsync:"):
         FileSink.from_config({"type": "file", "path": "x", "fsync": "yes"}, "audit.sinks[0]")
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.pth:"):
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]\.pth:"):
         FileSink.from_config({"type": "file", "pth": "x"}, "audit.sinks[0]")
     sink = FileSink.from_config(
         {"type": "file", "path": "x", "fsync": True, "required": True, "batch_size": 5},
@@ -252,11 +253,11 @@ def _lines_of_one_event(tmp_path: Path) -> bytes:
 
 def test_rotation_config_errors_name_the_key() -> None:
     key = "audit.sinks[0]"
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.max_bytes: 0 is not a positive"):
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]\.max_bytes: 0 is not a positive"):
         FileSink.from_config({"path": "x", "max_bytes": 0}, key)
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.keep: True is not a positive"):
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]\.keep: True is not a positive"):
         FileSink.from_config({"path": "x", "max_bytes": 10, "keep": True}, key)
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.keep: only meaningful"):
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]\.keep: only meaningful"):
         FileSink.from_config({"path": "x", "keep": 2}, key)
     sink = FileSink.from_config({"path": "x", "max_bytes": 1 << 20}, key)
     assert (sink.max_bytes, sink.keep) == (1 << 20, 5)

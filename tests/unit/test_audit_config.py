@@ -7,18 +7,29 @@ from typing import Any
 import pytest
 
 from trustee.audit import registry
-from trustee.audit.config import dispatcher_from_config
+from trustee.audit.build import dispatcher_from_settings
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
 from trustee.audit.memory import MemorySink
+from trustee.audit.settings import AuditSinkSettings, audit_sinks
 from trustee.audit.sinks_file import FileSink, StdoutSink
+from trustee.config.errors import ConfigError
+from trustee.config.reader import Table
+
+
+def _settings(sinks: Any) -> tuple[AuditSinkSettings, ...]:
+    return audit_sinks(Table({"sinks": sinks}, "audit"))
+
+
+def _dispatcher(sinks: Any) -> AuditDispatcher | NullDispatcher:
+    return dispatcher_from_settings(_settings(sinks))
 
 
 def test_no_sinks_is_the_null_dispatcher() -> None:
-    assert isinstance(dispatcher_from_config([]), NullDispatcher)
+    assert isinstance(_dispatcher([]), NullDispatcher)
 
 
 def test_builtin_sinks_and_common_keys(tmp_path: Path) -> None:
-    d = dispatcher_from_config(
+    d = _dispatcher(
         [
             {"type": "stdout"},
             {
@@ -60,15 +71,15 @@ def test_builtin_sinks_and_common_keys(tmp_path: Path) -> None:
     ],
 )
 def test_config_errors_name_the_key(table: dict[str, Any], where: str) -> None:
-    with pytest.raises(ValueError, match=f"^{where}"):
-        dispatcher_from_config([{"type": "stdout"}, table])
+    with pytest.raises(ConfigError, match=f"^{where}"):
+        _settings([{"type": "stdout"}, table])
 
 
 def test_non_table_entries_rejected() -> None:
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]: expected a table, got str"):
-        dispatcher_from_config(["file"])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match=r"^audit\.sinks: expected an array"):
-        dispatcher_from_config({"type": "file"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[0\]: expected a table, got str"):
+        _settings(["file"])
+    with pytest.raises(ConfigError, match=r"^audit\.sinks: expected an array"):
+        _settings({"type": "file"})
 
 
 def _fake_entry_points(value: str) -> Any:
@@ -91,7 +102,7 @@ def test_entry_point_sink(monkeypatch: pytest.MonkeyPatch) -> None:
         importlib.metadata, "entry_points", _fake_entry_points("trustee.audit.memory:MemorySink")
     )
     assert "memory" in registry.known_sink_types()
-    d = dispatcher_from_config([{"type": "memory", "name": "third-party"}])
+    d = _dispatcher([{"type": "memory", "name": "third-party"}])
     assert isinstance(d, AuditDispatcher)
     assert isinstance(d._states[0].spec.sink, MemorySink)
     assert set(d.stats()) == {"third-party"}
@@ -115,10 +126,27 @@ def test_entry_point_load_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         importlib.metadata, "entry_points", _fake_entry_points("no_such_module_xyz:Sink")
     )
-    with pytest.raises(ValueError, match=r"^audit\.sinks\[0\]\.type: sink type 'memory' could not"):
-        dispatcher_from_config([{"type": "memory"}])
+    with pytest.raises(
+        ConfigError, match=r"^audit\.sinks\[0\]\.type: sink type 'memory' could not"
+    ):
+        _settings([{"type": "memory"}])
     monkeypatch.setattr(
         importlib.metadata, "entry_points", _fake_entry_points("trustee.audit:event")
     )
-    with pytest.raises(ValueError, match="has no from_config"):
-        dispatcher_from_config([{"type": "memory"}])
+    with pytest.raises(ConfigError, match="has no from_config"):
+        _settings([{"type": "memory"}])
+
+
+def test_a_third_party_sink_checks_its_keys_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", _fake_entry_points("trustee.audit.memory:MemorySink")
+    )
+    settings = _settings([{"type": "stdout"}, {"type": "memory", "name": 5}])
+    with pytest.raises(ConfigError, match=r"^audit\.sinks\[1\]\.name: 5 is not a string"):
+        dispatcher_from_settings(settings)
+
+
+def test_every_builtin_type_has_a_reader() -> None:
+    from trustee.audit import settings
+
+    assert set(settings.BUILTIN_READERS) == set(registry.BUILTIN_SINKS)

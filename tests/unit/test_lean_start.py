@@ -263,3 +263,50 @@ def test_a_bad_collateral_service_stops_the_start(body: str, key: str) -> None:
     table = tomllib.loads(BASE + body)["attestation_service"]["verifier_config"]
     with pytest.raises(ConfigError, match=r"is not an http\(s\) URL"):
         verifier_settings(Table(table, "attestation_service.verifier_config"))
+
+
+# Loading a configuration reads every section into settings and builds nothing from them: no
+# dispatcher, sink or collateral source, and so no trio (a worker supervisor does without it).
+LOAD_PATH = (
+    "import sys\n"
+    "from trustee.config import load_file\n" + LOADED + "load_file(sys.argv[1])\n"
+    "print(','.join(loaded(sys.argv[2].split(','))))\n"
+)
+
+SINKS_CONFIG = """
+[[audit.sinks]]
+type = "file"
+path = "{audit}"
+[[audit.sinks]]
+type = "stdout"
+[[audit.sinks]]
+type = "webhook"
+url = "https://collector.example/events"
+[[audit.sinks]]
+type = "syslog"
+address = "127.0.0.1:514"
+"""
+
+NOT_AT_LOAD = (
+    "trio",
+    "httpx",
+    "trustee.audit.build",
+    "trustee.audit.dispatcher",
+    "trustee.audit.registry",
+    "trustee.audit.sinks_file",
+    "trustee.audit.sink_webhook",
+    "trustee.audit.sink_syslog",
+    "trustee.collateral.build",
+    "trustee.collateral.lazy",
+    "trustee.collateral.cache",
+    "trustee.collateral.tdx_sources",
+    "trustee.collateral.snp",
+)
+
+
+def test_loading_a_config_builds_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "kbs-config.toml"
+    body = 'pccs_url = "https://pccs.example"\nkds_url = "https://kds.example"\n'
+    config.write_text(BASE + body + SINKS_CONFIG.format(audit=tmp_path / "audit.jsonl"))
+    loaded = _run(LOAD_PATH, str(config), ",".join(NOT_AT_LOAD))
+    assert loaded == "", f"imported by loading the config: {loaded}"

@@ -7,6 +7,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, cast
 
 from trustee.audit.sink import AuditSinkFactory
+from trustee.config.errors import ConfigError
 
 if TYPE_CHECKING:
     import importlib.metadata
@@ -45,7 +46,7 @@ def _import_target(target: str) -> Any:
 
 
 def sink_factory(type_name: str, key: str) -> AuditSinkFactory:
-    """The class for `type_name`; `key` is the config path used in error messages."""
+    """The class for `type_name`; `key`, where the type is configured, names it in errors."""
     try:
         if type_name in BUILTIN_SINKS:
             where = BUILTIN_SINKS[type_name]
@@ -53,18 +54,14 @@ def sink_factory(type_name: str, key: str) -> AuditSinkFactory:
         else:
             entry = _entry_points().get(type_name)
             if entry is None:
-                raise ValueError(
-                    f"{key}: unknown sink type {type_name!r} "
-                    f"(known: {', '.join(known_sink_types())})"
-                )
+                known = ", ".join(known_sink_types())
+                raise ConfigError(key, f"unknown sink type {type_name!r} (known: {known})")
             where = f"entry point {ENTRY_POINT_GROUP}:{entry.name} = {entry.value}"
             obj = entry.load()
-    except ValueError:
-        raise
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{key}: sink type {type_name!r} could not be loaded: {exc}") from exc
+        raise ConfigError(key, f"sink type {type_name!r} could not be loaded: {exc}") from exc
     if not callable(getattr(obj, "from_config", None)):
-        raise ValueError(
-            f"{key}: sink type {type_name!r} ({where}) has no from_config(table, key) method"
+        raise ConfigError(
+            key, f"sink type {type_name!r} ({where}) has no from_config(table, key) method"
         )
     return cast(AuditSinkFactory, obj)

@@ -35,6 +35,10 @@ class AuditSink(Protocol):
 
 
 class AuditSinkFactory(Protocol):
-    """What registry lookups return: a sink class (or any object) building a sink from config."""
+    """What registry lookups return: a sink class (or any object) building a sink from config.
+
+    `from_config` gets the sink's whole `[[audit.sinks]]` table and the key naming it
+    (`audit.sinks[<index>]`); a bad value is a ValueError("<key>.<name>: why"), or a
+    ConfigError as the built-in sinks raise, reading through trustee.config.reader.Table."""
 
     def from_config(self, table: Mapping[str, Any], key: str) -> AuditSink: ...

@@ -8,7 +8,15 @@ from typing import Any
 import trio
 
 from trustee.audit.event import AuditEvent
+from trustee.audit.settings import (
+    DEFAULT_MAXLEN,
+    DEFAULT_STREAM,
+    DEFAULT_TIMEOUT,
+    RedisStreamSinkOptions,
+    redis_stream_options,
+)
 from trustee.audit.sink import AuditSinkError
+from trustee.config.reader import Table
 from trustee.redis.connect import (
     close_stream,
     open_stream,
@@ -17,9 +25,6 @@ from trustee.redis.connect import (
 )
 from trustee.redis.resp import RespError, RespProtocolError, RespReader, RespValue, encode_command
 
-DEFAULT_STREAM = "trustee:audit"
-DEFAULT_MAXLEN = 100_000
-DEFAULT_TIMEOUT = 5.0
 # Bounds how much one pipelined write holds in memory for a large backlog.
 PIPELINE_CHUNK = 500
 
@@ -55,27 +60,18 @@ class RedisStreamSink:
         self._lock = trio.Lock()
 
     @classmethod
+    def from_options(cls, options: RedisStreamSinkOptions) -> RedisStreamSink:
+        return cls(
+            options.url,
+            stream=options.stream,
+            maxlen=options.maxlen,
+            timeout=options.timeout,
+            ca_file=options.ca_file,
+        )
+
+    @classmethod
     def from_config(cls, table: Mapping[str, Any], key: str) -> RedisStreamSink:
-        url = table.get("url")
-        if not isinstance(url, str):
-            raise ValueError(f"{key}.url: {url!r} is not a string")
-        parse_redis_url(url, f"{key}.url")
-        stream = table.get("stream", DEFAULT_STREAM)
-        if not isinstance(stream, str) or not stream:
-            raise ValueError(f"{key}.stream: {stream!r} is not a non-empty string")
-        maxlen = table.get("maxlen", DEFAULT_MAXLEN)
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
-            raise ValueError(f"{key}.maxlen: {maxlen!r} is not a positive integer")
-        timeout = table.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(f"{key}.timeout: {timeout!r} is not a positive number of seconds")
-        ca_file = table.get("ca_file")
-        if ca_file is not None and not isinstance(ca_file, str):
-            raise ValueError(f"{key}.ca_file: {ca_file!r} is not a path")
-        try:
-            return cls(url, stream=stream, maxlen=maxlen, timeout=float(timeout), ca_file=ca_file)
-        except ValueError as exc:
-            raise ValueError(f"{key}.{exc}") from None
+        return cls.from_options(redis_stream_options(Table(dict(table), key)))
 
     async def _connect(self) -> _RedisConnection:
         conn = _RedisConnection(await open_stream(self.target, self._tls))

@@ -14,10 +14,17 @@ from typing import Any
 import trio
 
 from trustee.audit.event import AuditEvent
+from trustee.audit.settings import (
+    DEFAULT_TIMEOUT,
+    FACILITIES,
+    TRANSPORTS,
+    SyslogSinkOptions,
+    host_port,
+    syslog_options,
+)
 from trustee.audit.sink import AuditSinkError
+from trustee.config.reader import Table
 
-FACILITIES: Mapping[str, int] = {"auth": 4, **{f"local{n}": 16 + n for n in range(8)}}
-TRANSPORTS = ("udp", "tcp", "unix")
 SEVERITY_WARNING = 4
 SEVERITY_INFO = 6
 APP_NAME = "trustee-py"
@@ -26,7 +33,6 @@ APP_NAME = "trustee-py"
 SD_ID = "audit@32473"
 # Verbs that record a refusal or a failed check; operators alert on warning-level syslog.
 WARNING_VERBS = frozenset({"failed", "denied", "rejected", "expired", "error", "revoked"})
-DEFAULT_TIMEOUT = 5.0
 
 _RFC3339_MICRO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 _PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
@@ -74,17 +80,6 @@ def format_message(event: AuditEvent, facility: int, hostname: str, procid: str)
 
 def octet_frame(message: bytes) -> bytes:
     return str(len(message)).encode("ascii") + b" " + message
-
-
-def _parse_host_port(address: str, where: str) -> tuple[str, int]:
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{where}: {address!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{where}: port {port_text!r} is not an integer in 1..65535")
-    return host, int(port_text)
 
 
 class _Connection:
@@ -142,39 +137,27 @@ class SyslogSink:
         self.facility = FACILITIES[facility]
         self.timeout = timeout
         self.name = f"syslog:{transport}:{address}"
-        self._hostport = None if transport == "unix" else _parse_host_port(address, "address")
+        try:
+            self._hostport = None if transport == "unix" else host_port(address)
+        except ValueError as exc:
+            raise ValueError(f"address: {exc}") from None
         self._hostname = socket.gethostname()
         self._procid = str(os.getpid())
         self._conn: _Connection | None = None
         self._lock = trio.Lock()
 
     @classmethod
+    def from_options(cls, options: SyslogSinkOptions) -> SyslogSink:
+        return cls(
+            options.address,
+            transport=options.transport,
+            facility=options.facility,
+            timeout=options.timeout,
+        )
+
+    @classmethod
     def from_config(cls, table: Mapping[str, Any], key: str) -> SyslogSink:
-        address = table.get("address")
-        transport = table.get("transport")
-        if transport is None:
-            # Without an address the local daemon is meant; a path can only be a unix socket.
-            local = address is None or (isinstance(address, str) and address.startswith("/"))
-            transport = "unix" if local else "udp"
-        if not isinstance(transport, str) or transport not in TRANSPORTS:
-            raise ValueError(
-                f"{key}.transport: {transport!r} is not one of {', '.join(TRANSPORTS)}"
-            )
-        if address is None and transport == "unix":
-            address = "/dev/log"
-        if not isinstance(address, str) or not address:
-            raise ValueError(f"{key}.address: {address!r} is not a non-empty string")
-        if transport == "unix" and "\x00" in address:
-            raise ValueError(f"{key}.address: unix socket path {address!r} contains a NUL byte")
-        if transport != "unix":
-            _parse_host_port(address, f"{key}.address")
-        facility = table.get("facility", "local0")
-        if not isinstance(facility, str) or facility not in FACILITIES:
-            raise ValueError(f"{key}.facility: {facility!r} is not one of {', '.join(FACILITIES)}")
-        timeout = table.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(f"{key}.timeout: {timeout!r} is not a positive number of seconds")
-        return cls(address, transport=transport, facility=facility, timeout=float(timeout))
+        return cls.from_options(syslog_options(Table(dict(table), key)))
 
     async def _connect(self) -> _Connection:
         if self.transport == "tcp":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -10,17 +9,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from trustee.audit.event import AuditEvent
+from trustee.audit.settings import DEFAULT_TIMEOUT, WebhookSinkOptions, webhook_options
 from trustee.audit.sink import AuditSinkError, AuditSinkRejected
+from trustee.config.reader import Table
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 # 4xx answers that mean "not now" rather than "never": timeout, too early, rate limited.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
-DEFAULT_TIMEOUT = 5.0
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# The sink owns the framing of the body; letting configuration override these would
-# produce requests a CloudEvents receiver cannot parse.
-_RESERVED_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding", "host"})
 
 
 def _public_url(url: str) -> str:
@@ -51,38 +47,17 @@ class WebhookSink:
         self._client: httpx.AsyncClient | None = None
 
     @classmethod
+    def from_options(cls, options: WebhookSinkOptions) -> WebhookSink:
+        return cls(
+            options.url,
+            batch=options.batch,
+            timeout=options.timeout,
+            headers=dict(options.headers),
+        )
+
+    @classmethod
     def from_config(cls, table: Mapping[str, Any], key: str) -> WebhookSink:
-        url = table.get("url")
-        if not isinstance(url, str):
-            raise ValueError(f"{key}.url: {url!r} is not a string")
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"{key}.url: {url!r} does not parse: {exc}") from exc
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{key}.url: {url!r} is not an http(s) URL with a host")
-        if port == 0:
-            raise ValueError(f"{key}.url: port 0 in {url!r} is not a port to send to")
-        batch = table.get("batch", True)
-        if not isinstance(batch, bool):
-            raise ValueError(f"{key}.batch: {batch!r} is not a boolean")
-        timeout = table.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(f"{key}.timeout: {timeout!r} is not a positive number of seconds")
-        headers = table.get("headers", {})
-        if not isinstance(headers, Mapping):
-            raise ValueError(f"{key}.headers: expected a table of strings, got {type(headers)}")
-        for name, value in headers.items():
-            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-                raise ValueError(f"{key}.headers: {name!r} is not an HTTP header name")
-            if name.lower() in _RESERVED_HEADERS:
-                raise ValueError(f"{key}.headers.{name}: set by the sink, not configurable")
-            if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
-                raise ValueError(
-                    f"{key}.headers.{name}: value must be a string without CR, LF or NUL"
-                )
-        return cls(url, batch=batch, timeout=float(timeout), headers=headers)
+        return cls.from_options(webhook_options(Table(dict(table), key)))
 
     def _http(self) -> httpx.AsyncClient:
         # Kept open across batches so deliveries reuse the connection pool.

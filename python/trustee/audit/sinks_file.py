@@ -12,18 +12,11 @@ import trio
 
 from trustee.audit.chain import GENESIS, HashChain, line_digest
 from trustee.audit.event import AuditEvent
+from trustee.audit.settings import DEFAULT_KEEP, FileSinkOptions, file_options, stdout_options
 from trustee.audit.sink import AuditSinkError
+from trustee.config.reader import Table
 
-# Keys the config layer consumes for every sink; the sinks accept and ignore them.
-COMMON_KEYS = frozenset({"type", "required", "queue_size", "block_timeout", "batch_size"})
 _TAIL_CHUNK = 64 * 1024
-
-
-def _reject_unknown(table: Mapping[str, Any], key: str, own: set[str]) -> None:
-    for name in table:
-        if name not in COMMON_KEYS and name not in own:
-            allowed = ", ".join(sorted(own | COMMON_KEYS))
-            raise ValueError(f"{key}.{name}: unknown key for this sink (allowed: {allowed})")
 
 
 def _last_line_state(handle: IO[bytes]) -> tuple[str, bool]:
@@ -48,18 +41,6 @@ def _last_line_state(handle: IO[bytes]) -> tuple[str, bool]:
             return line_digest(chunk[cut + 1 :] + tail), torn
         tail = chunk + tail
     return line_digest(tail), torn
-
-
-DEFAULT_KEEP = 5
-
-
-def _positive_int(table: Mapping[str, Any], key: str, name: str, default: int | None) -> int | None:
-    value = table.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key}.{name}: {value!r} is not a positive integer")
-    return value
 
 
 class FileSink:
@@ -92,20 +73,14 @@ class FileSink:
         self._lock = trio.Lock()
 
     @classmethod
+    def from_options(cls, options: FileSinkOptions) -> FileSink:
+        return cls(
+            options.path, fsync=options.fsync, max_bytes=options.max_bytes, keep=options.keep
+        )
+
+    @classmethod
     def from_config(cls, table: Mapping[str, Any], key: str) -> FileSink:
-        _reject_unknown(table, key, {"path", "fsync", "max_bytes", "keep"})
-        path = table.get("path")
-        if not isinstance(path, str) or not path or "\x00" in path:
-            raise ValueError(f"{key}.path: {path!r} is not a non-empty file path")
-        fsync = table.get("fsync", False)
-        if not isinstance(fsync, bool):
-            raise ValueError(f"{key}.fsync: {fsync!r} is not a boolean")
-        max_bytes = _positive_int(table, key, "max_bytes", None)
-        keep = _positive_int(table, key, "keep", DEFAULT_KEEP)
-        if "keep" in table and max_bytes is None:
-            raise ValueError(f"{key}.keep: only meaningful with max_bytes (rotation is off)")
-        assert keep is not None
-        return cls(path, fsync=fsync, max_bytes=max_bytes, keep=keep)
+        return cls.from_options(file_options(Table(dict(table), key)))
 
     def _rotated(self, n: int) -> str:
         return f"{self.path}.{n}"
@@ -188,7 +163,7 @@ class StdoutSink:
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any], key: str) -> StdoutSink:
-        _reject_unknown(table, key, set())
+        stdout_options(Table(dict(table), key))
         return cls()
 
     def _write(self, events: Sequence[AuditEvent]) -> None:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from trustee.audit.settings import audit_sinks
 from trustee.config.errors import ConfigError
 from trustee.config.model import (
     AclRule,
@@ -120,16 +121,7 @@ def _build(root: Table) -> Config:
     storage_environment(config)
     audit = root.table("audit")
     if audit is not None:
-        # Only here: the audit package brings trio, which a worker supervisor does without.
-        from trustee.audit.config import dispatcher_from_config
-
-        config.audit_sinks = [t.data for t in audit.tables("sinks")]
-        try:
-            # Building the sinks opens nothing; it checks every key now, not at first use.
-            dispatcher_from_config(config.audit_sinks)
-        except ValueError as exc:
-            key, _, why = str(exc).partition(": ")
-            raise ConfigError(key, why or str(exc)) from exc
+        config.audit_sinks = audit_sinks(audit)
     if notes.legacy:
         config.dialect = "v0.11"
         config.dialect_reason = ", ".join(notes.legacy)

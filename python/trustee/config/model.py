@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trustee.audit.settings import AuditSinkSettings
 from trustee.config.verifier import VerifierSettings
 
 StorageType = Literal["Memory", "LocalFs", "LocalJson", "Postgres", "Redis"]
@@ -183,8 +184,8 @@ class Config:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     policy_engine: PolicyEngineConfig | None = None
     policy_limits: PolicyLimitsConfig = field(default_factory=PolicyLimitsConfig)
-    # `[[audit.sinks]]` tables as written; trustee.audit.config builds the dispatcher.
-    audit_sinks: list[dict[str, Any]] = field(default_factory=list)
+    # `[[audit.sinks]]`, read; trustee.audit.build makes the dispatcher from them.
+    audit_sinks: tuple[AuditSinkSettings, ...] = ()
     dialect: Dialect = "head"
     dialect_reason: str = ""
     ignored_keys: list[str] = field(default_factory=list)
