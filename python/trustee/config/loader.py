@@ -316,9 +316,8 @@ def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceCo
     notes.ignore(t, "policy_ids", "unused")
     if t.has("work_dir"):
         notes.legacy.append(t.key("work_dir"))
-        work_dir = t.req("work_dir", str)
+        t.req("work_dir", str)  # a path, as upstream reads it, though unused here
         notes.ignored.append(f"{t.key('work_dir')} (this server keeps AS data as configured)")
-        del work_dir
     kind = t.get("type", str, "coco_as_builtin")
     if kind.lower() not in ("coco_as_builtin", "cocoasbuiltin", "builtin"):
         raise ConfigError(
