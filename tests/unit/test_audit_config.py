@@ -10,7 +10,7 @@ from trustee.audit import registry
 from trustee.audit.build import dispatcher_from_settings
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
 from trustee.audit.memory import MemorySink
-from trustee.audit.settings import AuditSinkSettings, audit_sinks
+from trustee.audit.settings import AuditSinkSettings, FileSinkOptions, audit_sinks
 from trustee.audit.sinks_file import FileSink, StdoutSink
 from trustee.config.errors import ConfigError
 from trustee.config.reader import Table
@@ -150,3 +150,21 @@ def test_every_builtin_type_has_a_reader() -> None:
     from trustee.audit import settings
 
     assert set(settings.BUILTIN_READERS) == set(registry.BUILTIN_SINKS)
+
+
+def test_each_worker_writes_its_own_file(tmp_path: Path) -> None:
+    from trustee.config.loader import parse
+    from trustee.serving import _worker_config
+
+    config = parse(
+        '[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = "DenyAll"\n'
+        f'[[audit.sinks]]\ntype = "file"\npath = "{tmp_path / "audit.jsonl"}"\nrequired = true\n'
+        '[[audit.sinks]]\ntype = "stdout"\n'
+    )
+    worker = _worker_config(config, 1)
+    file_sink, stdout_sink = worker.audit_sinks
+    assert isinstance(file_sink.options, FileSinkOptions)
+    assert file_sink.options.path == str(tmp_path / "audit.worker1.jsonl")
+    assert file_sink.required and stdout_sink == config.audit_sinks[1]
+    # The parent's settings stay as they were, for the next worker.
+    assert config.audit_sinks[0].options == FileSinkOptions(str(tmp_path / "audit.jsonl"))
