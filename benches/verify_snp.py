@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     certs = load_certificate_files([str(ANCHORS)])
     now = calendar.timegm(time.strptime("2025-07-01", "%Y-%m-%d"))
     verifier = _core.Verifiers()
-    claims = json.loads(verifier.verify("snp", evidence, None, None, now, None, certs)[0][0])
+    claims = json.loads(verifier.verify("snp", evidence, None, None, now, None, certs)[0].json)
     print(f"ours: verified, measurement {claims['measurement'][:16]}…", file=sys.stderr)
 
     def ours() -> object:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Both must agree before anything is timed.
     ours_claims = json.loads(
-        _core.Verifiers().verify("tdx", evidence, None, None, now, collateral)[0][0]
+        _core.Verifiers().verify("tdx", evidence, None, None, now, collateral)[0].json
     )
     report = dcap_qvl.verify(quote, theirs, now)
     if (ours_claims["tcb_status"], ours_claims["advisory_ids"]) != (

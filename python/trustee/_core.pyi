@@ -1,21 +1,31 @@
-"""Type stubs for the native verification core (rust/verifier/crates/trustee-py-binding)."""
+"""Type stubs for the native verification core (rust/verifier/crates/trustee-py-binding).
+
+Every heavy call of the request path has a synchronous form, which releases the GIL, and a
+``submit_*`` form of the same name that starts it on an offload thread and returns a
+:class:`Job` at once (RuntimeError when ``offload_start`` has not run). Refusals of the input
+raise a subclass of :class:`CoreError`; bad arguments raise ValueError or TypeError.
+"""
 
 from collections.abc import Callable
-from typing import Any, final
+from typing import Generic, TypeVar, final
 
-class VerifierError(Exception):
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- errors
+
+class CoreError(Exception):
+    """Base of every refusal of the native core; the message says what and why."""
+
+class VerifierError(CoreError):
     """Evidence could not be verified; the message says why."""
 
 class UnsupportedTee(VerifierError):
     """A known TEE type for which this build has no verifier."""
 
-class PolicyCompileError(Exception):
+class PolicyCompileError(CoreError):
     """The policy text is not valid Rego; the message is regorus's diagnostic."""
 
-class CryptoError(Exception):
-    """A signing or sealing input was refused; the message says which."""
-
-class PolicyEvalError(Exception):
+class PolicyEvalError(CoreError):
     """Policy evaluation failed.
 
     When the ``reference_values`` callback raised, ``__cause__`` is that exception.
@@ -25,35 +35,59 @@ class PolicyLimitError(PolicyEvalError):
     """Policy evaluation stopped at its time or memory limit; the message names the limit
     and its value (``policy evaluation exceeded its time limit of 1000 ms``)."""
 
-def verify_evidence(
-    tee: str,
-    evidence: bytes,
-    expected_report_data: bytes | None,
-    expected_init_data_hash: bytes | None,
-) -> list[tuple[str, str]]:
-    """Verify JSON ``evidence`` for ``tee``; one ``(claims JSON, tee class)`` per component.
+class CryptoError(CoreError):
+    """A signing or sealing input was refused; the message says which."""
 
-    Releases the GIL. Raises UnsupportedTee for known TEEs without a verifier and
-    VerifierError for everything else (unknown TEE, malformed evidence, binding mismatch).
-    """
+class SessionCookieError(CoreError):
+    """A session cookie was refused; args are (kind, message), kind one of malformed,
+    unknown-key, tampered, expired, too-large, key, crypto."""
 
-def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str]:
-    """``(fmspc, ca, pce_id)`` of TDX evidence JSON: FMSPC and PCE-ID upper-case hex, ca
-    ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
+# ---------------------------------------------------------------- offload
 
-def snp_needs(evidence: bytes) -> dict[str, Any]:
-    """What SNP evidence lacks: ``{"vcek": {product, hw_id, bl, tee, snp, microcode, fmc} |
-    None, "product": str | None, "has_ca": bool}``. ``vcek`` is None when the evidence's
-    cert_chain carries a VCEK/VLEK. Raises VerifierError for malformed evidence."""
+@final
+class Job(Generic[T]):
+    """A call running on an offload thread."""
+
+    def result(self) -> T:
+        """What the synchronous call returns or raises; once. RuntimeError when the job has
+        not finished, was already taken, or panicked."""
+
+def offload_start(threads: int) -> tuple[int, int]:
+    """Start the offload threads once per process; (completion pipe read fd, thread count).
+    Each finished job writes its id as 8 little-endian bytes to the pipe. RuntimeError when
+    the threads or the pipe cannot be made."""
+
+def offload_started() -> bool: ...
+
+# ---------------------------------------------------------------- evidence
+
+@final
+class Claims:
+    """One appraised component of the evidence."""
+
+    @property
+    def json(self) -> str:
+        """The claims, a JSON object as text."""
+
+    @property
+    def tee_class(self) -> str:
+        """``"cpu"``, ``"gpu"``, …"""
 
 @final
 class Verifiers:
-    """TDX and SNP verifiers with their memo caches (verified collateral, PCK and VEK chains)."""
+    """The verifiers of every supported TEE with their memo caches (verified collateral, PCK
+    and VEK chains)."""
 
     def __init__(
         self, extra_roots_sha256: list[bytes] = ..., snp_allow_nonzero_vmpl: bool = False
     ) -> None:
-        """``extra_roots_sha256``: SHA-256 of extra trusted root certificates (test PKIs)."""
+        """``extra_roots_sha256``: SHA-256 of extra trusted root certificates (test PKIs);
+        ValueError for one that is not 32 bytes."""
+
+    @staticmethod
+    def hardware_tees() -> list[str]:
+        """TEEs whose evidence needs ``tdx_collateral`` or ``snp_certs``; their verification
+        is the heavy kind."""
 
     def verify(
         self,
@@ -64,16 +98,94 @@ class Verifiers:
         now: int,
         tdx_collateral: bytes | None = None,
         snp_certs: list[bytes] = ...,
-    ) -> list[tuple[str, str]]:
-        """Like :func:`verify_evidence`, for every supported TEE; TDX needs ``tdx_collateral``
-        (dcap-qvl JSON), SNP takes extra certificates (VEK, ASK/ASVK, ARK; DER or PEM).
-        Certificates and collateral are judged at ``now`` (unix seconds). Releases the GIL."""
+    ) -> list[Claims]:
+        """Verify JSON ``evidence`` for ``tee``; one :class:`Claims` per component.
+
+        TDX needs ``tdx_collateral`` (dcap-qvl JSON), SNP takes extra certificates (VEK,
+        ASK/ASVK, ARK; DER or PEM); certificates and collateral are judged at ``now`` (unix
+        seconds). Raises UnsupportedTee for known TEEs without a verifier and VerifierError
+        for everything else (unknown TEE, malformed evidence, binding mismatch).
+        """
+
+    def submit_verify(
+        self,
+        job_id: int,
+        tee: str,
+        evidence: bytes,
+        expected_report_data: bytes | None,
+        expected_init_data_hash: bytes | None,
+        now: int,
+        tdx_collateral: bytes | None = None,
+        snp_certs: list[bytes] = ...,
+    ) -> Job[list[Claims]]:
+        """``verify`` on an offload thread."""
+
+def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str]:
+    """``(fmspc, ca, pce_id)`` of TDX evidence JSON: FMSPC and PCE-ID upper-case hex, ca
+    ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
+
+@final
+class VcekKey:
+    """Which VCEK to fetch from AMD's KDS: the chip and the TCB the report was signed under."""
+
+    @property
+    def product(self) -> str | None: ...
+    @property
+    def hw_id(self) -> str:
+        """Lower-case hex of CHIP_ID (its first 8 bytes on Turin)."""
+
+    @property
+    def bl(self) -> int: ...
+    @property
+    def tee(self) -> int: ...
+    @property
+    def snp(self) -> int: ...
+    @property
+    def microcode(self) -> int: ...
+    @property
+    def fmc(self) -> int | None:
+        """Turin only."""
+
+@final
+class SnpNeeds:
+    """What SNP evidence lacks."""
+
+    @property
+    def vcek(self) -> VcekKey | None:
+        """None when the evidence's cert_chain carries a VCEK or VLEK."""
+
+    @property
+    def product(self) -> str | None:
+        """``"Milan"``, ``"Genoa"`` or ``"Turin"`` from the report's CPUID fields; None for
+        v2 reports."""
+
+    @property
+    def has_ca(self) -> bool:
+        """Whether the evidence's cert_chain carries an ARK and an ASK/ASVK."""
+
+def snp_needs(evidence: bytes) -> SnpNeeds:
+    """What SNP evidence lacks. Raises VerifierError for malformed evidence."""
 
 def supported_tees() -> list[str]:
     """TEE names that have a verifier in this build."""
 
 def version() -> str:
     """Version of the native core."""
+
+# ---------------------------------------------------------------- policy
+
+@final
+class RuleOutcome:
+    """What one rule evaluated to."""
+
+    @property
+    def kind(self) -> str:
+        """``"value"``, ``"undefined"`` (no definition held, no default) or ``"absent"`` (no
+        such rule)."""
+
+    @property
+    def json(self) -> str:
+        """The value as JSON text for ``"value"``, else ``""``."""
 
 @final
 class Policy:
@@ -98,14 +210,12 @@ class Policy:
         data_json: str | None,
         rules: list[str],
         reference_values: Callable[[str], str | None] | None = None,
-    ) -> list[tuple[str, str]]:
-        """Evaluate ``rules`` in order; one ``(kind, json_text)`` per rule.
+    ) -> list[RuleOutcome]:
+        """Evaluate ``rules`` in order; one :class:`RuleOutcome` per rule.
 
-        kind is ``"value"`` (json_text is the value as JSON), ``"undefined"`` or ``"absent"``
-        (json_text ``""``). ``reference_values(id)`` backs ``query_reference_value`` and
-        returns the value's JSON text or None (the policy then sees ``null``); without it
-        every lookup yields ``null``. Releases the GIL; raises PolicyEvalError, or
-        PolicyLimitError when the time or memory limit stops it.
+        ``reference_values(id)`` backs ``query_reference_value`` and returns the value's JSON
+        text or None (the policy then sees ``null``); without it every lookup yields ``null``.
+        Raises PolicyEvalError, or PolicyLimitError when the time or memory limit stops it.
         """
 
     def evaluate_slice(
@@ -115,20 +225,19 @@ class Policy:
         rules: list[str],
         slice_ms: int,
         reference_values: Callable[[str], str | None] | None = None,
-    ) -> list[tuple[str, str]] | None:
+    ) -> list[RuleOutcome] | None:
         """``evaluate`` given at most ``slice_ms`` of wall-clock time; None when the slice ran
         out before the evaluation (or its time limit) did."""
 
-    def submit(
+    def submit_evaluate(
         self,
         job_id: int,
         input_json: str,
         data_json: str | None,
         rules: list[str],
         reference_values: ReferenceValues | None = None,
-    ) -> Job:
-        """``evaluate`` on an offload thread; returns at once, ``job_id`` is announced on the
-        completion pipe when ``Job.result()`` is ready. RuntimeError without ``offload_start``."""
+    ) -> Job[list[RuleOutcome]]:
+        """``evaluate`` on an offload thread, reference values from a snapshot."""
 
     def explain(
         self,
@@ -142,8 +251,8 @@ class Policy:
         ``{"decision": {rule: value}, "rules": [{"rule", "status", "value", "because":
         [{"line", "end_line", "text"}], "failed": [{"line", "col", "text", "definition",
         "definition_line"}], "unexplained"?: [...]}]}``; ``failed`` is filled only for a rule
-        that is false, undefined or took its ``default``. Slower than ``evaluate``. Releases
-        the GIL; raises PolicyEvalError.
+        that is false, undefined or took its ``default``. Slower than ``evaluate``. Raises
+        PolicyEvalError.
         """
 
 @final
@@ -156,54 +265,60 @@ class ReferenceValues:
 
     def __len__(self) -> int: ...
 
+# ---------------------------------------------------------------- signing and sealing
+
 @final
 class Es256Signer:
     """ES256 signer over a P-256 PKCS#8 DER key; raises CryptoError for any other key."""
 
     def __init__(self, pkcs8_der: bytes) -> None: ...
     def sign_compact(self, signing_input: str) -> str:
-        """``signing_input + "." + base64url(r || s)``. Releases the GIL."""
+        """``signing_input + "." + base64url(r || s)``."""
 
-    def submit(self, job_id: int, signing_input: str) -> Job:
+    def submit_sign_compact(self, job_id: int, signing_input: str) -> Job[str]:
         """``sign_compact`` on an offload thread."""
+
+@final
+class Jwe:
+    """A flattened RFC 7516 JWE; every member is base64url without padding."""
+
+    @property
+    def protected(self) -> str: ...
+    @property
+    def encrypted_key(self) -> str: ...
+    @property
+    def iv(self) -> str: ...
+    @property
+    def ciphertext(self) -> str: ...
+    @property
+    def tag(self) -> str: ...
+    def members(self) -> dict[str, str]:
+        """The JSON object a resource response carries: protected, encrypted_key, iv,
+        ciphertext, tag, in that order."""
 
 def seal_ecdh_es(
     crv: str,
-    x: str,
-    y: str,
+    x: bytes,
+    y: bytes,
     plaintext: bytes,
     cek: bytes | None = None,
     iv: bytes | None = None,
     ephemeral: bytes | None = None,
-) -> tuple[str, str, str, str, str]:
+) -> Jwe:
     """RFC 7516 JWE (``ECDH-ES+A256KW``, ``A256GCM``) to the EC key (``crv`` P-256 or P-521,
-    base64url ``x``/``y``): (protected, encrypted_key, iv, ciphertext, tag), base64url.
-    ``cek``/``iv``/``ephemeral`` (private scalar) fix the random values for known-answer
-    tests. Raises CryptoError naming a bad key or fixed value. Releases the GIL."""
+    ``x``/``y`` its decoded coordinates). ``cek``/``iv``/``ephemeral`` (private scalar) fix
+    the random values for known-answer tests. Raises CryptoError naming a bad key or fixed
+    value (``TEE public key is invalid: …`` for the key)."""
 
-def submit_seal_ecdh_es(job_id: int, crv: str, x: str, y: str, plaintext: bytes) -> Job:
+def submit_seal_ecdh_es(job_id: int, crv: str, x: bytes, y: bytes, plaintext: bytes) -> Job[Jwe]:
     """``seal_ecdh_es`` (random values) on an offload thread."""
 
+# ---------------------------------------------------------------- sessions
+
 @final
-class Job:
-    """A call running on an offload thread."""
-
-    def result(self) -> Any:
-        """What the synchronous call returns or raises; once. RuntimeError if not finished."""
-
-def offload_start(threads: int) -> tuple[int, int]:
-    """Start the offload threads once per process; (completion pipe read fd, thread count).
-    Each finished job writes its id as 8 little-endian bytes to the pipe."""
-
-def offload_started() -> bool: ...
-
-class SessionCookieError(Exception):
-    """A session cookie was refused; args are (kind, message), kind one of malformed,
-    unknown-key, tampered, expired, too-large, key, crypto."""
-
 class SessionSealer:
     """Seals and opens session cookies (AES-256-GCM, deflate where it pays) with a list of
-    32-byte keys: the first seals, all open."""
+    32-byte keys: the first seals, all open. Raises SessionCookieError."""
 
     def __init__(self, keys: list[bytes]) -> None: ...
     @property

@@ -97,7 +97,8 @@ class _AuditCollector:
 
 
 class _OffloadCollector:
-    """Where the policy, signing and sealing calls ran (see `trustee.offload`), at scrape time.
+    """Where the hardware verification, policy, signing and sealing calls ran (see
+    `trustee.offload`), at scrape time.
     The offload is per process, so unlike the rest these figures are shared by every `Metrics`
     of the process (one per server)."""
 
@@ -105,7 +106,7 @@ class _OffloadCollector:
         state = offload.DEFAULT
         calls = CounterMetricFamily(
             "trustee_offload_calls",
-            "Policy, signing and sealing calls by where they ran",
+            "Hardware verification, policy, signing and sealing calls by where they ran",
             labels=("where",),
         )
         calls.add_metric(("native_thread",), float(state.offloaded))

@@ -1,10 +1,10 @@
 """Coarse native calls of the request path, run on native threads off the event loop.
 
-Policy evaluation, token signing and resource sealing are pure Rust work. On a worker's
-single Python thread they would take turns with HTTP parsing and routing; here they run on
-native threads (`trustee._core.offload_start`) that never take the GIL. A finished job writes
-its id to a pipe; one reader task per event loop wakes the request task waiting for it,
-which converts the outcome back on the loop's thread.
+Hardware evidence verification, policy evaluation, token signing and resource sealing are
+pure Rust work. On a worker's single Python thread they would take turns with HTTP parsing and
+routing; here they run on native threads (`trustee._core.offload_start`) that never take the
+GIL. A finished job writes its id to a pipe; one reader task per event loop wakes the request
+task waiting for it, which converts the outcome back on the loop's thread.
 
 Until the reader runs (command-line tools, in-process tests) or with zero threads, every call
 runs inline, with the same result. So does a call made while its request is the only one in
@@ -20,7 +20,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import outcome
 import trio
@@ -70,7 +70,7 @@ class Offload:
             return
         fd, started = _core.offload_start(threads)
         os.set_blocking(fd, False)
-        log.info("policy, signing and sealing run on %d native thread(s)", started)
+        log.info("verification, policy, signing and sealing run on %d native thread(s)", started)
         _reader_running = self.active = True
         self.started_threads = started
         task_status.started()
@@ -116,17 +116,16 @@ class Offload:
         # only add its latency.
         return self.adaptive and now >= self._busy_until
 
-    async def call(self, submit: Callable[[int], _core.Job], inline: Callable[[], T]) -> T:
+    async def call(self, submit: Callable[[int], _core.Job[T]], inline: Callable[[], T]) -> T:
         """`submit(job_id)` starts the job on a thread; `inline()` is the same call here."""
         if self._runs_inline():
             self.inlined += 1
             return inline()
-        result: T = await self._offloaded(submit)
-        return result
+        return await self._offloaded(submit)
 
     async def call_sliced(
         self,
-        submit: Callable[[int], _core.Job],
+        submit: Callable[[int], _core.Job[T]],
         inline: Callable[[], T | None],
         whole: Callable[[], T],
     ) -> T:
@@ -141,10 +140,9 @@ class Offload:
                 return quick
             if not self.active:
                 return await trio.to_thread.run_sync(whole)
-        result: T = await self._offloaded(submit)
-        return result
+        return await self._offloaded(submit)
 
-    async def _offloaded(self, submit: Callable[[int], _core.Job]) -> Any:
+    async def _offloaded(self, submit: Callable[[int], _core.Job[T]]) -> T:
         job_id = next(_job_ids)
         job = submit(job_id)
         self.offloaded += 1

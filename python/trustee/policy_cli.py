@@ -112,7 +112,7 @@ def _default_rules(policy: _core.Policy, input_doc: Any, data_doc: Any | None) -
         None if data_doc is None else json.dumps(data_doc),
         RESOURCE_RULES,
     )
-    return RESOURCE_RULES if outcome[0][0] != "absent" else ATTESTATION_RULES
+    return RESOURCE_RULES if outcome[0].kind != "absent" else ATTESTATION_RULES
 
 
 def _read_text(path: str, option: str) -> str:

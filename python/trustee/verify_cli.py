@@ -179,6 +179,6 @@ async def _verify(args: argparse.Namespace) -> int:
     except (HardwareInputError, _core.VerifierError) as exc:
         print(f"verification failed: {exc}", file=sys.stderr)
         return 1
-    claims = [json.loads(text) for text, _class in entries]
+    claims = [json.loads(component.json) for component in entries]
     print(json.dumps(claims[0] if len(claims) == 1 else claims, indent=2, sort_keys=True))
     return 0

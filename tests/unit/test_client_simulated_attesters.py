@@ -123,21 +123,19 @@ def test_real_verifier_accepts_the_evidence(tdx_dir: Path, snp_dir: Path) -> Non
     tdx = detect_attesters(env_for("tdx", tdx_dir)).primary
     evidence = json.dumps(tdx.evidence(report_data, init_digest)).encode()
     collateral = (tdx_dir / "tdx-collateral.json").read_bytes()
-    ((claims, _),) = verifiers.verify(
+    (tdx_claims,) = verifiers.verify(
         "tdx", evidence, report_data, init_digest, now, tdx_collateral=collateral
     )
     # Claims show the whole 64-byte field, zero padding included.
-    assert json.loads(claims)["report_data"] == (report_data + bytes(16)).hex()
+    assert json.loads(tdx_claims.json)["report_data"] == (report_data + bytes(16)).hex()
 
     pinned = x509.load_pem_x509_certificates((snp_dir / "snp-test-ark-ask.pem").read_bytes())
     ders = [c.public_bytes(Encoding.DER) for c in pinned]
     verifiers = core.Verifiers([hashlib.sha256(d).digest() for d in ders])
     snp = detect_attesters(env_for("snp", snp_dir)).primary
     evidence = json.dumps(snp.evidence(report_data, init_digest)).encode()
-    ((claims, _),) = verifiers.verify(
-        "snp", evidence, report_data, init_digest, now, snp_certs=ders
-    )
-    assert json.loads(claims)["host_data"] == init_digest.hex()
+    (snp_claims,) = verifiers.verify("snp", evidence, report_data, init_digest, now, snp_certs=ders)
+    assert json.loads(snp_claims.json)["host_data"] == init_digest.hex()
 
 
 # -- bad environments ----------------------------------------------------------------------

@@ -12,6 +12,21 @@ from trustee import _core
 
 RD = bytes(range(48))
 INIT_HASH = b"\xab" * 32
+NOW = 1_700_000_000
+VERIFIERS = _core.Verifiers()
+
+
+def verify(
+    tee: str, evidence: bytes, report_data: bytes | None, init_data_hash: bytes | None
+) -> list[tuple[str, str]]:
+    """`Verifiers.verify` as `(claims JSON, tee class)` pairs."""
+    claims = VERIFIERS.verify(tee, evidence, report_data, init_data_hash, NOW)
+    return [(c.json, c.tee_class) for c in claims]
+
+
+def pairs(outcomes: list[_core.RuleOutcome] | None) -> list[tuple[str, str]] | None:
+    """Rule outcomes as `(kind, JSON text)` pairs."""
+    return None if outcomes is None else [(o.kind, o.json) for o in outcomes]
 
 
 def sample_evidence(report_data: bytes = RD, svn: str = "1") -> bytes:
@@ -27,7 +42,7 @@ def test_supported_tees_and_version() -> None:
 
 
 def test_sample_verify_ok_with_init_data() -> None:
-    [(claims_json, tee_class)] = _core.verify_evidence("sample", sample_evidence(), RD, INIT_HASH)
+    [(claims_json, tee_class)] = verify("sample", sample_evidence(), RD, INIT_HASH)
     assert tee_class == "cpu"
     assert json.loads(claims_json) == {
         "svn": "1",
@@ -40,23 +55,21 @@ def test_sample_verify_ok_with_init_data() -> None:
 
 
 def test_sample_verify_without_expectations() -> None:
-    [(claims_json, _)] = _core.verify_evidence("sample", b'{"svn":"7"}', None, None)
+    [(claims_json, _)] = verify("sample", b'{"svn":"7"}', None, None)
     claims = json.loads(claims_json)
     assert claims["report_data"] == ""
     assert "init_data" not in claims
 
 
 def test_sampledevice_verify() -> None:
-    [(claims_json, tee_class)] = _core.verify_evidence(
-        "sampledevice", sample_evidence(svn="2"), RD, INIT_HASH
-    )
+    [(claims_json, tee_class)] = verify("sampledevice", sample_evidence(svn="2"), RD, INIT_HASH)
     assert tee_class == "gpu"
     assert json.loads(claims_json) == {"svn": "2", "report_data": base64.b64encode(RD).decode()}
 
 
 def test_report_data_mismatch_shows_both_values() -> None:
     with pytest.raises(_core.VerifierError, match="mismatch") as info:
-        _core.verify_evidence("sample", sample_evidence(b"\x01\x02"), b"\x01\x03", None)
+        verify("sample", sample_evidence(b"\x01\x02"), b"\x01\x03", None)
     assert "0102" in str(info.value)
     assert "0103" in str(info.value)
     assert not isinstance(info.value, _core.UnsupportedTee)
@@ -74,21 +87,21 @@ def test_report_data_mismatch_shows_both_values() -> None:
 )
 def test_malformed_evidence(evidence: bytes, fragment: str) -> None:
     with pytest.raises(_core.VerifierError, match=fragment):
-        _core.verify_evidence("sample", evidence, None, None)
+        verify("sample", evidence, None, None)
 
 
 def test_oversized_evidence_is_rejected() -> None:
     with pytest.raises(_core.VerifierError, match="too large"):
-        _core.verify_evidence("sample", b" " * (4 * 1024 * 1024 + 1), None, None)
+        verify("sample", b" " * (4 * 1024 * 1024 + 1), None, None)
 
 
 def test_unsupported_and_unknown_tees() -> None:
     with pytest.raises(_core.UnsupportedTee, match="sgx"):
-        _core.verify_evidence("sgx", b"{}", None, None)
+        verify("sgx", b"{}", None, None)
     with pytest.raises(_core.UnsupportedTee):
-        _core.verify_evidence("az-snp-vtpm", b"{}", None, None)
+        verify("az-snp-vtpm", b"{}", None, None)
     with pytest.raises(_core.VerifierError, match="unknown TEE") as info:
-        _core.verify_evidence("nope", b"{}", None, None)
+        verify("nope", b"{}", None, None)
     assert not isinstance(info.value, _core.UnsupportedTee)
 
 
@@ -97,7 +110,7 @@ def test_unsupported_and_unknown_tees() -> None:
 
 def allow_of(policy: _core.Policy, input_json: str = "{}") -> tuple[str, str]:
     [outcome] = policy.evaluate(input_json, None, ["data.policy.allow"])
-    return outcome
+    return outcome.kind, outcome.json
 
 
 def test_compile_error_message_has_position() -> None:
@@ -153,7 +166,8 @@ y := 1 if input.never
 
 def test_outcome_kinds() -> None:
     policy = _core.Policy(KINDS_POLICY)
-    out = policy.evaluate("{}", None, ["data.policy.x", "data.policy.y", "data.policy.z"])
+    out = pairs(policy.evaluate("{}", None, ["data.policy.x", "data.policy.y", "data.policy.z"]))
+    assert out is not None
     assert out[0][0] == "value"
     assert json.loads(out[0][1]) == {"a": [1, "s", None]}
     assert out[1:] == [("undefined", ""), ("absent", "")]
@@ -163,10 +177,10 @@ def test_data_document() -> None:
     policy = _core.Policy(
         'package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == "resource"'
     )
-    assert policy.evaluate("{}", '{"plugin": "resource"}', ["data.policy.allow"]) == [
+    assert pairs(policy.evaluate("{}", '{"plugin": "resource"}', ["data.policy.allow"])) == [
         ("value", "true")
     ]
-    assert policy.evaluate("{}", None, ["data.policy.allow"]) == [("value", "false")]
+    assert pairs(policy.evaluate("{}", None, ["data.policy.allow"])) == [("value", "false")]
 
 
 def test_conflicting_rules_raise() -> None:
@@ -197,16 +211,18 @@ def test_reference_values_callback() -> None:
         seen.append(rv_id)
         return json.dumps(store[rv_id]) if rv_id in store else None
 
-    assert policy.evaluate('{"id": "svn"}', None, ["data.policy.v"], lookup) == [
+    assert pairs(policy.evaluate('{"id": "svn"}', None, ["data.policy.v"], lookup)) == [
         ("value", '["1","2"]')
     ]
-    assert policy.evaluate('{"id": "nope"}', None, ["data.policy.v"], lookup) == [("value", "null")]
+    assert pairs(policy.evaluate('{"id": "nope"}', None, ["data.policy.v"], lookup)) == [
+        ("value", "null")
+    ]
     assert seen == ["svn", "nope"]
 
 
 def test_reference_values_default_to_null() -> None:
     policy = _core.Policy(RV_POLICY)
-    assert policy.evaluate('{"id": "svn"}', None, ["data.policy.v"]) == [("value", "null")]
+    assert pairs(policy.evaluate('{"id": "svn"}', None, ["data.policy.v"])) == [("value", "null")]
 
 
 def test_reference_values_callback_exception_aborts() -> None:
@@ -240,8 +256,10 @@ def test_one_policy_from_many_threads() -> None:
         try:
             for i in range(200):
                 rv_id = f"id-{n}-{i}"
-                out = policy.evaluate(
-                    json.dumps({"id": rv_id}), None, ["data.policy.v"], lambda s: json.dumps(s)
+                out = pairs(
+                    policy.evaluate(
+                        json.dumps({"id": rv_id}), None, ["data.policy.v"], lambda s: json.dumps(s)
+                    )
                 )
                 assert out == [("value", json.dumps(rv_id))]
         except BaseException as exc:  # collected for the main thread

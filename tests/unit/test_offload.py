@@ -12,15 +12,18 @@ from typing import Any
 import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
 from trustee import _core, offload, offload_threads
 from trustee.attestation.ear import EarBroker, Signer
 from trustee.config.errors import ConfigError
 from trustee.config.model import TokenBrokerConfig
-from trustee.crypto.jwk import TeeKeyKind, generate_tee_key, tee_public_jwk
+from trustee.crypto.b64 import b64url_decode, b64url_encode
+from trustee.crypto.jwk import TeeKeyKind, generate_tee_key, public_key_from_jwk, tee_public_jwk
 from trustee.crypto.jws import split_compact, verify_signature
 from trustee.policy.engine import CompiledPolicy, PolicyEvalError
-from trustee.protocol.jwe import JweError, decrypt, encrypt
+from trustee.protocol.jwe import JweError, concat_kdf, decrypt, encrypt
 from trustee.sealing import seal
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -70,7 +73,7 @@ def test_submitting_without_a_pool_is_refused_clearly() -> None:
     if _core.offload_started():
         pytest.skip("the pool of this process is already started")
     with pytest.raises(RuntimeError, match="offload pool is not started"):
-        _core.Policy("package p\nx := 1\n").submit(1, "{}", None, ["data.p.x"])
+        _core.Policy("package p\nx := 1\n").submit_evaluate(1, "{}", None, ["data.p.x"])
 
 
 async def test_default_cpu_offloaded_equals_inline(running: offload.Offload) -> None:
@@ -153,21 +156,26 @@ async def test_adaptive_runs_a_lone_call_inline_and_offloads_when_busy(
     assert adaptive.active
     submitted: list[int] = []
 
-    def submit(job_id: int) -> _core.Job:
-        submitted.append(job_id)
-        return _core.Policy("package p\nx := 1\n").submit(job_id, "{}", None, ["data.p.x"])
+    policy = _core.Policy("package p\nx := 1\n")
 
-    def inline() -> list[tuple[str, str]]:
-        return [("value", "1")]
+    def submit(job_id: int) -> _core.Job[list[_core.RuleOutcome]]:
+        submitted.append(job_id)
+        return policy.submit_evaluate(job_id, "{}", None, ["data.p.x"])
+
+    def inline() -> list[_core.RuleOutcome]:
+        return policy.evaluate("{}", None, ["data.p.x"])
+
+    def pairs(outcomes: list[_core.RuleOutcome]) -> list[tuple[str, str]]:
+        return [(o.kind, o.json) for o in outcomes]
 
     # Alone: nothing else is ready to run, so no hand-off.
-    assert await adaptive.call(submit, inline) == [("value", "1")]
+    assert pairs(await adaptive.call(submit, inline)) == [("value", "1")]
     assert submitted == []
 
     # With another request in progress, calls are offloaded, and stay so for a while.
     monkeypatch.setattr(offload, "BUSY_WINDOW_S", 3600.0)
     adaptive.requests = 2
-    assert await adaptive.call(submit, inline) == [("value", "1")]
+    assert pairs(await adaptive.call(submit, inline)) == [("value", "1")]
     assert len(submitted) == 1
     adaptive.requests = 1
     await adaptive.call(submit, inline)
@@ -251,6 +259,33 @@ async def test_a_bad_reference_value_fails_only_the_policies_that_read_it(
 # ---------------------------------------------------------------- sealing
 
 
+def sealed_by_hand(
+    jwk: dict[str, Any], plaintext: bytes, cek: bytes, iv: bytes, ephemeral: Any
+) -> dict[str, str]:
+    """The ECDH-ES+A256KW / A256GCM JWE from RFC 7516/7518 and `cryptography` primitives."""
+    size = (ephemeral.curve.key_size + 7) // 8
+    numbers = ephemeral.public_key().public_numbers()
+    epk = {
+        "crv": jwk["crv"],
+        "kty": "EC",
+        "x": b64url_encode(numbers.x.to_bytes(size, "big")),
+        "y": b64url_encode(numbers.y.to_bytes(size, "big")),
+    }
+    header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "epk": epk}
+    protected = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+    peer = public_key_from_jwk(jwk)
+    assert isinstance(peer, ec.EllipticCurvePublicKey)
+    kek = concat_kdf(ephemeral.exchange(ec.ECDH(), peer), "ECDH-ES+A256KW", 256)
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
+    return {
+        "protected": protected,
+        "encrypted_key": b64url_encode(aes_key_wrap(kek, cek)),
+        "iv": b64url_encode(iv),
+        "ciphertext": b64url_encode(sealed[:-16]),
+        "tag": b64url_encode(sealed[-16:]),
+    }
+
+
 @pytest.mark.parametrize("kind", ["ec-p256", "ec-p521"])
 def test_native_seal_is_byte_identical_to_the_reference(kind: TeeKeyKind) -> None:
     guest = generate_tee_key(kind)
@@ -259,9 +294,13 @@ def test_native_seal_is_byte_identical_to_the_reference(kind: TeeKeyKind) -> Non
     size = (ephemeral.curve.key_size + 7) // 8
     scalar = ephemeral.private_numbers().private_value.to_bytes(size, "big")
     cek, iv = bytes(range(32)), bytes(range(12))
-    reference = encrypt(b"secret", jwk, cek=cek, iv=iv, ephemeral_key=ephemeral)
-    native = _core.seal_ecdh_es(jwk["crv"], jwk["x"], jwk["y"], b"secret", cek, iv, scalar)
-    assert dict(zip(reference, native, strict=True)) == reference
+    reference = sealed_by_hand(jwk, b"secret", cek, iv, ephemeral)
+    x, y = b64url_decode(jwk["x"]), b64url_decode(jwk["y"])
+    native = _core.seal_ecdh_es(jwk["crv"], x, y, b"secret", cek, iv, scalar)
+    assert native.members() == reference
+    assert list(native.members()) == list(reference)
+    assert (native.protected, native.tag) == (reference["protected"], reference["tag"])
+    assert encrypt(b"secret", jwk, cek=cek, iv=iv, ephemeral_key=ephemeral) == reference
 
 
 @pytest.mark.parametrize("kind", ["ec-p256", "ec-p521", "rsa"])
@@ -276,16 +315,23 @@ async def test_seal_errors_are_the_reference_errors(running: offload.Offload) ->
     jwk = tee_public_jwk(generate_tee_key("ec-p256"))
     off_curve = dict(jwk, y=jwk["x"])
     short = dict(jwk, x=jwk["x"][:-2])
-    for bad in (off_curve, short):
+    x, y = b64url_decode(jwk["x"]), b64url_decode(jwk["y"])
+    for raw_x, raw_y in ((x, x), (x[:-2], y)):
         # The native path refuses the key itself ...
         with pytest.raises(_core.CryptoError, match="TEE public key is invalid"):
-            _core.seal_ecdh_es(bad["crv"], bad["x"], bad["y"], b"s")
+            _core.seal_ecdh_es(jwk["crv"], raw_x, raw_y, b"s")
+    words = (
+        "TEE public key is invalid: EC JWK point is not on curve P-256",
+        "TEE public key is invalid: JWK member 'x' is not base64url: base64url: impossible "
+        "length 41 (a base64 text never has 4n+1)",
+    )
+    for bad, expected in zip((off_curve, short), words, strict=True):
         # ... and the caller gets the reference path's words.
         with pytest.raises(JweError) as reference:
             encrypt(b"s", bad)
         with pytest.raises(JweError) as native:
             await seal(b"s", bad)
-        assert str(native.value) == str(reference.value)
+        assert str(native.value) == str(reference.value) == expected
     # Not even text the binding can take (a lone surrogate from parsed JSON): same error.
     surrogate = dict(jwk, x=jwk["x"][:-1] + "\ud800")
     with pytest.raises(JweError) as reference:
@@ -337,7 +383,7 @@ async def test_waiters_are_woken_with_an_error_when_the_reader_stops() -> None:
         async def waiter() -> None:
             try:
                 await reader.call(
-                    lambda job_id: slow._policy.submit(
+                    lambda job_id: slow._policy.submit_evaluate(
                         job_id, '{"n": 400000}', None, ["data.policy.n"]
                     ),
                     lambda: pytest.fail("must not run inline"),

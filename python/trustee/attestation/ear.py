@@ -207,7 +207,7 @@ class EarBroker:
         signing_input = f"{self._header_b64}.{b64url_encode(text.encode())}"
         native = self._native
         token = await offload.DEFAULT.call(
-            lambda job_id: native.submit(job_id, signing_input),
+            lambda job_id: native.submit_sign_compact(job_id, signing_input),
             lambda: native.sign_compact(signing_input),
         )
         return IssuedToken(token, claims, text)

@@ -1,10 +1,11 @@
-"""TDX and SNP verification: fetch what the evidence lacks, then one call into the Rust core.
+"""Evidence verification: fetch what the evidence lacks, then one call into the Rust core.
 
 The Rust verifiers do no I/O. For TDX they need the platform's DCAP collateral (TCB info, QE
 identity, CRLs), keyed by the FMSPC and PCK CA type read from the quote; for SNP they need the
 VCEK when the evidence carries none, and AMD's ASK/ARK when neither the evidence nor the
 configuration supplies them (the roots are pinned by fingerprint, never shipped as files).
-This module asks the configured sources for exactly that, then verifies.
+This module asks the configured sources for exactly that, then verifies; the other TEEs need
+nothing fetched. Which TEEs are the hardware ones is the Rust core's to say.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from trustee import _core
+from trustee import _core, offload
 from trustee.attestation.observers import EventSink, NoEvents, NoMetrics, VerifierMetrics
 from trustee.audit import event
 from trustee.audit.dispatcher import AuditRequiredSinkError
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trustee.attestation.hardware")
 
-HARDWARE_TEES = frozenset({"tdx", "snp"})
+# Asked once: their verification is heavy enough to run off the event loop.
+_HARDWARE_TEES = frozenset(_core.Verifiers.hardware_tees())
 
 
 class HardwareInputError(Exception):
@@ -47,9 +49,14 @@ class Inputs:
     tdx_collateral: bytes | None = None
     snp_certs: list[bytes] = field(default_factory=list)
 
+    def arguments(self) -> tuple[int, bytes | None, list[bytes]]:
+        """The trailing arguments of `_core.Verifiers.verify`."""
+        return self.now, self.tdx_collateral, self.snp_certs
+
 
 class HardwareVerifier:
-    """TDX/SNP verification with collateral and VEK sources; one per attestation service."""
+    """Verification of every supported TEE, with the collateral and VEK sources the hardware
+    ones (TDX, SNP) need; one per attestation service."""
 
     def __init__(
         self,
@@ -101,16 +108,29 @@ class HardwareVerifier:
         expected_report_data: bytes | None,
         expected_init_data_hash: bytes | None,
         inputs: Inputs,
-    ) -> list[tuple[str, str]]:
-        """`(claims JSON, tee class)` per component; raises `_core.VerifierError`."""
-        return self._core.verify(
-            tee,
-            evidence,
-            expected_report_data,
-            expected_init_data_hash,
-            inputs.now,
-            inputs.tdx_collateral,
-            inputs.snp_certs,
+    ) -> list[_core.Claims]:
+        """One `Claims` per component; raises `_core.VerifierError`."""
+        args = (tee, evidence, expected_report_data, expected_init_data_hash, *inputs.arguments())
+        return self._core.verify(*args)
+
+    async def verify_offloaded(
+        self,
+        tee: str,
+        evidence: bytes,
+        expected_report_data: bytes | None,
+        expected_init_data_hash: bytes | None,
+    ) -> list[_core.Claims]:
+        """`verify` with what the evidence lacks fetched first; hardware evidence is checked
+        on an offload thread (see `offload.Offload.call`). Raises HardwareInputError or
+        `_core.VerifierError`."""
+        inputs = await self.inputs(tee, evidence)
+        if tee not in _HARDWARE_TEES:
+            # The sample verifiers take microseconds: a hand-off would cost more than it saves.
+            return self.verify(tee, evidence, expected_report_data, expected_init_data_hash, inputs)
+        args = (tee, evidence, expected_report_data, expected_init_data_hash, *inputs.arguments())
+        core = self._core
+        return await offload.DEFAULT.call(
+            lambda job_id: core.submit_verify(job_id, *args), lambda: core.verify(*args)
         )
 
     async def _tdx_collateral(self, evidence: bytes) -> bytes:
@@ -158,13 +178,11 @@ class HardwareVerifier:
     async def _snp_certs(self, evidence: bytes) -> list[bytes]:
         needs = _core.snp_needs(evidence)
         certs = list(self._snp_anchors)
-        product = needs["product"]
-        products = (product,) if isinstance(product, str) else SNP_PRODUCTS
-        vcek = needs["vcek"]
-        if vcek is not None:
-            certs.append(await self._fetch_vcek(vcek, products))
+        products = (needs.product,) if needs.product is not None else SNP_PRODUCTS
+        if needs.vcek is not None:
+            certs.append(await self._fetch_vcek(needs.vcek, products))
         # Configured test anchors stand in for AMD's ASK/ARK: nothing is fetched for them.
-        if not needs["has_ca"] and not self._snp_anchors and self.vek_source is not None:
+        if not needs.has_ca and not self._snp_anchors and self.vek_source is not None:
             for name in products:
                 try:
                     certs.extend(await self.vek_source.cert_chain(name))
@@ -174,7 +192,7 @@ class HardwareVerifier:
                     log.warning("SNP %s ASK/ARK could not be fetched: %s", name, exc)
         return certs
 
-    async def _fetch_vcek(self, vcek: dict[str, object], products: Sequence[str]) -> bytes:
+    async def _fetch_vcek(self, vcek: _core.VcekKey, products: Sequence[str]) -> bytes:
         if self.vek_source is None:
             raise HardwareInputError(
                 "the SNP evidence carries no VCEK and no VCEK source is configured; set "
@@ -187,12 +205,12 @@ class HardwareVerifier:
             try:
                 request = VcekRequest(
                     product=name,
-                    hw_id=str(vcek["hw_id"]),
-                    bl=int(str(vcek["bl"])),
-                    tee=int(str(vcek["tee"])),
-                    snp=int(str(vcek["snp"])),
-                    microcode=int(str(vcek["microcode"])),
-                    fmc=None if vcek.get("fmc") is None else int(str(vcek["fmc"])),
+                    hw_id=vcek.hw_id,
+                    bl=vcek.bl,
+                    tee=vcek.tee,
+                    snp=vcek.snp,
+                    microcode=vcek.microcode,
+                    fmc=vcek.fmc,
                 )
             except ValueError as exc:
                 # e.g. a v2 report's 64-byte chip ID is no Turin hwID: try the next product.

@@ -15,7 +15,7 @@ from typing import Any
 
 from trustee import _core, jsonfast
 from trustee.attestation import ear
-from trustee.attestation.hardware import HARDWARE_TEES, HardwareInputError, HardwareVerifier
+from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
 from trustee.attestation.initdata import InitDataError, parse_init_data
 from trustee.attestation.observers import NoMetrics, VerifierMetrics
 from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
@@ -144,19 +144,15 @@ class AttestationService:
         tee = verifier_name(req.tee)
         started = time.perf_counter()
         try:
-            if tee in HARDWARE_TEES:
-                inputs = await self.hardware.inputs(tee, evidence)
-                results = self.hardware.verify(tee, evidence, expected_rd, init_digest, inputs)
-            else:
-                results = _core.verify_evidence(tee, evidence, expected_rd, init_digest)
+            results = await self.hardware.verify_offloaded(tee, evidence, expected_rd, init_digest)
         except HardwareInputError as exc:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         except _core.VerifierError as exc:
             raise AttestationFailure(f"{where}: Verifier evaluate failed: {exc}") from exc
         self.metrics.verifier_time(tee, time.perf_counter() - started)
         out = []
-        for claims_json, tee_class in results:
-            claims = jsonfast.loads_trusted(claims_json)
+        for component in results:
+            claims = jsonfast.loads_trusted(component.json)
             out.append(
                 (
                     _transform(
@@ -166,7 +162,7 @@ class AttestationService:
                         init_claims,
                         self.config.verbose_token,
                     ),
-                    tee_class,
+                    component.tee_class,
                 )
             )
         return out

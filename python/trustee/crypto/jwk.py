@@ -10,6 +10,7 @@ That is exactly the TEE public key form the KBS clients send, e.g.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -66,14 +67,34 @@ def _b64_member(jwk: Mapping[str, Any], name: str) -> bytes:
         raise JwkError(f"JWK member {name!r} is not base64url: {exc}") from exc
 
 
-def _coordinate(jwk: Mapping[str, Any], name: str, crv: str, size: int, exact: bool) -> int:
+def _coordinate(jwk: Mapping[str, Any], name: str, crv: str, size: int, exact: bool) -> bytes:
     raw = _b64_member(jwk, name)
     if len(raw) > size or (exact and len(raw) != size):
         raise JwkError(
             f"EC JWK coordinate {name!r} is {len(raw)} bytes; {crv} needs exactly {size} "
             "(big-endian, left-padded with zeros)"
         )
-    return int.from_bytes(raw, "big")
+    return raw
+
+
+def ec_coordinates(jwk: Mapping[str, Any], crv: str) -> tuple[bytes, bytes]:
+    """``x`` and ``y`` of a JWK of kty EC on curve ``crv`` (a key of EC_CURVES), each exactly
+    the curve's size. Whether they make a point of the curve is for whoever uses them to check."""
+    x, y = jwk.get("x"), jwk.get("y")
+    if isinstance(x, str) and isinstance(y, str):
+        # A guest fetches several resources with one TEE key: decode it once.
+        return _cached_coordinates(crv, x, y)
+    return _coordinates(jwk, crv)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_coordinates(crv: str, x: str, y: str) -> tuple[bytes, bytes]:
+    return _coordinates({"kty": "EC", "x": x, "y": y}, crv)
+
+
+def _coordinates(jwk: Mapping[str, Any], crv: str) -> tuple[bytes, bytes]:
+    size = EC_CURVES[crv][1]
+    return _coordinate(jwk, "x", crv, size, True), _coordinate(jwk, "y", crv, size, True)
 
 
 def public_key_from_jwk(jwk: Mapping[str, Any], *, exact_coordinates: bool = True) -> PublicKey:
@@ -91,8 +112,8 @@ def public_key_from_jwk(jwk: Mapping[str, Any], *, exact_coordinates: bool = Tru
         if crv not in EC_CURVES:
             raise JwkError(f"EC JWK curve {crv!r} is not supported (use P-256, P-384 or P-521)")
         curve_cls, size = EC_CURVES[crv]
-        x = _coordinate(jwk, "x", crv, size, exact_coordinates)
-        y = _coordinate(jwk, "y", crv, size, exact_coordinates)
+        x = int.from_bytes(_coordinate(jwk, "x", crv, size, exact_coordinates), "big")
+        y = int.from_bytes(_coordinate(jwk, "y", crv, size, exact_coordinates), "big")
         try:
             return ec.EllipticCurvePublicNumbers(x, y, curve_cls()).public_key()
         except ValueError as exc:

@@ -95,7 +95,7 @@ class CompiledPolicy:
         policy = self._policy
         lookup = None if reference_values is None else reference_values.get
         raw = await offload.DEFAULT.call_sliced(
-            lambda job_id: policy.submit(
+            lambda job_id: policy.submit_evaluate(
                 job_id,
                 input_text,
                 data_text,
@@ -108,10 +108,10 @@ class CompiledPolicy:
         return _outcomes(raw)
 
 
-def _outcomes(raw: list[tuple[str, str]]) -> list[RuleOutcome]:
+def _outcomes(raw: list[_core.RuleOutcome]) -> list[RuleOutcome]:
     return [
-        RuleOutcome(kind, jsonfast.loads_trusted(text) if kind == "value" else None)
-        for kind, text in raw
+        RuleOutcome(o.kind, jsonfast.loads_trusted(o.json) if o.kind == "value" else None)
+        for o in raw
     ]
 
 

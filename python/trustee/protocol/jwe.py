@@ -29,11 +29,14 @@ nests ``epk`` as ``crv, kty, x, y``, which satisfies both the 0.2.0 (sorted) and
 
 :func:`encrypt` takes fixed ``cek`` / ``iv`` / ``ephemeral_key`` only so that known-answer tests
 can reproduce the specification's examples; production callers never pass them.
+
+ECDH-ES sealing is done by the native core (``trustee._core.seal_ecdh_es``): this module reads
+the guest's JWK and hands over its decoded coordinates. RSA key management and the legacy form
+stay here, as does every decryption (the client's side, which never loads the native core).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -46,7 +49,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from trustee import jsonfast
 from trustee.crypto.b64 import Base64Error, b64url_decode_nopad, b64url_encode
@@ -55,8 +58,8 @@ from trustee.crypto.jwk import (
     JwkError,
     PrivateKey,
     describe_key,
+    ec_coordinates,
     ec_curve_name,
-    public_jwk,
     public_key_from_jwk,
 )
 from trustee.protocol.generations import WIRE_GENERATIONS
@@ -174,31 +177,11 @@ def _tee_alg(tee_pubkey: Mapping[str, Any]) -> str:
     return alg
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_ec_peer(crv: str, x: str, y: str) -> ec.EllipticCurvePublicKey:
-    key = public_key_from_jwk({"kty": "EC", "crv": crv, "x": x, "y": y}, exact_coordinates=True)
-    if not isinstance(key, ec.EllipticCurvePublicKey):  # pragma: no cover - kty is EC
-        raise JwkError("not an EC key")
-    return key
+# A guest's EC key as ECDH-ES sealing takes it: the curve and the decoded coordinates.
+EcRecipient = tuple[str, bytes, bytes]
 
 
-def _ec_peer(tee_pubkey: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
-    # A guest fetches several resources with one TEE key: decode and validate its point once.
-    crv, x, y = tee_pubkey.get("crv"), tee_pubkey.get("x"), tee_pubkey.get("y")
-    if isinstance(crv, str) and isinstance(x, str) and isinstance(y, str):
-        return _cached_ec_peer(crv, x, y)
-    key = public_key_from_jwk(tee_pubkey, exact_coordinates=True)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise JwkError("not an EC key")
-    return key
-
-
-def _wrap_ecdh(
-    tee_pubkey: Mapping[str, Any],
-    cek: bytes,
-    curves: tuple[str, ...],
-    ephemeral: ec.EllipticCurvePrivateKey | None,
-) -> tuple[dict[str, Any], bytes]:
+def _ec_recipient(tee_pubkey: Mapping[str, Any], curves: tuple[str, ...]) -> EcRecipient:
     if tee_pubkey.get("kty") != "EC":
         raise JweError(
             f"alg {ALG_ECDH_ES_A256KW} needs an EC key, got kty {tee_pubkey.get('kty')!r}"
@@ -207,22 +190,43 @@ def _wrap_ecdh(
     if crv not in curves:
         raise JweError(f"TEE EC key curve {crv!r} is not supported (use {' or '.join(curves)})")
     try:
-        peer = _ec_peer(tee_pubkey)
+        return (crv, *ec_coordinates(tee_pubkey, crv))
     except JwkError as exc:
         raise JweError(f"TEE public key is invalid: {exc}") from exc
-    if ephemeral is None:
-        ephemeral = ec.generate_private_key(peer.curve)
-    elif ephemeral.curve.name != peer.curve.name:
+
+
+def ec_recipient(tee_pubkey: Mapping[str, Any], form: JweForm) -> EcRecipient | None:
+    """The guest key to seal to with ECDH-ES in ``form``; None when the form or the key's
+    ``alg`` means RSA. Raises :class:`JweError` as :func:`encrypt` would."""
+    _check_form(form)
+    if form == FORM_V01 or _tee_alg(tee_pubkey) != ALG_ECDH_ES_A256KW:
+        return None
+    return _ec_recipient(tee_pubkey, ec_curves(form))
+
+
+def _seal_ec(
+    recipient: EcRecipient,
+    plaintext: bytes,
+    cek: bytes | None,
+    iv: bytes | None,
+    scalar: bytes | None,
+) -> dict[str, str]:
+    # Loaded here: the client, which only decrypts, never needs the native core.
+    from trustee import _core
+
+    try:
+        return _core.seal_ecdh_es(*recipient, plaintext, cek, iv, scalar).members()
+    except _core.CryptoError as exc:
+        raise JweError(str(exc)) from exc
+
+
+def _ephemeral_scalar(key: ec.EllipticCurvePrivateKey | None, crv: str) -> bytes | None:
+    if key is None:
+        return None
+    curve, size = EC_CURVES[crv]
+    if key.curve.name != curve().name:
         raise JweError(f"the fixed ephemeral key is not on the TEE key's curve {crv}")
-    z = ephemeral.exchange(ec.ECDH(), peer)
-    kek = concat_kdf(z, ALG_ECDH_ES_A256KW, 256)
-    epk = public_jwk(ephemeral.public_key())
-    header = {
-        "alg": ALG_ECDH_ES_A256KW,
-        "enc": ENC,
-        "epk": {"crv": epk["crv"], "kty": epk["kty"], "x": epk["x"], "y": epk["y"]},
-    }
-    return header, aes_key_wrap(kek, cek)
+    return key.private_numbers().private_value.to_bytes(size, "big")
 
 
 def _rsa_peer(tee_pubkey: Mapping[str, Any], alg: str) -> rsa.RSAPublicKey:
@@ -251,12 +255,16 @@ def _oaep() -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
-def _fixed(value: bytes | None, size: int, what: str) -> bytes:
+def _fixed(value: bytes | None, size: int, what: str) -> bytes | None:
     if value is None:
-        return os.urandom(size)
+        return None
     if len(value) != size:
         raise JweError(f"a fixed {what} must be {size} bytes, got {len(value)}")
     return bytes(value)
+
+
+def _or_random(value: bytes | None, size: int) -> bytes:
+    return os.urandom(size) if value is None else value
 
 
 def encrypt(
@@ -275,22 +283,24 @@ def encrypt(
     :class:`JweError` for a key the form cannot serve.
     """
     _check_form(form)
-    content_key = _fixed(cek, _CEK_BYTES, "content key")
-    nonce = _fixed(iv, _IV_BYTES, "iv")
+    cek = _fixed(cek, _CEK_BYTES, "content key")
+    iv = _fixed(iv, _IV_BYTES, "iv")
     if form == FORM_V01:
         if ephemeral_key is not None:
             raise JweError("the legacy JWE form has no ephemeral key (it is RSA only)")
-        return _encrypt_v01(plaintext, tee_pubkey, content_key, nonce)
+        return _encrypt_v01(
+            plaintext, tee_pubkey, _or_random(cek, _CEK_BYTES), _or_random(iv, _IV_BYTES)
+        )
     alg = _tee_alg(tee_pubkey)
-    header: dict[str, Any]
     if alg == ALG_ECDH_ES_A256KW:
-        header, encrypted_key = _wrap_ecdh(tee_pubkey, content_key, ec_curves(form), ephemeral_key)
-    else:
-        if ephemeral_key is not None:
-            raise JweError(f"alg {alg} has no ephemeral key; a fixed one cannot be used")
-        header = {"alg": alg, "enc": ENC}
-        encrypted_key = _wrap_rsa(tee_pubkey, alg, content_key)
-    protected = encode_protected_header(header)
+        recipient = _ec_recipient(tee_pubkey, ec_curves(form))
+        scalar = _ephemeral_scalar(ephemeral_key, recipient[0])
+        return _seal_ec(recipient, plaintext, cek, iv, scalar)
+    if ephemeral_key is not None:
+        raise JweError(f"alg {alg} has no ephemeral key; a fixed one cannot be used")
+    content_key, nonce = _or_random(cek, _CEK_BYTES), _or_random(iv, _IV_BYTES)
+    encrypted_key = _wrap_rsa(tee_pubkey, alg, content_key)
+    protected = encode_protected_header({"alg": alg, "enc": ENC})
     sealed = AESGCM(content_key).encrypt(nonce, plaintext, protected.encode("ascii"))
     return {
         "protected": protected,

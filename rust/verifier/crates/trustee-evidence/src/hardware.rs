@@ -2,8 +2,8 @@
 //!
 //! Collateral (TDX) and VEK certificates (SNP) come from the caller, who fetches them with
 //! I/O this crate does not do; [`tdx_collateral_key`] and [`snp_needs`] say what to fetch.
-//! [`Verifiers`] keeps the memo caches of verified collateral and certificate chains, so
-//! one long-lived instance serves every attestation.
+//! Both keep memo caches of verified collateral and certificate chains inside
+//! [`crate::Verifiers`].
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -14,83 +14,37 @@ use serde_json::{Map, Value};
 use trustee_snp::{regularize, CertType, SnpVerifier};
 use trustee_tdx::{Collateral, DcapVerifier};
 
-use crate::{ClaimsEntry, Tee, VerifyError};
+use crate::{ClaimsEntry, Expectations, Inputs, Verifier, VerifyError};
 
 /// Parsed collateral documents kept for reuse; a KBS sees a handful of platforms.
 const COLLATERAL_CACHE: usize = 32;
 
-/// Trust settings fixed for the life of a [`Verifiers`].
-#[derive(Debug, Clone, Default)]
-pub struct HardwareOptions {
-    /// SHA-256 of extra root certificates to trust beside the pinned Intel and AMD ones (a
-    /// test PKI). Never set in production.
-    pub extra_roots_sha256: Vec<[u8; 32]>,
-    /// Accept SNP reports from VMPL > 0 (upstream refuses them).
-    pub snp_allow_nonzero_vmpl: bool,
-}
-
-/// What one verification needs beside the evidence.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HardwareInputs<'a> {
-    /// Time at which certificates and collateral are judged (unix seconds).
-    pub now_unix: i64,
-    /// TDX collateral in the dcap-qvl JSON form.
-    pub tdx_collateral: Option<&'a [u8]>,
-    /// SNP certificates (DER or PEM): the VEK and/or ASK/ASVK/ARK fetched by the caller.
-    pub snp_certs: &'a [Vec<u8>],
-}
-
-/// Long-lived TDX + SNP verifiers with their caches.
-pub struct Verifiers {
-    options: HardwareOptions,
+/// TDX: DCAP quote appraisal against caller-fetched collateral, with parsed collateral kept
+/// for reuse.
+pub(crate) struct Tdx {
     dcap: DcapVerifier,
-    snp: SnpVerifier,
+    extra_roots_sha256: Vec<[u8; 32]>,
     collaterals: Mutex<Vec<(Vec<u8>, Arc<Collateral>)>>,
 }
 
-impl Verifiers {
-    pub fn new(options: HardwareOptions) -> Self {
+impl Tdx {
+    pub(crate) fn new(extra_roots_sha256: Vec<[u8; 32]>) -> Self {
         Self {
-            options,
             dcap: DcapVerifier::default(),
-            snp: SnpVerifier::default(),
+            extra_roots_sha256,
             collaterals: Mutex::default(),
         }
     }
+}
 
-    pub fn options(&self) -> &HardwareOptions {
-        &self.options
-    }
-
-    /// Any supported TEE: the hardware ones here, the others through [`crate::verify`].
-    pub fn verify(
-        &self,
-        tee: &str,
-        evidence: &[u8],
-        report_data: Option<&[u8]>,
-        init_data_hash: Option<&[u8]>,
-        inputs: &HardwareInputs<'_>,
-    ) -> Result<Vec<ClaimsEntry>, VerifyError> {
-        match Tee::from_name(tee) {
-            Some(Tee::Tdx | Tee::Snp) => {}
-            _ => return crate::verify(tee, evidence, report_data, init_data_hash),
-        }
-        crate::check_inputs(evidence, report_data, init_data_hash)?;
-        if tee == Tee::Tdx.name() {
-            self.verify_tdx(evidence, report_data, init_data_hash, inputs)
-        } else {
-            self.verify_snp(evidence, report_data, init_data_hash, inputs)
-        }
-    }
-
-    /// TDX: the quote against its collateral, the report-data and init-data bindings, and
-    /// the CC event log replayed against the RTMRs. One `cpu` entry.
-    pub fn verify_tdx(
+impl Verifier for Tdx {
+    /// The quote against its collateral, the report-data and init-data bindings, and the CC
+    /// event log replayed against the RTMRs. One `cpu` entry.
+    fn verify(
         &self,
         evidence: &[u8],
-        report_data: Option<&[u8]>,
-        init_data_hash: Option<&[u8]>,
-        inputs: &HardwareInputs<'_>,
+        expected: Expectations<'_>,
+        inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         let ev = TdxEvidence::decode(evidence)?;
         let raw = inputs.tdx_collateral.ok_or_else(|| VerifyError::Missing {
@@ -100,7 +54,7 @@ impl Verifiers {
         let collateral = self.collateral(raw)?;
         let opts = trustee_tdx::VerifyOptions {
             now_unix: inputs.now_unix,
-            trusted_roots_sha256: self.options.extra_roots_sha256.clone(),
+            trusted_roots_sha256: self.extra_roots_sha256.clone(),
         };
         let verified = self
             .dcap
@@ -110,7 +64,7 @@ impl Verifiers {
                 reason: e.to_string(),
             })?;
         let body = &verified.quote.body;
-        if let Some(expected) = report_data {
+        if let Some(expected) = expected.report_data {
             check_binding(
                 "tdx",
                 "REPORT_DATA",
@@ -118,7 +72,7 @@ impl Verifiers {
                 &body.report_data,
             )?;
         }
-        if let Some(expected) = init_data_hash {
+        if let Some(expected) = expected.init_data_hash {
             check_binding(
                 "tdx",
                 "MRCONFIGID",
@@ -144,22 +98,40 @@ impl Verifiers {
         }
         Ok(vec![(claims, "cpu".into())])
     }
+}
 
-    /// SNP: the report, its VEK chain to the pinned (or explicitly trusted) AMD roots, the
-    /// TCB and chip-ID checks, VMPL, and the report-data / host-data bindings.
-    pub fn verify_snp(
+/// SNP: the report and its VEK chain, with the chain memo of [`SnpVerifier`].
+pub(crate) struct Snp {
+    snp: SnpVerifier,
+    extra_roots_sha256: Vec<[u8; 32]>,
+    allow_nonzero_vmpl: bool,
+}
+
+impl Snp {
+    pub(crate) fn new(extra_roots_sha256: Vec<[u8; 32]>, allow_nonzero_vmpl: bool) -> Self {
+        Self {
+            snp: SnpVerifier::default(),
+            extra_roots_sha256,
+            allow_nonzero_vmpl,
+        }
+    }
+}
+
+impl Verifier for Snp {
+    /// The report, its VEK chain to the pinned (or explicitly trusted) AMD roots, the TCB
+    /// and chip-ID checks, VMPL, and the report-data / host-data bindings.
+    fn verify(
         &self,
         evidence: &[u8],
-        report_data: Option<&[u8]>,
-        init_data_hash: Option<&[u8]>,
-        inputs: &HardwareInputs<'_>,
+        expected: Expectations<'_>,
+        inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         let opts = trustee_snp::VerifyOptions {
             now_unix: inputs.now_unix,
-            expected_report_data: report_data.map(<[u8]>::to_vec),
-            expected_host_data: init_data_hash.map(<[u8]>::to_vec),
-            allow_nonzero_vmpl: self.options.snp_allow_nonzero_vmpl,
-            extra_trusted_sha256: self.options.extra_roots_sha256.clone(),
+            expected_report_data: expected.report_data.map(<[u8]>::to_vec),
+            expected_host_data: expected.init_data_hash.map(<[u8]>::to_vec),
+            allow_nonzero_vmpl: self.allow_nonzero_vmpl,
+            extra_trusted_sha256: self.extra_roots_sha256.clone(),
         };
         let verified = self
             .snp
@@ -179,7 +151,9 @@ impl Verifiers {
         }
         Ok(vec![(claims, "cpu".into())])
     }
+}
 
+impl Tdx {
     fn collateral(&self, raw: &[u8]) -> Result<Arc<Collateral>, VerifyError> {
         let mut cache = self
             .collaterals

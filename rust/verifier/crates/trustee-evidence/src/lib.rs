@@ -1,9 +1,9 @@
 //! TEE evidence verification for trustee-py.
 //!
-//! One entry point, [`verify`], turns a TEE name plus JSON evidence into the claims the
-//! Attestation Service feeds to its policies. Each TEE family lives in its own module behind
-//! the [`Verifier`] trait so hardware verifiers (TDX, SNP, …) can be added without touching
-//! the dispatch contract that the Python layer relies on.
+//! One entry point, [`Verifiers::verify`], turns a TEE name plus JSON evidence into the
+//! claims the Attestation Service feeds to its policies. Each TEE family implements
+//! [`Verifier`]; the hardware ones (TDX, SNP) also take the [`Inputs`] their caller fetched
+//! (collateral, certificates), which the others ignore, so every family fits one contract.
 
 use serde_json::Value;
 
@@ -11,13 +11,12 @@ mod error;
 mod hardware;
 mod sample;
 mod tee;
+mod verifiers;
 
 pub use error::VerifyError;
-pub use hardware::{
-    snp_needs, tdx_collateral_key, tdx_parsed_claims, HardwareInputs, HardwareOptions, SnpNeeds,
-    Verifiers,
-};
+pub use hardware::{snp_needs, tdx_collateral_key, tdx_parsed_claims, SnpNeeds};
 pub use tee::Tee;
+pub use verifiers::{HardwareOptions, Verifiers};
 
 /// Evidence larger than this is rejected before parsing. A TDX quote with an untrimmed 1 MiB
 /// CCEL table (base64 in JSON) stays below it; the bound only exists so hostile input cannot
@@ -34,6 +33,18 @@ pub struct Expectations<'a> {
     pub init_data_hash: Option<&'a [u8]>,
 }
 
+/// What one verification needs beside the evidence; only the hardware TEEs
+/// ([`Tee::is_hardware`]) read more than the time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inputs<'a> {
+    /// Time at which certificates and collateral are judged (unix seconds).
+    pub now_unix: i64,
+    /// TDX collateral in the dcap-qvl JSON form.
+    pub tdx_collateral: Option<&'a [u8]>,
+    /// SNP certificates (DER or PEM): the VEK and/or ASK/ASVK/ARK fetched by the caller.
+    pub snp_certs: &'a [Vec<u8>],
+}
+
 /// One appraised component: its claims (a JSON object) and its TEE class (`cpu`, `gpu`, …).
 pub type ClaimsEntry = (Value, String);
 
@@ -46,60 +57,27 @@ pub trait Verifier: Sync {
         &self,
         evidence: &[u8],
         expected: Expectations<'_>,
+        inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError>;
 }
 
-/// Returns the verifier compiled into this build for `tee`, if any.
-pub fn verifier_for(tee: Tee) -> Option<&'static dyn Verifier> {
-    match tee {
-        Tee::Sample => Some(&sample::Sample),
-        Tee::SampleDevice => Some(&sample::SampleDevice),
-        // TDX and SNP need collateral and certificates: see [`Verifiers`].
-        Tee::Tdx
-        | Tee::Snp
-        | Tee::AzSnpVtpm
-        | Tee::AzTdxVtpm
-        | Tee::Sgx
-        | Tee::Cca
-        | Tee::Csv
-        | Tee::Se
-        | Tee::Tpm
-        | Tee::Nvidia
-        | Tee::HygonDcu
-        | Tee::NvidiaDpu => None,
-    }
+/// TEE names (wire spelling) that have a verifier in this build.
+pub fn supported_tees() -> Vec<&'static str> {
+    names(Tee::has_verifier)
 }
 
-/// TEE names (wire spelling) that have a verifier in this build ([`verify`] or
-/// [`Verifiers::verify`]).
-pub fn supported_tees() -> Vec<&'static str> {
+/// TEE names (wire spelling) whose verification needs [`Inputs`] fetched by the caller.
+pub fn hardware_tees() -> Vec<&'static str> {
+    names(Tee::is_hardware)
+}
+
+fn names(keep: fn(Tee) -> bool) -> Vec<&'static str> {
     Tee::ALL
         .iter()
         .copied()
-        .filter(|t| verifier_for(*t).is_some() || matches!(t, Tee::Tdx | Tee::Snp))
+        .filter(|&t| keep(t))
         .map(Tee::name)
         .collect()
-}
-
-/// Verifies `evidence` (JSON bytes) for the TEE named `tee` (wire spelling, e.g. `sample`,
-/// `az-snp-vtpm`) and returns one `(claims, tee_class)` entry per appraised component.
-pub fn verify(
-    tee: &str,
-    evidence: &[u8],
-    expected_report_data: Option<&[u8]>,
-    expected_init_data_hash: Option<&[u8]>,
-) -> Result<Vec<ClaimsEntry>, VerifyError> {
-    let tee_kind = Tee::from_name(tee).ok_or_else(|| VerifyError::UnknownTee(tee.to_owned()))?;
-    let verifier =
-        verifier_for(tee_kind).ok_or_else(|| VerifyError::Unsupported(tee_kind.name().into()))?;
-    check_inputs(evidence, expected_report_data, expected_init_data_hash)?;
-    verifier.verify(
-        evidence,
-        Expectations {
-            report_data: expected_report_data,
-            init_data_hash: expected_init_data_hash,
-        },
-    )
 }
 
 fn check_inputs(
@@ -126,6 +104,24 @@ fn check_size(what: &'static str, size: usize, limit: usize) -> Result<(), Verif
     Ok(())
 }
 
+/// One shared instance for the unit tests of the sample verifiers.
+#[cfg(test)]
+pub(crate) fn verify(
+    tee: &str,
+    evidence: &[u8],
+    expected_report_data: Option<&[u8]>,
+    expected_init_data_hash: Option<&[u8]>,
+) -> Result<Vec<ClaimsEntry>, VerifyError> {
+    static VERIFIERS: std::sync::OnceLock<Verifiers> = std::sync::OnceLock::new();
+    VERIFIERS.get_or_init(Verifiers::default).verify(
+        tee,
+        evidence,
+        expected_report_data,
+        expected_init_data_hash,
+        &Inputs::default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,8 +129,6 @@ mod tests {
     #[test]
     fn known_but_unimplemented_tees_are_unsupported() {
         for name in [
-            "tdx",
-            "snp",
             "az-snp-vtpm",
             "az-tdx-vtpm",
             "sgx",
@@ -154,6 +148,16 @@ mod tests {
     }
 
     #[test]
+    fn hardware_tees_are_verified_not_unsupported() {
+        for name in ["tdx", "snp"] {
+            let err = verify(name, b"{}", None, None).unwrap_err();
+            assert!(!matches!(err, VerifyError::Unsupported(_)), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        assert_eq!(hardware_tees(), vec!["tdx", "snp"]);
+    }
+
+    #[test]
     fn unknown_tee_names_are_rejected() {
         for name in ["", "SAMPLE", "sev", "az_snp_vtpm", "sample "] {
             assert!(
@@ -169,6 +173,10 @@ mod tests {
             supported_tees(),
             vec!["sample", "sampledevice", "tdx", "snp"]
         );
+        let verifiers = Verifiers::default();
+        for tee in Tee::ALL {
+            assert_eq!(verifiers.has(tee), tee.has_verifier(), "{tee}");
+        }
     }
 
     #[test]

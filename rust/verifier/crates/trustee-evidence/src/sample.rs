@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::{ClaimsEntry, Expectations, Verifier, VerifyError};
+use crate::{ClaimsEntry, Expectations, Inputs, Verifier, VerifyError};
 
 pub(crate) struct Sample;
 pub(crate) struct SampleDevice;
@@ -19,6 +19,7 @@ impl Verifier for Sample {
         &self,
         evidence: &[u8],
         expected: Expectations<'_>,
+        _inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         const TEE: &str = "sample";
         let ev = SampleEvidence::parse(TEE, evidence)?;
@@ -44,6 +45,7 @@ impl Verifier for SampleDevice {
         &self,
         evidence: &[u8],
         expected: Expectations<'_>,
+        _inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         const TEE: &str = "sampledevice";
         let ev = SampleEvidence::parse(TEE, evidence)?;

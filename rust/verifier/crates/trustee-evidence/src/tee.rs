@@ -62,6 +62,18 @@ impl Tee {
     pub fn from_name(name: &str) -> Option<Tee> {
         Tee::ALL.iter().copied().find(|t| t.name() == name)
     }
+
+    /// Whether this build can verify the TEE's evidence ([`crate::Verifiers::verify`]).
+    pub const fn has_verifier(self) -> bool {
+        matches!(self, Tee::Sample | Tee::SampleDevice | Tee::Tdx | Tee::Snp)
+    }
+
+    /// Whether verification needs [`crate::Inputs`] the caller fetches with I/O this crate
+    /// does not do (TDX collateral, SNP certificates); these are also the TEEs whose
+    /// verification is heavy enough to keep off a server's event loop.
+    pub const fn is_hardware(self) -> bool {
+        matches!(self, Tee::Tdx | Tee::Snp)
+    }
 }
 
 impl fmt::Display for Tee {

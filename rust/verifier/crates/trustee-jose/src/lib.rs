@@ -2,9 +2,9 @@
 //! side only moves text: ES256 signatures over a JWS signing input, and the RFC 7516 JWE
 //! (`ECDH-ES+A256KW` + `A256GCM`) that seals a resource to a guest's EC key.
 //!
-//! The Python implementations in `trustee.crypto.jws` / `trustee.protocol.jwe` stay the
-//! reference: with the same fixed content key, IV and ephemeral key both produce the same
-//! bytes (checked by the Python test suite).
+//! These are the only implementations of the two: `trustee.protocol.jwe` parses the guest's
+//! JWK and hands its raw coordinates here, and the EAR broker signs its tokens here. Error
+//! texts are the ones the KBS has always answered with, since they reach guests and logs.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey};
@@ -125,19 +125,17 @@ pub struct Jwe {
     pub tag: String,
 }
 
-fn coordinate(value: &str, curve: Curve, name: &str) -> Result<Vec<u8>, JoseError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(value)
-        .map_err(|e| JoseError::PeerKey(format!("{name} is not base64url: {e}")))?;
-    if bytes.len() != curve.coordinate_len() {
+fn coordinate<'a>(value: &'a [u8], curve: Curve, name: &str) -> Result<&'a [u8], JoseError> {
+    if value.len() != curve.coordinate_len() {
         return Err(JoseError::PeerKey(format!(
-            "{name} is {} bytes, {} needs {}",
-            bytes.len(),
+            "EC JWK coordinate '{name}' is {} bytes; {} needs exactly {} \
+             (big-endian, left-padded with zeros)",
+            value.len(),
             curve.jwk_name(),
             curve.coordinate_len()
         )));
     }
-    Ok(bytes)
+    Ok(value)
 }
 
 /// RFC 7518 §4.6.2 Concat KDF (SHA-256) for a 256-bit key, empty PartyUInfo / PartyVInfo.
@@ -170,20 +168,21 @@ fn random_or_fixed<const N: usize>(fixed: Option<&[u8]>, what: &str) -> Result<[
     Ok(out)
 }
 
-/// Seals `plaintext` to the guest key (`crv`, `x`, `y` as in its JWK) as an RFC 7516 JWE:
+/// Seals `plaintext` to the guest key (`x`, `y`: its JWK coordinates, decoded) as an RFC 7516
+/// JWE:
 /// protected header `{"alg","enc","epk":{"crv","kty","x","y"}}`, the content key wrapped
 /// with the Concat-KDF output of ECDH between a fresh ephemeral key and the guest's key.
 pub fn ecdh_es_a256kw(
     curve: Curve,
-    x: &str,
-    y: &str,
+    x: &[u8],
+    y: &[u8],
     plaintext: &[u8],
     fixed: &Fixed<'_>,
 ) -> Result<Jwe, JoseError> {
     let mut peer = Vec::with_capacity(1 + 2 * curve.coordinate_len());
     peer.push(0x04);
-    peer.extend_from_slice(&coordinate(x, curve, "x")?);
-    peer.extend_from_slice(&coordinate(y, curve, "y")?);
+    peer.extend_from_slice(coordinate(x, curve, "x")?);
+    peer.extend_from_slice(coordinate(y, curve, "y")?);
 
     let ephemeral = match fixed.ephemeral {
         Some(scalar) => PrivateKey::from_private_key(curve.agreement(), scalar)
@@ -197,7 +196,7 @@ pub fn ecdh_es_a256kw(
     let kek = agreement::agree(
         &ephemeral,
         UnparsedPublicKey::new(curve.agreement(), &peer),
-        JoseError::PeerKey("the point is not on the curve".into()),
+        JoseError::PeerKey(format!("EC JWK point is not on curve {}", curve.jwk_name())),
         |z| Ok(concat_kdf_256(z, KEY_ALG)),
     )?;
 

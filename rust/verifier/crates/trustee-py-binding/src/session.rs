@@ -1,23 +1,11 @@
 //! `SessionSealer`: the sealed-cookie session keyring of `trustee-session`.
 
-use pyo3::create_exception;
-use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use trustee_session::{Keyring, SessionError};
+use trustee_session::Keyring;
 
-create_exception!(
-    trustee._core,
-    SessionCookieError,
-    PyException,
-    "A session cookie was refused: args are (kind, message); kind is one of malformed, \
-     unknown-key, tampered, expired, too-large, key, crypto."
-);
-
-fn session_err(err: SessionError) -> PyErr {
-    SessionCookieError::new_err((err.kind(), err.to_string()))
-}
+use crate::errors::Raise;
 
 /// Seals and opens session cookies with a list of 32-byte keys (the first seals).
 #[pyclass(frozen, module = "trustee._core")]
@@ -31,7 +19,7 @@ impl SessionSealer {
     fn new(keys: Vec<Vec<u8>>) -> PyResult<Self> {
         Keyring::new(&keys)
             .map(|ring| Self { ring })
-            .map_err(session_err)
+            .map_err(Raise::raise)
     }
 
     /// The sealing key's public id (hex), for logs.
@@ -42,7 +30,7 @@ impl SessionSealer {
 
     fn seal(&self, py: Python<'_>, expires_at: u64, payload: &[u8]) -> PyResult<String> {
         py.detach(|| self.ring.seal(expires_at, payload))
-            .map_err(session_err)
+            .map_err(Raise::raise)
     }
 
     /// (payload, expires_at) of a cookie this keyring sealed.
@@ -54,14 +42,12 @@ impl SessionSealer {
     ) -> PyResult<(Bound<'py, PyBytes>, u64)> {
         let opened = py
             .detach(|| self.ring.open(cookie, now))
-            .map_err(session_err)?;
+            .map_err(Raise::raise)?;
         Ok((PyBytes::new(py, &opened.payload), opened.expires_at))
     }
 }
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("SessionCookieError", py.get_type::<SessionCookieError>())?;
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SessionSealer>()?;
     Ok(())
 }

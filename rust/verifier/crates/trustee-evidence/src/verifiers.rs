@@ -1,0 +1,84 @@
+//! [`Verifiers`]: every TEE family this build verifies, behind one dispatch.
+
+use crate::hardware::{Snp, Tdx};
+use crate::{sample, ClaimsEntry, Expectations, Inputs, Tee, Verifier, VerifyError};
+
+/// Trust settings fixed for the life of a [`Verifiers`].
+#[derive(Debug, Clone, Default)]
+pub struct HardwareOptions {
+    /// SHA-256 of extra root certificates to trust beside the pinned Intel and AMD ones (a
+    /// test PKI). Never set in production.
+    pub extra_roots_sha256: Vec<[u8; 32]>,
+    /// Accept SNP reports from VMPL > 0 (upstream refuses them).
+    pub snp_allow_nonzero_vmpl: bool,
+}
+
+/// The verifiers of every supported TEE, with the memo caches of the hardware ones
+/// (verified collateral, certificate chains): one long-lived instance serves every
+/// attestation.
+pub struct Verifiers {
+    tdx: Tdx,
+    snp: Snp,
+}
+
+impl Default for Verifiers {
+    fn default() -> Self {
+        Self::new(HardwareOptions::default())
+    }
+}
+
+impl Verifiers {
+    pub fn new(options: HardwareOptions) -> Self {
+        Self {
+            tdx: Tdx::new(options.extra_roots_sha256.clone()),
+            snp: Snp::new(options.extra_roots_sha256, options.snp_allow_nonzero_vmpl),
+        }
+    }
+
+    fn verifier(&self, tee: Tee) -> Option<&dyn Verifier> {
+        match tee {
+            Tee::Sample => Some(&sample::Sample),
+            Tee::SampleDevice => Some(&sample::SampleDevice),
+            Tee::Tdx => Some(&self.tdx),
+            Tee::Snp => Some(&self.snp),
+            Tee::AzSnpVtpm
+            | Tee::AzTdxVtpm
+            | Tee::Sgx
+            | Tee::Cca
+            | Tee::Csv
+            | Tee::Se
+            | Tee::Tpm
+            | Tee::Nvidia
+            | Tee::HygonDcu
+            | Tee::NvidiaDpu => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn has(&self, tee: Tee) -> bool {
+        self.verifier(tee).is_some()
+    }
+
+    /// Verifies `evidence` (JSON bytes) for the TEE named `tee` (wire spelling, e.g.
+    /// `sample`, `az-snp-vtpm`) and returns one `(claims, tee_class)` entry per appraised
+    /// component. The hardware TEEs also need what `inputs` carries.
+    pub fn verify(
+        &self,
+        tee: &str,
+        evidence: &[u8],
+        report_data: Option<&[u8]>,
+        init_data_hash: Option<&[u8]>,
+        inputs: &Inputs<'_>,
+    ) -> Result<Vec<ClaimsEntry>, VerifyError> {
+        let kind = Tee::from_name(tee).ok_or_else(|| VerifyError::UnknownTee(tee.to_owned()))?;
+        let verifier = self
+            .verifier(kind)
+            .ok_or_else(|| VerifyError::Unsupported(kind.name().into()))?;
+        crate::check_inputs(evidence, report_data, init_data_hash)?;
+        let expected = Expectations {
+            report_data,
+            init_data_hash,
+        };
+        verifier.verify(evidence, expected, inputs)
+    }
+}
