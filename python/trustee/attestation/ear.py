@@ -1,4 +1,4 @@
-"""EAR attestation tokens: AR4SI trust vectors, status tiers, ES256 signing.
+"""EAR attestation tokens: AR4SI trust vectors, status tiers, ES256 signing (native core).
 
 Claim names, order and tiers follow upstream's broker (ear 0.5.0 names with dots), because
 resource policies written for upstream read exactly these paths.
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trustee import _core, jsonfast, offload
 from trustee.config.model import TokenBrokerConfig
 from trustee.crypto.b64 import b64std_encode, b64url_encode
-from trustee.crypto.jws import encode_header, sign_compact
+from trustee.crypto.jws import encode_header
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,7 @@ class EarBroker:
     def __init__(self, config: TokenBrokerConfig, signer: Signer) -> None:
         self.config = config
         self.signer = signer
-        self._header = {"typ": "JWT", "alg": "ES256", "jwk": signer.header_jwk()}
-        self._header_b64 = encode_header(self._header)
+        self._header_b64 = encode_header({"typ": "JWT", "alg": "ES256", "jwk": signer.header_jwk()})
         self._native = _core.Es256Signer(
             signer.key.private_bytes(
                 serialization.Encoding.DER,
@@ -197,14 +196,14 @@ class EarBroker:
     ) -> IssuedToken:
         """The signed token, its claims, and the claims' JSON text (the token's payload)."""
         claims, text = self._claims(submods, now)
-        return IssuedToken(sign_compact(self._header, text.encode(), self.signer.key), claims, text)
+        return IssuedToken(self.reissue(text), claims, text)
 
     async def issue_offloaded(
         self, submods: dict[str, dict[str, Any]], now: float | None = None
     ) -> IssuedToken:
         """`issue_full` with the signature made on an offload thread."""
         claims, text = self._claims(submods, now)
-        signing_input = f"{self._header_b64}.{b64url_encode(text.encode())}"
+        signing_input = self._signing_input(text)
         native = self._native
         token = await offload.DEFAULT.call(
             lambda job_id: native.submit_sign_compact(job_id, signing_input),
@@ -215,9 +214,10 @@ class EarBroker:
     def reissue(self, claims_json: str) -> str:
         """A token over claims this broker issued before (a stateless session's repeated
         /attest): the same payload, a fresh signature."""
-        return self._native.sign_compact(
-            f"{self._header_b64}.{b64url_encode(claims_json.encode())}"
-        )
+        return self._native.sign_compact(self._signing_input(claims_json))
+
+    def _signing_input(self, claims_json: str) -> str:
+        return f"{self._header_b64}.{b64url_encode(claims_json.encode())}"
 
     def _claims(
         self, submods: dict[str, dict[str, Any]], now: float | None
