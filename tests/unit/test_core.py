@@ -41,6 +41,37 @@ def test_supported_tees_and_version() -> None:
     assert _core.version() == "0.1.0"
 
 
+def test_the_core_names_the_hardware_tees() -> None:
+    assert _core.Verifiers.hardware_tees() == ["tdx", "snp"]
+
+
+def test_every_refusal_is_a_core_error() -> None:
+    refusals = (
+        _core.VerifierError,
+        _core.UnsupportedTee,
+        _core.PolicyCompileError,
+        _core.PolicyEvalError,
+        _core.PolicyLimitError,
+        _core.CryptoError,
+        _core.SessionCookieError,
+    )
+    assert all(issubclass(kind, _core.CoreError) for kind in refusals)
+
+
+@pytest.mark.parametrize(
+    ("owner", "call"),
+    [
+        (_core.Verifiers, "verify"),
+        (_core.Policy, "evaluate"),
+        (_core.Es256Signer, "sign_compact"),
+        (_core, "seal_ecdh_es"),
+    ],
+)
+def test_every_offloadable_call_has_a_submit_form_of_its_name(owner: object, call: str) -> None:
+    assert callable(getattr(owner, call))
+    assert callable(getattr(owner, f"submit_{call}"))
+
+
 def test_sample_verify_ok_with_init_data() -> None:
     [(claims_json, tee_class)] = verify("sample", sample_evidence(), RD, INIT_HASH)
     assert tee_class == "cpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -11,12 +12,18 @@ from typing import Any
 
 import pytest
 import trio
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.unit.test_client_simulated_attesters import _init as simulated_init
+from tests.unit.test_client_simulated_attesters import env_for
 from trustee import _core, offload, offload_threads
 from trustee.attestation.ear import EarBroker, Signer
+from trustee.attestation.hardware import HardwareVerifier
+from trustee.client.attesters import detect_attesters
 from trustee.config.errors import ConfigError
 from trustee.config.model import TokenBrokerConfig
 from trustee.crypto.b64 import b64url_decode, b64url_encode
@@ -339,6 +346,40 @@ async def test_seal_errors_are_the_reference_errors(running: offload.Offload) ->
     with pytest.raises(JweError) as native:
         await seal(b"s", surrogate)
     assert str(native.value) == str(reference.value)
+
+
+# ---------------------------------------------------------------- hardware verification
+
+
+@pytest.fixture(scope="module")
+def snp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulated_init("snp", tmp_path_factory.mktemp("sim-snp"))
+
+
+async def test_hardware_evidence_is_verified_off_the_loop(
+    running: offload.Offload, snp_dir: Path
+) -> None:
+    pinned = x509.load_pem_x509_certificates((snp_dir / "snp-test-ark-ask.pem").read_bytes())
+    hardware = HardwareVerifier(test_anchors=[c.public_bytes(Encoding.DER) for c in pinned])
+    report_data, init_digest = hashlib.sha384(b"nonce").digest(), hashlib.sha256(b"i").digest()
+    attester = detect_attesters(env_for("snp", snp_dir)).primary
+    evidence = json.dumps(attester.evidence(report_data, init_digest)).encode()
+    inputs = hardware.with_snp_certs([])
+    before = running.offloaded
+    (claims,) = await hardware.verify_offloaded("snp", evidence, report_data, init_digest)
+    assert running.offloaded == before + 1
+    assert json.loads(claims.json)["host_data"] == init_digest.hex()
+    (inline,) = hardware.verify("snp", evidence, report_data, init_digest, inputs)
+    assert (claims.json, claims.tee_class) == (inline.json, inline.tee_class)
+    with pytest.raises(_core.VerifierError) as inline_err:
+        hardware.verify("snp", evidence, bytes(64), init_digest, inputs)
+    with pytest.raises(_core.VerifierError) as offloaded_err:
+        await hardware.verify_offloaded("snp", evidence, bytes(64), init_digest)
+    assert str(offloaded_err.value) == str(inline_err.value)
+    # The sample verifiers take microseconds: a hand-off would cost more than it saves.
+    offloaded = running.offloaded
+    (sample,) = await hardware.verify_offloaded("sample", b'{"svn": "1"}', None, None)
+    assert running.offloaded == offloaded and sample.tee_class == "cpu"
 
 
 # ---------------------------------------------------------------- signing
