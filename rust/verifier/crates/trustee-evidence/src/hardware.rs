@@ -35,6 +35,28 @@ impl Tdx {
             collaterals: Mutex::default(),
         }
     }
+
+    fn collateral(&self, raw: &[u8]) -> Result<Arc<Collateral>, VerifyError> {
+        let mut cache = self
+            .collaterals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A handful of entries: comparing the bytes is cheaper than hashing ~11 KB per call.
+        if let Some((_, c)) = cache.iter().find(|(k, _)| k.as_slice() == raw) {
+            return Ok(Arc::clone(c));
+        }
+        let parsed = Arc::new(
+            Collateral::from_json(raw).map_err(|e| VerifyError::Rejected {
+                tee: "tdx",
+                reason: format!("collateral: {e}"),
+            })?,
+        );
+        if cache.len() >= COLLATERAL_CACHE {
+            cache.remove(0);
+        }
+        cache.push((raw.to_vec(), Arc::clone(&parsed)));
+        Ok(parsed)
+    }
 }
 
 impl Verifier for Tdx {
@@ -150,30 +172,6 @@ impl Verifier for Snp {
             }
         }
         Ok(vec![(claims, "cpu".into())])
-    }
-}
-
-impl Tdx {
-    fn collateral(&self, raw: &[u8]) -> Result<Arc<Collateral>, VerifyError> {
-        let mut cache = self
-            .collaterals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A handful of entries: comparing the bytes is cheaper than hashing ~11 KB per call.
-        if let Some((_, c)) = cache.iter().find(|(k, _)| k.as_slice() == raw) {
-            return Ok(Arc::clone(c));
-        }
-        let parsed = Arc::new(
-            Collateral::from_json(raw).map_err(|e| VerifyError::Rejected {
-                tee: "tdx",
-                reason: format!("collateral: {e}"),
-            })?,
-        );
-        if cache.len() >= COLLATERAL_CACHE {
-            cache.remove(0);
-        }
-        cache.push((raw.to_vec(), Arc::clone(&parsed)));
-        Ok(parsed)
     }
 }
 
