@@ -9,10 +9,11 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -72,21 +73,59 @@ async def run_kbs(
     """`config_text` may contain `{port}`; it is formatted with a free port before start.
     `open_files` lowers the server's open-file limit (`ulimit -n`)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}-config.toml"
+
+    def command(port: int) -> list[str]:
+        config_path.write_text(config_text.replace("{port}", str(port)))
+        return ["serve", "--config", str(config_path)]
+
+    start = _Start(command, config_path, workdir / f"{name}.log", https, ca, env, open_files)
+    async with _serve(start) as kbs:
+        yield kbs
+
+
+@asynccontextmanager
+async def run_development_kbs(workdir: Path, *, name: str = "dev") -> AsyncIterator[RunningKbs]:
+    """`trustee serve` with no configuration, as `make run` starts it: the embedded development
+    configuration, moved from port 8080 to a free loopback port with `--socket`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    embedded = Path(str(resources.files("trustee.config").joinpath("default.toml")))
+
+    def command(port: int) -> list[str]:
+        return ["serve", "--socket", f"127.0.0.1:{port}"]
+
+    async with _serve(_Start(command, embedded, workdir / f"{name}.log")) as kbs:
+        yield kbs
+
+
+@dataclass(frozen=True)
+class _Start:
+    command: Callable[[int], list[str]]  # `trustee` arguments for a port
+    config_path: Path
+    log_path: Path
+    https: bool = False
+    ca: Path | None = None
+    env: dict[str, str] | None = None
+    open_files: int | None = None
+
+
+@asynccontextmanager
+async def _serve(start: _Start) -> AsyncIterator[RunningKbs]:
     for attempt in range(3):
         port = free_port()
-        config_path = workdir / f"{name}-config.toml"
-        config_path.write_text(config_text.replace("{port}", str(port)))
-        log_path = workdir / f"{name}.log"
-        log = log_path.open("wb")
+        argv = start.command(port)
+        log = start.log_path.open("wb")
+        limit = None if start.open_files is None else partial(_limit_files, start.open_files)
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "trustee.cli", "serve", "--config", str(config_path)],
+            [sys.executable, "-m", "trustee.cli", *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=server_env(env),
-            preexec_fn=None if open_files is None else partial(_limit_files, open_files),
+            env=server_env(start.env),
+            preexec_fn=limit,
         )
-        scheme = "https" if https else "http"
-        kbs = RunningKbs(f"{scheme}://127.0.0.1:{port}", port, config_path, log_path, ca, process)
+        scheme = "https" if start.https else "http"
+        url = f"{scheme}://127.0.0.1:{port}"
+        kbs = RunningKbs(url, port, start.config_path, start.log_path, start.ca, process)
         try:
             if await _wait_ready(kbs):
                 try:
@@ -155,15 +194,20 @@ name = "resource"
 _ATTESTER_ENV = ("ENABLE_SAMPLE_DEVICE", "TRUSTEE_SIMULATED_")
 
 
+def client_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without the variables that pick an attester, plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_ATTESTER_ENV)}
+    return {**base, **(extra or {})}
+
+
 async def run_module(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """`python -m <argv>` (trustee.cli, trustee.client.cli); (exit status, stdout, stderr)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_ATTESTER_ENV)}
     result = await trio.run_process(
         [sys.executable, "-m", *argv],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
-        env={**base, **(env or {})},
+        env=client_env(env),
     )
     out, err = result.stdout.decode(), result.stderr.decode()
     assert "Traceback" not in err, err
