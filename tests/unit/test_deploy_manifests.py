@@ -442,6 +442,20 @@ def test_helm_values_reach_the_deployment() -> None:
     assert container["resources"] == resources
 
 
+def test_render_default_image_is_the_one_deploy_builds_and_installs() -> None:
+    # `trustee operator render` without --image must print what the installed operator applies.
+    from trustee.operator.render import DEFAULT_IMAGE
+
+    (deployment,) = load_docs(DEPLOY / "operator" / "manager.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == DEFAULT_IMAGE
+    assert {"name": "KBS_IMAGE_NAME", "value": DEFAULT_IMAGE} in container["env"]
+    values = chart_values()
+    assert values["image"] == values["kbsImage"] == DEFAULT_IMAGE
+    build = (DEPLOY / "scripts" / "build-image.sh").read_text()
+    assert f"TAG=${{1:-{DEFAULT_IMAGE}}}" in build
+
+
 @pytest.mark.parametrize(
     "template",
     ['{{ include "x" . }}', "{{ .Values.image | quote }}", "{{ .Values.resources }}"],

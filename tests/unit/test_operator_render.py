@@ -776,7 +776,7 @@ def test_hash_survives_malformed_objects() -> None:
 def test_constants() -> None:
     assert ROLLOUT_ANNOTATION == "kbs.confidentialcontainers.org/config-hash"
     assert FINALIZER == "kbsconfig.confidentialcontainers.org/finalizer"
-    assert DEFAULT_IMAGE == "ghcr.io/confidential-containers/trustee-py:latest"
+    assert DEFAULT_IMAGE == "localhost/trustee-py:dev"
 
 
 def test_to_yaml_stream_round_trips() -> None:

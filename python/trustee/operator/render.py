@@ -76,7 +76,9 @@ __all__ = [
     "to_yaml_stream",
 ]
 
-DEFAULT_IMAGE = "ghcr.io/confidential-containers/trustee-py:latest"
+# The tag deploy/scripts/build-image.sh builds and deploy/operator deploys, so what `trustee
+# operator render` prints is what the installed operator would apply.
+DEFAULT_IMAGE = "localhost/trustee-py:dev"
 DEFAULT_NAMESPACE = "trustee-operator-system"
 ROLLOUT_ANNOTATION = "kbs.confidentialcontainers.org/config-hash"
 FINALIZER = "kbsconfig.confidentialcontainers.org/finalizer"
