@@ -297,7 +297,7 @@ def test_simulate_usage_errors_exit_2_with_one_line(
     assert simulate_main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("Error: ")
+    assert captured.err.startswith("trustee simulate")
     assert captured.err.count("\n") == 1
 
 
@@ -308,5 +308,47 @@ def test_simulate_unwritable_directory_exits_1(
     blocker.write_text("")
     assert simulate_main(["init", "--tee", "tdx", "--dir", str(blocker / "sim")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("Error: ") and err.count("\n") == 1
+    assert err.startswith("trustee simulate init: ") and err.count("\n") == 1
     assert str(blocker) in err
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("again", ["tdx", "snp"])
+def test_simulate_init_keeps_an_existing_pki_unless_forced(
+    again: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A server may trust the root already there: replacing it silently would make that
+    # server refuse every guest that uses the new one.
+    sim = tmp_path / "sim"
+    assert simulate_main(["init", "--tee", "tdx", "--dir", str(sim)]) == 0
+    before = _contents(sim)
+    capsys.readouterr()
+    assert simulate_main(["init", "--tee", again, "--dir", str(sim)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"trustee simulate init: {sim.absolute()} holds a simulated PKI already; "
+        "--force replaces it\n"
+    )
+    assert _contents(sim) == before
+    assert simulate_main(["init", "--tee", "tdx", "--dir", str(sim), "--force"]) == 0
+    after = _contents(sim)
+    assert after["tdx-test-root.pem"] != before["tdx-test-root.pem"]
+    check_tdx_quote(
+        TdxTestPki.load(sim / "pki").quote(bytes(64)),
+        sim / "tdx-test-root.pem",
+        sim / "tdx-collateral.json",
+    )
+
+
+def test_simulate_init_writes_beside_files_that_are_no_pki(tmp_path: Path) -> None:
+    (tmp_path / "unrelated.txt").write_text("kept")
+    assert simulate_main(["init", "--tee", "snp", "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / "unrelated.txt").read_text() == "kept"

@@ -8,13 +8,19 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from trustee.simulate.server_trust import write_server_trust
+from trustee.simulate.server_trust import (
+    SNP_ROOTS_FILE,
+    TDX_COLLATERAL_FILE,
+    TDX_ROOT_FILE,
+    write_server_trust,
+)
 from trustee.simulate.snp import PRODUCTS, SnpTestPki
 from trustee.simulate.snp_layout import GENOA
-from trustee.simulate.store import SimulationError
+from trustee.simulate.store import PKI_FILE, SimulationError
 from trustee.simulate.tdx import TdxTestPki
 
 PKI_SUBDIR = "pki"
+PROG = "trustee simulate init"
 
 
 class UsageError(Exception):
@@ -53,7 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("UpToDate", "OutOfDate"),
         help="TDX: how the collateral rates the platform's TCB (default UpToDate)",
     )
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the PKI DIR holds already (a server that trusts it then refuses the "
+        "new evidence until it is given the new root)",
+    )
     return parser
+
+
+def existing_pki(directory: Path) -> list[Path]:
+    """What a previous `init` left in `directory`: the PKI and the server's trust files."""
+    names = (f"{PKI_SUBDIR}/{PKI_FILE}", TDX_ROOT_FILE, TDX_COLLATERAL_FILE, SNP_ROOTS_FILE)
+    return [directory / name for name in names if (directory / name).exists()]
 
 
 def _toml_string(path: Path) -> str:
@@ -97,25 +115,26 @@ def simulate_main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.tee != "snp" and args.product is not None:
-            raise UsageError(
-                f"trustee simulate init: --product applies to --tee snp, not {args.tee}"
-            )
+            raise UsageError(f"{PROG}: --product applies to --tee snp, not {args.tee}")
         if args.tee != "tdx" and args.tcb_status is not None:
+            raise UsageError(f"{PROG}: --tcb-status applies to --tee tdx, not {args.tee}")
+        if not args.force and existing_pki(args.dir):
+            # A server may trust the old root: new evidence would be refused by it.
             raise UsageError(
-                f"trustee simulate init: --tcb-status applies to --tee tdx, not {args.tee}"
+                f"{PROG}: {args.dir.absolute()} holds a simulated PKI already; --force replaces it"
             )
     except UsageError as exc:
-        sys.stderr.write(f"Error: {exc}\n")
+        sys.stderr.write(f"{exc}\n")
         return 2
     except SystemExit as exc:  # --help, already printed
         return exc.code if isinstance(exc.code, int) else 0
     try:
         lines = init(args.tee, args.dir, args.product, args.tcb_status)
     except SimulationError as exc:
-        sys.stderr.write(f"Error: {exc}\n")
+        sys.stderr.write(f"{PROG}: {exc}\n")
         return 1
     except Exception as exc:  # never a traceback for the user; the type says where to look
-        sys.stderr.write(f"Error: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"{PROG}: {type(exc).__name__}: {exc}\n")
         return 1
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
