@@ -563,7 +563,7 @@ def running_server(
                         break
                     time.sleep(0.05)
                 else:
-                    if "Address already in use" in server.log_tail() and attempt < 2:
+                    if "address already in use" in server.log_tail() and attempt < 2:
                         continue
                     raise BenchError(f"the KBS did not start:\n{server.log_tail()}")
                 yield server

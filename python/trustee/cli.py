@@ -118,7 +118,7 @@ def kbs_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from trustee.serving import serve_command
 
-    return serve_command(args.config or os.environ.get("KBS_CONFIG_FILE"))
+    return serve_command(args.config or os.environ.get("KBS_CONFIG_FILE"), prog="kbs")
 
 
 if __name__ == "__main__":

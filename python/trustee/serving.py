@@ -82,75 +82,145 @@ def _check_front_end_env() -> None:
     default_max_connections()
 
 
-def serve_command(config_path: str | None, sockets: list[str] | None = None) -> int:
+class StartError(Exception):
+    """The server stops before serving: exit `code`, with one line (the program's name goes
+    in front of it)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def serve_command(
+    config_path: str | None, sockets: list[str] | None = None, prog: str = "trustee"
+) -> int:
+    """Serve until SIGINT/SIGTERM; every failure to start is one line on stderr, `prog` first."""
     import shutil
 
-    from trustee.config import ConfigError, load_embedded_default, load_file
+    from trustee.config import ConfigError
+    from trustee.http.listen import ListenError
     from trustee.logs import setup_logging
-    from trustee.offload_threads import default_threads
-    from trustee.storage import session_keys
 
     setup_logging()
     dev_storage: str | None = None
     try:
-        if config_path:
-            log.info("Using config file %s", config_path)
-            config = load_file(config_path)
-            config.source = config_path
-        else:
-            config = load_embedded_default()
-            dev_storage = _development_storage(config)
-        if sockets:
-            config.http_server.sockets = sockets
-        log.info("trustee-py Key Broker Service %s", __version__)
-        # A bad TRUSTEE_OFFLOAD_THREADS (or other tuning variable) stops start-up here,
-        # before any socket is bound.
-        default_threads(config.http_server.worker_count)
-        _check_front_end_env()
+        config = _load(config_path, sockets)
         if config.development:
-            print(_banner(config), file=sys.stderr, flush=True)
+            dev_storage = config.storage_backend.local_fs_dir
+        _check_before_binding(config)
         if config.http_server.worker_count > 1:
-            if config.session_kind() == "Memory":
-                raise ConfigError(
-                    "http_server.worker_count",
-                    f"{config.http_server.worker_count} workers cannot share sessions kept in "
-                    'one process\'s memory (session_storage_type = "Memory"); remove it for '
-                    'sealed-cookie sessions, or set "Redis"',
-                    config.source,
-                )
-            if not config.session_key_material:
-                # One key for every worker: a session sealed by one opens on the others.
-                config.session_key_material = [session_keys.generate()]
-            if config.storage_backend.storage_type == "Memory":
-                raise ConfigError(
-                    "http_server.worker_count",
-                    f"{config.http_server.worker_count} workers need shared storage; "
-                    "storage_backend Memory is per process (use Postgres, Redis or LocalFs)",
-                    config.source,
-                )
             return _serve_workers(config)
-        from trustee.http.listen import worker_sockets
-
-        # Listening before the app is built (or even trio loaded): connections that arrive
-        # meanwhile queue in the kernel and are answered once it is up, instead of refused.
-        scheme = "HTTP" if config.http_server.insecure_http else "HTTPS"
-        log.info("Starting %s server at %s", scheme, config.http_server.sockets)
-        (bound,) = worker_sockets(config.http_server, 1)
-        import trio
-
-        trio.run(partial(_run, config, bound))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        _serve_one(config)
+    except (ConfigError, ListenError) as exc:
+        return _fail(prog, EXIT_CONFIG, str(exc))
+    except StartError as exc:
+        return _fail(prog, exc.code, exc.message)
     except OSError as exc:
-        print(f"error: cannot serve: {exc}", file=sys.stderr)
-        return 1
+        return _fail(prog, 1, f"cannot serve: {exc}")
     except KeyboardInterrupt:
         return 0
     finally:
         if dev_storage is not None:
             shutil.rmtree(dev_storage, ignore_errors=True)
     return 0
+
+
+def _fail(prog: str, code: int, message: str) -> int:
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _load(config_path: str | None, sockets: list[str] | None) -> Config:
+    """The configuration to serve (the embedded development one gets a fresh storage
+    directory, made last so that nothing before can fail and leave it behind)."""
+    from trustee.config import ConfigError, load_embedded_default, load_file
+    from trustee.config.loader import is_socket_address
+
+    for sock in sockets or ():
+        if not is_socket_address(sock):
+            raise ConfigError("--socket", f"{sock!r} is not an ip:port address")
+    if config_path:
+        log.info("Using config file %s", config_path)
+        config = load_file(config_path)
+        config.source = config_path
+    else:
+        config = load_embedded_default()
+        _development_storage(config)
+    if sockets:
+        config.http_server.sockets = sockets
+    return config
+
+
+def _check_before_binding(config: Config) -> None:
+    """What stops start-up before any socket is bound: bad tuning variables, and worker
+    counts the configured stores cannot serve."""
+    from trustee.config import ConfigError
+    from trustee.offload_threads import default_threads
+    from trustee.storage import session_keys
+
+    log.info("trustee-py Key Broker Service %s", __version__)
+    default_threads(config.http_server.worker_count)
+    _check_front_end_env()
+    workers = config.http_server.worker_count
+    if workers <= 1:
+        return
+    if config.session_kind() == "Memory":
+        raise ConfigError(
+            "http_server.worker_count",
+            f"{workers} workers cannot share sessions kept in one process's memory "
+            '(session_storage_type = "Memory"); remove it for sealed-cookie sessions, or set '
+            '"Redis"',
+            config.source,
+        )
+    if not config.session_key_material:
+        # One key for every worker: a session sealed by one opens on the others.
+        config.session_key_material = [session_keys.generate()]
+    if config.storage_backend.storage_type == "Memory":
+        raise ConfigError(
+            "http_server.worker_count",
+            f"{workers} workers need shared storage; storage_backend Memory is per process "
+            "(use Postgres, Redis or LocalFs)",
+            config.source,
+        )
+
+
+def _bind(config: Config, count: int) -> list[Sockets]:
+    """Every worker's sockets, bound and listening; then the development banner, which says
+    where the server listens."""
+    from trustee.config import ConfigError
+    from trustee.http.listen import worker_sockets
+
+    try:
+        bound = worker_sockets(config.http_server, count)
+    except ConfigError as exc:  # the TLS certificate or key
+        raise exc.with_source(config.source) from None
+    scheme = "HTTP" if config.http_server.insecure_http else "HTTPS"
+    log.info("Listening (%s) at %s", scheme, config.http_server.sockets)
+    if config.development:
+        print(_banner(config), file=sys.stderr, flush=True)
+    return bound
+
+
+def _serve_one(config: Config) -> None:
+    # Listening before the app is built (or even trio loaded): connections that arrive
+    # meanwhile queue in the kernel and are answered once it is up, instead of refused.
+    (bound,) = _bind(config, 1)
+    import trio
+
+    try:
+        trio.run(partial(_run, config, bound))
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a (nested) exception group holds, as itself: trio's nurseries wrap what
+    fails inside them, and a person should read the error, not the nesting."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _development_storage(config: Config) -> str:
@@ -179,12 +249,10 @@ def _serve_workers(config: Config) -> int:
     import multiprocessing
     from multiprocessing.connection import wait
 
-    from trustee.http.listen import worker_sockets
-
     count = config.http_server.worker_count
     # Each worker keeps its own sockets across restarts: connections the kernel queued on
     # them while it was being replaced are served by its successor.
-    sockets = worker_sockets(config.http_server, count)
+    sockets = _bind(config, count)
     context = multiprocessing.get_context("spawn")
     stopping: list[int] = []
     workers: list[multiprocessing.process.BaseProcess] = []
@@ -230,7 +298,7 @@ def _serve_workers(config: Config) -> int:
             if not started[index].is_set():
                 # It never got as far as serving (a store it cannot reach, a bad file): the
                 # next one would fail the same way. Stop, with the worker's one-line error.
-                return _stop_workers_after_failed_start(workers, failures, worker.exitcode)
+                raise _stop_workers_after_failed_start(workers, failures, worker.exitcode)
             # Nothing asked it to stop: whatever ended it, the server keeps its capacity.
             log.error(
                 "worker %d (pid %s) died (%s); starting a new one",
@@ -251,17 +319,16 @@ def _serve_workers(config: Config) -> int:
 
 def _stop_workers_after_failed_start(
     workers: list[Any], failures: Any, exitcode: int | None
-) -> int:
+) -> StartError:
     for worker in workers:
         if worker.is_alive():
             worker.terminate()
     for worker in workers:
         worker.join(10)
-    code, message = 1, f"error: a worker failed to start ({_exit_reason(exitcode)})"
+    code, message = 1, f"a worker failed to start ({_exit_reason(exitcode)})"
     if not failures.empty():
         code, message = failures.get()
-    print(message, file=sys.stderr)
-    return int(code)
+    return StartError(int(code), str(message))
 
 
 def _exit_reason(code: int | None) -> str:
@@ -300,10 +367,13 @@ def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None
     # Start-up errors go to the parent, which prints one line for the server and stops.
     try:
         with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
-            trio.run(partial(_run, config, sockets, ready.set))
+            try:
+                trio.run(partial(_run, config, sockets, ready.set))
+            except BaseExceptionGroup as group:
+                raise _sole(group) from None
     except ConfigError as exc:
-        failures.put((EXIT_CONFIG, f"error: {exc}"))
+        failures.put((EXIT_CONFIG, str(exc)))
         sys.exit(EXIT_CONFIG)
     except OSError as exc:
-        failures.put((1, f"error: cannot serve: {exc}"))
+        failures.put((1, f"cannot serve: {exc}"))
         sys.exit(1)

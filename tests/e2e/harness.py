@@ -133,7 +133,7 @@ async def _serve(start: _Start) -> AsyncIterator[RunningKbs]:
                 finally:
                     await _stop(process)
                 return
-            if "Address already in use" not in kbs.log_text() or attempt == 2:
+            if "address already in use" not in kbs.log_text() or attempt == 2:
                 raise RuntimeError(f"KBS did not start:\n{kbs.log_text()}")
         finally:
             if process.returncode is None:

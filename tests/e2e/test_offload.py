@@ -112,4 +112,4 @@ async def test_a_bad_thread_count_stops_start_up(tmp_path: Path, raw: str, why: 
         "trustee.cli", "serve", "--config", str(config), env={"TRUSTEE_OFFLOAD_THREADS": raw}
     )
     assert code == 2
-    assert f"error: TRUSTEE_OFFLOAD_THREADS: {why}" in err
+    assert f"trustee: TRUSTEE_OFFLOAD_THREADS: {why}" in err

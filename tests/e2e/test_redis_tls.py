@@ -56,5 +56,5 @@ url = "{redis.url(3)}"
             "trustee.cli", "serve", "--config", str(config), env={"SSL_CERT_FILE": ""}
         )
         assert code != 0
-        refusal = [line for line in err.splitlines() if line.startswith("error: ")]
+        refusal = [line for line in err.splitlines() if line.startswith("trustee: ")]
         assert len(refusal) == 1 and "CERTIFICATE_VERIFY_FAILED" in refusal[0], err

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from tests.e2e.harness import free_port, run_kbs, server_env
+from tests.e2e.harness import DEV_CONFIG, free_port, run_kbs, server_env
 from tests.e2e.pki import make_pki
 from trustee.client.cli import ALLOW_ALL_POLICY
 from trustee.client.kbs import KbsClient
@@ -31,15 +34,134 @@ def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
+KBS_SCRIPT = "import sys; from trustee.cli import kbs_main; sys.exit(kbs_main())"
+LOG_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\dT")
+BANNER = "development KBS: NOT FOR PRODUCTION"
+
+
+def refusal(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What start-up printed besides its log records; a refusal is this one line, nothing
+    before it (no banner) and no traceback."""
+    assert "Traceback" not in result.stderr and BANNER not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if not LOG_RECORD.match(line)]
+
+
+def kbs(*args: str) -> subprocess.CompletedProcess[str]:
+    """Upstream's command line, as the `kbs` console script runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", KBS_SCRIPT, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(),
+        check=False,
+    )
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
 def test_invalid_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "kbs-config.toml"
     path.write_text('[http_server]\ninsecure_http = true\nsockets = "0.0.0.0:8080"\n[admin]\n')
     result = serve("--config", str(path))
     assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and str(path) in last and "http_server.sockets" in last
-    assert "Traceback" not in result.stderr
+    assert refusal(result) == [
+        f"trustee: {path}: http_server.sockets: expected a list of strings, got '0.0.0.0:8080'"
+    ]
     assert f"Using config file {path}" in result.stderr.splitlines()[0]
+
+
+def test_unreadable_config_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    missing, binary = tmp_path / "absent.toml", tmp_path / "binary.toml"
+    binary.write_bytes(b"[admin]\n\xff\xfe\n")
+    cases = {
+        missing: "cannot read config file: No such file or directory",
+        tmp_path: "cannot read config file: Is a directory",
+        binary: "not a TOML text file: byte 8 is not UTF-8",
+    }
+    for path, why in cases.items():
+        result = serve("--config", str(path))
+        assert result.returncode == 2, result.stderr
+        assert refusal(result) == [f"trustee: {path}: {why}"]
+
+
+def test_unusable_tls_files_are_one_line_naming_the_file_and_key(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    missing = tmp_path / "absent.pem"
+    path = tmp_path / "kbs-config.toml"
+    template = DEV_CONFIG.replace(
+        "insecure_http = true", 'private_key = "{key}"\ncertificate = "{cert}"'
+    )
+    cases = {
+        (missing, pki.https_key): (
+            f"http_server.certificate: cannot read {missing}: No such file or directory"
+        ),
+        (pki.https_cert, missing): (
+            f"http_server.private_key: cannot read {missing}: No such file or directory"
+        ),
+        (pki.https_cert, pki.signer_key): (
+            f"http_server.private_key: {pki.signer_key} does not match the certificate in "
+            f"{pki.https_cert}"
+        ),
+    }
+    for (cert, key), why in cases.items():
+        path.write_text(template.format(port=free_port(), key=key, cert=cert))
+        result = serve("--config", str(path))
+        assert result.returncode == 2, result.stderr
+        assert refusal(result) == [f"trustee: {path}: {why}"]
+
+
+def test_a_busy_port_is_one_line_before_any_banner(tmp_path: Path) -> None:
+    path = tmp_path / "kbs-config.toml"
+    with taken_port() as port:
+        busy = f"cannot listen on 127.0.0.1:{port}: address already in use"
+        path.write_text(DEV_CONFIG.replace("{port}", str(port)))
+        result = serve("--config", str(path))
+        assert result.returncode == 2, result.stderr
+        assert refusal(result) == [f"trustee: {busy}"]
+        # The development server (a worker per core) prints its banner only once it listens.
+        result = serve("--socket", f"127.0.0.1:{port}")
+        assert result.returncode == 2, result.stderr
+        assert refusal(result) == [f"trustee: {busy}"]
+        result = kbs("--config-file", str(path))
+        assert result.returncode == 2, result.stderr
+        assert refusal(result) == [f"kbs: {busy}"]
+    result = serve("--socket", "127.0.0.1:99999")
+    assert result.returncode == 2
+    assert refusal(result) == ["trustee: --socket: '127.0.0.1:99999' is not an ip:port address"]
+
+
+WORKERS = """
+worker_count = 2
+[storage_backend]
+storage_type = "LocalFs"
+[storage_backend.backends.local_fs]
+dir_path = "{storage}"
+"""
+
+
+async def test_a_second_server_with_workers_does_not_share_a_running_ones_port(
+    tmp_path: Path,
+) -> None:
+    # Workers' sockets share their port (SO_REUSEPORT); without a check a second server of
+    # the same user bound beside the first and took half of its connections.
+    text = DEV_CONFIG.replace(
+        "insecure_http = true", "insecure_http = true" + WORKERS.format(storage=tmp_path / "data")
+    )
+    async with run_kbs(text, tmp_path) as running:
+        result = await trio.to_thread.run_sync(serve, "--config", str(running.config_path))
+        assert result.returncode == 2, result.stderr
+        assert refusal(result) == [
+            f"trustee: cannot listen on 127.0.0.1:{running.port}: address already in use"
+        ]
+        async with running.client() as http:
+            assert (await http.get("/healthz")).status_code == 200
 
 
 def test_missing_trust_material_refuses_to_start(tmp_path: Path) -> None:
@@ -74,7 +196,7 @@ dir_path = "{tmp_path / "storage"}"
     )
     result = serve("--config", str(path))
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("trustee: ")]
     assert len(errors) == 1 and "absent.pem" in errors[0], result.stderr
     assert "starting a new one" not in result.stderr and "Traceback" not in result.stderr
 

@@ -72,9 +72,13 @@ class _Notes:
 def load_file(path: str | Path) -> Config:
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read config file: {exc.strerror}", source) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"not a TOML text file: byte {exc.start} is not UTF-8", source
+        ) from exc
     return parse(text, source)
 
 
@@ -131,6 +135,12 @@ def _build(root: Table) -> Config:
     return config
 
 
+def is_socket_address(sock: str) -> bool:
+    """`host:port` with a port from 1 to 65535 (`[v6]:port` too)."""
+    host, sep, port = sock.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
 def _http_server(t: Table | None) -> HttpServerConfig:
     cfg = HttpServerConfig()
     if t is None:
@@ -139,8 +149,7 @@ def _http_server(t: Table | None) -> HttpServerConfig:
     if not cfg.sockets:
         raise ConfigError(t.key("sockets"), "at least one socket address is required")
     for sock in cfg.sockets:
-        host, sep, port = sock.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not is_socket_address(sock):
             raise ConfigError(t.key("sockets"), f"{sock!r} is not an ip:port address")
     cfg.insecure_http = t.get("insecure_http", bool, False)
     cfg.private_key = t.opt("private_key", str)

@@ -8,6 +8,7 @@ can bind and listen without loading trio, the HTTP machinery or the web framewor
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 
@@ -143,14 +144,44 @@ def hypercorn_config(cfg: HttpServerConfig) -> HypercornConfig:
     return hc
 
 
+class ListenError(Exception):
+    """An address the server cannot listen on; one line, naming the address."""
+
+
+def _why(exc: OSError) -> str:
+    why = exc.strerror or str(exc)
+    return why[:1].lower() + why[1:]
+
+
+def _probe(address: str) -> None:
+    """Bind `address` alone, as nothing else is bound there. Sockets for several workers share
+    their port (SO_REUSEPORT), so a second server of the same user would bind beside a running
+    one and take half its connections in silence; a socket without that option cannot."""
+    host, _, port = address.replace("[", "").replace("]", "").rpartition(":")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As hypercorn's own sockets: a previous run's connections in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {address}: {_why(exc)}") from exc
+
+
 def worker_sockets(cfg: HttpServerConfig, count: int) -> list[Sockets]:
     """A set of bound sockets per worker process, all on the configured addresses with
     SO_REUSEPORT: the kernel spreads new connections evenly over the workers. With one shared
     socket whichever worker woke first took them, and keep-alive clients stayed where they
-    landed (27 of 32 on one of two workers, measured)."""
+    landed (27 of 32 on one of two workers, measured). Raises ListenError for an address
+    that is taken or cannot be bound, before any socket is made."""
     hc = hypercorn_config(cfg)
     hc.workers = count  # hypercorn sets SO_REUSEPORT on sockets made for several workers
-    made = [hc.create_sockets() for _ in range(count)]
+    for address in cfg.sockets:
+        _probe(address)
+    try:
+        made = [hc.create_sockets() for _ in range(count)]
+    except OSError as exc:  # taken between the probe and now
+        raise ListenError(f"cannot listen on {', '.join(cfg.sockets)}: {_why(exc)}") from exc
     # Listening from the start: the kernel only hashes connections to listening sockets, so a
     # burst that arrives while the workers start would all go to the first one up. Queued
     # here, they wait for their own worker instead (and for its successor after a restart).
