@@ -14,12 +14,18 @@ import hashlib
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
+from trustee.client.attesters import AttesterSet
+from trustee.client.generations import GENERATIONS, Challenge
 from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
+from trustee.simulate import SimulatedTdxAttester, TdxTestPki
 
 SECRET = b"released to attested hardware"
 PATH = "default/hardware/secret"
@@ -152,6 +158,58 @@ async def test_untrusted_pki_is_refused_with_the_failing_check(
         )  # fmt: skip
         assert code == 0, err
         assert base64.b64decode(out) == SECRET
+
+
+async def attest_as(kbs: RunningKbs, protocol: str, pki: Path) -> httpx.Response:
+    """/auth and /attest as a TDX guest of `pki` speaking `protocol`: the /attest answer. (The
+    attester is made here: the client keeps the first PKI it loads for the process.)"""
+    generation = GENERATIONS[protocol]
+    tdx = SimulatedTdxAttester(TdxTestPki.load(pki), measurement=bytes.fromhex(GOOD))
+    attesters = AttesterSet(primary=tdx)
+    jwk = generation.tee_public_jwk(generation.generate_tee_key())
+    async with kbs.client() as http:
+        r = await http.post("/kbs/v0/auth", json=generation.auth_request(attesters.primary.tee))
+        assert r.status_code == 200, r.text
+        body = generation.attestation(Challenge.parse(r.content), jwk, attesters, None)
+        return await http.post("/kbs/v0/attest", json=body)
+
+
+async def test_a_remade_pki_is_refused_with_the_failing_check_in_every_generation(
+    tmp_path: Path,
+) -> None:
+    sim = tmp_path / "sim"
+    await simulate("tdx", sim)
+    text = DEV_CONFIG + (
+        "[attestation_service.verifier_config]\n"
+        f'insecure_test_roots = ["{sim / "tdx-test-root.pem"}"]\n'
+        f'collateral = "{sim / "tdx-collateral.json"}"\n'
+    )
+    async with run_kbs(text, tmp_path) as kbs:
+        assert (await attest_as(kbs, "0.4.0", sim / "pki")).status_code == 200
+        # The server trusts this PKI: making another one over it takes --force.
+        code, out, err = await run(
+            "trustee.cli", "simulate", "init", "--tee", "tdx", "--dir", str(sim)
+        )
+        assert (code, out) == (2, "")
+        assert err == (
+            f"trustee simulate init: {sim} holds a simulated PKI already; --force replaces it\n"
+        )
+        code, _, err = await run(
+            "trustee.cli", "simulate", "init", "--tee", "tdx", "--dir", str(sim), "--force"
+        )
+        assert code == 0, err
+        root = x509.load_pem_x509_certificate((sim / "tdx-test-root.pem").read_bytes())
+        fingerprint = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+        for protocol in PROTOCOLS:
+            r = await attest_as(kbs, protocol, sim / "pki")
+            assert r.status_code == 401, protocol
+            assert r.json() == {
+                "type": "https://github.com/confidential-containers/kbs/errors/AttestationError",
+                "detail": "Attestation error: RCAR handshake Attest failed",
+                "reason": "evidence[0] (tdx): Verifier evaluate failed: tdx verification failed: "
+                "PCK certificate chain root check failed: root certificate SHA-256 "
+                f"{fingerprint} is not a trusted root fingerprint",
+            }, protocol
 
 
 async def test_without_test_roots_simulated_evidence_is_rejected(

@@ -77,7 +77,7 @@ class Kbs:
                 req.method,
                 req.path,
                 exc.variant,
-                exc.reason or exc.detail,
+                exc.for_log,
             )
             return error_reply(exc)
 

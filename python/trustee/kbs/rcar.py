@@ -8,8 +8,9 @@ import time
 
 from trustee.attestation.service import AttestationFailure
 from trustee.kbs.context import KbsContext
+from trustee.kbs.guest_reasons import guest_reason
 from trustee.kbs.trail import Trail
-from trustee.kbs.wire import JSON, Reply, Request, token_id
+from trustee.kbs.wire import JSON, Reply, Request, store_error, token_id
 from trustee.protocol import errors, limits, rcar
 from trustee.protocol.errors import KbsError
 from trustee.storage.sessions import (
@@ -87,7 +88,7 @@ async def attest(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -
     except AttestationFailure as exc:
         kbs.metrics.attestation(session.tee, "failure")
         await trail.attestation_failed(session=session, body=body, reason=exc.reason)
-        raise errors.attest_failed(exc.reason) from exc
+        raise errors.attest_failed(guest_reason(exc), logged=exc.reason) from exc
     except limits.InputLimitError as exc:
         # Init-data nesting found while appraising, or a token too large to keep.
         kbs.metrics.attestation(session.tee, "error")
@@ -114,7 +115,7 @@ async def attest(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -
                 session.id, appraised.token, appraised.claims, appraised.claims_json
             )
         except SessionStoreUnavailable as exc:
-            raise errors.attest_failed(f"session store: {exc}") from exc
+            raise store_error(req.path, str(exc)) from exc
         if stored is None:
             raise errors.attest_failed("the session expired during attestation")
         if stored.token != appraised.token:

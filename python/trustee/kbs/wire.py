@@ -58,12 +58,18 @@ def error_reply(exc: KbsError) -> Reply:
     return Reply(status=exc.status, body=exc.body(), content_type=JSON)
 
 
+SESSION_STORE_DOWN = "session store unavailable"
+
+
 def store_error(path: str, reason: str) -> KbsError:
+    # A store's error names its host or files: the guest hears which store failed, the log
+    # why. (A resource path's storage errors say which key limit a name broke, for the admin.)
     name = path.partition("/")[0]
+    logged = f"{SESSION_STORE_DOWN}: {reason}"
     if name == "auth":
-        return errors.auth_failed(f"session store unavailable: {reason}")
+        return errors.auth_failed(SESSION_STORE_DOWN, logged=logged)
     if name == "attest":
-        return errors.attest_failed(f"session store unavailable: {reason}")
+        return errors.attest_failed(SESSION_STORE_DOWN, logged=logged)
     return errors.plugin_internal_error(f"storage unavailable: {reason}")
 
 

@@ -5,6 +5,8 @@ Status is 404 for PluginNotFound / InvalidRequestPath and 401 for every other up
 protocol). Our own InputLimitExceeded answers 400: retrying the same oversized or too-deeply
 nested input can never succeed, and a client that re-attested on it would loop.
 Our `reason` is an extra field (a path a human can act on); clients ignore unknown fields.
+It names the check that failed; where the whole cause is not for the client (a store's host, a
+policy's text), the server's log gets it as `logged`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,19 @@ INPUT_LIMIT_VARIANT = "InputLimitExceeded"
 class KbsError(Exception):
     """An error answered to the client as ErrorInformation."""
 
-    def __init__(self, variant: str, detail: str, reason: str | None = None) -> None:
+    def __init__(
+        self, variant: str, detail: str, reason: str | None = None, *, logged: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.variant = variant
         self.detail = detail
         self.reason = reason
+        self.logged = logged
+
+    @property
+    def for_log(self) -> str:
+        """What the server logs: the whole cause, which the client may not be told."""
+        return self.logged or self.reason or self.detail
 
     @property
     def status(self) -> int:
@@ -40,15 +50,20 @@ class KbsError(Exception):
         return json.dumps(info, separators=(",", ":")).encode()
 
 
-def auth_failed(msg: str, reason: str | None = None) -> KbsError:
+def auth_failed(msg: str, reason: str | None = None, *, logged: str | None = None) -> KbsError:
     return KbsError(
-        "AttestationError", f"Attestation error: RCAR handshake Auth failed: {msg}", reason or msg
+        "AttestationError",
+        f"Attestation error: RCAR handshake Auth failed: {msg}",
+        reason or msg,
+        logged=logged,
     )
 
 
-def attest_failed(reason: str) -> KbsError:
+def attest_failed(reason: str, *, logged: str | None = None) -> KbsError:
     # Upstream only logs the cause; the detail string stays fixed because clients match it.
-    return KbsError("AttestationError", "Attestation error: RCAR handshake Attest failed", reason)
+    return KbsError(
+        "AttestationError", "Attestation error: RCAR handshake Attest failed", reason, logged=logged
+    )
 
 
 def set_policy_failed(reason: str) -> KbsError:
