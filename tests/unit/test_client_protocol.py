@@ -543,6 +543,9 @@ async def test_admin_failure_quotes_the_body() -> None:
     assert info.value.status == 401
     assert str(info.value) == f"Request Failed, Response: {rust_debug_str(body.decode())}"
     assert str(info.value).startswith('Request Failed, Response: "{\\"type\\":')
+    # What the KBS said stays readable beside the message, for the command line.
+    assert info.value.info == ErrorInformation.parse(body)
+    assert (info.value.method, info.value.url) == ("POST", f"{BASE}/kbs/v0/resource-policy")
 
 
 def test_sample_reference_value_message() -> None:
@@ -573,6 +576,16 @@ def test_error_information_display() -> None:
     assert str(info) == (
         f'ErrorInformation {{ error_type: "{ERR}PolicyDeny", detail: "Access denied by policy" }}'
     )
+
+
+def test_error_information_keeps_the_reason_and_the_variant() -> None:
+    body = json.dumps({"type": f"{ERR}PolicyDeny", "detail": "denied", "reason": "line 3"})
+    info = ErrorInformation.parse(body.encode())
+    assert (info.short_type, info.detail, info.reason) == ("PolicyDeny", "denied", "line 3")
+    # The display stays upstream's: the reason is ours, for our command line only.
+    assert str(info) == f'ErrorInformation {{ error_type: "{ERR}PolicyDeny", detail: "denied" }}'
+    assert ErrorInformation.parse(error_body("PolicyDeny", "denied")).reason is None
+    assert ErrorInformation.from_body(b"<html>proxy</html>") is None
 
 
 def test_challenge_requires_extra_params() -> None:

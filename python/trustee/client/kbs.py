@@ -32,10 +32,12 @@ from trustee.client.errors import (
     KbsClientError,
     KbsInternalError,
     RcarHandshakeError,
+    RcarRefusedError,
     ResourceNotFoundError,
     ResponseDeserializationError,
     TeeKeyError,
     UnauthorizedError,
+    UnexpectedAnswerError,
     rust_debug_str,
 )
 from trustee.client.generations import (
@@ -150,7 +152,7 @@ class KbsClient:
         try:
             return await self._http.request(method, url, **kwargs)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise HttpError(f"{method} {url}: {_describe(exc)}") from exc
+            raise HttpError(f"{method} {url}: {_describe(exc)}", method=method, url=url) from exc
 
     async def _post_json(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
         headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
@@ -217,7 +219,7 @@ class KbsClient:
             log.debug("GET %s, attempt %d", target, attempt)
             response = await self._send("GET", target)
             if response.status_code == 401:
-                last_info = ErrorInformation.parse(response.content)
+                last_info = _error_info(response)
                 log.info("KBS refused the request (%s); performing RCAR handshake", last_info)
                 # Upstream re-attests after every 401, the last one included; the extra round
                 # is visible to the server, so it is kept.
@@ -242,7 +244,7 @@ class KbsClient:
         if response.status_code == 401:
             # Upstream then retries with a built-in dummy token that no real KBS accepts; only
             # this one attempt can succeed, so it is the only one made.
-            raise UnauthorizedError(ErrorInformation.parse(response.content))
+            raise UnauthorizedError(_error_info(response))
         return self._decrypt_response(response, key)
 
     def _decrypt_response(self, response: httpx.Response, key: PrivateKey) -> bytes:
@@ -253,7 +255,7 @@ class KbsClient:
             except (ValueError, UnicodeDecodeError) as exc:
                 raise ResponseDeserializationError(f"resource response: {exc}") from exc
             return self.generation.decrypt(doc, key)
-        info = ErrorInformation.parse(response.content)
+        info = _error_info(response)
         if status == 404:
             raise ResourceNotFoundError(info)
         raise KbsInternalError(status, info)
@@ -273,7 +275,9 @@ class KbsClient:
         headers = self._admin_headers(kwargs.pop("headers", None))
         response = await self._send(method, path, headers=headers, **kwargs)
         if response.status_code != 200:
-            raise AdminRequestError(response.status_code, response.text)
+            raise AdminRequestError(
+                response.status_code, response.text, method=method, url=self.endpoint(path)
+            )
         return response
 
     async def _admin_json(self, path: str, body: Any) -> httpx.Response:
@@ -344,13 +348,33 @@ def _tee_jwk(generation: Generation, key: PrivateKey) -> dict[str, Any]:
 def _check_rcar_status(response: httpx.Response, unauthorized: str) -> None:
     # The two RCAR steps word their 401 differently (as upstream's client does); anything
     # else but 200 is the server's failure, its body quoted.
-    if response.status_code == 401:
-        info = ErrorInformation.parse(response.content)
-        raise KbsClientError(f"{unauthorized}: {info}")
-    if response.status_code != 200:
-        raise KbsClientError(
-            f"KBS Server Internal Failed, Response: {rust_debug_str(response.text)}"
+    status = response.status_code
+    request = {"method": response.request.method, "url": str(response.request.url)}
+    if status == 401:
+        info = _error_info(response)
+        raise RcarRefusedError(f"{unauthorized}: {info}", status=status, info=info, **request)
+    if status != 200:
+        raise RcarRefusedError(
+            f"KBS Server Internal Failed, Response: {rust_debug_str(response.text)}",
+            status=status,
+            info=ErrorInformation.from_body(response.content),
+            body=response.text,
+            **request,
         )
+
+
+def _error_info(response: httpx.Response) -> ErrorInformation:
+    """The ErrorInformation of an error answer; strict, like upstream's client."""
+    try:
+        return ErrorInformation.parse(response.content)
+    except ResponseDeserializationError as exc:
+        raise UnexpectedAnswerError(
+            exc.message,
+            status=response.status_code,
+            body=response.text,
+            method=response.request.method,
+            url=str(response.request.url),
+        ) from exc
 
 
 __all__ = [
@@ -380,11 +404,13 @@ __all__ = [
     "Protocol020",
     "Protocol040",
     "RcarHandshakeError",
+    "RcarRefusedError",
     "ResourceNotFoundError",
     "ResponseDeserializationError",
     "TeeKeyError",
     "Token",
     "UnauthorizedError",
+    "UnexpectedAnswerError",
     "compact_json",
     "legacy_admin_token",
     "rust_debug_str",
