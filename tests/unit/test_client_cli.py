@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from trustee.client import cli
 from trustee.client.attesters import AttesterSet, SampleAttester
 from trustee.client.kbs import KbsClient
+from trustee.client.parser import build_parser
 from trustee.crypto.jwk import generate_tee_key, tee_public_jwk
 from trustee.protocol import jwe
 
@@ -97,7 +98,7 @@ def b64url(data: bytes) -> str:
 
 
 def parse(argv: list[str]) -> Any:
-    return cli.build_parser().parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_global_options_and_defaults() -> None:

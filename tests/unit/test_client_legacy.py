@@ -44,6 +44,7 @@ from trustee.client.kbs import (
     compact_json,
     legacy_admin_token,
 )
+from trustee.client.parser import build_parser
 from trustee.crypto.jwk import generate_tee_key, public_jwk
 from trustee.protocol import binding, jwe
 
@@ -540,7 +541,7 @@ def test_admin_token_and_key_are_exclusive() -> None:
 
 
 def parse(argv: list[str]) -> Any:
-    return cli.build_parser().parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_cli_protocol_option() -> None:

@@ -23,7 +23,7 @@ from tests.support.docs import (
     production_toml,
     relocate,
 )
-from trustee.client.cli import build_parser
+from trustee.client.parser import build_parser
 from trustee.config.loader import parse
 
 
