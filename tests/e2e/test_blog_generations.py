@@ -155,7 +155,7 @@ async def test_legacy_resource_policy_file_is_reread(tmp_path: Path, blog: BlogD
         code, _, err = await client(
             *tls(kbs, blog), "get-resource", "--path", "default/kbsres1/key1", check=False
         )
-        assert code != 0 and "request unauthorized" in err
+        assert code != 0 and err.startswith("trustee-client: PolicyDeny: resource/default/"), err
         _, out, _ = await client(*tls(kbs, blog), "get-resource", "--path", "default/kbsres1/key2")
         assert out == "cmVzMXZhbDI=\n"
         # `allow if` without `import rego.v1` is a conditional rule here, never allow-everything.

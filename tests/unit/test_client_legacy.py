@@ -613,7 +613,9 @@ def test_cli_legacy_init_data_is_an_error(
     code = cli.main(["--protocol", "0.1.1", "attest", "algorithm = 'sha256'"])
     out, err = capsys.readouterr()
     assert (code, out) == (1, "")
-    assert err == ("Error: KBS protocol 0.1.1 has no init-data; INIT_DATA needs protocol 0.4.0\n")
+    assert err == (
+        "trustee-client: KBS protocol 0.1.1 has no init-data; INIT_DATA needs protocol 0.4.0\n"
+    )
 
 
 def ed25519_pem(key: ed25519.Ed25519PrivateKey) -> bytes:
@@ -682,7 +684,7 @@ def test_cli_auth_private_key_must_be_ed25519(
         )
         out, err = capsys.readouterr()
         assert (code, out) == (1, "")
-        assert err.startswith(f"Error: --auth-private-key {name}: ") and match in err
+        assert err.startswith(f"trustee-client: --auth-private-key {name}: ") and match in err
     code = cli.main(
         ["config", "--auth-private-key", "missing.pem", "delete-resource", "--path", "x"]
     )

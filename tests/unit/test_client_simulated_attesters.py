@@ -177,7 +177,8 @@ def test_client_cli_reports_a_bad_environment_as_one_line(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        "Error: simulated attester: TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx' or 'snp'\n"
+        "trustee-client: simulated attester: TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx' or "
+        "'snp'\n"
     )
 
 

@@ -1,8 +1,9 @@
 """`trustee-client`: a drop-in for upstream `kbs-client` (same commands, flags, HTTP and stdout).
 
 Scripts written against kbs-client parse its stdout, so success output is reproduced to the
-byte (including the odd "success \\n policy: …" spacing). Failures are one `Error: …` line on
-stderr and exit status 1; usage errors exit 2 like clap's.
+byte (including the odd "success \\n policy: …" spacing). A failure is one line on stderr,
+`trustee-client: ` then what the KBS said was wrong or why it could not be asked
+(`messages.py`), and exit status 1; usage errors exit 2 like clap's, 130 on Ctrl-C.
 
 `--protocol` picks the kbs-client generation to behave as (0.1.0 ≤ v0.9, 0.1.1 v0.10/v0.11,
 0.2.0 v0.12/v0.13, 0.4.0 today), and `config --auth-private-key` signs admin tokens per request
@@ -12,6 +13,7 @@ the way kbs-client ≤ v0.20 did, for servers with the legacy Ed25519 admin chec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -28,9 +30,9 @@ from trustee.client.kbs import (
     Generation,
     KbsClient,
     KbsClientError,
-    TeeKeyError,
     rust_debug_str,
 )
+from trustee.client.messages import PROG, Context, error_line, one_line
 from trustee.client.parser import build_parser
 from trustee.crypto.b64 import b64std_encode
 from trustee.crypto.jwk import JwkError, PrivateKey, describe_key, load_private_key_pem
@@ -92,8 +94,8 @@ BUILTIN_POLICIES = {
 }
 
 ATTESTATION_TOKEN_NEEDS_KEY = (
-    "if `--attestation-token` is set, `--tee_key_file` argument should also be set, and the "
-    "public part of TEE Key should be consistent with tee-pubkey in the token."
+    "--attestation-token needs --tee-key-file: the TEE key whose public part is the token's "
+    "tee-pubkey"
 )
 
 
@@ -125,7 +127,7 @@ def load_tee_key(path: str | None) -> PrivateKey | None:
     try:
         return load_private_key_pem(read_file(path))
     except JwkError as exc:
-        raise TeeKeyError(f"{path}: {exc}") from exc
+        raise CliError(f"--tee-key-file {path}: {exc}") from exc
 
 
 def load_admin_key(path: str) -> ed25519.Ed25519PrivateKey:
@@ -324,8 +326,9 @@ async def _config(args: argparse.Namespace) -> None:
             raise CliError(f"unknown config command {command!r}")
 
 
-def _one_line(message: str) -> str:
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+def context(args: argparse.Namespace) -> Context:
+    """What an error message may name: the URL, and the policy file an upload came from."""
+    return Context(url=args.url, policy_file=getattr(args, "policy_file", None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,18 +340,55 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging()
     else:
         # Quiet by default so that a failure is exactly one line on stderr.
-        logging.basicConfig(level=logging.WARNING, format="[%(levelname)s %(name)s] %(message)s")
+        logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     try:
         trio.run(run, args)
-    except KeyboardInterrupt:
-        return 130
-    except (CliError, KbsClientError) as exc:
-        sys.stderr.write(f"Error: {_one_line(str(exc))}\n")
-        return 1
-    except Exception as exc:  # never a traceback for the user; the type says where to look
-        sys.stderr.write(f"Error: {type(exc).__name__}: {_one_line(str(exc))}\n")
-        return 1
+    except BaseException as exc:  # every failure becomes one line, never a traceback
+        return report(exc, context(args))
     return 0
+
+
+def report(exc: BaseException, ctx: Context) -> int:
+    """Print `exc` as one line on stderr; the exit status for it."""
+    exc = _sole(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        _err(f"{PROG}: interrupted")
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        # Whoever read stdout has gone; point it at /dev/null so the interpreter's final
+        # flush does not fail a second time.
+        # (No file descriptor behind stdout: nothing will be flushed either.)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _err(f"{PROG}: stdout was closed before the output was written")
+        return 1
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, CliError | KbsClientError):
+        _err(error_line(exc, ctx))
+    else:  # a bug of ours: still one line, the type says where to look
+        _err(f"{PROG}: internal error: {type(exc).__name__}: {one_line(str(exc))}")
+    return 1
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one failure inside (nested) exception groups; a Ctrl-C anywhere in one wins."""
+    while isinstance(exc, BaseExceptionGroup):
+        interrupt, _ = exc.split(KeyboardInterrupt)
+        if interrupt is not None:
+            return KeyboardInterrupt()
+        if len(exc.exceptions) != 1:
+            return exc
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _err(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:  # stderr gone too: the exit status is all that is left
+        pass
 
 
 if __name__ == "__main__":

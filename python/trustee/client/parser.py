@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import NoReturn
 
 from trustee import __version__
 from trustee.client.generations import GENERATIONS, PROTOCOL_0_4_0
 from trustee.client.kbs import DEFAULT_URL
+from trustee.client.messages import PROG
+
+
+class ClientArgumentParser(argparse.ArgumentParser):
+    """Usage errors in the client's one error style (argparse would name the subcommand
+    first, `trustee-client config set-resource: error: …`)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trustee-client", description="A command line client tool for KBS APIs."
-    )
+    parser = ClientArgumentParser(prog=PROG, description="A command line client tool for KBS APIs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--url", default=DEFAULT_URL, help="The KBS server root URL.")
     parser.add_argument(
