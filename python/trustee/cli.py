@@ -113,8 +113,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def kbs_main(argv: list[str] | None = None) -> int:
     """Upstream's `kbs [-c|--config-file FILE]` command line."""
-    parser = argparse.ArgumentParser(prog="kbs")
-    parser.add_argument("-c", "--config-file", dest="config", metavar="FILE")
+    parser = argparse.ArgumentParser(
+        prog="kbs",
+        description="Key Broker Service (trustee-py): the server `trustee serve` runs, with "
+        "upstream kbs's command line.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config-file",
+        dest="config",
+        metavar="FILE",
+        help="kbs-config.toml (default: $KBS_CONFIG_FILE, else the embedded development config)",
+    )
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"%(prog)s {__version__} (trustee-py)"
+    )
     args = parser.parse_args(argv)
     from trustee.serving import serve_command
 

@@ -1,8 +1,9 @@
-"""What `trustee-client` prints for a failure: the formatting, exception by exception; the same
-lines against a real server are in tests/e2e/test_client_messages.py."""
+"""What `trustee-client` prints for a failure: the formatting, exception by exception, and the
+help it gives; the same lines against a real server are in tests/e2e/test_client_messages.py."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import itertools
 import json
@@ -12,7 +13,15 @@ import ssl
 import httpx
 import pytest
 
+from trustee.cli import kbs_main
 from trustee.client import cli
+from trustee.client.attesters import (
+    SAMPLE_DEVICE_ENV,
+    SIMULATED_MEASUREMENT_ENV,
+    SIMULATED_PKI_ENV,
+    SIMULATED_SNP_CA_ENV,
+    SIMULATED_TEE_ENV,
+)
 from trustee.client.errors import (
     AdminRequestError,
     ErrorInformation,
@@ -22,6 +31,7 @@ from trustee.client.errors import (
     UnexpectedAnswerError,
 )
 from trustee.client.messages import Context, describe, error_line, name_policy_file, one_line
+from trustee.client.parser import build_parser
 
 ERR = "https://github.com/confidential-containers/kbs/errors/"
 URL = "http://127.0.0.1:8080"
@@ -294,3 +304,57 @@ def test_usage_errors_use_the_same_prefix(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert err.startswith("usage: trustee-client config set-resource")
     assert err.endswith("\ntrustee-client: the following arguments are required: --resource-file\n")
+
+
+# ------------------------------------------------------------------------------------------
+# help
+
+
+def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += subparsers(sub)
+    return found
+
+
+def test_every_option_and_argument_has_a_help_line() -> None:
+    missing = [
+        f"{parser.prog} {action.dest}"
+        for parser in subparsers(build_parser())
+        for action in parser._actions
+        if not action.help
+    ]
+    assert missing == []
+
+
+def test_help_shows_the_default_url_and_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "without /kbs/v0 (default: http://127.0.0.1:8080)" in text
+    for name in (
+        SIMULATED_TEE_ENV,
+        SIMULATED_PKI_ENV,
+        SIMULATED_SNP_CA_ENV,
+        SIMULATED_MEASUREMENT_ENV,
+        SAMPLE_DEVICE_ENV,
+        "TRUSTEE_LOG",
+        "RUST_LOG",
+    ):
+        assert name in text
+
+
+def test_kbs_command_line_has_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        kbs_main(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Key Broker Service" in text and "-c FILE, --config-file FILE" in text
+    for flag in ("--version", "-V"):
+        with pytest.raises(SystemExit) as done:
+            kbs_main([flag])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith("kbs ")
