@@ -164,6 +164,13 @@ async def test_tee_key_file_is_named_as_spelled(tmp_path: Path) -> None:
     )
 
 
+async def test_get_reference_value_prints_the_json_value(tmp_path: Path) -> None:
+    async with run_kbs(DEV_CONFIG, tmp_path) as kbs:
+        await admin(kbs, "set-sample-reference-value", "svn", "1")
+        code, out, err = await client(kbs.url, "config", "get-reference-value", "--id", "svn")
+    assert (code, out, err) == (0, '["1"]\n', "")
+
+
 async def test_network_failures_are_one_line(tmp_path: Path) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
     refused = await error_of(nobody, "config", "delete-resource", "--path", "a/b/c")

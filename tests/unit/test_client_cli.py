@@ -445,12 +445,12 @@ def test_rust_integer_rules() -> None:
             cli.parse_i32(bad)
 
 
-def test_get_reference_value_prints_debug_string(
+def test_get_reference_value_prints_the_json_value(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     install(monkeypatch, Peer(admin=httpx.Response(200, content=b'["1.2.3"]')))
     code, out, _ = run(["config", "get-reference-value", "--id", "svn"], capsys)
-    assert (code, out) == (0, '"[\\"1.2.3\\"]"\n')
+    assert (code, out) == (0, '["1.2.3"]\n')
 
 
 def test_admin_failure_output(

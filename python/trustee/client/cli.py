@@ -1,7 +1,8 @@
 """`trustee-client`: a drop-in for upstream `kbs-client` (same commands, flags, HTTP and stdout).
 
 Scripts written against kbs-client parse its stdout, so success output is reproduced to the
-byte (including the odd "success \\n policy: …" spacing). A failure is one line on stderr,
+byte (including the odd "success \\n policy: …" spacing); `get-reference-value` prints the JSON
+value itself rather than kbs-client's quoted debug string. A failure is one line on stderr,
 `trustee-client: ` then what the KBS said was wrong or why it could not be asked
 (`messages.py`), and exit status 1; usage errors exit 2 like clap's, 130 on Ctrl-C.
 
@@ -30,7 +31,6 @@ from trustee.client.kbs import (
     Generation,
     KbsClient,
     KbsClientError,
-    rust_debug_str,
 )
 from trustee.client.messages import PROG, Context, error_line, one_line
 from trustee.client.parser import build_parser
@@ -320,8 +320,9 @@ async def _config(args: argparse.Namespace) -> None:
             await client.set_sample_reference_value(args.name, rv)
             _out("Reference Values Updated")
         elif command == "get-reference-value":
+            # The JSON value as the KBS sent it, ready for jq (kbs-client quoted it again).
             body = await client.get_reference_value(args.reference_value_id)
-            _out(rust_debug_str(body))
+            _out(body.rstrip("\n"))
         else:  # pragma: no cover - argparse rejects unknown commands
             raise CliError(f"unknown config command {command!r}")
 

@@ -188,7 +188,7 @@ def _add_config_commands(config: argparse.ArgumentParser) -> None:
     delete_resource = subs.add_parser("delete-resource", help="Delete confidential resource")
     delete_resource.add_argument("--path", required=True, help="Resource path repo/type/tag.")
 
-    get_rv = subs.add_parser("get-reference-value", help="Get a reference value by ID")
+    get_rv = subs.add_parser("get-reference-value", help="Print a reference value (JSON) by ID")
     get_rv.add_argument(
         "--id",
         dest="reference_value_id",
