@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,13 @@ def _banner(config: Config) -> str:
     )
 
 
-async def _run(config: Config, sockets: Sockets, ready: Callable[[], None] | None = None) -> None:
+async def _run(
+    config: Config,
+    sockets: Sockets,
+    ready: Callable[[], None] | None = None,
+    parent_sentinel: int | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM or, in a worker, until the supervisor is gone."""
     import trio
 
     from trustee import offload
@@ -66,10 +72,27 @@ async def _run(config: Config, sockets: Sockets, ready: Callable[[], None] | Non
         if ready is not None:
             ready()
 
-        async def shutdown_trigger() -> None:
+        async def signalled() -> None:
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 return
+
+        async def orphaned(sentinel: int) -> None:
+            # The supervisor's end of this pipe closes when it dies, even by SIGKILL; its
+            # workers must not go on serving on the port without it.
+            await trio.lowlevel.wait_readable(sentinel)
+            log.warning("the supervisor is gone, shutting down")
+
+        async def shutdown_trigger() -> None:
+            async with trio.open_nursery() as first:
+
+                async def until(event: Callable[[], Awaitable[None]]) -> None:
+                    await event()
+                    first.cancel_scope.cancel()
+
+                first.start_soon(until, signalled)
+                if parent_sentinel is not None:
+                    first.start_soon(until, partial(orphaned, parent_sentinel))
 
         await serve(app, config.http_server, sockets, shutdown_trigger)
 
@@ -358,6 +381,8 @@ def _worker_sink(sink: AuditSinkSettings, index: int) -> AuditSinkSettings:
 
 
 def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None:
+    import multiprocessing
+
     import trio
 
     from trustee.config import ConfigError
@@ -368,7 +393,9 @@ def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None
     try:
         with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
             try:
-                trio.run(partial(_run, config, sockets, ready.set))
+                parent = multiprocessing.parent_process()
+                sentinel = parent.sentinel if parent is not None else None
+                trio.run(partial(_run, config, sockets, ready.set, sentinel))
             except BaseExceptionGroup as group:
                 raise _sole(group) from None
     except ConfigError as exc:

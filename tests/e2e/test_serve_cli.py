@@ -282,3 +282,39 @@ insecure_header_jwk = true
         async with kbs.client() as http:
             assert (await http.get("/healthz")).status_code == 200
         assert os.path.exists(kbs.config_path)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The parent pid is the second field after the parenthesised command name.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    text = DEV_CONFIG.replace(
+        "insecure_http = true", "insecure_http = true" + WORKERS.format(storage=tmp_path / "data")
+    )
+    async with run_kbs(text, tmp_path) as running:
+        workers = _children(running.process.pid)
+        assert len(workers) >= 2, workers
+        running.process.send_signal(signal.SIGKILL)
+        with trio.move_on_after(15):
+            while any(_alive(pid) for pid in workers):
+                await trio.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "workers outlived their supervisor"
