@@ -85,8 +85,12 @@ class CountingInner:
         await self.inner(sc, receive, send)
 
 
+# The direct routes under test and the stand-in app behind them (what they passed on).
+Routes = tuple[DirectRoutes, CountingInner]
+
+
 @pytest.fixture
-async def routes() -> tuple[DirectRoutes, CountingInner]:
+async def routes() -> Routes:
     kbs = await assemble(load_embedded_default())
     app = create_app(kbs)
     guest = app.routes
@@ -146,9 +150,7 @@ def test_headers_are_case_insensitive_first_wins_and_cookies_join() -> None:
     assert "cookie" in h and "authorization" not in h
 
 
-async def test_auth_answers_as_quart_does_without_reaching_it(
-    routes: tuple[DirectRoutes, CountingInner],
-) -> None:
+async def test_auth_answers_as_quart_does_without_reaching_it(routes: Routes) -> None:
     guest, inner = routes
     hdrs = [(b"content-type", b"application/json"), (b"x-request-id", b"req-1")]
     fast = await call(guest, scope("POST", "/kbs/v0/auth", hdrs), [AUTH[:10], AUTH[10:]])
@@ -165,7 +167,7 @@ async def test_auth_answers_as_quart_does_without_reaching_it(
     assert set(fast[1]) == set(slow[1])
 
 
-async def test_errors_match_quart(routes: tuple[DirectRoutes, CountingInner]) -> None:
+async def test_errors_match_quart(routes: Routes) -> None:
     guest, inner = routes
     for method, path, body in (
         ("POST", "/kbs/v0/auth", b"not json"),
@@ -184,9 +186,7 @@ async def test_errors_match_quart(routes: tuple[DirectRoutes, CountingInner]) ->
     assert len(inner.calls) == 3  # only the comparison requests
 
 
-async def test_a_whole_flow_through_the_hot_routes(
-    routes: tuple[DirectRoutes, CountingInner],
-) -> None:
+async def test_a_whole_flow_through_the_hot_routes(routes: Routes) -> None:
     guest, inner = routes
     status, headers, body = await call(guest, scope("POST", "/kbs/v0/auth", []), [AUTH])
     assert status == 200
@@ -201,7 +201,7 @@ async def test_a_whole_flow_through_the_hot_routes(
     assert inner.calls == []
 
 
-async def test_query_first_value_wins(routes: tuple[DirectRoutes, CountingInner]) -> None:
+async def test_query_first_value_wins(routes: Routes) -> None:
     guest, _ = routes
     seen: list[dict[str, str]] = []
     handle = guest.kbs.handle
@@ -215,9 +215,7 @@ async def test_query_first_value_wins(routes: tuple[DirectRoutes, CountingInner]
     assert seen == [{"x": "1", "y": "", "z": "A b"}]
 
 
-async def test_body_too_large_closes_the_connection(
-    routes: tuple[DirectRoutes, CountingInner],
-) -> None:
+async def test_body_too_large_closes_the_connection(routes: Routes) -> None:
     guest, inner = routes
     guest.max_body = 16
     declared = scope("POST", "/kbs/v0/auth", [(b"content-length", b"17")])
@@ -231,9 +229,7 @@ async def test_body_too_large_closes_the_connection(
     assert inner.calls == []
 
 
-async def test_slow_body_gets_408_and_a_gone_client_no_answer(
-    routes: tuple[DirectRoutes, CountingInner],
-) -> None:
+async def test_slow_body_gets_408_and_a_gone_client_no_answer(routes: Routes) -> None:
     guest, _ = routes
     guest.body_timeout = 0.05
     sc = scope("POST", "/kbs/v0/attest", [(b"content-length", b"100")])
@@ -245,7 +241,7 @@ async def test_slow_body_gets_408_and_a_gone_client_no_answer(
 
 
 async def test_unexpected_failure_is_a_500_without_detail(
-    routes: tuple[DirectRoutes, CountingInner], caplog: pytest.LogCaptureFixture
+    routes: Routes, caplog: pytest.LogCaptureFixture
 ) -> None:
     guest, _ = routes
 

@@ -135,10 +135,16 @@ NOT_IN_SUPERVISOR = (
 )
 
 
-def test_the_worker_supervisor_loads_no_web_framework(tmp_path: Path) -> None:
+def _loaded_with_config(tmp_path: Path, text: str, script: str, modules: tuple[str, ...]) -> str:
+    """Which of `modules` `script` imported, given a kbs-config.toml holding `text`."""
     config = tmp_path / "kbs-config.toml"
-    config.write_text(WORKERS_CONFIG.format(data=tmp_path / "data"))
-    loaded = _run(SUPERVISOR_PATH, str(config), ",".join(NOT_IN_SUPERVISOR))
+    config.write_text(text)
+    return _run(script, str(config), ",".join(modules))
+
+
+def test_the_worker_supervisor_loads_no_web_framework(tmp_path: Path) -> None:
+    text = WORKERS_CONFIG.format(data=tmp_path / "data")
+    loaded = _loaded_with_config(tmp_path, text, SUPERVISOR_PATH, NOT_IN_SUPERVISOR)
     assert loaded == "", f"imported by the supervisor: {loaded}"
 
 
@@ -305,8 +311,7 @@ NOT_AT_LOAD = (
 
 
 def test_loading_a_config_builds_nothing(tmp_path: Path) -> None:
-    config = tmp_path / "kbs-config.toml"
     body = 'pccs_url = "https://pccs.example"\nkds_url = "https://kds.example"\n'
-    config.write_text(BASE + body + SINKS_CONFIG.format(audit=tmp_path / "audit.jsonl"))
-    loaded = _run(LOAD_PATH, str(config), ",".join(NOT_AT_LOAD))
+    text = BASE + body + SINKS_CONFIG.format(audit=tmp_path / "audit.jsonl")
+    loaded = _loaded_with_config(tmp_path, text, LOAD_PATH, NOT_AT_LOAD)
     assert loaded == "", f"imported by loading the config: {loaded}"

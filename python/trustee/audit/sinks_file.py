@@ -43,7 +43,32 @@ def _last_line_state(handle: IO[bytes]) -> tuple[str, bool]:
     return line_digest(tail), torn
 
 
-class FileSink:
+class _ChainedWriter:
+    """A sink writing hash-chained lines from a worker thread, one batch at a time."""
+
+    name: str
+    _lock: trio.Lock
+
+    def _write(self, events: Sequence[AuditEvent]) -> None:
+        raise NotImplementedError
+
+    def _write_failed(self) -> None:
+        """Called when a batch failed part-way, before the failure is reported."""
+
+    async def send(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        async with self._lock:
+            try:
+                await trio.to_thread.run_sync(self._write, events)
+            except (OSError, TypeError, ValueError) as exc:
+                self._write_failed()
+                raise AuditSinkError(
+                    f"{self.name}: writing {len(events)} event(s) failed: {exc}"
+                ) from exc
+
+
+class FileSink(_ChainedWriter):
     """Appends chained lines to `path`, continuing the chain already in the file.
 
     A torn last line (a crash mid-write) is terminated rather than removed: the audit log is
@@ -133,26 +158,17 @@ class FileSink:
                 self._handle.close()
             self._handle = None
 
-    async def send(self, events: Sequence[AuditEvent]) -> None:
-        if not events:
-            return
-        async with self._lock:
-            try:
-                await trio.to_thread.run_sync(self._write, events)
-            except (OSError, TypeError, ValueError) as exc:
-                # A partial write may have left a torn line: reopen on retry so the chain
-                # resumes from what is really on disk.
-                self._drop_handle()
-                raise AuditSinkError(
-                    f"{self.name}: writing {len(events)} event(s) failed: {exc}"
-                ) from exc
+    def _write_failed(self) -> None:
+        # A partial write may have left a torn line: reopen on retry so the chain resumes from
+        # what is really on disk.
+        self._drop_handle()
 
     async def aclose(self) -> None:
         async with self._lock:
             self._drop_handle()
 
 
-class StdoutSink:
+class StdoutSink(_ChainedWriter):
     """Chained lines on standard output; the chain starts afresh with each process."""
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
@@ -172,17 +188,6 @@ class StdoutSink:
         stream.write(payload)
         stream.flush()
         self._chain.commit(next_prev)
-
-    async def send(self, events: Sequence[AuditEvent]) -> None:
-        if not events:
-            return
-        async with self._lock:
-            try:
-                await trio.to_thread.run_sync(self._write, events)
-            except (OSError, TypeError, ValueError) as exc:
-                raise AuditSinkError(
-                    f"{self.name}: writing {len(events)} event(s) failed: {exc}"
-                ) from exc
 
     async def aclose(self) -> None:
         return None

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -203,27 +204,24 @@ def _register_reference_watches(
         digest = None if type == "DELETED" else config_hash({ref: body})
         await reconciler.reconcile_referencing(ref, digest, cfg.namespace, logger)
 
-    @kopf.on.event("v1", "configmaps", id="configmap-watch", registry=registry)
-    async def configmap_event(
-        body: kopf.Body,
-        name: str,
-        namespace: str | None,
-        type: str | None,
-        logger: AnyLogger,
-        **_: Any,
-    ) -> None:
-        await on_referenced(Ref("ConfigMap", name), body, type, namespace, logger)
+    def watching(kind: str) -> Callable[..., Awaitable[None]]:
+        async def referenced_event(
+            body: kopf.Body,
+            name: str,
+            namespace: str | None,
+            type: str | None,
+            logger: AnyLogger,
+            **_: Any,
+        ) -> None:
+            await on_referenced(Ref(kind, name), body, type, namespace, logger)
 
-    @kopf.on.event("v1", "secrets", id="secret-watch", registry=registry)
-    async def secret_event(
-        body: kopf.Body,
-        name: str,
-        namespace: str | None,
-        type: str | None,
-        logger: AnyLogger,
-        **_: Any,
-    ) -> None:
-        await on_referenced(Ref("Secret", name), body, type, namespace, logger)
+        return referenced_event
+
+    for kind, plural, handler_id in (
+        ("ConfigMap", "configmaps", "configmap-watch"),
+        ("Secret", "secrets", "secret-watch"),
+    ):
+        kopf.on.event("v1", plural, id=handler_id, registry=registry)(watching(kind))
 
 
 def _register_deployment_watch(

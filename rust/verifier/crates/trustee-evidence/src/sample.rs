@@ -11,8 +11,23 @@ use serde_json::{json, Map, Value};
 
 use crate::{ClaimsEntry, Expectations, Inputs, Verifier, VerifyError};
 
-pub(crate) struct Sample;
-pub(crate) struct SampleDevice;
+/// A sample verifier: `tee` names it in errors, `class` is the claims' TEE class, and the CPU
+/// one (`cpu`) adds the platform claims upstream's sample TEE reports.
+pub(crate) struct Sample {
+    tee: &'static str,
+    class: &'static str,
+}
+
+/// The `sample` TEE (CPU evidence).
+pub(crate) const SAMPLE: Sample = Sample {
+    tee: "sample",
+    class: "cpu",
+};
+/// The `sampledevice` TEE (device evidence beside a CPU's).
+pub(crate) const SAMPLE_DEVICE: Sample = Sample {
+    tee: "sampledevice",
+    class: "gpu",
+};
 
 impl Verifier for Sample {
     fn verify(
@@ -21,41 +36,34 @@ impl Verifier for Sample {
         expected: Expectations<'_>,
         _inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
-        const TEE: &str = "sample";
-        let ev = SampleEvidence::parse(TEE, evidence)?;
-        ev.check_report_data(TEE, expected.report_data)?;
-
-        let mut claims = Map::new();
-        claims.insert("svn".into(), Value::String(ev.svn));
-        claims.insert("report_data".into(), Value::String(ev.report_data));
-        claims.insert("launch_digest".into(), json!("abcde"));
-        claims.insert("platform_version".into(), json!({"major": 1, "minor": 4}));
-        claims.insert("debug".into(), Value::Bool(false));
-        // The sample TEE cannot measure init data, so it simply echoes the expected hash:
-        // the claim's presence is what tells the policy layer a binding was requested.
-        if let Some(hash) = expected.init_data_hash {
-            claims.insert("init_data".into(), Value::String(STANDARD.encode(hash)));
+        let mut claims = checked_claims(self.tee, evidence, &expected)?;
+        if self.class == "cpu" {
+            claims.insert("launch_digest".into(), json!("abcde"));
+            claims.insert("platform_version".into(), json!({"major": 1, "minor": 4}));
+            claims.insert("debug".into(), Value::Bool(false));
+            // The sample TEE cannot measure init data, so it simply echoes the expected hash:
+            // the claim's presence is what tells the policy layer a binding was requested.
+            if let Some(hash) = expected.init_data_hash {
+                claims.insert("init_data".into(), Value::String(STANDARD.encode(hash)));
+            }
         }
-        Ok(vec![(Value::Object(claims), "cpu".into())])
+        Ok(vec![(Value::Object(claims), self.class.into())])
     }
 }
 
-impl Verifier for SampleDevice {
-    fn verify(
-        &self,
-        evidence: &[u8],
-        expected: Expectations<'_>,
-        _inputs: &Inputs<'_>,
-    ) -> Result<Vec<ClaimsEntry>, VerifyError> {
-        const TEE: &str = "sampledevice";
-        let ev = SampleEvidence::parse(TEE, evidence)?;
-        ev.check_report_data(TEE, expected.report_data)?;
-
-        let mut claims = Map::new();
-        claims.insert("svn".into(), Value::String(ev.svn));
-        claims.insert("report_data".into(), Value::String(ev.report_data));
-        Ok(vec![(Value::Object(claims), "gpu".into())])
-    }
+/// The claims both sample TEEs report (`svn`, `report_data`), once the evidence parses and
+/// binds what the caller expects.
+fn checked_claims(
+    tee: &'static str,
+    evidence: &[u8],
+    expected: &Expectations<'_>,
+) -> Result<Map<String, Value>, VerifyError> {
+    let ev = SampleEvidence::parse(tee, evidence)?;
+    ev.check_report_data(tee, expected.report_data)?;
+    let mut claims = Map::new();
+    claims.insert("svn".into(), Value::String(ev.svn));
+    claims.insert("report_data".into(), Value::String(ev.report_data));
+    Ok(claims)
 }
 
 struct SampleEvidence {

@@ -37,8 +37,8 @@ impl Verifiers {
 
     fn verifier(&self, tee: Tee) -> Option<&dyn Verifier> {
         match tee {
-            Tee::Sample => Some(&sample::Sample),
-            Tee::SampleDevice => Some(&sample::SampleDevice),
+            Tee::Sample => Some(&sample::SAMPLE),
+            Tee::SampleDevice => Some(&sample::SAMPLE_DEVICE),
             Tee::Tdx => Some(&self.tdx),
             Tee::Snp => Some(&self.snp),
             Tee::AzSnpVtpm
