@@ -204,9 +204,13 @@ async def _policy_store(
     defaults = LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS
     if as_cfg.policy_dir is not None:
         store = LocalFsStore(as_cfg.policy_dir)
-        policies = AttestationPolicyStore(store, cache, namespace="opa", defaults=defaults)
+        policies = AttestationPolicyStore(
+            store, cache, namespace="opa", defaults=defaults, per_claim_rules=legacy
+        )
     else:
-        policies = AttestationPolicyStore(as_store, cache, defaults=defaults)
+        policies = AttestationPolicyStore(
+            as_store, cache, defaults=defaults, per_claim_rules=legacy
+        )
     installed = await policies.install_defaults()
     if installed:
         log.info("default attestation policies installed: %s", ", ".join(installed))

@@ -20,6 +20,9 @@ from tests.e2e.pki import Pki, make_pki
 from trustee.client.cli import ALLOW_ALL_POLICY, DENY_ALL_POLICY
 from trustee.client.kbs import sample_reference_value_message
 
+# An attestation policy must give trust claims to be accepted.
+AS_POLICY = 'package policy\ndefault trust_claims := {"executables": 3}\n'
+
 ERR = "https://github.com/confidential-containers/kbs/errors/"
 REFUSED = "Cannot verify token with any of the issuers"
 
@@ -101,7 +104,7 @@ async def test_tokens_not_yet_valid_are_refused_everywhere(tmp_path: Path, pki: 
                     {
                         "type": "rego",
                         "policy_id": "default_cpu",
-                        "policy": b64url(ALLOW_ALL_POLICY),
+                        "policy": b64url(AS_POLICY),
                     },
                 ),
                 Endpoint("POST", "reference-value", "", sample_reference_value_message("svn", 1)),

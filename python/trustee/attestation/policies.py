@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from importlib import resources
 
-from trustee.policy.engine import CompiledPolicy, PolicyCache, PolicyCompileError
+from trustee.attestation import ear
+from trustee.policy.engine import CompiledPolicy, PolicyCache, PolicyCompileError, PolicyEvalError
 from trustee.storage.kv import NS_AS_POLICY, KeyValueStore, StorageError
 
 DEFAULT_POLICY_IDS = ("default_cpu", "default_gpu", "default_switch", "default_ppcie")
@@ -16,9 +18,62 @@ _SHIPPED_FILES = {"default": "default_legacy"}
 log = logging.getLogger(__name__)
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
+TRUST_CLAIMS_RULE = "data.policy.trust_claims"
+# The v0.11-era dialect, before `trust_claims` existed: one rule per trust claim.
+CLAIM_RULES = tuple(f"data.policy.{name.replace('-', '_')}" for name in ear.TRUST_CLAIMS)
+_CLAIMS_OBJECT = 'an object such as {"executables": 3, "hardware": 2}'
+
 
 class PolicyStoreError(Exception):
     pass
+
+
+async def _defined(policy: CompiledPolicy, rules: tuple[str, ...]) -> list[str]:
+    """Which of these rule paths the policy has. The engine looks a path up in the policy's own
+    rule table before it evaluates anything and answers "absent" from there, so this asks what
+    the attestation path asks, whatever the syntax or the shape of the rule heads. A rule that
+    exists is evaluated once on an empty input, held to the policy's limits; its value or error
+    does not matter (an absent rule never fails)."""
+    found = []
+    for rule in rules:
+        try:
+            (outcome,) = await policy.evaluate_offloaded({}, None, [rule])
+        except PolicyEvalError:
+            found.append(rule)
+            continue
+        if outcome.kind != "absent":
+            found.append(rule)
+    return found
+
+
+def _names(rules: Iterable[str]) -> str:
+    return ", ".join(rule.rsplit(".", 1)[1] for rule in rules)
+
+
+async def missing_claim_rules(policy: CompiledPolicy, per_claim_rules: bool) -> str | None:
+    """What an attestation policy lacks to give trust claims, or None. `per_claim_rules`: the
+    configuration is of the v0.11 era, whose policies may give one rule per claim instead."""
+    if await _defined(policy, (TRUST_CLAIMS_RULE,)):
+        return None
+    found = await _defined(policy, CLAIM_RULES)
+    if per_claim_rules and found:
+        return None
+    if per_claim_rules:
+        return (
+            "defines neither `trust_claims` nor a per-claim rule: an attestation policy must "
+            f"define {TRUST_CLAIMS_RULE}, {_CLAIMS_OBJECT}, or one rule per claim (executables, "
+            "hardware, configuration, …); without them every attestation fails"
+        )
+    dialect = (
+        f"; {_names(found)}: per-claim rules of the v0.11 dialect, read only under a v0.11-era "
+        "configuration"
+        if found
+        else ""
+    )
+    return (
+        f"defines no `trust_claims` rule: an attestation policy must define {TRUST_CLAIMS_RULE}, "
+        f"{_CLAIMS_OBJECT}; without it every trust claim is 0 (`none`){dialect}"
+    )
 
 
 def shipped_policy(name: str) -> str:
@@ -34,11 +89,13 @@ class AttestationPolicyStore:
         *,
         namespace: str = NS_AS_POLICY,
         defaults: tuple[str, ...] = DEFAULT_POLICY_IDS,
+        per_claim_rules: bool = False,
     ) -> None:
         self._store = store
         self._cache = cache
         self._ns = namespace
         self._defaults = defaults
+        self._per_claim_rules = per_claim_rules
         # The text each id was compiled from: an unchanged policy skips decoding and hashing.
         self._compiled: dict[str, tuple[bytes, CompiledPolicy]] = {}
 
@@ -66,10 +123,18 @@ class AttestationPolicyStore:
                 log.warning("default attestation policy %s not stored: %s", pid, exc)
         return installed
 
-    async def set_policy(self, policy_id: str, text: str) -> CompiledPolicy:
+    async def set_policy(
+        self, policy_id: str, text: str, *, require_claims: bool = False
+    ) -> CompiledPolicy:
+        """Store a policy that compiles; with `require_claims`, only one that gives trust
+        claims (an upload: a policy without them would quietly make every claim 0)."""
         if not _ID_RE.match(policy_id):
             raise PolicyStoreError(f"invalid policy id {policy_id!r}")
         compiled = self._cache.compile(text)  # raises PolicyCompileError before storing
+        if require_claims:
+            missing = await missing_claim_rules(compiled, self._per_claim_rules)
+            if missing is not None:
+                raise PolicyStoreError(f"policy {policy_id} {missing}")
         await self._store.set(self._ns, f"{policy_id}.rego", text.encode())
         return compiled
 

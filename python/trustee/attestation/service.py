@@ -18,7 +18,12 @@ from trustee.attestation import ear
 from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
 from trustee.attestation.initdata import InitDataError, parse_init_data
 from trustee.attestation.observers import NoMetrics, VerifierMetrics
-from trustee.attestation.policies import AttestationPolicyStore, PolicyStoreError
+from trustee.attestation.policies import (
+    CLAIM_RULES,
+    TRUST_CLAIMS_RULE,
+    AttestationPolicyStore,
+    PolicyStoreError,
+)
 from trustee.attestation.rvps import ReferenceValueStore, RvpsError
 from trustee.config.model import TokenBrokerConfig
 from trustee.policy.engine import PolicyEvalError
@@ -68,10 +73,9 @@ def _transform(
     return dict(sorted(out.items()))
 
 
-# Per-claim rules of the v0.11-era policy dialect (before `trust_claims` existed).
-_CLAIM_RULES = tuple(name.replace("-", "_") for name in ear.TRUST_CLAIMS)
-_HEAD_RULES = ["data.policy.trust_claims", "data.policy.extensions"]
-_LEGACY_RULES = _HEAD_RULES + [f"data.policy.{name}" for name in _CLAIM_RULES]
+_HEAD_RULES = [TRUST_CLAIMS_RULE, "data.policy.extensions"]
+# The v0.11 dialect's per-claim rules are read when `trust_claims` is absent.
+_LEGACY_RULES = _HEAD_RULES + list(CLAIM_RULES)
 
 
 class AttestationService:

@@ -52,7 +52,7 @@ async def set_attestation_policy(
     except ValueError as exc:
         raise errors.set_policy_failed(f"attestation-policy body: {exc}") from exc
     try:
-        await kbs.attestation.policies.set_policy(policy_id, text)
+        await kbs.attestation.policies.set_policy(policy_id, text, require_claims=True)
     except PolicyCompileError as exc:
         raise errors.set_policy_failed(f"policy {policy_id} does not compile: {exc}") from exc
     except PolicyStoreError as exc:
