@@ -6,8 +6,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.deps-stamp
 CARGO_DIR = rust/verifier
+# What the extension and the package are built from; the Python sources need no rebuild (the
+# install is editable). The extension itself is a prerequisite only while it is missing.
+BUILT        = $(VENV)/.built-stamp
+BUILD_LOG    = $(VENV)/develop.log
+BUILD_INPUTS = pyproject.toml $(shell find $(CARGO_DIR) -path $(CARGO_DIR)/target -prune -o -type f -print)
+CORE_MISSING = $(if $(wildcard python/trustee/_core*.so),,FORCE)
 
-.PHONY: run test develop lint rust-check py-check pytest bench clean
+.PHONY: run test develop lint rust-check py-check pytest bench clean FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +23,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "maturin>=1.12.1,<2"
 	touch $@
 
-# Builds the Rust extension (release) and installs the package with its dev dependencies.
-develop: $(STAMP)
-	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --extras dev -q
+# Builds the Rust extension (release) and installs the package with its dev dependencies, when
+# one of BUILD_INPUTS changed since the last build; pip's output goes to BUILD_LOG, shown when
+# the build fails.
+develop: $(BUILT)
+
+$(BUILT): $(STAMP) $(BUILD_INPUTS) $(CORE_MISSING)
+	@echo "building the Rust extension and installing the package (log: $(BUILD_LOG))"
+	@VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --extras dev -q \
+		>$(BUILD_LOG) 2>&1 || { cat $(BUILD_LOG); exit 1; }
+	@touch $@
 
 run: develop
 	$(BIN)/trustee serve
