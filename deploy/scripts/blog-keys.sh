@@ -21,10 +21,24 @@ if [ -e privateKey ] && [ "$force" = no ]; then
     exit 1
 fi
 
+# Generating a key, openssl draws progress characters on stderr: show stderr only when the
+# command fails or says something besides them.
+keygen() {
+    if out=$(openssl genpkey "$@" 2>&1); then
+        if [ -n "$(printf '%s' "$out" | tr -d '.+*\n')" ]; then
+            printf '%s\n' "$out" >&2
+        fi
+    else
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
+
 umask 077
-openssl genpkey -algorithm ed25519 > privateKey
+keygen -algorithm ed25519 -out privateKey
 openssl pkey -in privateKey -pubout -out publicKey
-openssl req -x509 -nodes -days 365 -newkey rsa:2048 -keyout https.key -out https.crt \
-    -config "$blog_dir/kbs-service-509.conf" -passin pass: \
+keygen -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out https.key
+openssl req -x509 -days 365 -key https.key -out https.crt \
+    -config "$blog_dir/kbs-service-509.conf" \
     -subj "/C=UK/ST=England/L=Bristol/O=Red Hat/OU=Development/CN=kbs-service"
 echo "wrote privateKey publicKey https.key https.crt to $out_dir"

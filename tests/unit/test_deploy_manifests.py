@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -631,7 +632,14 @@ def test_blog_configmaps_match_seed(deploy_copy: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_blog_keys_script(tmp_path: Path) -> None:
-    subprocess.run(["sh", str(KEYS_SCRIPT), str(tmp_path)], check=True, capture_output=True)
+    done = subprocess.run(
+        ["sh", str(KEYS_SCRIPT), str(tmp_path)], check=True, capture_output=True, text=True
+    )
+    # One line, and none of openssl's key-generation progress characters.
+    assert (done.stdout, done.stderr) == (
+        f"wrote privateKey publicKey https.key https.crt to {tmp_path}\n",
+        "",
+    )
     assert {p.name for p in tmp_path.iterdir()} == secret_source_files() | {"privateKey"}
 
     private = serialization.load_pem_private_key((tmp_path / "privateKey").read_bytes(), None)
@@ -652,6 +660,22 @@ def test_blog_keys_script(tmp_path: Path) -> None:
 
     again = subprocess.run(["sh", str(KEYS_SCRIPT), str(tmp_path)], capture_output=True)
     assert again.returncode != 0, "the script must not silently replace existing keys"
+
+
+def test_blog_keys_script_shows_openssl_errors(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "openssl"
+    fake.parent.mkdir()
+    fake.write_text(
+        '#!/bin/sh\nprintf "..+++*\\n" >&2\necho "genpkey: unsupported algorithm" >&2\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    failed = subprocess.run(
+        ["sh", str(KEYS_SCRIPT), str(tmp_path / "out")], capture_output=True, text=True, env=env
+    )
+    assert failed.returncode != 0
+    assert "genpkey: unsupported algorithm" in failed.stderr
+    assert failed.stdout == ""
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
