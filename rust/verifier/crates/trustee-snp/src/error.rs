@@ -1,5 +1,7 @@
 //! Error types: one variant per check, each naming the check and the values involved.
 
+use std::time::Duration;
+
 /// Errors from [`crate::parse_report`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -60,7 +62,12 @@ pub enum VerifyError {
     },
     #[error("Chip ID mismatch: VCEK hwID {certificate}, report CHIP_ID {report}")]
     ChipIdMismatch { certificate: String, report: String },
-    #[error("certificate {subject} not valid at {now} (valid {not_before}..={not_after})")]
+    #[error(
+        "certificate {subject} not valid at {} (valid from {} to {})",
+        utc(*.now),
+        utc(*.not_before),
+        utc(*.not_after)
+    )]
     Expired {
         subject: String,
         now: i64,
@@ -75,4 +82,46 @@ pub enum VerifyError {
     HostDataMismatch { expected: String, actual: String },
     #[error("MASK_CHIP_ID is set (CHIP_ID is all zero): a VCEK cannot be requested")]
     MaskedChipId,
+}
+
+/// Unix seconds as an RFC 3339 UTC time for messages; outside the years 1970..=9999 the
+/// number itself, so no value is ever lost from a message.
+fn utc(t: impl Into<i128>) -> String {
+    let t = t.into();
+    u64::try_from(t)
+        .ok()
+        .and_then(|secs| der::DateTime::from_unix_duration(Duration::from_secs(secs)).ok())
+        .map_or_else(|| format!("unix time {t}"), |time| time.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerifyError;
+
+    #[test]
+    fn validity_errors_name_times_in_rfc3339() {
+        let err = VerifyError::Expired {
+            subject: "SEV-VCEK".into(),
+            now: 1_796_628_808,
+            not_before: 1_733_868_861,
+            not_after: 1_765_404_861,
+        };
+        assert_eq!(
+            err.to_string(),
+            "certificate SEV-VCEK not valid at 2026-12-07T07:33:28Z (valid from \
+             2024-12-10T22:14:21Z to 2025-12-10T22:14:21Z)"
+        );
+        // Before 1970 there is no RFC 3339 form der can give: the number is kept.
+        let err = VerifyError::Expired {
+            subject: "ARK".into(),
+            now: -5,
+            not_before: 0,
+            not_after: 1,
+        };
+        assert_eq!(
+            err.to_string(),
+            "certificate ARK not valid at unix time -5 (valid from 1970-01-01T00:00:00Z to \
+             1970-01-01T00:00:01Z)"
+        );
+    }
 }

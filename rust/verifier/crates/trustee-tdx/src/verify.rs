@@ -31,6 +31,7 @@ use x509_cert::Certificate;
 
 use crate::ecdsa::P256Key;
 use crate::pck::{split_pem, tlv, PemSplit};
+use crate::time::format_rfc3339;
 use crate::Quote;
 
 /// ecdsa-with-SHA256.
@@ -62,7 +63,13 @@ pub enum VerifyError {
     #[error("PCK certificate chain root check failed: root certificate SHA-256 {sha256} is not a trusted root fingerprint")]
     UntrustedRoot { sha256: String },
     /// `now` is outside a certificate's validity window.
-    #[error("PCK certificate chain validity check failed for certificate {index} ({role}): now={now} not in [{not_before}, {not_after}]")]
+    #[error(
+        "PCK certificate chain validity check failed for certificate {index} ({role}): not valid \
+         at {} (valid from {} to {})",
+        format_rfc3339(*.now),
+        format_rfc3339(*.not_before),
+        format_rfc3339(*.not_after)
+    )]
     CertificateValidity {
         index: usize,
         role: &'static str,
@@ -609,4 +616,25 @@ pub fn verify_signatures(
         chain_not_after,
         validity_checked_at: now_unix,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerifyError;
+
+    #[test]
+    fn validity_errors_name_times_in_rfc3339() {
+        let err = VerifyError::CertificateValidity {
+            index: 0,
+            role: "PCK leaf",
+            now: 1_796_628_808,
+            not_before: 1_733_868_861,
+            not_after: 1_765_404_861,
+        };
+        assert_eq!(
+            err.to_string(),
+            "PCK certificate chain validity check failed for certificate 0 (PCK leaf): not valid at \
+             2026-12-07T07:33:28Z (valid from 2024-12-10T22:14:21Z to 2025-12-10T22:14:21Z)"
+        );
+    }
 }
