@@ -358,6 +358,16 @@ async def test_directory_names_the_missing_file(tmp_path: Path) -> None:
         await DirectorySource(tmp_path).get(FMSPC, CA)
 
 
+async def test_directory_missing_a_file_names_every_file_it_must_hold(tmp_path: Path) -> None:
+    with pytest.raises(CollateralError) as raised:
+        await DirectorySource(tmp_path).get(FMSPC, "processor")
+    assert str(raised.value).endswith(
+        "; it must hold B0C06F000000.json, or tcbInfo.json (or tcbInfo-B0C06F000000.json), "
+        "enclaveIdentity.json, tcb_info_issuer_chain.pem, pck_crl_processor.der (or .pem), "
+        "pck_crl_issuer_chain_processor.pem and root_ca_crl.der (or .pem)"
+    )
+
+
 # --------------------------------------------------------------------------- config
 
 

@@ -211,6 +211,12 @@ def _json_object(text: str, origin: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- directory
 
 
+class _MissingFile(Exception):
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__(names)
+        self.names = names
+
+
 class DirectorySource:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock = time.time) -> None:
         self.path = Path(path)
@@ -225,7 +231,18 @@ class DirectorySource:
         for name in (f"{fmspc.upper()}.json", f"{fmspc.lower()}.json"):
             if await trio.Path(self.path / name).is_file():
                 return await BundleFileSource(self.path / name, clock=self._clock).get(fmspc, ca)
+        try:
+            return await self._pieces(fmspc, ca, origin)
+        except _MissingFile as exc:
+            # Name the whole set: a first-time user learns every file at once, not one per run.
+            raise CollateralError(
+                f"{origin}: none of {', '.join(exc.names)} exists; it must hold "
+                f"{fmspc.upper()}.json, or tcbInfo.json (or tcbInfo-{fmspc.upper()}.json), "
+                f"enclaveIdentity.json, tcb_info_issuer_chain.pem, pck_crl_{ca}.der (or .pem), "
+                f"pck_crl_issuer_chain_{ca}.pem and root_ca_crl.der (or .pem)"
+            ) from None
 
+    async def _pieces(self, fmspc: str, ca: str, origin: str) -> TdxCollateral:
         tcb_file = await self._first(f"tcbInfo-{fmspc.upper()}.json", "tcbInfo.json")
         qe_file = await self._first("enclaveIdentity.json")
         tcb_info, tcb_sig = signed_document(
@@ -267,9 +284,7 @@ class DirectorySource:
             candidate = self.path / name
             if await trio.Path(candidate).is_file():
                 return candidate
-        raise CollateralError(
-            f"collateral directory {self.path}: none of {', '.join(names)} exists"
-        )
+        raise _MissingFile(names)
 
     async def _read(self, path: Path) -> bytes:
         try:
