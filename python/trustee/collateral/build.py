@@ -7,6 +7,8 @@ evidence never loads them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from trustee.collateral.lazy import LazyTdxSource, LazyVekSource
@@ -17,7 +19,11 @@ if TYPE_CHECKING:
     from trustee.collateral.tdx import TdxCollateralSource
 
 
-def tdx_source_from_settings(settings: TdxCollateralSettings) -> LazyTdxSource:
+def tdx_source_from_settings(
+    settings: TdxCollateralSettings, clock: Callable[[], float] = time.time
+) -> LazyTdxSource:
+    """`clock` judges what the cache holds; `trustee verify --at` moves it."""
+
     def build() -> TdxCollateralSource:
         from trustee.collateral.cache import CachingSource
         from trustee.collateral.tdx_sources import BundleFileSource, DirectorySource, PcsSource
@@ -29,12 +35,14 @@ def tdx_source_from_settings(settings: TdxCollateralSettings) -> LazyTdxSource:
             source = BundleFileSource(settings.location, update=settings.update)
         else:
             source = PcsSource(settings.location, None, settings.timeout, update=settings.update)
-        return CachingSource(source)
+        return CachingSource(source, clock)
 
     return LazyTdxSource(build)
 
 
-def vek_source_from_settings(settings: SnpCollateralSettings) -> LazyVekSource:
+def vek_source_from_settings(
+    settings: SnpCollateralSettings, clock: Callable[[], float] = time.time
+) -> LazyVekSource:
     def build() -> VekSource:
         from trustee.collateral.cache import CachingVekSource
         from trustee.collateral.snp import DirectoryVekSource, FallbackVekSource, KdsSource
@@ -45,6 +53,6 @@ def vek_source_from_settings(settings: SnpCollateralSettings) -> LazyVekSource:
             else KdsSource(one.location, None, settings.kds_timeout, settings.kds_min_interval)
             for one in settings.sources
         ]
-        return CachingVekSource(built[0] if len(built) == 1 else FallbackVekSource(built))
+        return CachingVekSource(built[0] if len(built) == 1 else FallbackVekSource(built), clock)
 
     return LazyVekSource(build)
