@@ -1,7 +1,9 @@
 """`trustee verify`: check one piece of TDX or SNP evidence offline and print its claims.
 
 Exit codes: 0 verified (claims JSON on stdout), 1 the evidence failed a check (the failing
-check on stderr), 2 usage errors (a file that cannot be read, a bad option value).
+check on stderr), 2 usage errors (a file that cannot be read, a bad option value). Every line on
+stderr starts with ``trustee verify:``. A reader that stops early (``| head``) changes neither
+the exit code nor stderr: the verdict stands, the rest of the claims goes nowhere.
 """
 
 from __future__ import annotations
@@ -9,16 +11,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
+import os
 import sys
+import time
 from pathlib import Path
+from typing import TextIO
 
 from trustee.crypto.b64 import b64std_encode
 
 SNP_REPORT_BYTES = 1184
+PROG = "trustee verify"
 
 
 class UsageError(Exception):
     pass
+
+
+class VerificationFailed(Exception):
+    """The evidence failed a check; the message names it."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,11 +85,39 @@ def run(args: argparse.Namespace) -> int:
     # Here, not at the top: every `trustee` command builds this parser, a server too.
     import trio
 
+    # Collateral warnings (logged by the sources) speak with the same prefix as the errors.
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Prefixed())
+    root = logging.getLogger()
+    root.addHandler(handler)
     try:
-        return trio.run(_verify, args)
+        claims = trio.run(_verify, args)
     except UsageError as exc:
-        print(f"trustee verify: {exc}", file=sys.stderr)
-        return 2
+        return _say(sys.stderr, f"{PROG}: {exc}", 2)
+    except VerificationFailed as exc:
+        return _say(sys.stderr, f"{PROG}: {exc}", 1)
+    finally:
+        root.removeHandler(handler)
+    return _say(sys.stdout, claims, 0)
+
+
+class _Prefixed(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _say(stream: TextIO, text: str, code: int) -> int:
+    """Write one message; a reader that has gone away is no error of ours."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        # Python flushes the stream again at exit and would report the same closed pipe
+        # with a traceback: give that flush somewhere to go.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    return code
 
 
 def _hex(value: str | None, option: str) -> bytes | None:
@@ -133,7 +172,8 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
     return raw
 
 
-async def _verify(args: argparse.Namespace) -> int:
+async def _verify(args: argparse.Namespace) -> str:
+    """The claims JSON; raises UsageError or VerificationFailed."""
     from trustee import _core
     from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
     from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
@@ -151,6 +191,8 @@ async def _verify(args: argparse.Namespace) -> int:
     report_data = _hex(args.report_data, "--report-data")
     init_hash = _hex(args.init_data_hash, "--init-data-hash")
     at = _time(args.at)
+    # Every judgement of time (the caches' and the verifier's) is made at --at.
+    clock = (lambda: float(at)) if at is not None else time.time
     try:
         anchors = load_certificate_files(args.insecure_test_root)
         bundle = load_certificate_files([args.vcek]) if args.vcek else []
@@ -162,11 +204,11 @@ async def _verify(args: argparse.Namespace) -> int:
     except (ValueError, ConfigError) as exc:
         raise UsageError(str(exc)) from exc
     hw = HardwareVerifier(
-        tdx_source=tdx_source_from_settings(collateral),
-        vek_source=vek_source_from_settings(AMD_KDS),
+        tdx_source=tdx_source_from_settings(collateral, clock),
+        vek_source=vek_source_from_settings(AMD_KDS, clock),
         test_anchors=anchors,
         snp_allow_nonzero_vmpl=args.allow_nonzero_vmpl,
-        clock=(lambda: float(at)) if at is not None else None,
+        clock=clock,
     )
     try:
         if bundle:
@@ -177,8 +219,6 @@ async def _verify(args: argparse.Namespace) -> int:
             inputs = await hw.inputs(tee, evidence)
         entries = hw.verify(tee, evidence, report_data, init_hash, inputs)
     except (HardwareInputError, _core.VerifierError) as exc:
-        print(f"verification failed: {exc}", file=sys.stderr)
-        return 1
+        raise VerificationFailed(str(exc)) from exc
     claims = [json.loads(component.json) for component in entries]
-    print(json.dumps(claims[0] if len(claims) == 1 else claims, indent=2, sort_keys=True))
-    return 0
+    return json.dumps(claims[0] if len(claims) == 1 else claims, indent=2, sort_keys=True)

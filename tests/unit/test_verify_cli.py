@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import vectors_dir
+from tests.conftest import ROOT, vectors_dir
 from trustee import _core
 from trustee.cli import main
 
@@ -25,6 +26,19 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
     code = main(["verify", *argv])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if code == 0 else out), err
+
+
+def process(*argv: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    """`trustee verify` as a user runs it: its own process, this checkout's code."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "trustee.cli", "verify", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": path},
+    )
 
 
 def quote6_collateral_dir(tmp_path: Path) -> Path:
@@ -203,24 +217,81 @@ def test_usage_errors_exit_2_with_one_line(
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("trustee verify: ")
 
 
 def test_a_real_process_reports_failure_without_traceback(tmp_path: Path) -> None:
     junk = tmp_path / "junk.json"
     junk.write_text('{"quote": "AAAA"}')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trustee.cli",
-            "verify",
-            "--tee=tdx",
-            f"--evidence={junk}",
-            f"--collateral={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = process("--tee=tdx", f"--evidence={junk}", f"--collateral={tmp_path}")
     assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "verification failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr == (
+        "trustee verify: malformed tdx evidence: quote parse failed: quote truncated: "
+        "header.att_key_type needs 2 bytes at offset 2, 1 available\n"
+    )
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    # `trustee verify … | head`: the reader is gone before the claims are written.
+    v = vectors_dir()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = process(
+            "--tee=tdx",
+            f"--evidence={v / QVL / 'tdx_quote'}",
+            f"--collateral={v / QVL / 'tdx_quote_collateral.json'}",
+            "--at=2025-06-19T11:16:03Z",
+            stdout=write_end,
+        )
+    finally:
+        os.close(write_end)
+    # The verdict stands (exit 0: verified); nothing is said about the closed pipe.
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_validity_errors_name_times_in_rfc3339(tmp_path: Path) -> None:
+    v = vectors_dir()
+    bundle = _pem_bundle(
+        tmp_path, v / SNP / "test-vcek.der", v / ANCHORS / "milan_ask_ark_asvk.pem"
+    )
+    proc = process(
+        "--tee=snp",
+        f"--evidence={v / SNP / 'test-report.bin'}",
+        f"--vcek={bundle}",
+        "--at=2040-01-01T00:00:00Z",
+    )
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "trustee verify: snp verification failed: certificate SEV-VCEK not valid at "
+        "2040-01-01T00:00:00Z (valid from 2023-01-24T17:58:26Z to 2030-01-24T17:58:26Z)\n"
+    )
+
+
+def test_expired_collateral_warning_only_when_expired_at_the_time_judged() -> None:
+    v = vectors_dir()
+    collateral = v / QVL / "tdx_quote_collateral.json"
+    args = ["--tee=tdx", f"--evidence={v / QVL / 'tdx_quote'}", f"--collateral={collateral}"]
+    # Inside the collateral's window (long past by the wall clock): nothing to warn about.
+    proc = process(*args, "--at=2025-06-19T11:16:03Z")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    proc = process(*args, "--at=2025-09-01T00:00:00Z")
+    assert proc.returncode == 0
+    assert proc.stderr == (
+        "trustee verify: warning: TDX collateral for FMSPC B0C06F000000 (platform CA) from "
+        f"BundleFileSource({str(collateral)!r}): fetched value expired at 2025-07-19T10:00:35Z\n"
+    )
+
+
+def test_collateral_directory_missing_a_file_names_what_it_must_hold(tmp_path: Path) -> None:
+    v = vectors_dir()
+    proc = process("--tee=tdx", f"--evidence={v / QVL / 'tdx_quote'}", f"--collateral={tmp_path}")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "trustee verify: TDX collateral for FMSPC B0C06F000000 (platform CA): collateral "
+        f"directory {tmp_path}: none of tcbInfo-B0C06F000000.json, tcbInfo.json exists; it "
+        "must hold B0C06F000000.json, or tcbInfo.json (or tcbInfo-B0C06F000000.json), "
+        "enclaveIdentity.json, tcb_info_issuer_chain.pem, pck_crl_platform.der (or .pem), "
+        "pck_crl_issuer_chain_platform.pem and root_ca_crl.der (or .pem)\n"
+    )
