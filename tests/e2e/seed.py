@@ -1,5 +1,6 @@
 """The deployment blog's objects (../shared/seed), laid out locally as the operator would mount
-them, with the blog's own openssl commands. Tests skip when the seed folder is absent."""
+them, with the blog's own openssl commands. Tests skip when the seed folder is absent (and fail
+when CI=true; see tests/support/shared.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import shared
 
-SEED = ROOT.parent / "shared" / "seed"
+SEED = shared.seed_path()
 
 
 def seed_dir() -> Path:
-    if not SEED.is_dir():
-        pytest.skip(
-            "the deployment blog's objects (../shared/seed) are not present beside the repo"
-        )
+    seed = shared.seed_dir()
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make the blog's keys and certificate")
-    return SEED
+    return seed
 
 
 @dataclass

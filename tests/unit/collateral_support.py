@@ -1,8 +1,7 @@
-"""Support for the collateral tests: the shared vectors and a real loopback HTTP server."""
+"""Support for the collateral tests: a real loopback HTTP server."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -10,33 +9,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
-
-import pytest
 
 Reply = tuple[int, dict[str, str], bytes]
 Handler = Callable[[str, dict[str, str]], Reply]
-
-
-def vectors_dir() -> Path:
-    """The shared test vectors, from TRUSTEE_VECTORS or ../shared/vectors beside the repo."""
-    configured = os.environ.get("TRUSTEE_VECTORS")
-    folder = (
-        Path(configured)
-        if configured
-        else Path(__file__).resolve().parents[3] / "shared" / "vectors"
-    )
-    if not folder.is_dir():
-        pytest.skip(f"the shared test vectors are absent ({folder}); set TRUSTEE_VECTORS")
-    return folder
-
-
-def vector(relative: str) -> Path:
-    path = vectors_dir() / relative
-    if not path.is_file():
-        pytest.skip(f"test vector {relative} is absent from {vectors_dir()}")
-    return path
 
 
 @dataclass

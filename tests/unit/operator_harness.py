@@ -34,9 +34,10 @@ import kopf
 import pytest
 import yaml
 
+from tests.support.shared import seed_file, seed_path
 from trustee.operator import kopf_operator
 
-SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
+SEED_DIR = seed_path()
 NAMESPACE = "operators"  # the blog's namespace: operator, CR, ConfigMaps and Secrets
 IMAGE = "registry.example/trustee-py:test"
 KBSCONFIG_NAME = "kbsconfig-sample"
@@ -49,9 +50,7 @@ SERVICES = "v1/services"
 
 
 def require_seed() -> Path:
-    if not (SEED_DIR / "kbsconfig-sample.yaml").is_file():
-        pytest.skip(f"the blog seed is not available at {SEED_DIR}")
-    return SEED_DIR
+    return seed_file("kbsconfig-sample.yaml").parent
 
 
 def _load(name: str) -> dict[str, Any]:

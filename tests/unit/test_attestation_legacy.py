@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.shared import seed_file
 from trustee.assemble import assemble
 from trustee.attestation.ear import EarBroker, load_signer
 from trustee.attestation.policies import (
@@ -39,7 +40,6 @@ from trustee.storage.localfs import LocalFsStore
 from trustee.storage.memory import MemoryStore
 from trustee.storage.rvfile import ReferenceValueFile
 
-SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 # The RFC 7517 A.1 RSA key as a G1 client exports it, the nonce
@@ -489,10 +489,7 @@ async def test_head_mode_does_not_consult_per_claim_rules(tmp_path: Path) -> Non
 
 
 def _seed_text() -> str:
-    seed = SEED_DIR / "kbs-config.toml"
-    if not seed.is_file():
-        pytest.skip(f"the shared seed ({SEED_DIR}) is not present beside the repository")
-    return seed.read_text()
+    return seed_file("kbs-config.toml").read_text()
 
 
 async def test_seed_config_assembles_a_legacy_kbs(tmp_path: Path) -> None:
@@ -507,7 +504,7 @@ async def test_seed_config_assembles_a_legacy_kbs(tmp_path: Path) -> None:
         text = text.replace(old, str(tmp_path / old.lstrip("/")))
     rv_file = tmp_path / "opt/confidential-containers/rvps/reference-values/reference-values.json"
     rv_file.parent.mkdir(parents=True)
-    rv_file.write_text((SEED_DIR / "reference-values.json").read_text())
+    rv_file.write_text(seed_file("reference-values.json").read_text())
     config = parse(text)
     assert config.dialect == "v0.11"
 

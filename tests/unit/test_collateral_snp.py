@@ -11,7 +11,8 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.unit.collateral_support import Reply, serve, slow, vector
+from tests.support.shared import vector
+from tests.unit.collateral_support import Reply, serve, slow
 from trustee.collateral import (
     CachingVekSource,
     CollateralError,

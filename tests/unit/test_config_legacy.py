@@ -15,12 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.shared import seed_file
 from trustee.config import Config, ConfigError, load_embedded_default, load_file, parse
 from trustee.config.loader import LEGACY_DEFAULT_POLICY_DIR
 from trustee.config.model import PolicyEngineConfig
-
-SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
-SEED_CONFIG = SEED_DIR / "kbs-config.toml"
 
 BASE = "[http_server]\ninsecure_http = true\n[admin]\n"
 
@@ -181,9 +179,7 @@ def _is_ignored(key: str, ignored: list[str]) -> bool:
 
 
 def seed_text() -> str:
-    if not SEED_CONFIG.is_file():
-        pytest.skip(f"the shared seed ({SEED_DIR}) is not present beside the repository")
-    return SEED_CONFIG.read_text()
+    return seed_file("kbs-config.toml").read_text()
 
 
 # --- the seed ----------------------------------------------------------------------------------
@@ -194,9 +190,7 @@ def test_inline_copy_matches_the_seed() -> None:
 
 
 def test_seed_file_loads_as_legacy() -> None:
-    if not SEED_CONFIG.is_file():
-        pytest.skip(f"the shared seed ({SEED_DIR}) is not present beside the repository")
-    c = load_file(SEED_CONFIG)
+    c = load_file(seed_file("kbs-config.toml"))
     assert c.dialect == "v0.11"
     assert not c.development
 

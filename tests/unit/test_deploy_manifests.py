@@ -29,9 +29,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tests.support.shared import seed_dir, seed_file, seed_path
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SEED = ROOT.parent / "shared" / "seed"
+SEED = seed_path()
 CRD_FILE = DEPLOY / "crd" / "kbsconfigs.confidentialcontainers.org.yaml"
 CHART = DEPLOY / "helm" / "trustee-operator"
 BLOG = DEPLOY / "samples" / "blog"
@@ -342,9 +344,7 @@ def test_helm_crd_is_a_copy_of_deploy_crd() -> None:
 
 
 def test_seed_kbsconfig_validates() -> None:
-    sample = SEED / "kbsconfig-sample.yaml"
-    if not sample.exists():
-        pytest.skip(f"the blog seed is not checked out beside the repository ({SEED})")
+    sample = seed_file("kbsconfig-sample.yaml")
     (obj,) = load_docs(sample)
     validate_kbsconfig(obj)
     (ours,) = load_docs(BLOG / "kbsconfig.yaml")
@@ -611,20 +611,19 @@ def test_blog_key_material_is_gitignored() -> None:
 
 
 def test_blog_configmaps_match_seed(deploy_copy: Path) -> None:
-    if not SEED.is_dir():
-        pytest.skip(f"the blog seed is not checked out beside the repository ({SEED})")
+    seed_dir()
     ours = {
         obj["metadata"]["name"]: obj["data"]
         for obj in kustomize(deploy_copy / "samples" / "blog")
         if obj["kind"] == "ConfigMap"
     }
-    for seed_file in (
+    for name in (
         "kbs-config-configmap.yaml",
         "rvps-reference-values-configmap.yaml",
         "resource-policy-configmap.yaml",
     ):
-        (seed,) = load_docs(SEED / seed_file)
-        assert ours[seed["metadata"]["name"]] == seed["data"], seed_file
+        (seed,) = load_docs(SEED / name)
+        assert ours[seed["metadata"]["name"]] == seed["data"], name
     assert (BLOG / "kbs-service-509.conf").read_text() == (
         SEED / "kbs-service-509.conf"
     ).read_text()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.shared import seed_file, seed_path
 from trustee.operator.render import (
     DEFAULT_IMAGE,
     FINALIZER,
@@ -26,14 +27,17 @@ from trustee.operator.render import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = REPO.parent / "shared" / "seed"
+SEED = seed_path()
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE_GOLDEN = os.environ.get("TRUSTEE_UPDATE_GOLDEN") == "1"
 
-needs_seed = pytest.mark.skipif(
-    not (SEED / "kbsconfig-sample.yaml").is_file(),
-    reason=f"the blog's seed files are not at {SEED}",
-)
+
+@pytest.fixture
+def blog_seed() -> Path:
+    return seed_file("kbsconfig-sample.yaml").parent
+
+
+needs_seed = pytest.mark.usefixtures("blog_seed")
 
 # The blog's KbsConfig, kept here so the variant tests run without the seed directory;
 # test_inline_cr_matches_seed checks it has not drifted.

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.shared import seed_file
 from trustee.plugins.resource_policy import (
     POLICY_ID,
     FilePolicySource,
@@ -28,7 +29,6 @@ from trustee.policy.engine import PolicyCache, PolicyCompileError
 from trustee.storage.kv import NS_KBS
 from trustee.storage.memory import MemoryStore
 
-SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 SEED_PATH = ["default", "kbsres1", "key1"]
@@ -151,9 +151,7 @@ async def test_folded_one_line_policy_allows(tmp_path: Path) -> None:
 
 
 async def test_seed_policy_file_allows_the_seed_flow(tmp_path: Path) -> None:
-    seed = SEED_DIR / "policy.rego"
-    if not seed.is_file():
-        pytest.skip(f"the shared seed ({SEED_DIR}) is not present beside the repository")
+    seed = seed_file("policy.rego")
     assert seed.read_text().strip() == FOLDED
     policy = ResourcePolicy(FilePolicySource(seed), PolicyCache(), legacy=True)
     allowed, _ = await decide(policy, token_claims("cpu", "contraindicated"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import vectors_dir
+from tests.support.shared import vectors_dir
 from tests.unit.test_kbs_tokens import ALLOW, attest_reply, cookie_of, request
 from trustee import jsonfast
 from trustee.assemble import assemble

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from tests.conftest import vectors_dir
+from tests.support.shared import vectors_dir
 from trustee.simulate import SimulatedSnpAttester, SnpTestPki, der, snp_evidence, snp_evidence_json
 from trustee.simulate.snp import AMD_OID
 from trustee.simulate.snp_layout import (

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import vectors_dir
+from tests.support.shared import vectors_dir
 from trustee.simulate import SimulatedTdxAttester, TdxTestPki, tdx_evidence_json
 from trustee.simulate.certs import p256_verify_raw
 from trustee.simulate.tdx_layout import (

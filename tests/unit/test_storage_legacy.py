@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.shared import seed_file, seed_path
 from trustee.attestation.rvps import ReferenceValueStore
 from trustee.plugins.base import PluginError, PluginRequest
 from trustee.plugins.resource import ResourcePlugin
@@ -26,7 +27,7 @@ from trustee.storage.kv import NS_REFERENCE_VALUE, NS_REPOSITORY, StorageError
 from trustee.storage.plaintree import PlainTreeStore
 from trustee.storage.rvfile import ReferenceValueFile
 
-SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
+SEED_DIR = seed_path()
 NS = NS_REFERENCE_VALUE
 FUTURE = "2099-01-01T00:00:00Z"
 PAST = "2000-01-01T00:00:00Z"
@@ -271,9 +272,7 @@ async def test_seed_empty_array_file(tmp_path: Path) -> None:
 
 
 async def test_the_seed_file_itself_loads() -> None:
-    seed = SEED_DIR / "reference-values.json"
-    if not seed.is_file():
-        pytest.skip(f"the shared seed ({SEED_DIR}) is not present beside the repository")
+    seed = seed_file("reference-values.json")
     rv = ReferenceValueFile(seed)
     assert await rv.list(NS) == []
 

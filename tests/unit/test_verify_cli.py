@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, vectors_dir
+from tests.conftest import ROOT
+from tests.support.shared import vectors_dir
 from trustee import _core
 from trustee.cli import main
 
