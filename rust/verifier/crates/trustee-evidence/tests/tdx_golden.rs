@@ -7,15 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 fn vectors() -> Option<PathBuf> {
-    let root = match std::env::var_os("TRUSTEE_VECTORS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors"),
-    };
-    if root.is_dir() {
-        return Some(root.join("trustee/deps/verifier/test_data"));
-    }
-    eprintln!("SKIP: vectors folder {} not found", root.display());
-    None
+    Some(trustee_testvectors::vectors_dir()?.join("trustee/deps/verifier/test_data"))
 }
 
 #[test]

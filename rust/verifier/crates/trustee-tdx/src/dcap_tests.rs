@@ -24,21 +24,7 @@ fn trusted_always_has_intel() {
 // --- appraisal checks on real collateral with one field changed -------
 
 fn vector(rel: &str) -> Option<Vec<u8>> {
-    let dir = match std::env::var_os("TRUSTEE_VECTORS_DIR") {
-        Some(d) => std::path::PathBuf::from(d),
-        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../../../shared/vectors"),
-    };
-    match std::fs::read(dir.join(rel)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!(
-                "SKIP: vector {rel} not readable under {}: {e}",
-                dir.display()
-            );
-            None
-        }
-    }
+    trustee_testvectors::read(rel)
 }
 
 /// The dcap-qvl sample quote with its verified collateral and PCK chain.

@@ -1,8 +1,7 @@
 //! Full DCAP appraisal against the shared vectors, read in place (directory
 //! from `TRUSTEE_VECTORS_DIR`, else the `shared/vectors` folder beside the
-//! repository). Each test skips with a message when a vector is absent.
-
-use std::path::PathBuf;
+//! repository). Each test returns with a message when a vector is absent
+//! (a panic under `CI=true`).
 
 use serde_json::{json, Value};
 use trustee_tdx::{
@@ -10,32 +9,8 @@ use trustee_tdx::{
     DcapVerifier, PckCaType, TcbStatus, VerifyError, VerifyOptions,
 };
 
-fn vectors_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("TRUSTEE_VECTORS_DIR") {
-        Some(d) => PathBuf::from(d),
-        // crates/trustee-tdx -> crates -> verifier -> rust -> repo -> parent
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors"),
-    };
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: vectors folder not found at {} (set TRUSTEE_VECTORS_DIR)",
-            dir.display()
-        );
-        None
-    }
-}
-
 fn read(rel: &str) -> Option<Vec<u8>> {
-    let p = vectors_dir()?.join(rel);
-    match std::fs::read(&p) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("SKIP: cannot read vector {}: {e}", p.display());
-            None
-        }
-    }
+    trustee_testvectors::read(rel)
 }
 
 const TD: &str = "trustee/deps/verifier/test_data";

@@ -4,12 +4,11 @@
 //! pushed through the signature checks and the DCAP appraisal.
 //!
 //! Budget per target: `TDX_FUZZ_SECS` seconds (default 8, at most 30).
-//! Seeds are the shared vectors read in place (`TRUSTEE_VECTORS`, then
-//! `TRUSTEE_VECTORS_DIR`, then the `shared/vectors` folder beside the
-//! repository); synthetic seeds keep every target running without them.
+//! Seeds are the shared vectors read in place (`TRUSTEE_VECTORS_DIR`, else the
+//! `shared/vectors` folder beside the repository); synthetic seeds keep every
+//! target running without them locally (under `CI=true` absent vectors panic).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -33,34 +32,17 @@ fn budget() -> Duration {
     Duration::from_secs(secs)
 }
 
-fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("TRUSTEE_VECTORS")
-        .or_else(|| std::env::var_os("TRUSTEE_VECTORS_DIR"))
-        .map(PathBuf::from)
-        // crates/trustee-tdx -> crates -> verifier -> rust -> repo -> parent
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors")
-        });
-    dir.is_dir().then_some(dir)
-}
-
 fn vector(rel: &str) -> Option<Vec<u8>> {
-    let Some(dir) = vectors_dir() else {
+    if !trustee_testvectors::vectors_path().is_dir() && !trustee_testvectors::in_ci() {
+        // Said once, not for every seed (under CI `read` panics instead).
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
-            eprintln!(
-                "SKIP vector seeds: vectors folder not found (set TRUSTEE_VECTORS); synthetic seeds only"
-            )
+            trustee_testvectors::vectors_dir();
+            eprintln!("fuzzing with synthetic seeds only");
         });
         return None;
-    };
-    match std::fs::read(dir.join(rel)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("SKIP vector {rel}: {e}; using synthetic seeds");
-            None
-        }
     }
+    trustee_testvectors::read(rel)
 }
 
 const TD: &str = "trustee/deps/verifier/test_data";

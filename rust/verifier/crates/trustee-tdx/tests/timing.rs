@@ -5,29 +5,12 @@
 //! meaningful only in a release build:
 //! `cargo test --release -p trustee-tdx --test timing -- --ignored --nocapture`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use trustee_tdx::{parse_rfc3339, Collateral, DcapVerifier, VerifyOptions};
 
 fn vector(rel: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("TRUSTEE_VECTORS")
-        .or_else(|| std::env::var_os("TRUSTEE_VECTORS_DIR"))
-        .map(PathBuf::from)
-        // crates/trustee-tdx -> crates -> verifier -> rust -> repo -> parent
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors")
-        });
-    match std::fs::read(dir.join(rel)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!(
-                "SKIP: cannot read vector {} (set TRUSTEE_VECTORS): {e}",
-                dir.join(rel).display()
-            );
-            None
-        }
-    }
+    trustee_testvectors::read(rel)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -1,8 +1,6 @@
-//! Tests against the shared upstream vectors (read in place from the `shared`
-//! folder beside the repository). Each test skips with a message when the
-//! vectors folder is absent.
-
-use std::path::PathBuf;
+//! Tests against the shared upstream vectors (read in place: `TRUSTEE_VECTORS_DIR`,
+//! else the `shared` folder beside the repository). Each test returns with a
+//! message when the vectors folder is absent (a panic under `CI=true`).
 
 use serde_json::Value;
 use trustee_tdx::{claims, parse_quote, verify_signatures, ParseError, VerifyError};
@@ -11,30 +9,10 @@ use trustee_tdx::{claims, parse_quote, verify_signatures, ParseError, VerifyErro
 /// * `uefi_event_logs` — parsed CC event log (CCEL_data), out of scope here.
 const EXCLUDED_GOLDEN_KEYS: &[&str] = &["uefi_event_logs"];
 
-fn test_data_dir() -> Option<PathBuf> {
-    // crates/trustee-tdx -> crates -> verifier -> rust -> main -> (parent of repo)
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../../shared/vectors/trustee/deps/verifier/test_data");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: shared vectors folder not found at {} (expected the `shared` folder beside the repo)",
-            dir.display()
-        );
-        None
-    }
-}
+const TEST_DATA: &str = "trustee/deps/verifier/test_data";
 
 fn read(name: &str) -> Option<Vec<u8>> {
-    let dir = test_data_dir()?;
-    match std::fs::read(dir.join(name)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("SKIP: cannot read vector {name}: {e}");
-            None
-        }
-    }
+    trustee_testvectors::read(&format!("{TEST_DATA}/{name}"))
 }
 
 /// Offsets of every length / type field of a v4 or v5 quote, for corruption tests.
@@ -278,15 +256,7 @@ const QUOTES: [&str; 3] = ["tdx_quote_4.dat", "tdx_quote_5.dat", "tdx_quote_6.da
 
 /// The pinned Intel SGX Root CA (dcap-qvl/TrustedRootCA.der).
 fn read_root() -> Option<Vec<u8>> {
-    let dir = test_data_dir()?;
-    let p = dir.join("../../../../dcap-qvl/TrustedRootCA.der");
-    match std::fs::read(&p) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("SKIP: cannot read {}: {e}", p.display());
-            None
-        }
-    }
+    trustee_testvectors::read("dcap-qvl/TrustedRootCA.der")
 }
 
 /// SHA-256 fingerprint of a root certificate DER.

@@ -1,5 +1,5 @@
-//! Locates the shared upstream vectors, read in place: `$TRUSTEE_VECTORS`, or
-//! the `shared/vectors` folder beside the repository.
+//! The shared upstream vectors, read in place (located by `trustee-testvectors`: printed and
+//! skipped when absent locally, a panic under `CI=true`).
 
 #![allow(dead_code)]
 
@@ -11,33 +11,13 @@ pub const EVENTLOG_DIR: &str = "trustee/deps/eventlog/test_data";
 pub const VERIFIER_DIR: &str = "trustee/deps/verifier/test_data";
 
 pub fn vectors_root() -> Option<PathBuf> {
-    let root = match std::env::var_os("TRUSTEE_VECTORS") {
-        Some(dir) => PathBuf::from(dir),
-        // crates/trustee-eventlog -> crates -> verifier -> rust -> repo -> its parent
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors"),
-    };
-    if root.is_dir() {
-        Some(root)
-    } else {
-        eprintln!(
-            "SKIP: vectors folder {} not found (set TRUSTEE_VECTORS or place `shared/vectors` beside the repository)",
-            root.display()
-        );
-        None
-    }
+    trustee_testvectors::vectors_dir()
 }
 
 /// Bytes of `dir/name` under the vectors root, or `None` (with a printed
 /// reason) when the folder or the file is absent.
 pub fn read(dir: &str, name: &str) -> Option<Vec<u8>> {
-    let path = vectors_root()?.join(dir).join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            eprintln!("SKIP: vector {} not readable: {e}", path.display());
-            None
-        }
-    }
+    trustee_testvectors::read(&format!("{dir}/{name}"))
 }
 
 /// An event log by name. `CCEL_data` may be stored with the eventlog or with

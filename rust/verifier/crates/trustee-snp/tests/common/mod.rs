@@ -1,37 +1,17 @@
-//! Locating the shared upstream vectors: `TRUSTEE_VECTORS_DIR` (the `shared/vectors`
-//! folder) or, by default, the `shared` folder beside the repository. Tests skip with a
-//! printed reason when the vectors are absent.
+//! The shared upstream vectors (located by `trustee-testvectors`: `TRUSTEE_VECTORS_DIR`, or the
+//! `shared/vectors` folder beside the repository). Tests return with a printed reason when they
+//! are absent, and panic with it under `CI=true`.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
 pub fn vectors_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("TRUSTEE_VECTORS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../../shared/vectors"),
-    };
-    let dir = dir.join("trustee");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: shared vectors not found at {} (set TRUSTEE_VECTORS_DIR to the shared/vectors folder)",
-            dir.display()
-        );
-        None
-    }
+    Some(trustee_testvectors::vectors_dir()?.join("trustee"))
 }
 
 pub fn load(rel: &str) -> Option<Vec<u8>> {
-    let dir = vectors_dir()?;
-    match std::fs::read(dir.join(rel)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("SKIP: cannot read vector {rel}: {e}");
-            None
-        }
-    }
+    trustee_testvectors::read(&format!("trustee/{rel}"))
 }
 
 pub fn snp(name: &str) -> Option<Vec<u8>> {
