@@ -54,29 +54,30 @@ def seed_path() -> Path:
     return _configured(SEED_ENV, ROOT.parent / "shared" / "seed")
 
 
+def _folder(path: Path, what: str, env: str) -> Path:
+    if not path.is_dir():
+        missing(missing_message(what, path, env))
+    return path
+
+
+def _file(folder: Path, relative: str, what: str, env: str) -> Path:
+    path = folder / relative
+    if not path.is_file():
+        missing(missing_message(f"{what} {relative}", path, env))
+    return path
+
+
 def vectors_dir() -> Path:
-    folder = vectors_path()
-    if not folder.is_dir():
-        missing(missing_message(VECTORS_WHAT, folder, VECTORS_ENV))
-    return folder
+    return _folder(vectors_path(), VECTORS_WHAT, VECTORS_ENV)
 
 
 def vector(relative: str) -> Path:
-    path = vectors_dir() / relative
-    if not path.is_file():
-        missing(missing_message(f"test vector {relative}", path, VECTORS_ENV))
-    return path
+    return _file(vectors_dir(), relative, "test vector", VECTORS_ENV)
 
 
 def seed_dir() -> Path:
-    folder = seed_path()
-    if not folder.is_dir():
-        missing(missing_message(SEED_WHAT, folder, SEED_ENV))
-    return folder
+    return _folder(seed_path(), SEED_WHAT, SEED_ENV)
 
 
 def seed_file(name: str) -> Path:
-    path = seed_dir() / name
-    if not path.is_file():
-        missing(missing_message(f"seed file {name}", path, SEED_ENV))
-    return path
+    return _file(seed_dir(), name, "seed file", SEED_ENV)

@@ -46,7 +46,8 @@ def test_one_vector():
 """
 
 
-def run_probe(tmp_path: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
+def run_probe(tmp_path: Path, *, ci: bool, status: int) -> str:
+    """The child's report, after checking its exit status."""
     probe = tmp_path / "test_probe.py"
     probe.write_text(PROBE)
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS", "PYTHONPATH")}
@@ -55,7 +56,7 @@ def run_probe(tmp_path: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
         env["CI"] = "true"
     args = ["-q", "-rfs", "-p", "no:cacheprovider", "-p", "tests.conftest"]
     args += ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), str(probe)]
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "pytest", *args],
         cwd=ROOT,
         env=env,
@@ -64,6 +65,8 @@ def run_probe(tmp_path: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+    assert result.returncode == status, result.stdout + result.stderr
+    return result.stdout
 
 
 def expected(tmp_path: Path) -> tuple[str, str]:
@@ -74,9 +77,7 @@ def expected(tmp_path: Path) -> tuple[str, str]:
 
 
 def test_missing_shared_folders_skip_locally_with_what_and_how(tmp_path: Path) -> None:
-    result = run_probe(tmp_path, ci=False)
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    out = run_probe(tmp_path, ci=False, status=0)
     assert "3 skipped" in out, out
     vectors, seed = expected(tmp_path)
     # Each reason is reported as written, the one raised inside trio included (pytest-trio
@@ -87,9 +88,7 @@ def test_missing_shared_folders_skip_locally_with_what_and_how(tmp_path: Path) -
 
 
 def test_missing_shared_folders_fail_the_run_under_ci(tmp_path: Path) -> None:
-    result = run_probe(tmp_path, ci=True)
-    out = result.stdout
-    assert result.returncode == 1, out + result.stderr
+    out = run_probe(tmp_path, ci=True, status=1)
     assert "3 failed" in out, out
     vectors, seed = expected(tmp_path)
     assert f"Failed: {vectors} [CI=true: required]" in out, out
