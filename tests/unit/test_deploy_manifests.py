@@ -140,9 +140,22 @@ def generate(kind: str, spec: Obj, directory: Path) -> Obj:
     obj: Obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": spec["name"]}}
     if kind == "Secret":
         obj["type"] = "Opaque"
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        data = {k: kustomize_base64(v.encode()) for k, v in data.items()}
     obj["data"] = data
     return obj
+
+
+KUSTOMIZE_LINE = 70
+
+
+def kustomize_base64(raw: bytes) -> str:
+    """Secret data as kustomize writes it: one line below 70 characters; otherwise lines of 70,
+    each ending in a newline (so real PEM keys come out as YAML block scalars)."""
+    encoded = base64.b64encode(raw).decode()
+    if len(encoded) < KUSTOMIZE_LINE:
+        return encoded
+    step = KUSTOMIZE_LINE
+    return "".join(encoded[i : i + step] + "\n" for i in range(0, len(encoded), step))
 
 
 def kustomize(directory: Path) -> list[Obj]:
@@ -677,22 +690,100 @@ def test_blog_keys_script_shows_openssl_errors(tmp_path: Path) -> None:
     assert failed.stdout == ""
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-@pytest.mark.parametrize("overlay", ["operator", "samples/blog"])
-def test_kubectl_kustomize_agrees_with_emulation(deploy_copy: Path, overlay: str) -> None:
-    """Where kubectl exists, its built-in kustomize must give what the emulation gives."""
+@pytest.fixture
+def deploy_with_keys(tmp_path: Path) -> Path:
+    """deploy/ with fresh key material from blog-keys.sh, as a user following deploy/README has
+    it (real PEM files, long enough for kustomize to wrap their base64)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    dst = tmp_path / "deploy"
+    generated = secret_source_files() | {"privateKey"}
+    shutil.copytree(DEPLOY, dst, ignore=lambda _, names: [n for n in names if n in generated])
+    blog = dst / "samples" / "blog"
+    subprocess.run(["sh", str(KEYS_SCRIPT), str(blog)], check=True, capture_output=True)
+    return dst
+
+
+def test_generated_keys_emulate_to_valid_secrets_of_the_same_bytes(
+    deploy_with_keys: Path,
+) -> None:
+    blog = deploy_with_keys / "samples" / "blog"
+    secrets = [obj for obj in kustomize(blog) if obj["kind"] == "Secret"]
+    from_files = secret_source_files()
+    checked = set()
+    for obj in secrets:
+        validate_builtin(obj)
+        for name, value in obj["data"].items():
+            if name in from_files:
+                assert base64.b64decode(value) == (blog / name).read_bytes(), name
+                assert max(map(len, value.splitlines())) == KUSTOMIZE_LINE, name
+                checked.add(name)
+    assert checked == from_files
+
+
+# What kustomize v5.5 (kubectl v1.32) writes for bytes(range(size)): at and around the edges
+# of its line rule (68 and 72 characters, and exactly two full lines).
+WRAP_1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMz"
+WRAP_2 = "Q1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdo"
+KUSTOMIZE_WRITES = {
+    1: "AA==",
+    51: WRAP_1[:68],
+    52: f"{WRAP_1[:69]}w\n==\n",
+    105: f"{WRAP_1}\n{WRAP_2}\n",
+    106: f"{WRAP_1}\n{WRAP_2}\naQ==\n",
+}
+
+
+@pytest.mark.parametrize("size", sorted(KUSTOMIZE_WRITES))
+def test_secret_base64_is_wrapped_as_kustomize_wraps_it(size: int) -> None:
+    assert kustomize_base64(bytes(range(size))) == KUSTOMIZE_WRITES[size]
+
+
+def assert_kubectl_agrees(directory: Path) -> None:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(deploy_copy / overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
+        ["kubectl", "kustomize", str(directory)], check=True, capture_output=True, text=True
     ).stdout
 
     def key(obj: Obj) -> tuple[str, str]:
         return obj["kind"], obj["metadata"]["name"]
 
     real = sorted((doc for doc in yaml.safe_load_all(out) if doc), key=key)
-    assert real == sorted(kustomize(deploy_copy / overlay), key=key)
+    assert real == sorted(kustomize(directory), key=key)
+
+
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl is not installed"
+)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["operator", "samples/blog"])
+def test_kubectl_kustomize_agrees_with_emulation(deploy_copy: Path, overlay: str) -> None:
+    """Where kubectl exists, its built-in kustomize must give what the emulation gives."""
+    assert_kubectl_agrees(deploy_copy / overlay)
+
+
+@needs_kubectl
+def test_kubectl_kustomize_agrees_with_emulation_on_generated_keys(
+    deploy_with_keys: Path,
+) -> None:
+    assert_kubectl_agrees(deploy_with_keys / "samples" / "blog")
+
+
+@needs_kubectl
+def test_kubectl_kustomize_wraps_as_the_emulation_says(tmp_path: Path) -> None:
+    for size in KUSTOMIZE_WRITES:
+        (tmp_path / f"f{size}").write_bytes(bytes(range(size)))
+    kust = {
+        "generatorOptions": {"disableNameSuffixHash": True},
+        "secretGenerator": [{"name": "sizes", "files": [f"f{n}" for n in KUSTOMIZE_WRITES]}],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kust))
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)], check=True, capture_output=True, text=True
+    ).stdout
+    (secret,) = yaml.safe_load_all(out)
+    assert secret["data"] == {f"f{n}": text for n, text in KUSTOMIZE_WRITES.items()}
 
 
 # --- Helm itself (Helm's Go SDK through helm-python-sdk, offline) ----------------------------
