@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn the_message_is_the_python_suites() {
-        // The same text tests/unit/test_shared_guard.py expects of tests/support/shared.py.
+        // The same text tests/unit/test_what_tests_need.py expects of tests/support/shared.py.
         assert_eq!(
             missing_message("shared vectors", Path::new("/nowhere/vectors"), "SOME_ENV"),
             "shared vectors not found at /nowhere/vectors: set SOME_ENV to that folder, or place \

@@ -1,9 +1,11 @@
-"""Tests that need ../shared skip locally with a reason naming what is missing, and fail the run
-when CI=true; the reason survives a skip raised inside a trio test."""
+"""What the suite needs is said: tests that need ../shared skip locally with a reason naming what
+is missing and fail the run when CI=true (the reason survives a skip raised inside a trio test),
+and CONTRIBUTING.md lists every system package CI installs."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +111,17 @@ def test_rust_vector_tests_read_the_same_variable() -> None:
     # The Rust side (trustee-testvectors) asserts the same message text in its own tests.
     lib = ROOT / "rust" / "verifier" / "crates" / "trustee-testvectors" / "src" / "lib.rs"
     assert f'pub const ENV: &str = "{VECTORS_ENV}";' in lib.read_text()
+
+
+def test_contributing_lists_every_system_package_ci_installs() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    match = re.search(r"^for tool in (.+); do$", ci, re.MULTILINE)
+    assert match, "the tool loop of .ci/run"
+    # `cc` is a command; the package that provides it is installed under its own name.
+    packages = set(match.group(1).split()) - {"cc"}
+    packages |= set(re.findall(r"missing\+=\(([\w-]+)\)", ci))
+    assert {"gcc", "postgresql", "python3-venv", "redis-server"} <= packages
+    contributing = (ROOT / "CONTRIBUTING.md").read_text()
+    section = contributing.split("### System packages", 1)[1].split("\n### ", 1)[0]
+    for package in sorted(packages):
+        assert f"`{package}`" in section, f"CONTRIBUTING.md does not list {package}"
