@@ -91,11 +91,8 @@ class AttestationPolicyStore:
         defaults: tuple[str, ...] = DEFAULT_POLICY_IDS,
         per_claim_rules: bool = False,
     ) -> None:
-        self._store = store
-        self._cache = cache
-        self._ns = namespace
-        self._defaults = defaults
-        self._per_claim_rules = per_claim_rules
+        self._store, self._cache, self._ns = store, cache, namespace
+        self._defaults, self._per_claim_rules = defaults, per_claim_rules
         # The text each id was compiled from: an unchanged policy skips decoding and hashing.
         self._compiled: dict[str, tuple[bytes, CompiledPolicy]] = {}
 

@@ -23,10 +23,10 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import trio
 from cryptography import x509
@@ -39,6 +39,7 @@ from trustee.collateral.spec import KDS_URL, PRODUCTS, kds_base_url
 if TYPE_CHECKING:
     import httpx
 
+_T = TypeVar("_T")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 # Without a Retry-After, wait this long before retrying a 429 (doubling each time).
 _DEFAULT_BACKOFF = 1.0
@@ -305,23 +306,21 @@ class FallbackVekSource:
     def __repr__(self) -> str:
         return f"FallbackVekSource({self.sources!r})"
 
-    async def vcek(self, req: VcekRequest) -> bytes:
+    async def _first(self, fetch: Callable[[VekSource], Awaitable[_T]], what: str) -> _T:
+        """What the first source that has it returns; every source's refusal otherwise."""
         reasons: list[str] = []
         for source in self.sources:
             try:
-                return await source.vcek(req)
+                return await fetch(source)
             except CollateralError as exc:
                 reasons.append(str(exc))
-        raise CollateralError("no VEK source had the VCEK: " + "; ".join(reasons))
+        raise CollateralError(f"no VEK source had {what}: " + "; ".join(reasons))
+
+    async def vcek(self, req: VcekRequest) -> bytes:
+        return await self._first(lambda source: source.vcek(req), "the VCEK")
 
     async def cert_chain(self, product: str) -> list[bytes]:
-        reasons: list[str] = []
-        for source in self.sources:
-            try:
-                return await source.cert_chain(product)
-            except CollateralError as exc:
-                reasons.append(str(exc))
-        raise CollateralError(f"no VEK source had the {product} chain: " + "; ".join(reasons))
+        return await self._first(lambda source: source.cert_chain(product), f"the {product} chain")
 
 
 def chain_not_after(chain: Sequence[bytes]) -> float:
