@@ -93,13 +93,19 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         policy = _core.Policy(text)
     except _core.PolicyCompileError as e:
-        print(f"policy {args.policy} does not compile: {str(e).strip()}", file=sys.stderr)
+        print(
+            f"trustee policy eval: policy {args.policy} does not compile: {str(e).strip()}",
+            file=sys.stderr,
+        )
         return 1
     try:
         rules = args.rule or _default_rules(policy, input_doc, data_doc)
         result = explain(text, input_doc, data_doc, rules, references)
     except _core.PolicyEvalError as e:
-        print(f"policy {args.policy} evaluation failed: {str(e).strip()}", file=sys.stderr)
+        print(
+            f"trustee policy eval: policy {args.policy} evaluation failed: {str(e).strip()}",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(result, indent=2, sort_keys=False))
     print(reason_path(result), file=sys.stderr)

@@ -889,7 +889,7 @@ def assert_cli_error(result: subprocess.CompletedProcess[str], *fragments: str) 
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
+    assert lines[0].startswith("trustee operator render: ")
     for fragment in fragments:
         assert fragment in lines[0]
 

@@ -228,7 +228,7 @@ def test_cli_compile_error_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert code == 1
     assert out == ""
-    assert "does not compile" in err
+    assert err.startswith("trustee policy eval: policy ") and "does not compile" in err
     assert len(err.strip().splitlines()) < 12
 
 

@@ -124,7 +124,7 @@ def operator_render(args: argparse.Namespace) -> int:
         except RenderError as exc:
             raise _RenderInputError(f"{args.kbsconfig}: {exc}") from exc
     except _RenderInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"trustee operator render: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     sys.stdout.write(to_yaml_stream(rendered))
     return 0
