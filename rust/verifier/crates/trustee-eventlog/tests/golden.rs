@@ -37,11 +37,6 @@ fn ccel_grub() {
 }
 
 #[test]
-fn ccel_grub_gke() {
-    check_golden("CCEL_data_grub_gke", "CCEL_data_grub_gke_out.json", 35);
-}
-
-#[test]
 fn ccel_aael_alibabacloud() {
     check_golden(
         "CCEL_AAEL_alibabacloud",

@@ -66,33 +66,6 @@ fn replay_grub() {
     );
 }
 
-#[test]
-fn replay_gcp() {
-    check_replay(
-        "CCEL_data_gcp",
-        [
-            "3300980705adf09d28b707b79699d9874892164280832be2c386a715b6e204e0897fb564a064f810659207ba862b304f",
-            "204d49f78d29918fe7b2f694e76653861a0c2a018987d2c3a54266eff737232524cf0af68c4d180e2f8c2c0937f21967",
-            ZERO,
-            ZERO,
-        ],
-    );
-}
-
-/// An EV_NO_ACTION event at index 0 must not disturb RTMR replay.
-#[test]
-fn replay_grub_gke() {
-    check_replay(
-        "CCEL_data_grub_gke",
-        [
-            "bc9945139042cf2cc75caf920aa57f14884ecfd7e893bccc51250c8ce90eb53ce72741e6adaa18183eb1331a87d4544a",
-            "c17cb288a4dee302bb9ed8d27257a168f3264ad68cab53757f37eeaa7039657fa887cad65cf910e0fdc435ff110f8a7b",
-            "334aeba2c985f8886cea97d1ecffbd512769d528b9a94009583db667ad7d2faa7d37fa145d75b192ceee2d2f10b2eb6d",
-            ZERO,
-        ],
-    );
-}
-
 /// Reference values with one register altered: the error names that register
 /// and carries both the reference and the replayed value.
 fn check_mismatch(log: &str, rtmr0: &str, rtmr1: &str, wrong_index: u32, replayed: &str) {
@@ -120,13 +93,13 @@ fn check_mismatch(log: &str, rtmr0: &str, rtmr1: &str, wrong_index: u32, replaye
 }
 
 #[test]
-fn replay_error_gcp_rtmr0() {
+fn replay_error_td_shim_rtmr0() {
     check_mismatch(
-        "CCEL_data_gcp",
-        "3300980705adf09d28b707b79699d9874892164280832be2c386a715b6e204e0897fb564a064f810659207ba862b304d",
-        "204d49f78d29918fe7b2f694e76653861a0c2a018987d2c3a54266eff737232524cf0af68c4d180e2f8c2c0937f21967",
+        "CCEL_data",
+        "2dc712306a963eadb894ad47dbaa17df44814151555aee11cbb843becca88950ffd079664902e6f22c66f7c8213543f5",
+        "0fa3be56af61208bbd179dc7b124988eb929319154663c539d6f46445ecac2fec287075047ff7bd1922829fec28cd3cf",
         1,
-        "3300980705adf09d28b707b79699d9874892164280832be2c386a715b6e204e0897fb564a064f810659207ba862b304f",
+        "2dc712306a963eadb894ad47dbaa17df44814151555aee11cbb843becca88950ffd079664902e6f22c66f7c8213543f4",
     );
 }
 
