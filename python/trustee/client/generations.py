@@ -269,6 +269,8 @@ class FlatProtocol(Generation):
     supported_hash_algorithms = ("sha256", "sha384", "sha512")
 
     def auth_extra_params(self) -> Any:
+        if self.wire.extra_params_text:
+            return ""
         return {"supported-hash-algorithms": list(self.supported_hash_algorithms)}
 
     def auth_request(self, tee: str) -> dict[str, Any]:
@@ -276,6 +278,14 @@ class FlatProtocol(Generation):
 
     def hash_algorithm(self, extra_params: Any) -> str:
         """The binding hash: SHA-384 unless the challenge selects another (no server does)."""
+        if self.wire.extra_params_text:
+            # kbs-types 0.6 types the challenge's extra-params as a string and the client has
+            # SHA-384 hard-wired.
+            if not isinstance(extra_params, str):
+                raise ResponseDeserializationError(
+                    f"protocol {self.version} challenge `extra-params` must be a string"
+                )
+            return "sha384"
         if not isinstance(extra_params, Mapping) or "selected-hash-algorithm" not in extra_params:
             return "sha384"
         chosen = extra_params["selected-hash-algorithm"]
@@ -346,19 +356,8 @@ class Protocol01x(FlatProtocol):
 
 
 class Protocol010(Protocol01x):
-    """Protocol 0.1.0 (kbs-client ≤ v0.9): string extra-params, evidence as a JSON string."""
-
-    def auth_extra_params(self) -> Any:
-        return ""
-
-    def hash_algorithm(self, extra_params: Any) -> str:
-        # kbs-types 0.6 types the challenge's extra-params as a string and the client has
-        # SHA-384 hard-wired.
-        if not isinstance(extra_params, str):
-            raise ResponseDeserializationError(
-                f"protocol {self.version} challenge `extra-params` must be a string"
-            )
-        return "sha384"
+    """Protocol 0.1.0 (kbs-client ≤ v0.9): string extra-params, evidence as a JSON string
+    (both flags of its row in the generations table)."""
 
 
 class Protocol011(Protocol01x):

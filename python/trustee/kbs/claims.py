@@ -14,9 +14,9 @@ from trustee import jsonfast
 from trustee.crypto.jws import JwsError, check_time_claims
 from trustee.kbs.wire import Request, token_id
 from trustee.protocol import errors, rcar
-from trustee.protocol.generations import CURRENT, V0_1_1, wire_generation
+from trustee.protocol.generations import CURRENT, V0_1_1
 from trustee.protocol.headers import bearer_token
-from trustee.protocol.jwe import JweForm
+from trustee.protocol.jwe import JweForm, form_for_protocol
 from trustee.storage.sessions import CookieSessions, SessionRefused, Sessions
 from trustee.token.verifier import LEEWAY_SECONDS, AttestationTokenVerifier, TokenVerifyError
 
@@ -131,7 +131,7 @@ def check_lifetime(claims: Mapping[str, Any]) -> None:
 
 def jwe_form(generation: str | None, tee_pubkey: Mapping[str, Any]) -> JweForm:
     if generation is not None:
-        return wire_generation(generation).jwe_form
+        return form_for_protocol(generation)
     # Bearer (passport) path, no session: only 0.1.x clients export RSA1_5 keys, and they can
     # read nothing but their own form.
     if tee_pubkey.get("kty") == "RSA" and tee_pubkey.get("alg") == "RSA1_5":
