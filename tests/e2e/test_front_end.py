@@ -27,6 +27,10 @@ from tests.support.receivers import REDIS_SERVER, redis_server
 pytestmark = pytest.mark.needs_redis
 
 HUGE = 100 * 1024 * 1024  # far above the 2 MiB payload limit: the server answers 413
+# "Promptly" is measured against the failures these tests catch: a dead or wedged worker never
+# answers, and a server that cannot make room answers only when a keep-alive connection times out
+# (30 s). A loaded CI machine can take a few hundred milliseconds over a healthy answer.
+PROMPT_MS = 1500
 
 
 def _abort_once(port: int, mode: str, content_length: int = HUGE) -> None:
@@ -93,7 +97,7 @@ async def test_abort_bursts_leave_the_server_serving(tmp_path: Path) -> None:
                 nursery.start_soon(trio.to_thread.run_sync, _abort_once, kbs.port, "answer", 1000)
         await trio.sleep(0.5)
         assert kbs.alive, kbs.log_text()
-        assert await healthz_ms(kbs) < 100
+        assert await healthz_ms(kbs) < PROMPT_MS
         assert "Traceback" not in kbs.log_text()
 
 
@@ -121,7 +125,7 @@ async def test_slow_body_gets_408_and_the_server_lives(tmp_path: Path) -> None:
                     nursery.start_soon(one, answers)
             assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
         assert kbs.alive, kbs.log_text()
-        assert await healthz_ms(kbs) < 100
+        assert await healthz_ms(kbs) < PROMPT_MS
 
 
 @contextmanager
@@ -163,7 +167,7 @@ async def test_abort_bursts_kill_no_worker(tmp_path: Path) -> None:
             assert worker_pids(kbs) == before, kbs.log_text()
             assert "died" not in kbs.log_text()
             for _ in range(6):  # both workers take connections
-                assert await healthz_ms(kbs) < 100
+                assert await healthz_ms(kbs) < PROMPT_MS
 
 
 @needs_redis
@@ -173,11 +177,10 @@ async def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
             before = await both_workers(kbs)
             for victim in sorted(before):
                 os.kill(victim, signal.SIGKILL)
-                started = time.monotonic()
-                with trio.fail_after(1.0):
+                # The supervisor replaces at once; the bound only leaves room for a loaded machine.
+                with trio.fail_after(3.0):
                     while victim in worker_pids(kbs) or len(worker_pids(kbs)) < 2:
                         await trio.sleep(0.02)
-                assert time.monotonic() - started < 1.0
             assert not (worker_pids(kbs) & before)
             assert kbs.alive
             # The new workers serve (they need a moment to import and listen).
@@ -239,7 +242,7 @@ async def test_held_connections_under_a_low_file_limit(tmp_path: Path) -> None:
             await trio.to_thread.run_sync(open_and_hold)
             # New clients are still served: the longest-idle keep-alive connections made room.
             for _ in range(20):
-                assert await healthz_ms(kbs) < 100
+                assert await healthz_ms(kbs) < PROMPT_MS
             closed = await trio.to_thread.run_sync(
                 lambda: sum(_closed_by_server(s, 0.01) for s in held)
             )

@@ -1,6 +1,6 @@
 """Hostile Rego policies against a real server: recursion is refused at upload and the policy in
 force stays; a policy that runs too long or allocates too much denies the guest with a reason
-naming the limit, while the server keeps answering `/healthz` within 100 ms, during the
+naming the limit, while the server keeps answering `/healthz` promptly, during the
 evaluation and after it."""
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from trustee.crypto.b64 import b64url_encode
 
 SECRET_PATH = "default/test/secret"
 SECRET = b"still here"
-TIMEOUT_MS = 400
+TIMEOUT_MS = 1000
 MEMORY_MIB = 32
 CONFIG = (
     DEV_CONFIG
     + f"\n[policy_engine]\nevaluation_timeout_ms = {TIMEOUT_MS}\n"
     + f"evaluation_memory_mib = {MEMORY_MIB}\n"
 )
-HEALTHZ_BUDGET_S = 0.1
+# An evaluation that held the event loop would hold `/healthz` for the whole time limit (1 s);
+# the budget leaves room for a loaded CI machine and still catches that.
+HEALTHZ_BUDGET_S = 0.35
 
 # The same bodies serve as resource policy (`allow`) and attestation policy (`trust_claims`).
 RECURSIVE = {

@@ -61,7 +61,8 @@ def test_a_slice_gives_none_when_it_runs_out() -> None:
     policy = _core.Policy(SLOW, 2000, 64)
     started = time.monotonic()
     assert policy.evaluate_slice("{}", None, ["data.policy.allow"], 10) is None
-    assert time.monotonic() - started < 0.2
+    # Without the slice the evaluation would run to its 2000 ms limit.
+    assert time.monotonic() - started < 1.0
     quick = _core.Policy(QUICK)
     outcomes = quick.evaluate_slice('{"x": 1}', None, ["data.policy.allow"], 10)
     assert outcomes is not None
@@ -70,7 +71,7 @@ def test_a_slice_gives_none_when_it_runs_out() -> None:
 
 async def test_slow_evaluation_leaves_the_loop_free_without_offload_threads() -> None:
     # The offload reader is not running here: the slice runs inline, the rest on a trio thread.
-    policy = PolicyCache(limits=PolicyLimits(timeout_ms=600)).compile(SLOW)
+    policy = PolicyCache(limits=PolicyLimits(timeout_ms=1500)).compile(SLOW)
     ticks: list[float] = []
     done = trio.Event()
 
@@ -81,12 +82,14 @@ async def test_slow_evaluation_leaves_the_loop_free_without_offload_threads() ->
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ticker)
-        with pytest.raises(PolicyLimitError, match="time limit of 600 ms"):
+        with pytest.raises(PolicyLimitError, match="time limit of 1500 ms"):
             await policy.evaluate_offloaded({}, None, ["data.policy.allow"])
         done.set()
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) > 20
-    assert max(gaps) < 0.1, max(gaps)
+    # A loop held by the evaluation would show one gap of about 1.5 s; a busy machine adds tens
+    # of milliseconds to a free one.
+    assert max(gaps) < 0.5, max(gaps)
 
 
 async def test_quick_evaluation_still_runs_inline() -> None:
