@@ -5,22 +5,12 @@ from __future__ import annotations
 import logging
 
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
-from trustee.attestation.ear import EarBroker, EarError, load_signer
-from trustee.attestation.hardware import HardwareVerifier
-from trustee.attestation.observers import EventSink, VerifierMetrics
-from trustee.attestation.policies import (
-    DEFAULT_POLICY_IDS,
-    LEGACY_DEFAULT_POLICY_IDS,
-    AttestationPolicyStore,
-)
-from trustee.attestation.rvps import ReferenceValueStore
+from trustee.as_assemble import attestation_service
 from trustee.attestation.service import AttestationService
 from trustee.audit.build import dispatcher_from_settings
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
-from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
 from trustee.config.errors import ConfigError
-from trustee.config.model import AttestationServiceConfig, Config
-from trustee.config.verifier import VerifierSettings
+from trustee.config.model import Config
 from trustee.kbs import Kbs
 from trustee.metrics import Metrics
 from trustee.plugins.base import Plugin
@@ -35,9 +25,7 @@ from trustee.policy.engine import PolicyCache, PolicyLimits
 from trustee.storage import session_keys
 from trustee.storage.factory import StoreRegistry
 from trustee.storage.kv import KeyValueStore, StorageError
-from trustee.storage.localfs import LocalFsStore
 from trustee.storage.plaintree import PlainTreeStore
-from trustee.storage.rvfile import ReferenceValueFile
 from trustee.storage.sealed_sessions import SealedSessions
 from trustee.storage.sessions import MemorySessionStore, Sessions
 from trustee.token.verifier import (
@@ -68,38 +56,6 @@ def _resource_store(params: dict[str, object], main_store: KeyValueStore) -> Key
     except StorageError as exc:
         raise ConfigError("plugins.dir_path", str(exc)) from exc
     return tree
-
-
-def build_hardware_verifier(
-    settings: VerifierSettings,
-    *,
-    audit: EventSink | None = None,
-    metrics: VerifierMetrics | None = None,
-) -> HardwareVerifier:
-    """TDX/SNP verifiers from `[attestation_service.verifier_config]`.
-
-    Without configured sources, upstream's defaults apply: Intel PCS for DCAP collateral and
-    AMD KDS for VCEKs (both fetched only when such evidence arrives, then cached).
-    """
-    key = "attestation_service.verifier_config"
-    allow_vmpl = settings.snp_allow_nonzero_vmpl
-    for path in settings.insecure_test_roots:
-        log.warning(
-            "INSECURE: %s.insecure_test_roots trusts %s as a TDX/SNP root; evidence signed by "
-            "this test PKI is accepted as genuine hardware evidence. Never use in production.",
-            key,
-            path,
-        )
-    if allow_vmpl:
-        log.warning("%s.snp_verifier.allow_nonzero_vmpl: SNP reports from VMPL > 0 accepted", key)
-    return HardwareVerifier(
-        tdx_source=tdx_source_from_settings(settings.tdx),
-        vek_source=vek_source_from_settings(settings.snp),
-        test_anchors=settings.test_anchors,
-        snp_allow_nonzero_vmpl=allow_vmpl,
-        audit=audit,
-        metrics=metrics,
-    )
 
 
 def _session_store(config: Config, stores: StoreRegistry) -> Sessions:
@@ -198,25 +154,6 @@ async def _admin(config: Config) -> AdminAuthorizer:
     return admin
 
 
-async def _policy_store(
-    as_cfg: AttestationServiceConfig, as_store: KeyValueStore, cache: PolicyCache, legacy: bool
-) -> AttestationPolicyStore:
-    defaults = LEGACY_DEFAULT_POLICY_IDS if legacy else DEFAULT_POLICY_IDS
-    if as_cfg.policy_dir is not None:
-        store = LocalFsStore(as_cfg.policy_dir)
-        policies = AttestationPolicyStore(
-            store, cache, namespace="opa", defaults=defaults, per_claim_rules=legacy
-        )
-    else:
-        policies = AttestationPolicyStore(
-            as_store, cache, defaults=defaults, per_claim_rules=legacy
-        )
-    installed = await policies.install_defaults()
-    if installed:
-        log.info("default attestation policies installed: %s", ", ".join(installed))
-    return policies
-
-
 async def _attestation(
     config: Config,
     stores: StoreRegistry,
@@ -228,27 +165,14 @@ async def _attestation(
     if as_cfg is None:
         log.info("no [attestation_service]: resource-only (passport) KBS")
         return None
-    legacy = config.dialect == "v0.11"
-    as_store = stores.get(as_cfg.storage_type)
-    log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
-    rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
-    if as_cfg.rvps.legacy_file is not None:
-        rv_store = ReferenceValueFile(as_cfg.rvps.legacy_file)
-    rvps = ReferenceValueStore(rv_store)
-    log.info("launch a built-in RVPS.")
-    try:
-        policies = await _policy_store(as_cfg, as_store, cache, legacy)
-    except StorageError as exc:
-        raise ConfigError("attestation_service", str(exc), config.source) from exc
-    try:
-        broker = EarBroker(as_cfg.broker, load_signer(as_cfg.broker))
-    except EarError as exc:
-        raise ConfigError(
-            "attestation_service.attestation_token_broker.signer", str(exc), config.source
-        ) from exc
-    hardware = build_hardware_verifier(as_cfg.verifier_config, audit=audit, metrics=metrics)
-    return AttestationService(
-        policies, rvps, broker, as_cfg.broker, legacy=legacy, hardware=hardware, metrics=metrics
+    return await attestation_service(
+        as_cfg,
+        stores,
+        cache,
+        audit=audit,
+        metrics=metrics,
+        legacy=config.dialect == "v0.11",
+        source=config.source,
     )
 
 

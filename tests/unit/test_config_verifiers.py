@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trustee.assemble import build_hardware_verifier
+from trustee.as_assemble import build_hardware_verifier
 from trustee.config.errors import ConfigError
 from trustee.config.loader import parse
 from trustee.config.reader import Table

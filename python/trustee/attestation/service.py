@@ -131,10 +131,10 @@ class AttestationService:
         return Appraised(token=issued.token, claims=issued.claims, claims_json=issued.claims_json)
 
     async def _verify(self, req: EvidenceRequest, where: str) -> list[tuple[dict[str, Any], str]]:
-        expected_rd = None
+        expected_rd = req.raw_runtime_data
         if req.runtime_data is not None:
             expected_rd = binding.runtime_data_digest(req.runtime_data, req.hash_algorithm)
-        init_digest = None
+        init_digest = req.init_data_digest
         init_claims = None
         if req.init_data_toml is not None:
             try:

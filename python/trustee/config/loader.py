@@ -57,7 +57,7 @@ SUPPORTED_PROTOCOL_VERSIONS = tuple(WIRE_GENERATIONS)
 LEGACY_DEFAULT_POLICY_DIR = "/opt/confidential-containers/attestation-service/token/ear/policies"
 
 
-class _Notes:
+class Notes:
     """What the loader learnt beyond the values: legacy markers and keys it ignores."""
 
     def __init__(self) -> None:
@@ -69,17 +69,21 @@ class _Notes:
             self.ignored.append(f"{t.key(name)} ({why})")
 
 
-def load_file(path: str | Path) -> Config:
+def read_config_text(path: str | Path, kind: str) -> str:
+    """A config file's text; ConfigError naming the file when it cannot be read as text."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read config file: {exc.strerror}", source) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            "", f"not a TOML text file: byte {exc.start} is not UTF-8", source
+            "", f"not a {kind} text file: byte {exc.start} is not UTF-8", source
         ) from exc
-    return parse(text, source)
+
+
+def load_file(path: str | Path) -> Config:
+    return parse(read_config_text(path, "TOML"), str(path))
 
 
 def load_embedded_default() -> Config:
@@ -105,17 +109,17 @@ def _build(root: Table) -> Config:
     for required in ("http_server", "admin"):
         if not root.has(required):
             raise ConfigError(required, "missing required table")
-    notes = _Notes()
+    notes = Notes()
     config = Config(
         http_server=_http_server(root.table("http_server")),
         admin=_admin(root.table("admin"), notes),
         attestation_token=_attestation_token(root.table("attestation_token"), notes),
-        attestation_service=_attestation_service(root.table("attestation_service"), notes),
+        attestation_service=attestation_service_section(root.table("attestation_service"), notes),
         storage_backend=storage(root.table("storage_backend")),
         plugins=[_plugin(t, notes) for t in root.tables("plugins")],
         protocol=_protocol(root.table("protocol")),
         policy_engine=_policy_engine(root.table("policy_engine"), notes),
-        policy_limits=_policy_limits(root.table("policy_engine")),
+        policy_limits=policy_limits_section(root.table("policy_engine")),
     )
     if root.has("session_storage_type"):
         config.session_storage_type = root.choice("session_storage_type", STORAGE_TYPES)
@@ -187,7 +191,7 @@ def _http_server(t: Table | None) -> HttpServerConfig:
     return cfg
 
 
-def _admin(t: Table | None, notes: _Notes) -> AdminConfig:
+def _admin(t: Table | None, notes: Notes) -> AdminConfig:
     assert t is not None
     legacy_keys = [k for k in ("insecure_api", "auth_public_key", "type", "personas", "roles")
                    if t.has(k)]  # fmt: skip
@@ -260,7 +264,7 @@ LEGACY_ADMIN_TYPES: dict[str, AdminMode] = {
 }
 
 
-def _legacy_admin(t: Table, notes: _Notes) -> AdminConfig:
+def _legacy_admin(t: Table, notes: Notes) -> AdminConfig:
     """v0.11–v0.15 `insecure_api`/`auth_public_key` and v0.16–v0.20 `type` + personas/roles."""
     t.deny_unknown(["insecure_api", "auth_public_key", "type", "personas", "roles"])
     cfg = AdminConfig(legacy_errors=True)
@@ -300,7 +304,7 @@ def _legacy_admin(t: Table, notes: _Notes) -> AdminConfig:
     return cfg
 
 
-def _attestation_token(t: Table | None, notes: _Notes) -> AttestationTokenConfig:
+def _attestation_token(t: Table | None, notes: Notes) -> AttestationTokenConfig:
     cfg = AttestationTokenConfig()
     if t is None:
         return cfg
@@ -316,7 +320,7 @@ def _attestation_token(t: Table | None, notes: _Notes) -> AttestationTokenConfig
     return cfg
 
 
-def _attestation_service(t: Table | None, notes: _Notes) -> AttestationServiceConfig | None:
+def attestation_service_section(t: Table | None, notes: Notes) -> AttestationServiceConfig | None:
     if t is None:
         return None
     cfg = AttestationServiceConfig()
@@ -399,7 +403,7 @@ def _broker(t: Table) -> TokenBrokerConfig:
     return cfg
 
 
-def _plugin(t: Table, notes: _Notes) -> PluginConfig:
+def _plugin(t: Table, notes: Notes) -> PluginConfig:
     name = t.req("name", str)
     if name not in KNOWN_PLUGINS:
         raise ConfigError(
@@ -451,7 +455,7 @@ _LIMIT_KEYS = {
 }
 
 
-def _policy_engine(t: Table | None, notes: _Notes) -> PolicyEngineConfig | None:
+def _policy_engine(t: Table | None, notes: Notes) -> PolicyEngineConfig | None:
     if t is None:
         return None
     if not t.has("policy_path") and set(t.data) & set(_LIMIT_KEYS):
@@ -460,7 +464,7 @@ def _policy_engine(t: Table | None, notes: _Notes) -> PolicyEngineConfig | None:
     return PolicyEngineConfig(policy_path=t.get("policy_path", str, PolicyEngineConfig.policy_path))
 
 
-def _policy_limits(t: Table | None) -> PolicyLimitsConfig:
+def policy_limits_section(t: Table | None) -> PolicyLimitsConfig:
     cfg = PolicyLimitsConfig()
     if t is None:
         return cfg

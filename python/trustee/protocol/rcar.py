@@ -105,9 +105,15 @@ class EvidenceRequest:
 
     tee: str
     evidence: Any
-    runtime_data: dict[str, Any] | None
+    # Structured runtime data: its canonical JSON digest is the expected report data, and it
+    # becomes the token's `runtime_data_claims`.
+    runtime_data: Any | None
     hash_algorithm: str
     init_data_toml: str | None = None
+    # What a standalone AS may be given instead (upstream's `raw` runtime data and init-data
+    # digest): the expected bytes themselves, with no claims.
+    raw_runtime_data: bytes | None = None
+    init_data_digest: bytes | None = None
 
 
 def _json(body: bytes) -> Any:
