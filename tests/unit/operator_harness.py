@@ -70,6 +70,44 @@ def blog_configmaps() -> list[dict[str, Any]]:
     ]
 
 
+MICROSERVICES_SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "microservices"
+
+
+def configmap(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NAMESPACE, "resourceVersion": "1"},
+        "data": data,
+    }
+
+
+def microservices_configmaps() -> list[dict[str, Any]]:
+    """The microservices sample's three service configurations beside the blog's reference
+    values and resource policy."""
+    files = {
+        "kbs-config-grpc": "kbs-config.toml",
+        "as-config-grpc": "as-config.json",
+        "rvps-config-grpc": "rvps-config.json",
+    }
+    services = [
+        configmap(name, {key: (MICROSERVICES_SAMPLE / key).read_text()})
+        for name, key in files.items()
+    ]
+    return services + [c for c in blog_configmaps() if c["metadata"]["name"] != "kbs-config"]
+
+
+def microservices_kbsconfig() -> dict[str, Any]:
+    doc = blog_kbsconfig()
+    doc["spec"].update(
+        kbsDeploymentType="MicroservicesDeployment",
+        kbsConfigMapName="kbs-config-grpc",
+        kbsAsConfigMapName="as-config-grpc",
+        kbsRvpsConfigMapName="rvps-config-grpc",
+    )
+    return doc
+
+
 def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

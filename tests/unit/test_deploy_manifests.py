@@ -37,6 +37,8 @@ SEED = seed_path()
 CRD_FILE = DEPLOY / "crd" / "kbsconfigs.confidentialcontainers.org.yaml"
 CHART = DEPLOY / "helm" / "trustee-operator"
 BLOG = DEPLOY / "samples" / "blog"
+MICROSERVICES = DEPLOY / "samples" / "microservices"
+SAMPLES = (BLOG, MICROSERVICES)
 KEYS_SCRIPT = DEPLOY / "scripts" / "blog-keys.sh"
 
 K8S_VERSIONS = ("1.32.0", "1.37.0")
@@ -181,9 +183,18 @@ def kustomize(directory: Path) -> list[Obj]:
     return objs
 
 
-def secret_source_files() -> set[str]:
-    kust = yaml.safe_load((BLOG / "kustomization.yaml").read_text())
+def secret_source_files(sample: Path = BLOG) -> set[str]:
+    kust = yaml.safe_load((sample / "kustomization.yaml").read_text())
     return {name for gen in kust["secretGenerator"] for name in gen.get("files", [])}
+
+
+def with_placeholder_keys(sample: Path) -> Path:
+    """Placeholder key material in a copy of a sample where blog-keys.sh has not been run."""
+    for name in secret_source_files(sample):
+        path = sample / name
+        if not path.exists():
+            path.write_text(f"placeholder {name}\n")
+    return sample
 
 
 @pytest.fixture
@@ -191,10 +202,8 @@ def deploy_copy(tmp_path: Path) -> Path:
     """deploy/ with placeholder key material where blog-keys.sh has not been run."""
     dst = tmp_path / "deploy"
     shutil.copytree(DEPLOY, dst)
-    for name in secret_source_files():
-        path = dst / "samples" / "blog" / name
-        if not path.exists():
-            path.write_text(f"placeholder {name}\n")
+    for sample in SAMPLES:
+        with_placeholder_keys(dst / sample.relative_to(DEPLOY))
     return dst
 
 
@@ -577,25 +586,39 @@ def test_operator_base() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-def test_blog_overlay(deploy_copy: Path) -> None:
-    objs = kustomize(deploy_copy / "samples" / "blog")
+BLOG_SECRETS = {
+    ("Secret", "kbs-auth-public-key"),
+    ("Secret", "kbs-https-key"),
+    ("Secret", "kbs-https-certificate"),
+    ("Secret", "kbsres1"),
+}
+
+
+def sample_objects(directory: Path, configmaps: set[str]) -> list[Obj]:
+    """A sample's objects: its KbsConfig, these ConfigMaps and the blog's Secrets, each valid,
+    in the operator's namespace, and every object the KbsConfig names generated beside it."""
+    objs = kustomize(directory)
     names = {(obj["kind"], obj["metadata"]["name"]) for obj in objs}
-    assert names == {
-        ("KbsConfig", "kbsconfig-sample"),
-        ("ConfigMap", "kbs-config"),
-        ("ConfigMap", "rvps-reference-values"),
-        ("ConfigMap", "resource-policy"),
-        ("Secret", "kbs-auth-public-key"),
-        ("Secret", "kbs-https-key"),
-        ("Secret", "kbs-https-certificate"),
-        ("Secret", "kbsres1"),
-    }
+    expected = {("ConfigMap", name) for name in configmaps} | BLOG_SECRETS
+    assert names == {("KbsConfig", "kbsconfig-sample")} | expected
     for obj in objs:
         assert obj["metadata"]["namespace"] == NAMESPACE
         if obj["kind"] == "KbsConfig":
             validate_kbsconfig(obj)
         else:
             validate_builtin(obj)
+    spec = one(objs, "KbsConfig")["spec"]
+    referenced = {v for k, v in spec.items() if k.endswith("Name")} | set(
+        spec["kbsSecretResources"]
+    )
+    assert referenced == {name for _, name in expected}
+    return objs
+
+
+def test_blog_overlay(deploy_copy: Path) -> None:
+    objs = sample_objects(
+        deploy_copy / "samples" / "blog", {"kbs-config", "rvps-reference-values", "resource-policy"}
+    )
 
     data = {obj["metadata"]["name"]: obj["data"] for obj in objs if "data" in obj}
     assert set(data["kbs-config"]) == {"kbs-config.toml"}
@@ -606,21 +629,28 @@ def test_blog_overlay(deploy_copy: Path) -> None:
     assert set(data["kbs-https-certificate"]) == {"https.crt"}
     assert data["kbsres1"] == {"key1": "cmVzMXZhbDE=", "key2": "cmVzMXZhbDI="}
 
-    # Every object the KbsConfig names is generated here.
-    spec = one(objs, "KbsConfig")["spec"]
-    referenced = {v for k, v in spec.items() if k.endswith("Name")} | set(
-        spec["kbsSecretResources"]
-    )
-    assert referenced == {name for kind, name in names if kind != "KbsConfig"}
+
+def test_microservices_overlay(deploy_copy: Path) -> None:
+    configmaps = {"kbs-config-grpc", "as-config-grpc", "rvps-config-grpc"}
+    shared = {"rvps-reference-values", "resource-policy"}
+    objs = sample_objects(deploy_copy / "samples" / "microservices", configmaps | shared)
+    assert one(objs, "KbsConfig")["spec"]["kbsDeploymentType"] == "MicroservicesDeployment"
+    # What it shares with the blog is the blog's, so both deploy the same resources.
+    blog = {o["metadata"]["name"]: o for o in kustomize(deploy_copy / "samples" / "blog")}
+    for obj in objs:
+        if obj["metadata"]["name"] in shared:
+            assert obj == blog[obj["metadata"]["name"]]
+    assert secret_source_files(MICROSERVICES) == secret_source_files(BLOG)
 
 
-def test_blog_key_material_is_gitignored() -> None:
+@pytest.mark.parametrize("sample", SAMPLES, ids=rel)
+def test_sample_key_material_is_gitignored(sample: Path) -> None:
     ignored = {
         line.strip()
-        for line in (BLOG / ".gitignore").read_text().splitlines()
+        for line in (sample / ".gitignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert secret_source_files() <= ignored
+    assert secret_source_files(sample) <= ignored
 
 
 def test_blog_configmaps_match_seed(deploy_copy: Path) -> None:
@@ -757,7 +787,7 @@ needs_kubectl = pytest.mark.skipif(
 
 
 @needs_kubectl
-@pytest.mark.parametrize("overlay", ["operator", "samples/blog"])
+@pytest.mark.parametrize("overlay", ["operator", "samples/blog", "samples/microservices"])
 def test_kubectl_kustomize_agrees_with_emulation(deploy_copy: Path, overlay: str) -> None:
     """Where kubectl exists, its built-in kustomize must give what the emulation gives."""
     assert_kubectl_agrees(deploy_copy / overlay)

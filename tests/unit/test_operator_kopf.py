@@ -24,6 +24,7 @@ from tests.unit.operator_harness import (
     IMAGE,
     KBSCONFIG_NAME,
     KBSCONFIGS,
+    MICROSERVICES_SAMPLE,
     NAMESPACE,
     SECRETS,
     SERVICES,
@@ -32,6 +33,8 @@ from tests.unit.operator_harness import (
     blog_kbsconfig,
     blog_secrets,
     eventually,
+    microservices_configmaps,
+    microservices_kbsconfig,
     require_seed,
     running_operator,
     secret,
@@ -354,18 +357,52 @@ def test_missing_secret_reported_then_reconciled_once_created(
     run_with_operator(tmp_path, monkeypatch, scenario, objects=objects)
 
 
-def test_microservices_is_refused_as_invalid_spec(
+def test_microservices_deployment_is_reconciled_and_follows_its_service_configs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def scenario(c: Cluster) -> None:
-        kbs = blog_kbsconfig()
-        kbs["spec"]["kbsDeploymentType"] = "MicroservicesDeployment"
+        await c.create(KBSCONFIGS, microservices_kbsconfig())
+        dep = await eventually(lambda: deployment(c), what="the Deployment")
+        await eventually(lambda: reason_is(c, "DeploymentNotReady"), what="the first status")
+        containers = {x["name"]: x for x in dep["spec"]["template"]["spec"]["containers"]}
+        assert list(containers) == ["kbs", "as", "rvps"]
+        assert {x["image"] for x in containers.values()} == {IMAGE}
+        mounts = {m["mountPath"]: m for m in containers["as"]["volumeMounts"]}
+        assert mounts["/etc/as-config.json"]["subPath"] == "as-config.json"
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["as-config"]["configMap"]["name"] == "as-config-grpc"
+        first = rollout_hash(c)
+
+        # The AS's configuration changes: the pods roll.
+        text = (MICROSERVICES_SAMPLE / "as-config.json").read_text()
+        await c.patch(CONFIGMAPS, "as-config-grpc", {"data": {"as-config.json": text + "\n"}})
+        await eventually(
+            lambda: rollout_hash(c) not in (None, first), what="a rollout for the AS config"
+        )
+        # The RVPS's disappears: reported by name.
+        await c.delete(CONFIGMAPS, "rvps-config-grpc")
+        cond = await eventually(lambda: reason_is(c, "MissingReference"), what="MissingReference")
+        assert "rvps-config-grpc" in cond["message"]
+
+    run_with_operator(
+        tmp_path, monkeypatch, scenario, objects=microservices_configmaps() + blog_secrets()
+    )
+
+
+def test_microservices_without_an_rvps_config_is_an_invalid_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario(c: Cluster) -> None:
+        kbs = microservices_kbsconfig()
+        del kbs["spec"]["kbsRvpsConfigMapName"]
         await c.create(KBSCONFIGS, kbs)
         cond = await eventually(lambda: reason_is(c, "InvalidSpec"), what="InvalidSpec")
-        assert "MicroservicesDeployment" in cond["message"]
+        assert cond["message"].startswith("spec.kbsRvpsConfigMapName: required")
         assert deployment(c) is None
 
-    run_with_operator(tmp_path, monkeypatch, scenario)
+    run_with_operator(
+        tmp_path, monkeypatch, scenario, objects=microservices_configmaps() + blog_secrets()
+    )
 
 
 # -- the small API client against the emulator (no kopf) ---------------------------------------

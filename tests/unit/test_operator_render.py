@@ -442,13 +442,177 @@ def test_empty_deployment_type_is_all_in_one(value: str | None) -> None:
     )
 
 
-def test_microservices_refused() -> None:
-    with pytest.raises(RenderError) as info:
-        render(cr(kbsDeploymentType="MicroservicesDeployment"), namespace="ns")
-    assert str(info.value) == (
-        "spec.kbsDeploymentType: MicroservicesDeployment is not supported yet; "
-        "use AllInOneDeployment"
+def ms(**spec_changes: Any) -> dict[str, Any]:
+    """The blog's CR as a MicroservicesDeployment, with the two service ConfigMaps."""
+    changes: dict[str, Any] = {
+        "kbsDeploymentType": "MicroservicesDeployment",
+        "kbsAsConfigMapName": "as-config",
+        "kbsRvpsConfigMapName": "rvps-config",
+    }
+    return cr(**(changes | spec_changes))
+
+
+# Every input of the verifier and the token signer the spec can name.
+VERIFIER_INPUTS: dict[str, Any] = {
+    "kbsAttestationPolicyConfigMapName": "att-policy",
+    "tdxConfigSpec": {"kbsTdxConfigMapName": "tdx-qcnl"},
+    "ibmSEConfigSpec": {"certStorePvc": "ibmse-pvc"},
+    "kbsLocalCertCacheSpec": {"secrets": [{"secretName": "vcek-cache"}]},
+    "kbsAttestationKeySecretName": "token-key",
+    "kbsAttestationCertSecretName": "token-cert",
+}
+
+
+def mounts_by_container(objs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    containers = deployment_of(objs)["spec"]["template"]["spec"]["containers"]
+    return {c["name"]: [m["name"] for m in c["volumeMounts"]] for c in containers}
+
+
+def test_microservices_places_each_input_with_its_reader() -> None:
+    kbsconfig = ms(**VERIFIER_INPUTS)
+    objs = render(kbsconfig, namespace="ns")
+    assert mounts_by_container(objs) == {
+        "kbs": [
+            "confidential-containers",
+            "default",
+            "kbs-config",
+            "opa",
+            "auth-secret",
+            "https-key",
+            "https-cert",
+            "attestation-cert",
+            "kbsres1",
+        ],
+        # What verifies, signs and appraises: the AS.
+        "as": [
+            "as-data",
+            "attestation-policy",
+            "tdx-config",
+            "ibmse-pvc",
+            "vcek-cache",
+            "attestation-key",
+            "attestation-cert",
+            "as-config",
+        ],
+        "rvps": ["rvps-data", "reference-values", "rvps-config"],
+    }
+    # v0.3.0's volume order, the services' own after the KBS's two writable directories.
+    names = [v["name"] for v in volumes_of(objs)]
+    assert names[:4] == ["confidential-containers", "default", "as-data", "rvps-data"]
+    assert names[-3:] == ["reference-values", "as-config", "rvps-config"]
+    mounts = {
+        c["name"]: {m["name"]: m for m in c["volumeMounts"]}
+        for c in deployment_of(objs)["spec"]["template"]["spec"]["containers"]
+    }
+    assert mounts["as"]["as-config"] == {
+        "name": "as-config",
+        "mountPath": "/etc/as-config.json",
+        "subPath": "as-config.json",
+    }
+    assert mounts["rvps"]["rvps-config"] == {
+        "name": "rvps-config",
+        "mountPath": "/etc/rvps.json",
+        "subPath": "rvps-config.json",
+    }
+    assert mounts["as"]["attestation-policy"]["mountPath"] == (
+        "/opt/confidential-containers/attestation-service/policies/opa"
     )
+    assert referenced(kbsconfig)[-2:] == [
+        Ref("ConfigMap", "as-config"),
+        Ref("ConfigMap", "rvps-config"),
+    ]
+
+
+def test_microservices_env_everywhere_session_key_in_kbs_only() -> None:
+    objs = render(
+        ms(KbsEnvVars={"RUST_LOG": "debug"}, KbsDeploymentSpec={"replicas": 2}), namespace="ns"
+    )
+    containers = {
+        c["name"]: c for c in deployment_of(objs)["spec"]["template"]["spec"]["containers"]
+    }
+    debug = {"name": "RUST_LOG", "value": "debug"}
+    assert containers["kbs"]["env"] == [
+        debug,
+        {"name": "KBS_SESSION_KEY_FILE", "value": "/etc/kbs-session-key/key"},
+    ]
+    assert containers["as"]["env"] == containers["rvps"]["env"] == [debug]
+    assert "session-key" in mounts_by_container(objs)["kbs"]
+    assert "session-key" not in mounts_by_container(objs)["as"] + mounts_by_container(objs)["rvps"]
+    assert "&id" not in to_yaml_stream(objs)  # each container its own env list
+
+
+def test_microservices_service_volume_names_are_reserved() -> None:
+    objs = render(ms(kbsSecretResources=["as-config", "rvps-data"]), namespace="ns")
+    names = [v["name"] for v in volumes_of(objs)]
+    assert len(names) == len(set(names))
+    resources = [n for n in mounts_by_container(objs)["kbs"] if n.startswith("resource-")]
+    assert len(resources) == 2
+
+
+@pytest.mark.parametrize("field", ["kbsAsConfigMapName", "kbsRvpsConfigMapName"])
+@pytest.mark.parametrize("value", [None, ""])
+def test_microservices_needs_both_service_configs(field: str, value: str | None) -> None:
+    with pytest.raises(RenderError, match=rf"^spec\.{field}: required; a MicroservicesDeployment"):
+        render(ms(**{field: value}), namespace="ns")  # None: the field is absent
+    # AllInOne has no use for them: neither mounted nor watched.
+    plain = cr(kbsAsConfigMapName="as-config", kbsRvpsConfigMapName="rvps-config")
+    container_of(render(plain, namespace="ns"))  # the one kbs container
+    assert Ref("ConfigMap", "as-config") not in referenced(plain)
+
+
+def test_mount_paths_are_unique_per_container() -> None:
+    # A cache at the AS's config file collides in the AS container ...
+    clash = {"secrets": [{"secretName": "vcek", "mountPath": "/etc/as-config.json"}]}
+    with pytest.raises(RenderError, match=r"already used by .* in the as container$"):
+        render(ms(kbsLocalCertCacheSpec=clash), namespace="ns")
+    render(cr(kbsLocalCertCacheSpec=clash), namespace="ns")  # ... where there is one
+    # The cache lives in the AS, so a path the KBS alone uses is free there.
+    beside = {"secrets": [{"secretName": "vcek", "mountPath": "/etc/kbs-config"}]}
+    render(ms(kbsLocalCertCacheSpec=beside), namespace="ns")
+    with pytest.raises(RenderError, match=r"in the kbs container$"):
+        render(cr(kbsLocalCertCacheSpec=beside), namespace="ns")
+
+
+def service_objects(**data: dict[str, Any]) -> dict[Ref, dict[str, Any] | None]:
+    objects = blog_objects()
+    for name, entries in data.items():
+        objects[Ref("ConfigMap", name)] = {"kind": "ConfigMap", **entries}
+    return objects
+
+
+def test_a_mounted_key_must_exist_when_the_configmap_is_at_hand() -> None:
+    good = {"data": {"as-config.json": "{}"}}
+    rvps = {"data": {"rvps-config.json": "{}"}}
+    render(
+        ms(), namespace="ns", objects=service_objects(**{"as-config": good, "rvps-config": rvps})
+    )
+    binary = {"binaryData": {"as-config.json": "e30="}}
+    render(
+        ms(), namespace="ns", objects=service_objects(**{"as-config": binary, "rvps-config": rvps})
+    )
+    # Absent: the operator waits for it; nothing to check yet.
+    render(ms(), namespace="ns", objects=service_objects(**{"rvps-config": rvps}))
+    wrong = {"data": {"config.json": "{}", "other": "x"}}
+    with pytest.raises(RenderError) as info:
+        render(
+            ms(),
+            namespace="ns",
+            objects=service_objects(**{"as-config": wrong, "rvps-config": rvps}),
+        )
+    assert str(info.value) == (
+        "spec.kbsAsConfigMapName: ConfigMap as-config has no key 'as-config.json', which the as "
+        "container reads as /etc/as-config.json (keys: config.json, other)"
+    )
+    with pytest.raises(RenderError, match=r"^spec\.kbsRvpsConfigMapName: .* \(keys: none\)$"):
+        render(
+            ms(), namespace="ns", objects=service_objects(**{"as-config": good, "rvps-config": {}})
+        )
+    # The same holds for every one-key mount, AllInOne's TDX configuration too.
+    tdx = cr(tdxConfigSpec={"kbsTdxConfigMapName": "tdx-qcnl"})
+    with pytest.raises(
+        RenderError, match=r"^spec\.tdxConfigSpec\.kbsTdxConfigMapName: .*'sgx_default_qcnl\.conf'"
+    ):
+        render(tdx, namespace="ns", objects=service_objects(**{"tdx-qcnl": {"data": {}}}))
 
 
 def test_unknown_deployment_type_refused() -> None:
@@ -621,19 +785,20 @@ def test_bad_cert_cache(spec: Any, field: str) -> None:
 def test_output_validates_against_kubernetes_schema() -> None:
     kv = pytest.importorskip("kubernetes_validate")
     full = cr(
-        kbsAttestationPolicyConfigMapName="att-policy",
-        tdxConfigSpec={"kbsTdxConfigMapName": "tdx-qcnl"},
-        ibmSEConfigSpec={"certStorePvc": "ibmse-pvc"},
-        kbsLocalCertCacheSpec={"secrets": [{"secretName": "vcek-cache"}]},
-        kbsAttestationKeySecretName="token-key",
-        kbsAttestationCertSecretName="token-cert",
+        **VERIFIER_INPUTS,
         KbsEnvVars={"RUST_LOG": "debug"},
         KbsDeploymentSpec={"replicas": 2},
         kbsServiceType="NodePort",
         kbsSecretResources=["kbsres1", "wrapped.keys", "default"],
     )
     full["metadata"]["uid"] = "0b5e6c1e-1111-2222-3333-444455556666"
-    for kbsconfig in (BLOG_CR, full):
+    microservices = copy.deepcopy(full)
+    microservices["spec"].update(
+        kbsDeploymentType="MicroservicesDeployment",
+        kbsAsConfigMapName="as-config",
+        kbsRvpsConfigMapName="rvps-config",
+    )
+    for kbsconfig in (BLOG_CR, full, microservices):
         for obj in render(kbsconfig, namespace="operators", objects={}):
             kv.validate(obj, "1.32.0", strict=True)
 
@@ -894,12 +1059,13 @@ def assert_cli_error(result: subprocess.CompletedProcess[str], *fragments: str) 
         assert fragment in lines[0]
 
 
-def test_cli_error_microservices(tmp_path: Path) -> None:
+def test_cli_error_microservices_without_an_as_config(tmp_path: Path) -> None:
     path = write(tmp_path, "ms.yaml", [cr(kbsDeploymentType="MicroservicesDeployment")])
     assert_cli_error(
         run_cli("--kbsconfig", path),
         str(path),
-        "spec.kbsDeploymentType: MicroservicesDeployment is not supported yet",
+        "spec.kbsAsConfigMapName: required; a MicroservicesDeployment's AS reads its "
+        "as-config.json from it",
     )
 
 

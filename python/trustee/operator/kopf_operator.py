@@ -15,8 +15,9 @@ namespace, with the trustee-operator v0.3.0 layout but without its known defects
   from the renderer) and treats NotFound as success.
 * A KbsConfig naming a missing ConfigMap/Secret gets ``Ready=False``/``MissingReference``
   naming it and is retried by kopf after ``MISSING_RETRY_DELAY`` seconds (or at once, when
-  the object appears); a spec the renderer refuses (e.g. Microservices, not supported yet)
-  gets ``InvalidSpec`` and is not retried until the spec changes.
+  the object appears); a spec the renderer refuses (e.g. a MicroservicesDeployment naming
+  no AS configuration) gets ``InvalidSpec`` and is not retried until the spec or a
+  referenced object changes.
 * The Service is merged into, never blindly replaced, so its ``clusterIP`` (and node ports)
   survive a reconcile.
 * Objects are only patched when the rendered form is not already contained in the live one.

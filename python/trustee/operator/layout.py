@@ -1,12 +1,13 @@
-"""Which volumes and mounts a KbsConfig asks for: its spec fields read strictly (render) or
-leniently (the operator's watch mapping), in trustee-operator v0.3.0's order and layout."""
+"""Which volumes and mounts a KbsConfig's fields ask for, and which container each goes to: the
+spec read strictly (render) or leniently (the operator's watch mapping), in trustee-operator
+v0.3.0's order and layout. `placement` assembles them into a plan."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 SESSION_KEY_VOLUME = "session-key"
@@ -16,18 +17,30 @@ ALL_IN_ONE = "AllInOneDeployment"
 MICROSERVICES = "MicroservicesDeployment"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 
-_CC_ROOT = "/opt/confidential-containers"
-_REPOSITORY_DEFAULT = f"{_CC_ROOT}/kbs/repository/default"
-_ATTESTATION_POLICY_DIR = f"{_CC_ROOT}/attestation-service/policies/opa"
-_REFERENCE_VALUES_DIR = f"{_CC_ROOT}/rvps/reference-values"
-_CERT_CACHE_DIR = f"{_CC_ROOT}/attestation-service/kds-store/vcek"
+# The pod's containers: the KBS alone (AllInOne), or with the AS and the RVPS beside it.
+KBS = "kbs"
+AS = "as"
+RVPS = "rvps"
+
+# Where the AS and the RVPS read their configuration (upstream's docker-compose paths), and
+# the ConfigMap keys that hold it (upstream trustee-operator's).
+AS_CONFIG_FILE = "/etc/as-config.json"
+AS_CONFIG_KEY = "as-config.json"
+RVPS_CONFIG_FILE = "/etc/rvps.json"
+RVPS_CONFIG_KEY = "rvps-config.json"
+
+CC_ROOT = "/opt/confidential-containers"
+REPOSITORY_DEFAULT = f"{CC_ROOT}/kbs/repository/default"
+ATTESTATION_POLICY_DIR = f"{CC_ROOT}/attestation-service/policies/opa"
+REFERENCE_VALUES_DIR = f"{CC_ROOT}/rvps/reference-values"
+_CERT_CACHE_DIR = f"{CC_ROOT}/attestation-service/kds-store/vcek"
 _IBMSE_DIR = "/run/confidential-containers/ibmse/"
 _TDX_QCNL = "sgx_default_qcnl.conf"
 
 # Volumes named after user-chosen objects must not take one of these, even when the fixed
 # volume itself is not rendered for this CR, so that adding an optional field later never
 # renames an existing volume.
-_FIXED_VOLUMES = frozenset(
+FIXED_VOLUMES = frozenset(
     {
         "confidential-containers",
         "default",
@@ -41,6 +54,10 @@ _FIXED_VOLUMES = frozenset(
         "attestation-key",
         "attestation-cert",
         "reference-values",
+        "as-config",
+        "rvps-config",
+        "as-data",
+        "rvps-data",
         SESSION_KEY_VOLUME,
     }
 )
@@ -60,30 +77,39 @@ class Ref:
 
 
 @dataclass(frozen=True)
-class _Mount:
+class Mount:
     volume: dict[str, Any]
     mount: dict[str, Any]
     path: str  # the spec field, for error messages
     ref: Ref | None
+    containers: tuple[str, ...] = (KBS,)
 
 
 @dataclass
-class _Plan:
-    mounts: list[_Mount] = field(default_factory=list)
-    extra_refs: list[Ref] = field(default_factory=list)
+class Plan:
+    microservices: bool = False
+    mounts: list[Mount] = field(default_factory=list)
     https: bool = False
+
+    def add(self, mount: Mount, microservices_in: tuple[str, ...] = (KBS,)) -> None:
+        """Add a mount; ``microservices_in`` names the containers that get it in a
+        MicroservicesDeployment (AllInOne has the kbs container only)."""
+        if self.microservices:
+            mount = replace(mount, containers=microservices_in)
+        self.mounts.append(mount)
 
     def refs(self) -> list[Ref]:
         seen: dict[Ref, None] = {}
         for m in self.mounts:
             if m.ref is not None:
                 seen.setdefault(m.ref)
-        for ref in self.extra_refs:
-            seen.setdefault(ref)
         return list(seen)
 
+    def mounts_of(self, container: str) -> list[dict[str, Any]]:
+        return [dict(m.mount) for m in self.mounts if container in m.containers]
 
-class _Reader:
+
+class Reader:
     """Reads spec fields strictly (render) or leniently (referenced).
 
     referenced() feeds the operator's ConfigMap/Secret watch mapping, which must keep working
@@ -136,15 +162,11 @@ def spec_of(kbsconfig: Mapping[str, Any], strict: bool) -> Mapping[str, Any]:
     return spec
 
 
-def _deployment_type(reader: _Reader) -> str:
+def deployment_type(reader: Reader) -> str:
     value = reader.spec.get("kbsDeploymentType")
     if value is None or value == "" or value == ALL_IN_ONE:
         return ALL_IN_ONE
     if value == MICROSERVICES:
-        reader.fail(
-            "spec.kbsDeploymentType: MicroservicesDeployment is not supported yet; "
-            "use AllInOneDeployment"
-        )
         return MICROSERVICES
     reader.fail(
         f"spec.kbsDeploymentType: {value!r} is not one of {ALL_IN_ONE}, {MICROSERVICES} "
@@ -167,13 +189,11 @@ def _free_volume_name(preferred: str, prefix: str, taken: set[str]) -> str:
     return candidate
 
 
-def _configmap(
-    vol: str, cm: str, mount_path: str, path: str, sub_path: str | None = None
-) -> _Mount:
+def _configmap(vol: str, cm: str, mount_path: str, path: str, sub_path: str | None = None) -> Mount:
     mount: dict[str, Any] = {"name": vol, "mountPath": mount_path}
     if sub_path is not None:
         mount["subPath"] = sub_path
-    return _Mount(
+    return Mount(
         volume={"name": vol, "configMap": {"name": cm}},
         mount=mount,
         path=path,
@@ -181,8 +201,8 @@ def _configmap(
     )
 
 
-def secret_mount(vol: str, secret: str, mount_path: str, path: str) -> _Mount:
-    return _Mount(
+def secret_mount(vol: str, secret: str, mount_path: str, path: str) -> Mount:
+    return Mount(
         volume={"name": vol, "secret": {"secretName": secret}},
         mount={"name": vol, "mountPath": mount_path},
         path=path,
@@ -190,10 +210,10 @@ def secret_mount(vol: str, secret: str, mount_path: str, path: str) -> _Mount:
     )
 
 
-def _memory_dir(vol: str, mount_path: str) -> _Mount:
-    # Memory-backed so that the KBS's writable state (attestation-service work dir, policies
-    # it writes) never lands on node disk.
-    return _Mount(
+def memory_dir(vol: str, mount_path: str) -> Mount:
+    # Memory-backed so that writable state (the repository, the attestation-service work dir,
+    # the policies written to it) never lands on node disk.
+    return Mount(
         volume={"name": vol, "emptyDir": {"medium": "Memory"}},
         mount={"name": vol, "mountPath": mount_path},
         path=f"the built-in {vol} volume",
@@ -202,7 +222,7 @@ def _memory_dir(vol: str, mount_path: str) -> _Mount:
 
 
 def _secret_pair(
-    reader: _Reader, key_field: str, cert_field: str, what: str
+    reader: Reader, key_field: str, cert_field: str, what: str
 ) -> tuple[str, str] | None:
     key = reader.name(f"spec.{key_field}", reader.spec.get(key_field))
     cert = reader.name(f"spec.{cert_field}", reader.spec.get(cert_field))
@@ -225,8 +245,9 @@ class _Field:
     mount_path: str
     sub_path: str | None = None
     required: str | None = None  # why the field must be set, when it must
+    microservices_in: tuple[str, ...] = (KBS,)
 
-    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None:
+    def add(self, reader: Reader, plan: Plan, taken: set[str]) -> None:
         section, _, leaf = self.key.rpartition(".")
         table = reader.section(section) if section else reader.spec
         path = f"spec.{self.key}"
@@ -234,11 +255,10 @@ class _Field:
         if name is None:
             return
         if self.kind == "ConfigMap":
-            plan.mounts.append(
-                _configmap(self.volume, name, self.mount_path, path, sub_path=self.sub_path)
-            )
+            mount = _configmap(self.volume, name, self.mount_path, path, sub_path=self.sub_path)
         else:
-            plan.mounts.append(secret_mount(self.volume, name, self.mount_path, path))
+            mount = secret_mount(self.volume, name, self.mount_path, path)
+        plan.add(mount, self.microservices_in)
 
 
 @dataclass(frozen=True)
@@ -251,34 +271,39 @@ class _SecretPair:
     key_mount: tuple[str, str]  # (volume, mount path)
     cert_mount: tuple[str, str]
     https: bool = False
+    key_in: tuple[str, ...] = (KBS,)  # the containers that get each in Microservices
+    cert_in: tuple[str, ...] = (KBS,)
 
-    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None:
+    def add(self, reader: Reader, plan: Plan, taken: set[str]) -> None:
         pair = _secret_pair(reader, self.key_field, self.cert_field, self.what)
         if pair is None:
             return
         plan.https = plan.https or self.https
-        for (volume, mount_path), name, field_name in (
-            (self.key_mount, pair[0], self.key_field),
-            (self.cert_mount, pair[1], self.cert_field),
+        for (volume, mount_path), name, field_name, containers in (
+            (self.key_mount, pair[0], self.key_field, self.key_in),
+            (self.cert_mount, pair[1], self.cert_field, self.cert_in),
         ):
-            plan.mounts.append(secret_mount(volume, name, mount_path, f"spec.{field_name}"))
+            mount = secret_mount(volume, name, mount_path, f"spec.{field_name}")
+            plan.add(mount, containers)
 
 
 class _Step(Protocol):
-    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None: ...
+    def add(self, reader: Reader, plan: Plan, taken: set[str]) -> None: ...
 
 
 @dataclass(frozen=True)
 class _Custom:
     """A mount the table cannot describe: a function that adds it."""
 
-    add_mounts: Callable[[_Reader, set[str]], list[_Mount]]
+    add_mounts: Callable[[Reader, set[str]], list[Mount]]
+    microservices_in: tuple[str, ...] = (KBS,)
 
-    def add(self, reader: _Reader, plan: _Plan, taken: set[str]) -> None:
-        plan.mounts.extend(self.add_mounts(reader, taken))
+    def add(self, reader: Reader, plan: Plan, taken: set[str]) -> None:
+        for mount in self.add_mounts(reader, taken):
+            plan.add(mount, self.microservices_in)
 
 
-def _ibmse_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
+def _ibmse_mounts(reader: Reader, taken: set[str]) -> list[Mount]:
     pvc_path = "spec.ibmSEConfigSpec.certStorePvc"
     pvc = reader.name(pvc_path, reader.section("ibmSEConfigSpec").get("certStorePvc"))
     if pvc is None:
@@ -286,7 +311,7 @@ def _ibmse_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
     vol = _free_volume_name(pvc, "ibmse", taken)
     taken.add(vol)
     return [
-        _Mount(
+        Mount(
             volume={"name": vol, "persistentVolumeClaim": {"claimName": pvc}},
             mount={"name": vol, "mountPath": _IBMSE_DIR},
             path=pvc_path,
@@ -295,14 +320,14 @@ def _ibmse_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
     ]
 
 
-def _cert_cache_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
+def _cert_cache_mounts(reader: Reader, taken: set[str]) -> list[Mount]:
     entries = reader.section("kbsLocalCertCacheSpec").get("secrets")
     if entries is None:
         return []
     if not isinstance(entries, list):
         reader.fail("spec.kbsLocalCertCacheSpec.secrets: must be a list of {secretName, mountPath}")
         return []
-    out: list[_Mount] = []
+    out: list[Mount] = []
     for i, entry in enumerate(entries):
         path = f"spec.kbsLocalCertCacheSpec.secrets[{i}]"
         if not isinstance(entry, Mapping):
@@ -323,7 +348,7 @@ def _cert_cache_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
     return out
 
 
-def _secret_resource_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
+def _secret_resource_mounts(reader: Reader, taken: set[str]) -> list[Mount]:
     names = reader.spec.get("kbsSecretResources")
     if names is None:
         return []
@@ -332,7 +357,7 @@ def _secret_resource_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
             f"spec.kbsSecretResources: must be a list of Secret names, got {type(names).__name__}"
         )
         return []
-    out: list[_Mount] = []
+    out: list[Mount] = []
     for i, value in enumerate(names):
         path = f"spec.kbsSecretResources[{i}]"
         secret = reader.name(path, value, required="an empty entry names no Secret")
@@ -341,12 +366,15 @@ def _secret_resource_mounts(reader: _Reader, taken: set[str]) -> list[_Mount]:
         # Each key of the Secret becomes the resource default/<secret>/<key>.
         vol = _free_volume_name(secret, "resource", taken)
         taken.add(vol)
-        out.append(secret_mount(vol, secret, f"{_REPOSITORY_DEFAULT}/{secret}", path))
+        out.append(secret_mount(vol, secret, f"{REPOSITORY_DEFAULT}/{secret}", path))
     return out
 
 
-# Every mount a KbsConfig can ask for, in v0.3.0's order (after the two writable directories).
-_LAYOUT: tuple[_Step, ...] = (
+# Every mount a KbsConfig can ask for, in v0.3.0's order (after the writable directories).
+# In a MicroservicesDeployment the verifier's inputs go to the AS, which is what verifies
+# (v0.3.0 left them in the kbs container, where nothing read them), and the reference values
+# to the RVPS.
+LAYOUT: tuple[_Step, ...] = (
     _Field(
         "kbsConfigMapName",
         "ConfigMap",
@@ -358,17 +386,19 @@ _LAYOUT: tuple[_Step, ...] = (
         "kbsAttestationPolicyConfigMapName",
         "ConfigMap",
         "attestation-policy",
-        _ATTESTATION_POLICY_DIR,
+        ATTESTATION_POLICY_DIR,
+        microservices_in=(AS,),
     ),
-    _Field("kbsResourcePolicyConfigMapName", "ConfigMap", "opa", f"{_CC_ROOT}/opa"),
+    _Field("kbsResourcePolicyConfigMapName", "ConfigMap", "opa", f"{CC_ROOT}/opa"),
     _Field(
         "tdxConfigSpec.kbsTdxConfigMapName",
         "ConfigMap",
         "tdx-config",
         f"/etc/{_TDX_QCNL}",
         sub_path=_TDX_QCNL,
+        microservices_in=(AS,),
     ),
-    _Custom(_ibmse_mounts),
+    _Custom(_ibmse_mounts, microservices_in=(AS,)),
     _Field(
         "kbsAuthSecretName",
         "Secret",
@@ -376,7 +406,7 @@ _LAYOUT: tuple[_Step, ...] = (
         "/etc/auth-secret",
         required="it names the Secret holding the admin public key",
     ),
-    _Custom(_cert_cache_mounts),
+    _Custom(_cert_cache_mounts, microservices_in=(AS,)),
     _SecretPair(
         "kbsHttpsKeySecretName",
         "kbsHttpsCertSecretName",
@@ -385,67 +415,46 @@ _LAYOUT: tuple[_Step, ...] = (
         ("https-cert", "/etc/https-cert"),
         https=True,
     ),
+    # The AS signs tokens with the key; the KBS may trust them through the certificate.
     _SecretPair(
         "kbsAttestationKeySecretName",
         "kbsAttestationCertSecretName",
         "the attestation token signer needs both",
         ("attestation-key", "/etc/attestation-key"),
         ("attestation-cert", "/etc/attestation-cert"),
+        key_in=(AS,),
+        cert_in=(KBS, AS),
     ),
     _Custom(_secret_resource_mounts),
     _Field(
         "kbsRvpsRefValuesConfigMapName",
         "ConfigMap",
         "reference-values",
-        _REFERENCE_VALUES_DIR,
+        REFERENCE_VALUES_DIR,
         required="trustee-operator v0.3.0 always mounts the RVPS reference values ConfigMap",
+        microservices_in=(RVPS,),
     ),
 )
 
-
-def plan_mounts(kbsconfig: Mapping[str, Any], strict: bool) -> _Plan:
-    reader = _Reader(spec_of(kbsconfig, strict), strict)
-    spec = reader.spec
-    deployment_type = _deployment_type(reader)
-    plan = _Plan()
-    taken = set(_FIXED_VOLUMES)
-
-    # v0.3.0 mounts the whole of /opt/confidential-containers as a writable emptyDir and the
-    # `default` repository directory as a second one, so that the per-Secret mounts below can
-    # nest inside it while the rest of the repository stays writable.
-    plan.mounts.append(_memory_dir("confidential-containers", _CC_ROOT))
-    plan.mounts.append(_memory_dir("default", _REPOSITORY_DEFAULT))
-    for step in _LAYOUT:
-        step.add(reader, plan, taken)
-
-    if deployment_type == MICROSERVICES:
-        # Only reachable leniently: the watch mapping should still know these names.
-        for key in ("kbsAsConfigMapName", "kbsRvpsConfigMapName"):
-            name = reader.name(f"spec.{key}", spec.get(key))
-            if name is not None:
-                plan.extra_refs.append(Ref("ConfigMap", name))
-
-    if strict:
-        _check_unique_mount_paths(plan.mounts)
-    return plan
-
-
-def _check_unique_mount_paths(mounts: list[_Mount]) -> None:
-    owners: dict[str, str] = {}
-    for m in mounts:
-        mount_path = m.mount["mountPath"].rstrip("/") or "/"
-        if mount_path in owners:
-            raise RenderError(
-                f"{m.path}: mount path {m.mount['mountPath']} is already used by "
-                f"{owners[mount_path]}"
-            )
-        owners[mount_path] = m.path
-
-
-def referenced(kbsconfig: Mapping[str, Any]) -> list[Ref]:
-    """Every ConfigMap/Secret the rendered Deployment mounts, in mount order, without repeats.
-
-    Never raises: invalid fields are skipped, so the operator can still map ConfigMap/Secret
-    events to a KbsConfig whose render currently fails.
-    """
-    return plan_mounts(kbsconfig, strict=False).refs()
+# What only a MicroservicesDeployment mounts, after the rest as in v0.3.0: each service's
+# configuration file, one key of the named ConfigMap.
+MICROSERVICES_LAYOUT: tuple[_Step, ...] = (
+    _Field(
+        "kbsAsConfigMapName",
+        "ConfigMap",
+        "as-config",
+        AS_CONFIG_FILE,
+        sub_path=AS_CONFIG_KEY,
+        required=f"a MicroservicesDeployment's AS reads its {AS_CONFIG_KEY} from it",
+        microservices_in=(AS,),
+    ),
+    _Field(
+        "kbsRvpsConfigMapName",
+        "ConfigMap",
+        "rvps-config",
+        RVPS_CONFIG_FILE,
+        sub_path=RVPS_CONFIG_KEY,
+        required=f"a MicroservicesDeployment's RVPS reads its {RVPS_CONFIG_KEY} from it",
+        microservices_in=(RVPS,),
+    ),
+)

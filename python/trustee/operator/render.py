@@ -8,7 +8,14 @@ volume names, mount paths and their order follow v0.3.0 (fields added by later r
 where those releases put them). Deliberate differences from v0.3.0:
 
 * An empty or absent `kbsDeploymentType` means AllInOne, as the CRD text says (v0.3.0's code
-  picked Microservices). Microservices is refused for now.
+  picked Microservices).
+* MicroservicesDeployment runs the AS (`grpc-as`, port 50004) and the RVPS (`rvps`, port
+  50003) as containers `as` and `rvps` beside `kbs`, from the same image, as v0.3.0 does; but
+  the AS, which verifies, gets the verifier's inputs (attestation policy, TDX and IBM SE
+  configuration, certificate caches, the token signing key), each service reads its
+  configuration from one key of its ConfigMap (`/etc/as-config.json`, `/etc/rvps.json`: a
+  missing key is an error when the ConfigMap is at hand), has its own memory-backed working
+  directory, and `KbsEnvVars` reach all three. The Service still exposes only the KBS.
 * Both the Deployment and the Service carry a controller ownerReference (upstream HEAD does the
   same) so that garbage collection removes them even if a finalizer is lost; the operator's
   finalizer still deletes explicitly. The reference is left out when the KbsConfig lives in
@@ -38,19 +45,23 @@ from typing import Any
 
 import yaml
 
+from trustee.operator.containers import KBS_COMMAND, KBS_PORT, container
 from trustee.operator.layout import (
+    AS,
     DNS_LABEL,
+    KBS,
     MICROSERVICES,
+    RVPS,
     SERVICE_TYPES,
     SESSION_KEY_DIR,
     SESSION_KEY_VOLUME,
+    Plan,
     Ref,
     RenderError,
-    plan_mounts,
-    referenced,
     secret_mount,
     spec_of,
 )
+from trustee.operator.placement import check_keys, plan_mounts, referenced
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -87,8 +98,6 @@ KBSCONFIG_API_VERSION = "confidentialcontainers.org/v1alpha1"
 KBSCONFIG_KIND = "KbsConfig"
 DEPLOYMENT_NAME = "trustee-deployment"
 SERVICE_NAME = "kbs-service"
-KBS_PORT = 8080
-KBS_COMMAND = ("/usr/local/bin/kbs", "--config-file", "/etc/kbs-config/kbs-config.toml")
 
 # The session key every replica seals and opens session cookies with.
 SESSION_KEY_SECRET = "kbs-session-key"
@@ -209,47 +218,11 @@ def _owner_references(kbsconfig: Mapping[str, Any], namespace: str) -> list[dict
     ]
 
 
-def _probe(scheme: str, initial_delay: int, period: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": "/healthz", "port": KBS_PORT, "scheme": scheme},
-        "initialDelaySeconds": initial_delay,
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": 3,
-    }
-
-
 def _metadata(name: str, namespace: str, owners: list[dict[str, Any]]) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if owners:
         meta["ownerReferences"] = [dict(o) for o in owners]
     return meta
-
-
-def _kbs_container(
-    image: str, env: list[dict[str, str]], volume_mounts: list[dict[str, Any]], scheme: str
-) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": "kbs",
-        "image": image,
-        "command": list(KBS_COMMAND),
-        "ports": [{"name": "kbs", "containerPort": KBS_PORT, "protocol": "TCP"}],
-    }
-    if env:
-        container["env"] = env
-    container["volumeMounts"] = volume_mounts
-    container["readinessProbe"] = _probe(scheme, 5, 10)
-    container["livenessProbe"] = _probe(scheme, 15, 30)
-    container["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        # Not in v0.3.0: the trustee-py image runs as a non-root numeric USER, so the kubelet
-        # can enforce this; a root-running image would be refused at pod start, which is the
-        # point.
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    return container
 
 
 def _service(namespace: str, owners: list[dict[str, Any]], service_type: str) -> dict[str, Any]:
@@ -265,6 +238,26 @@ def _service(namespace: str, owners: list[dict[str, Any]], service_type: str) ->
             ],
         },
     }
+
+
+def _pod_spec(
+    plan: Plan, image: str, env: list[dict[str, str]], replicas: int, scheme: str
+) -> dict[str, Any]:
+    """The containers and their volumes; `env` (from KbsEnvVars) goes to every container."""
+    kbs_env = list(env)
+    if replicas > 1:
+        # Not one of plan.refs(): the operator makes this Secret and never changes it, so it
+        # neither gates a reconcile nor counts towards the rollout hash.
+        plan.add(secret_mount(SESSION_KEY_VOLUME, SESSION_KEY_SECRET, SESSION_KEY_DIR, ""))
+        if not any(e["name"] == SESSION_KEY_ENV for e in env):
+            kbs_env.append({"name": SESSION_KEY_ENV, "value": f"{SESSION_KEY_DIR}/key"})
+    containers = [container(KBS, image, kbs_env, plan.mounts_of(KBS), scheme)]
+    if plan.microservices:
+        containers += [
+            container(name, image, [dict(e) for e in env], plan.mounts_of(name))
+            for name in (AS, RVPS)
+        ]
+    return {"containers": containers, "volumes": [dict(m.volume) for m in plan.mounts]}
 
 
 def render(
@@ -293,15 +286,9 @@ def render(
     owners = _owner_references(kbsconfig, namespace)
     scheme = "HTTPS" if plan.https else "HTTP"
 
-    mounts = list(plan.mounts)
-    if replicas > 1:
-        # Not one of plan.refs(): the operator makes this Secret and never changes it, so it
-        # neither gates a reconcile nor counts towards the rollout hash.
-        mounts.append(secret_mount(SESSION_KEY_VOLUME, SESSION_KEY_SECRET, SESSION_KEY_DIR, ""))
-        if not any(e["name"] == SESSION_KEY_ENV for e in env):
-            env.append({"name": SESSION_KEY_ENV, "value": f"{SESSION_KEY_DIR}/key"})
-
-    container = _kbs_container(image, env, [dict(m.mount) for m in mounts], scheme)
+    if objects is not None:
+        check_keys(plan, objects)
+    pod = _pod_spec(plan, image, env, replicas, scheme)
     template_meta: dict[str, Any] = {"labels": {"app": "kbs"}}
     if objects is not None:
         relevant = {ref: objects.get(ref) for ref in plan.refs()}
@@ -317,10 +304,7 @@ def render(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
             "template": {
                 "metadata": template_meta,
-                "spec": {
-                    "containers": [container],
-                    "volumes": [dict(m.volume) for m in mounts],
-                },
+                "spec": pod,
             },
         },
     }
