@@ -3,7 +3,8 @@
 #   privateKey, publicKey  ed25519 admin key pair (publicKey -> Secret kbs-auth-public-key)
 #   https.key, https.crt   self-signed HTTPS certificate for kbs-service
 #                          (-> Secrets kbs-https-key and kbs-https-certificate)
-# Usage: blog-keys.sh [--force] [OUT_DIR]   (OUT_DIR defaults to deploy/samples/blog)
+# Usage: blog-keys.sh [--force] [OUT_DIR]   (OUT_DIR defaults to deploy/samples/blog;
+#                                            deploy/samples/microservices uses the same files)
 set -eu
 
 force=no
