@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from trustee.attestation.ear import EarBroker, EarError, load_signer
+from trustee.attestation.ear import EarBroker, EarError, Signer, load_signer
 from trustee.attestation.hardware import HardwareVerifier
 from trustee.attestation.observers import EventSink, VerifierMetrics
 from trustee.attestation.policies import (
@@ -94,9 +94,11 @@ async def attestation_service(
     legacy: bool,
     source: str | None,
     key: str = "attestation_service",
+    signer: Signer | None = None,
 ) -> AttestationService:
     """The AS a configuration table describes (the KBS's `[attestation_service]` or a
-    standalone AS's file); `key` prefixes the keys named in errors."""
+    standalone AS's file); `key` prefixes the keys named in errors. `signer` stands in for
+    the ephemeral key of a broker configured without one (shared by a server's workers)."""
     as_store = stores.get(as_cfg.storage_type)
     log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
     rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
@@ -109,7 +111,9 @@ async def attestation_service(
     except StorageError as exc:
         raise ConfigError(key, str(exc), source) from exc
     try:
-        broker = EarBroker(as_cfg.broker, load_signer(as_cfg.broker))
+        if signer is None or as_cfg.broker.signer is not None:
+            signer = load_signer(as_cfg.broker)
+        broker = EarBroker(as_cfg.broker, signer)
     except EarError as exc:
         raise ConfigError(
             f"{key}.attestation_token_broker.signer".lstrip("."), str(exc), source
@@ -131,8 +135,9 @@ class StandaloneAs:
     stores: StoreRegistry
 
 
-async def assemble_as(config: AsConfig) -> StandaloneAs:
-    """Everything an AS server process needs from its config file, built in order."""
+async def assemble_as(config: AsConfig, *, signer: Signer | None = None) -> StandaloneAs:
+    """Everything an AS server process needs from its config file, built in order; `signer`
+    replaces the ephemeral token key when the file configures none."""
     for key in config.ignored_keys:
         log.info("config key ignored: %s", key)
     log.info("AS storage backend: %s", config.storage.storage_type)
@@ -156,5 +161,6 @@ async def assemble_as(config: AsConfig) -> StandaloneAs:
         legacy=config.dialect == "v0.11",
         source=config.source,
         key="",
+        signer=signer,
     )
     return StandaloneAs(config, service, metrics, audit, stores)

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     policy.add_argument("rest", nargs=argparse.REMAINDER)
+    attestation = sub.add_parser(
+        "as",
+        help="the Attestation Service on its own (`trustee as serve --help`)",
+        add_help=False,
+    )
+    attestation.add_argument("rest", nargs=argparse.REMAINDER)
     operator = sub.add_parser("operator", help="the Kubernetes operator's tools")
     operator_sub = operator.add_subparsers(dest="operator_command", required=True)
     render = operator_sub.add_parser(
@@ -86,6 +92,10 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
         from trustee.policy_cli import policy_main
 
         return policy_main
+    if name == "as":
+        from trustee.as_server.cli import as_main
+
+        return as_main
     from trustee.simulate.cli import simulate_main
 
     return simulate_main
@@ -93,7 +103,7 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("audit", "policy", "simulate"):
+    if argv and argv[0] in ("audit", "policy", "simulate", "as"):
         return _delegated(argv[0])(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":

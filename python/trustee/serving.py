@@ -1,6 +1,9 @@
 """`trustee serve` (and upstream's `kbs`): a KBS in this process, or a supervisor of worker
 processes that each serve on sockets it bound. Loads what it serves only: trio, the HTTP stack
-and the KBS are imported by the process that runs them, never by the supervisor."""
+and the KBS are imported by the process that runs them, never by the supervisor.
+
+The supervisor and the workers serve a `Program`: the KBS here, a standalone Attestation
+Service in `trustee.as_server`; both get the same sockets, worker restarts and shutdown."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 
     from trustee.audit.settings import AuditSinkSettings
     from trustee.config import Config
+    from trustee.config.model import HttpServerConfig
 
 log = logging.getLogger("trustee")
 
@@ -48,8 +52,28 @@ def _banner(config: Config) -> str:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """What the server's processes serve. Spawned workers receive it pickled, so `build` and
+    `for_worker` are module-level functions."""
+
+    payload: Any  # what `build` makes the app from: the KBS's Config, the AS's settings
+    http: HttpServerConfig  # sockets, TLS and worker_count
+    build: Callable[[Any], Awaitable[Any]]  # payload → the ASGI app, in the serving process
+    for_worker: Callable[[Any, int], Any]  # payload → worker `index`'s copy of it
+    source: str | None = None  # the config file, named in errors
+    banner: str | None = None  # printed once the sockets listen
+
+
+async def _build_kbs(config: Config) -> Any:
+    from trustee.assemble import assemble
+    from trustee.http.app import create_app
+
+    return create_app(await assemble(config))
+
+
 async def _run(
-    config: Config,
+    program: Program,
     sockets: Sockets,
     ready: Callable[[], None] | None = None,
     parent_sentinel: int | None = None,
@@ -58,17 +82,14 @@ async def _run(
     import trio
 
     from trustee import offload
-    from trustee.assemble import assemble
-    from trustee.http.app import create_app
     from trustee.http.serve import serve
     from trustee.offload_threads import default_threads
 
     # Signals end the server gracefully (Kubernetes sends SIGTERM, a terminal SIGINT) instead
     # of raising KeyboardInterrupt inside whichever request happens to be running.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        offload.DEFAULT.threads = default_threads(config.http_server.worker_count)
-        kbs = await assemble(config)
-        app = create_app(kbs)
+        offload.DEFAULT.threads = default_threads(program.http.worker_count)
+        app = await program.build(program.payload)
         _settle_garbage_collector()
         if ready is not None:
             ready()
@@ -95,7 +116,7 @@ async def _run(
                 if parent_sentinel is not None:
                     first.start_soon(until, partial(orphaned, parent_sentinel))
 
-        await serve(app, config.http_server, sockets, shutdown_trigger)
+        await serve(app, program.http, sockets, shutdown_trigger)
 
 
 # A request allocates a few thousand short-lived objects, nearly none of them in cycles; at
@@ -117,7 +138,7 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _check_front_end_env() -> None:
+def check_front_end_env() -> None:
     from trustee.http.body_timeout import body_timeout
     from trustee.http.connections import default_max_connections
 
@@ -138,23 +159,47 @@ class StartError(Exception):
 def serve_command(
     config_path: str | None, sockets: list[str] | None = None, prog: str = "trustee"
 ) -> int:
-    """Serve until SIGINT/SIGTERM; every failure to start is one line on stderr, `prog` first."""
+    """Serve the KBS until SIGINT/SIGTERM; every failure to start is one line on stderr, `prog`
+    first."""
     import shutil
 
-    from trustee.config import ConfigError
-    from trustee.http.listen import ListenError
     from trustee.logs import setup_logging
 
     setup_logging()
-    dev_storage: str | None = None
-    try:
+    dev_storage: list[str] = []
+
+    def prepare() -> Program:
         config = _load(config_path, sockets)
-        if config.development:
-            dev_storage = config.storage_backend.local_fs_dir
+        if config.development and config.storage_backend.local_fs_dir:
+            dev_storage.append(config.storage_backend.local_fs_dir)
         _check_before_binding(config)
-        if config.http_server.worker_count > 1:
-            return _serve_workers(config)
-        _serve_one(config)
+        return Program(
+            config,
+            config.http_server,
+            _build_kbs,
+            _worker_config,
+            source=config.source,
+            banner=_banner(config) if config.development else None,
+        )
+
+    try:
+        return serve_program(prepare, prog)
+    finally:
+        for directory in dev_storage:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def serve_program(prepare: Callable[[], Program], prog: str) -> int:
+    """Serve what `prepare` gives, in this process or in `worker_count` workers, until
+    SIGINT/SIGTERM. A failure to prepare or start is one line on stderr, `prog` first."""
+    from trustee.config import ConfigError
+    from trustee.http.listen import ListenError
+
+    try:
+        program = prepare()
+        if program.http.worker_count > 1:
+            return _serve_workers(program)
+        _serve_one(program)
     except (ConfigError, ListenError) as exc:
         return _fail(prog, EXIT_CONFIG, str(exc))
     except StartError as exc:
@@ -163,9 +208,6 @@ def serve_command(
         return _fail(prog, 1, f"cannot serve: {exc}")
     except KeyboardInterrupt:
         return 0
-    finally:
-        if dev_storage is not None:
-            shutil.rmtree(dev_storage, ignore_errors=True)
     return 0
 
 
@@ -204,7 +246,7 @@ def _check_before_binding(config: Config) -> None:
 
     log.info("trustee-py Key Broker Service %s", __version__)
     default_threads(config.http_server.worker_count)
-    _check_front_end_env()
+    check_front_end_env()
     workers = config.http_server.worker_count
     if workers <= 1:
         return
@@ -228,31 +270,31 @@ def _check_before_binding(config: Config) -> None:
         )
 
 
-def _bind(config: Config, count: int) -> list[Sockets]:
-    """Every worker's sockets, bound and listening; then the development banner, which says
-    where the server listens."""
+def _bind(program: Program, count: int) -> list[Sockets]:
+    """Every worker's sockets, bound and listening; then the banner, which says where the
+    server listens."""
     from trustee.config import ConfigError
     from trustee.http.listen import worker_sockets
 
     try:
-        bound = worker_sockets(config.http_server, count)
+        bound = worker_sockets(program.http, count)
     except ConfigError as exc:  # the TLS certificate or key
-        raise exc.with_source(config.source) from None
-    scheme = "HTTP" if config.http_server.insecure_http else "HTTPS"
-    log.info("Listening (%s) at %s", scheme, config.http_server.sockets)
-    if config.development:
-        print(_banner(config), file=sys.stderr, flush=True)
+        raise exc.with_source(program.source) from None
+    scheme = "HTTP" if program.http.insecure_http else "HTTPS"
+    log.info("Listening (%s) at %s", scheme, program.http.sockets)
+    if program.banner:
+        print(program.banner, file=sys.stderr, flush=True)
     return bound
 
 
-def _serve_one(config: Config) -> None:
+def _serve_one(program: Program) -> None:
     # Listening before the app is built (or even trio loaded): connections that arrive
     # meanwhile queue in the kernel and are answered once it is up, instead of refused.
-    (bound,) = _bind(config, 1)
+    (bound,) = _bind(program, 1)
     import trio
 
     try:
-        trio.run(partial(_run, config, bound))
+        trio.run(partial(_run, program, bound))
     except BaseExceptionGroup as group:
         raise _sole(group) from None
 
@@ -285,17 +327,17 @@ RESTART_BACKOFF = 0.5
 SUPERVISOR_POLL = 0.2
 
 
-def _serve_workers(config: Config) -> int:
+def _serve_workers(program: Program) -> int:
     """`worker_count` processes accepting on sockets bound here; they share nothing but the
     stores. A worker that dies is replaced (within a second) for as long as the server should
     serve; SIGINT/SIGTERM are passed on, and each worker shuts down gracefully."""
     import multiprocessing
     from multiprocessing.connection import wait
 
-    count = config.http_server.worker_count
+    count = program.http.worker_count
     # Each worker keeps its own sockets across restarts: connections the kernel queued on
     # them while it was being replaced are served by its successor.
-    sockets = _bind(config, count)
+    sockets = _bind(program, count)
     context = multiprocessing.get_context("spawn")
     stopping: list[int] = []
     workers: list[multiprocessing.process.BaseProcess] = []
@@ -307,7 +349,7 @@ def _serve_workers(config: Config) -> int:
         ready = context.Event()
         worker = context.Process(
             target=_worker,
-            args=(_worker_config(config, index), sockets[index], ready, failures),
+            args=(_worker_program(program, index), sockets[index], ready, failures),
             name=f"trustee-worker-{index}",
         )
         worker.start()
@@ -323,7 +365,7 @@ def _serve_workers(config: Config) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     workers.extend(start(i) for i in range(count))
-    log.info("Starting %d workers at %s", count, config.http_server.sockets)
+    log.info("Starting %d workers at %s", count, program.http.sockets)
     failed: list[str] = []
     while True:
         # Exits are looked at before anything else: workers that all failed to start within
@@ -383,11 +425,20 @@ def _exit_reason(code: int | None) -> str:
     return f"exit status {code}"
 
 
+def _worker_program(program: Program, index: int) -> Program:
+    return dataclasses.replace(program, payload=program.for_worker(program.payload, index))
+
+
+def worker_audit_sinks(
+    sinks: tuple[AuditSinkSettings, ...], index: int
+) -> tuple[AuditSinkSettings, ...]:
+    return tuple(_worker_sink(sink, index) for sink in sinks)
+
+
 def _worker_config(config: Config, index: int) -> Config:
     """A worker's copy of the config: a file audit sink gets one file per worker, because a
     hash chain needs a single writer (`audit.jsonl` → `audit.worker0.jsonl`, …)."""
-    sinks = tuple(_worker_sink(sink, index) for sink in config.audit_sinks)
-    return dataclasses.replace(config, audit_sinks=sinks)
+    return dataclasses.replace(config, audit_sinks=worker_audit_sinks(config.audit_sinks, index))
 
 
 def _worker_sink(sink: AuditSinkSettings, index: int) -> AuditSinkSettings:
@@ -400,7 +451,7 @@ def _worker_sink(sink: AuditSinkSettings, index: int) -> AuditSinkSettings:
     return dataclasses.replace(sink, options=dataclasses.replace(sink.options, path=own))
 
 
-def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None:
+def _worker(program: Program, sockets: Sockets, ready: Any, failures: Any) -> None:
     import multiprocessing
 
     import trio
@@ -415,7 +466,7 @@ def _worker(config: Config, sockets: Sockets, ready: Any, failures: Any) -> None
             try:
                 parent = multiprocessing.parent_process()
                 sentinel = parent.sentinel if parent is not None else None
-                trio.run(partial(_run, config, sockets, ready.set, sentinel))
+                trio.run(partial(_run, program, sockets, ready.set, sentinel))
             except BaseExceptionGroup as group:
                 raise _sole(group) from None
     except ConfigError as exc:

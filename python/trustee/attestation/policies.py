@@ -175,5 +175,19 @@ class AttestationPolicyStore:
         # Read back: another worker may have stored it first.
         return await self._store.get(self._ns, f"{policy_id}.rego")
 
+    async def text(self, policy_id: str) -> str:
+        """The stored Rego text of `policy_id`; PolicyStoreError when it is absent."""
+        if not _ID_RE.match(policy_id):
+            raise PolicyStoreError(f"invalid policy id {policy_id!r}")
+        raw = await self._store.get(self._ns, f"{policy_id}.rego")
+        if raw is None and policy_id in self._defaults:
+            raw = await self._reinstall(policy_id)
+        if raw is None:
+            raise PolicyStoreError(f"Policy `{policy_id}.rego` not found")
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise PolicyStoreError(f"Policy `{policy_id}.rego` is not UTF-8 text") from exc
+
     async def list_ids(self) -> list[str]:
         return [k.removesuffix(".rego") for k in await self._store.list(self._ns)]

@@ -4,6 +4,7 @@ progress, the direct routes, and the Quart-Trio app behind them, built on first 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -17,6 +18,62 @@ log = logging.getLogger("trustee.http")
 
 SESSION_PURGE_INTERVAL = 60.0
 AUDIT_FLUSH_SECONDS = 10.0
+
+
+async def counted(
+    counter: offload.Offload, app: App, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """`app` on one HTTP request, counted in `counter.requests` while it is unanswered.
+
+    `Offload.requests` (requests not yet answered) decides whether a hand-off to the native
+    threads can pay: another request could use the loop meanwhile."""
+    answered = False
+
+    async def counted_send(message: Any) -> None:
+        nonlocal answered
+        # Counted until the last byte of the answer is handed over, not until the request's
+        # task ends: a lone client's next request may already be in by then.
+        if (
+            not answered
+            and message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+        ):
+            answered = True
+            counter.requests -= 1
+        await send(message)
+
+    counter.requests += 1
+    try:
+        await app(scope, receive, counted_send)
+    finally:
+        if not answered:
+            counter.requests -= 1
+
+
+async def lifespan(
+    receive: Receive,
+    send: Send,
+    start: Callable[[trio.Nursery], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+) -> None:
+    """The ASGI lifespan: `start` the server's background tasks in a nursery, report start-up,
+    and at shutdown `stop` (drain what must be drained) before the tasks are cancelled."""
+    message = await receive()
+    if message["type"] != "lifespan.startup":
+        return
+    async with trio.open_nursery() as nursery:
+        try:
+            await start(nursery)
+        except Exception as exc:
+            log.exception("start-up failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            nursery.cancel_scope.cancel()
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await stop()
+        nursery.cancel_scope.cancel()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 class KbsApp:
@@ -56,52 +113,21 @@ class KbsApp:
             await (await self.framework())(scope, receive, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # `Offload.requests` (requests not yet answered) decides whether a hand-off to the
-        # native threads can pay: another request could use the loop meanwhile.
-        answered = False
-        counter = self.offload
-
-        async def counted_send(message: Any) -> None:
-            nonlocal answered
-            # Counted until the last byte of the answer is handed over, not until the
-            # request's task ends: a lone client's next request may already be in by then.
-            if (
-                not answered
-                and message["type"] == "http.response.body"
-                and not message.get("more_body", False)
-            ):
-                answered = True
-                counter.requests -= 1
-            await send(message)
-
-        counter.requests += 1
-        try:
-            await self.routes(scope, receive, counted_send)
-        finally:
-            if not answered:
-                counter.requests -= 1
+        await counted(self.offload, self.routes, scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         kbs = self.kbs
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            return
-        async with trio.open_nursery() as nursery:
-            try:
-                nursery.start_soon(self._purge_sessions)
-                await nursery.start(kbs.audit.run)
-                await nursery.start(self.offload.run)
-            except Exception as exc:
-                log.exception("start-up failed")
-                await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                nursery.cancel_scope.cancel()
-                return
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # lifespan.shutdown
+
+        async def start(nursery: trio.Nursery) -> None:
+            nursery.start_soon(self._purge_sessions)
+            await nursery.start(kbs.audit.run)
+            await nursery.start(self.offload.run)
+
+        async def stop() -> None:
             # SIGINT/SIGTERM end up here: every sink gets a bounded time to drain its queue.
             await kbs.audit.aclose(AUDIT_FLUSH_SECONDS)
-            nursery.cancel_scope.cancel()
-        await send({"type": "lifespan.shutdown.complete"})
+
+        await lifespan(receive, send, start, stop)
 
     async def _purge_sessions(self) -> None:
         backoff = 5.0

@@ -15,65 +15,51 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-import trio
-
+from trustee.http.asgi import (
+    REQUEST_ID_HEADER,
+    App,
+    BodyRefused,
+    ClientGone,
+    Receive,
+    Scope,
+    ScopeHeaders,
+    Send,
+    read_request_body,
+    request_id_for,
+    send_answer,
+)
 from trustee.kbs import JSON, Kbs, Reply, Request
 from trustee.protocol.headers import HeaderLookup
 
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "App",
+    "BodyRefused",
+    "DirectRoutes",
+    "Receive",
+    "Scope",
+    "ScopeHeaders",
+    "Send",
+    "is_direct_route",
+    "kbs_reply",
+    "metrics_reply",
+    "parse_cookies",
+    "parse_query",
+    "readyz_reply",
+    "request_id_for",
+]
+
 log = logging.getLogger("trustee.http")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-# Quart's own ASGI callable, typed with hypercorn's scope and event unions.
-App = Callable[..., Awaitable[None]]
-
-REQUEST_ID_HEADER = "X-Request-Id"
-# A caller's id is kept when it is short and harmless in logs; otherwise we make one.
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 _PREFIX = "/kbs/v0/"
 _HTML = b"text/html; charset=utf-8"
 _EMPTY_HTML = [(b"content-type", _HTML), (b"content-length", b"0")]
-
-
-def request_id_for(offered: str | None) -> str:
-    """The caller's `X-Request-Id` when it is safe to log, else a fresh one."""
-    if offered is None or not REQUEST_ID_RE.match(offered):
-        return os.urandom(16).hex()
-    return offered
-
-
-class ScopeHeaders:
-    """An ASGI scope's request headers, looked up case-insensitively; the first of a repeated
-    name wins, as with Werkzeug's `Headers.get`."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        values: dict[str, str] = {}
-        for raw_name, raw_value in raw:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            if name == "cookie" and name in values:
-                # Several Cookie headers read as one, as Werkzeug's `Request.cookies` does.
-                values[name] += ";" + value
-            else:
-                values.setdefault(name, value)
-        self._values = values
-
-    def get(self, key: str, /) -> str | None:
-        return self._values.get(key.lower())
-
-    def __contains__(self, key: str) -> bool:
-        return key.lower() in self._values
 
 
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -194,39 +180,6 @@ async def kbs_reply(
         )
 
 
-class _ClientGone(Exception):
-    """The client disconnected before its body arrived: there is nobody to answer."""
-
-
-class BodyRefused(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-async def _read_body(receive: Receive, declared: str | None, limit: int, timeout: float) -> bytes:
-    """The whole request body, at most `limit` bytes, within `timeout` seconds: 413 and 408
-    otherwise, as Quart answers them."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyRefused(413)
-    chunks: list[bytes] = []
-    size = 0
-    with trio.move_on_after(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise BodyRefused(413)
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    raise BodyRefused(408)
-
-
 class DirectRoutes:
     """ASGI: the direct routes answered here, everything else passed to the app `fallback`
     gives (built once, on first use)."""
@@ -257,7 +210,7 @@ class DirectRoutes:
                 reply = metrics_reply(self.kbs)
             else:
                 reply = await self._kbs(scope, receive)
-        except _ClientGone:
+        except ClientGone:
             return
         except BodyRefused as refused:
             headers = list(_EMPTY_HTML)
@@ -265,17 +218,17 @@ class DirectRoutes:
                 # The unread body is still on the wire: the next request on this keep-alive
                 # connection would be parsed out of it.
                 headers.append((b"connection", b"close"))
-            await _send(send, refused.status, headers, b"")
+            await send_answer(send, refused.status, headers, b"")
             return
         except Exception:
             log.exception("internal error while serving %s %s", scope["method"], path)
-            await _send(send, 500, _EMPTY_HTML, b"")
+            await send_answer(send, 500, _EMPTY_HTML, b"")
             return
         out = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in reply.headers]
         if reply.content_type is not None:
             out.append((b"content-type", reply.content_type.encode("latin-1")))
         out.append((b"content-length", str(len(reply.body)).encode("latin-1")))
-        await _send(send, reply.status, out, reply.body)
+        await send_answer(send, reply.status, out, reply.body)
 
     async def _kbs(self, scope: Scope, receive: Receive) -> Reply:
         headers = ScopeHeaders(scope["headers"])
@@ -285,14 +238,9 @@ class DirectRoutes:
             self.kbs,
             scope,
             headers,
-            lambda: _read_body(
+            lambda: read_request_body(
                 receive, headers.get("Content-Length"), self.max_body, self.body_timeout
             ),
             parse_cookies(cookie) if cookie else {},
             parse_query(qs) if qs else {},
         )
-
-
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

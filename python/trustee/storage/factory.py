@@ -30,6 +30,10 @@ class StoreRegistry:
             self._stores[kind] = self._open(kind)
         return self._stores[kind]
 
+    def opened(self) -> list[KeyValueStore]:
+        """The stores opened so far (what a readiness probe asks)."""
+        return list(self._stores.values())
+
     def redis(self) -> RedisClient:
         """The one Redis client of this process (KV store and session store share it)."""
         if self._redis is None:
