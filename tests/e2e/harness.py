@@ -98,6 +98,37 @@ async def run_development_kbs(workdir: Path, *, name: str = "dev") -> AsyncItera
         yield kbs
 
 
+@asynccontextmanager
+async def run_as(
+    config_text: str | None,
+    workdir: Path,
+    *,
+    args: tuple[str, ...] = (),
+    name: str = "as",
+    suffix: str = ".json",
+    https: bool = False,
+    ca: Path | None = None,
+    upstream_cli: bool = False,
+) -> AsyncIterator[RunningKbs]:
+    """A standalone Attestation Service, `trustee as serve` (or upstream's `restful-as` command
+    line with `upstream_cli`) on a free port; `config_text` (may contain `{port}`) goes into
+    `--config-file`, none means upstream's defaults. `args` are more flags (TLS, workers)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}-config{suffix}"
+
+    def command(port: int) -> list[str]:
+        argv = ["--socket", f"127.0.0.1:{port}", *args]
+        if config_text is not None:
+            config_path.write_text(config_text.replace("{port}", str(port)))
+            argv += ["--config-file", str(config_path)]
+        return argv if upstream_cli else ["as", "serve", *argv]
+
+    module = "trustee.as_server.cli" if upstream_cli else "trustee.cli"
+    start = _Start(command, config_path, workdir / f"{name}.log", https, ca, module=module)
+    async with _serve(start) as service:
+        yield service
+
+
 @dataclass(frozen=True)
 class _Start:
     command: Callable[[int], list[str]]  # `trustee` arguments for a port
@@ -107,6 +138,7 @@ class _Start:
     ca: Path | None = None
     env: dict[str, str] | None = None
     open_files: int | None = None
+    module: str = "trustee.cli"  # what `python -m` runs
 
 
 @asynccontextmanager
@@ -117,7 +149,7 @@ async def _serve(start: _Start) -> AsyncIterator[RunningKbs]:
         log = start.log_path.open("wb")
         limit = None if start.open_files is None else partial(_limit_files, start.open_files)
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "trustee.cli", *argv],
+            [sys.executable, "-m", start.module, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=server_env(start.env),
@@ -134,7 +166,7 @@ async def _serve(start: _Start) -> AsyncIterator[RunningKbs]:
                     await _stop(process)
                 return
             if "address already in use" not in kbs.log_text() or attempt == 2:
-                raise RuntimeError(f"KBS did not start:\n{kbs.log_text()}")
+                raise RuntimeError(f"{start.module} did not start:\n{kbs.log_text()}")
         finally:
             if process.returncode is None:
                 await _stop(process)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
+from tests.e2e.simulated import simulate, simulated_pkis
 from trustee.client.attesters import AttesterSet
 from trustee.client.generations import GENERATIONS, Challenge
 from trustee.crypto.b64 import b64url_encode
@@ -36,14 +36,6 @@ OTHER = hashlib.sha384(b"some other image").hexdigest()
 
 async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     return await run_module(*argv, env=env)
-
-
-async def simulate(tee: str, directory: Path) -> None:
-    code, out, err = await run(
-        "trustee.cli", "simulate", "init", "--tee", tee, "--dir", str(directory)
-    )
-    assert code == 0, err
-    assert "insecure_test_roots" in out
 
 
 def config(tdx: Path, snp: Path) -> str:
@@ -85,15 +77,7 @@ async def admin_setup(kbs: RunningKbs, policy: str) -> None:
 
 @pytest.fixture(scope="module")
 def pkis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("simulated")
-
-    async def make() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(simulate, "tdx", base / "tdx")
-            nursery.start_soon(simulate, "snp", base / "snp")
-
-    trio.run(make)
-    return base / "tdx", base / "snp"
+    return simulated_pkis(tmp_path_factory.mktemp("simulated"))
 
 
 @pytest.mark.parametrize("tee", ["tdx", "snp"])

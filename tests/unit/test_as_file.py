@@ -56,6 +56,8 @@ def test_work_dir_of_older_files_is_a_local_directory(tmp_path: Path) -> None:
     path.write_text(json.dumps({"work_dir": str(tmp_path / "as"), "rvps_config": {}}))
     cfg = as_file.load_file(path)
     assert (cfg.storage.storage_type, cfg.storage.local_fs_dir) == ("LocalFs", str(tmp_path / "as"))
+    # Upstream's shipped config.json has it: tokens and policies stay in today's dialect.
+    assert cfg.dialect == "head"
 
 
 def test_no_file_means_upstream_defaults() -> None:

@@ -224,3 +224,7 @@ def _for_worker(settings: AsSettings, index: int) -> AsSettings:
     return dataclasses.replace(
         settings, config=dataclasses.replace(settings.config, audit_sinks=sinks)
     )
+
+
+if __name__ == "__main__":
+    sys.exit(restful_as_main())

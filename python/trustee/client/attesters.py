@@ -108,7 +108,7 @@ def _load_pki(tee: str, directory: str) -> TdxTestPki | SnpTestPki:
     return TdxTestPki.load(directory) if tee == "tdx" else SnpTestPki.load(directory)
 
 
-def _simulated_attester(env: Mapping[str, str]) -> Attester:
+def simulated_attester(env: Mapping[str, str]) -> Attester:
     tee = env.get(SIMULATED_TEE_ENV, "")
     if tee not in SIMULATED_TEES:
         raise _client_error(f"{SIMULATED_TEE_ENV} is {tee!r}, expected 'tdx' or 'snp'")
@@ -148,7 +148,7 @@ def _sample_device(env: Mapping[str, str]) -> Attester:
 
 # First match wins; the sample attester is the catch-all and therefore last.
 PRIMARY_DETECTORS: Sequence[tuple[Detector, Factory]] = (
-    (_simulated_tee_requested, _simulated_attester),
+    (_simulated_tee_requested, simulated_attester),
     (_always, _sample),
 )
 

@@ -238,6 +238,10 @@ async def run(args: argparse.Namespace) -> None:
         await _get_resource(args)
     elif args.command == "config":
         await _config(args)
+    elif args.command == "as":
+        from trustee.client.as_cli import as_command
+
+        _out(await as_command(args))
     else:  # pragma: no cover - argparse rejects unknown commands
         raise CliError(f"unknown command {args.command!r}")
 
@@ -329,6 +333,8 @@ async def _config(args: argparse.Namespace) -> None:
 
 def context(args: argparse.Namespace) -> Context:
     """What an error message may name: the URL, and the policy file an upload came from."""
+    if args.command == "as":
+        return Context(url=args.as_url or args.url, service="Attestation Service")
     return Context(url=args.url, policy_file=getattr(args, "policy_file", None))
 
 

@@ -49,6 +49,11 @@ class KbsAnswerError(KbsClientError):
         self.url = url
 
 
+class AsAnswerError(KbsAnswerError):
+    """A standalone Attestation Service answered with an error status; `body` is its text
+    (upstream's numbered chain of causes for a 500)."""
+
+
 class ResponseDeserializationError(KbsClientError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"deserialize http response failed: {detail}")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from trustee.client.errors import (
+    AsAnswerError,
     ErrorInformation,
     HttpError,
     KbsAnswerError,
@@ -47,6 +48,7 @@ class Context:
 
     url: str
     policy_file: str | None = None  # the uploaded policy, named in the engine's diagnostics
+    service: str = "KBS"  # what the URL should be serving
 
 
 def error_line(exc: BaseException, context: Context) -> str:
@@ -56,6 +58,8 @@ def error_line(exc: BaseException, context: Context) -> str:
 
 def describe(exc: BaseException, context: Context) -> str:
     cause = innermost(exc)
+    if isinstance(cause, AsAnswerError):
+        return as_refusal(cause, context)
     if isinstance(cause, KbsAnswerError) and cause.info is not None:
         return refusal(cause.info, context)
     if isinstance(cause, KbsAnswerError | UnexpectedAnswerError):
@@ -95,6 +99,26 @@ def odd_answer(status: int, body: str, method: str, url: str, context: Context) 
     return f"HTTP {status} for {request}{answer}"
 
 
+_CHAIN_HEAD = "An internal error occured:"
+_CAUSE = re.compile(r"^\d+: ", re.MULTILINE)
+
+
+def as_refusal(exc: AsAnswerError, context: Context) -> str:
+    """An Attestation Service's error answer: its chain of causes on one line."""
+    request = f"{exc.method} {exc.url}".strip()
+    if exc.status == 404:
+        return (
+            f"no Attestation Service endpoint at {request} (HTTP 404); --url must be the "
+            "service's root URL (e.g. http://127.0.0.1:8080)"
+        )
+    text = exc.body.strip()
+    if text.startswith(_CHAIN_HEAD):
+        causes = [c.strip() for c in _CAUSE.split(text[len(_CHAIN_HEAD) :]) if c.strip()]
+        text = ": ".join(causes)
+    text = one_line(text) or "(empty body)"
+    return f"the Attestation Service answered HTTP {exc.status} to {request}: {text}"
+
+
 def wrong_root(url: str) -> bool:
     return urlsplit(url).path.rstrip("/").endswith(KBS_PREFIX)
 
@@ -118,7 +142,10 @@ def no_answer(exc: HttpError, context: Context) -> str:
         if isinstance(cause, ssl.SSLError):
             return _tls_failure(cause, origin)
         if isinstance(cause, ConnectionRefusedError):
-            return f"cannot connect to {origin}: connection refused (is the KBS running there?)"
+            return (
+                f"cannot connect to {origin}: connection refused (is the {context.service} "
+                "running there?)"
+            )
         if isinstance(cause, socket.gaierror):
             return f"cannot resolve the host of {origin}: {cause.strerror or cause}"
     top = causes[0] if causes else exc

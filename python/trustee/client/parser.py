@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         "init_data", nargs="?", metavar="INIT_DATA", help="Init-data TOML (protocol 0.4.0)."
     )
 
+    _add_as_commands(
+        commands.add_parser(
+            "as", help="Call a standalone Attestation Service (upstream's restful-as API)"
+        )
+    )
+
     attest = commands.add_parser("attest", help="Attest and print the attestation token")
     attest.add_argument(
         "--tee-key-file", metavar="PEM", help="TEE private key (default: a fresh one)."
@@ -209,4 +215,68 @@ def _add_config_commands(config: argparse.ArgumentParser) -> None:
         "--as-single-value",
         action="store_true",
         help="Register VALUE itself, not a one-element list of accepted values.",
+    )
+
+
+def _add_as_commands(parser: argparse.ArgumentParser) -> None:
+    subs = parser.add_subparsers(
+        dest="as_command", metavar="COMMAND", required=True, help="`as COMMAND --help`"
+    )
+    attest = subs.add_parser(
+        "attest",
+        help="Send fresh evidence to POST /attestation and print the token",
+        description="Make evidence (the sample TEE, or a simulated TDX/SNP guest of the PKI "
+        f"{SIMULATED_PKI_ENV} names), send it to the service and print the EAR token.",
+    )
+    attest.add_argument(
+        "--url",
+        dest="as_url",
+        metavar="URL",
+        help="The Attestation Service's root URL (default: the client's --url).",
+    )
+    attest.add_argument(
+        "--tee",
+        choices=["sample", "sampledevice", "tdx", "snp"],
+        default="sample",
+        help="Whose evidence to send (tdx/snp: simulated; default %(default)s).",
+    )
+    attest.add_argument(
+        "--policy-id",
+        dest="policy_ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="Policy id to appraise with (repeatable; default: the service's `default`).",
+    )
+    data = attest.add_mutually_exclusive_group()
+    data.add_argument(
+        "--runtime-data",
+        metavar="JSON",
+        help="Structured runtime data to bind (default: a fresh nonce object).",
+    )
+    data.add_argument(
+        "--runtime-data-raw",
+        metavar="B64URL",
+        help="Raw runtime data to bind: these bytes are the evidence's report data as they are.",
+    )
+    attest.add_argument(
+        "--hash-algorithm",
+        choices=["sha256", "sha384", "sha512"],
+        default="sha384",
+        help="How structured runtime data is hashed (default %(default)s).",
+    )
+    attest.add_argument("--init-data", metavar="FILE", help="Init-data TOML to bind.")
+    attest.add_argument(
+        "--init-data-digest",
+        action="store_true",
+        help="Send only the init-data's digest, not its TOML.",
+    )
+    attest.add_argument(
+        "--cacert", metavar="PEM", help="Trusted root certificate (PEM) for an HTTPS service."
+    )
+    attest.add_argument(
+        "--claims",
+        action="store_true",
+        help="Print the token's claims (JSON) once its signature verifies with the service's "
+        "JWKS, instead of the token.",
     )

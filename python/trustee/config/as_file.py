@@ -78,7 +78,9 @@ def _build(root: Table) -> AsConfig:
     audit = root.table("audit")
     if audit is not None:
         cfg.audit_sinks = audit_sinks(audit)
-    if notes.legacy:
+    # Upstream's own AS config.json still carries `work_dir` (its HEAD ignores the key): in
+    # this file it names the storage directory, not the v0.11 token and policy dialect.
+    if [key for key in notes.legacy if key != "work_dir"]:
         cfg.dialect = "v0.11"
     cfg.ignored_keys = [k for k in notes.ignored if not k.startswith("work_dir ")]
     # The environment overrides (POSTGRES_URL, REDIS_URL) apply as they do to the KBS.
