@@ -14,19 +14,9 @@ import trio
 
 from trustee import offload
 from trustee.as_server.rest_handlers import MAX_BODY, AsReply, RestAs, Route, too_large
+from trustee.http import asgi
 from trustee.http.app import AUDIT_FLUSH_SECONDS, counted, lifespan
-from trustee.http.asgi import (
-    REQUEST_ID_HEADER,
-    BodyRefused,
-    ClientGone,
-    Receive,
-    Scope,
-    ScopeHeaders,
-    Send,
-    read_request_body,
-    request_id_for,
-    send_answer,
-)
+from trustee.http.asgi import BodyRefused, Receive, Scope, ScopeHeaders, Send
 from trustee.http.body_timeout import body_timeout
 
 if TYPE_CHECKING:
@@ -55,7 +45,7 @@ class RestApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = ScopeHeaders(scope["headers"])
         found = self.handlers.route(scope["method"], scope["path"])
-        request_id = request_id_for(headers.get(REQUEST_ID_HEADER))
+        request_id = asgi.request_id_for(headers.get(asgi.REQUEST_ID_HEADER))
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
         if isinstance(found, AsReply):
             reply = found
@@ -66,7 +56,7 @@ class RestApp:
         else:
             try:
                 reply = await self._answer(found, scope, receive, headers, request_id)
-            except ClientGone:
+            except asgi.ClientGone:
                 return
             except BodyRefused as refused:
                 declared = refused.declared if isinstance(refused, _TooLarge) else None
@@ -76,7 +66,7 @@ class RestApp:
         if reply.content_type is not None:
             out.append((b"content-type", reply.content_type.encode("latin-1")))
         out.append((b"content-length", str(len(reply.body)).encode("latin-1")))
-        await send_answer(send, reply.status, out, reply.body)
+        await asgi.send_answer(send, reply.status, out, reply.body)
 
     async def _answer(
         self, route: Route, scope: Scope, receive: Receive, headers: ScopeHeaders, request_id: str
@@ -86,7 +76,7 @@ class RestApp:
             declared = headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
                 raise _TooLarge(int(declared))
-            body = await read_request_body(receive, declared, MAX_BODY, self.body_timeout)
+            body = await asgi.read_request_body(receive, declared, MAX_BODY, self.body_timeout)
         try:
             return await self.handlers.call(route, body, headers.get("Content-Type"), request_id)
         except Exception:
