@@ -509,7 +509,7 @@ async def test_seed_config_assembles_a_legacy_kbs(tmp_path: Path) -> None:
     assert config.dialect == "v0.11"
 
     kbs = await assemble(config)
-    assert kbs.attestation is not None and kbs.attestation.legacy
+    assert isinstance(kbs.attestation, AttestationService) and kbs.attestation.legacy
     assert kbs.resource_policy.legacy
     opt = tmp_path / "opt/confidential-containers"
     assert (opt / "attestation-service/policies/opa/default.rego").read_text() == shipped_policy(

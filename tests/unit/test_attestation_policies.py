@@ -17,6 +17,7 @@ from trustee.attestation.policies import (
     PolicyStoreError,
     missing_claim_rules,
 )
+from trustee.attestation.service import AttestationService
 from trustee.config import parse
 from trustee.kbs import Kbs, Request
 from trustee.policy.engine import PolicyCache
@@ -136,7 +137,7 @@ async def test_the_admin_api_answers_upstreams_error_with_the_reason() -> None:
         "reason": f"policy default_cpu {HEAD_MISSING}; executables, hardware: per-claim rules "
         "of the v0.11 dialect, read only under a v0.11-era configuration",
     }
-    assert kbs.attestation is not None
+    assert isinstance(kbs.attestation, AttestationService)
     stored = await kbs.attestation.policies.get("default_cpu")
     assert "trust_claims" in stored.text
     # upstream answers a successful set with 200 and an empty body; so do we.
@@ -150,7 +151,7 @@ async def test_a_v0_11_configuration_takes_per_claim_rules(tmp_path: Path) -> No
         + f'\n[policy_engine]\npolicy_path = "{tmp_path / "policy.rego"}"\n'
     )
     kbs = await kbs_of(config)
-    assert kbs.attestation is not None and kbs.attestation.legacy
+    assert isinstance(kbs.attestation, AttestationService) and kbs.attestation.legacy
     accepted = await kbs.handle(upload("default", (POLICIES / "default_legacy.rego").read_text()))
     assert (accepted.status, accepted.body) == (200, b"")
     refused = await kbs.handle(upload("default", V1 + "allow := true\n"))

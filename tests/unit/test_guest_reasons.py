@@ -18,7 +18,7 @@ from tests.unit.test_attestation_service import (
 )
 from tests.unit.test_kbs_tokens import BASE, attest_reply, prepared, request
 from trustee import _core
-from trustee.attestation.service import AttestationFailure
+from trustee.attestation.service import AttestationFailure, AttestationService
 from trustee.crypto.jwk import generate_tee_key
 from trustee.kbs.guest_reasons import guest_reason
 from trustee.protocol import binding
@@ -140,7 +140,7 @@ async def test_the_attest_body_carries_the_check_and_the_log_the_cause(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     kbs = await prepared(CONFIG)
-    assert kbs.attestation is not None
+    assert isinstance(kbs.attestation, AttestationService)
     await kbs.attestation.policies.set_policy(
         "default_cpu", POLICY_HEAD + f'trust_claims := {{"hardware": "{SECRET_VALUE}"}}\n'
     )

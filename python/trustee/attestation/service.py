@@ -10,11 +10,11 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from trustee import _core, jsonfast
 from trustee.attestation import ear
+from trustee.attestation.backend import Appraised, AttestationFailure, PolicyRefused
 from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
 from trustee.attestation.initdata import InitDataError, parse_init_data
 from trustee.attestation.observers import NoMetrics, VerifierMetrics
@@ -26,7 +26,7 @@ from trustee.attestation.policies import (
 )
 from trustee.attestation.rvps import ReferenceValueStore, RvpsError
 from trustee.config.model import TokenBrokerConfig
-from trustee.policy.engine import PolicyEvalError
+from trustee.policy.engine import CompiledPolicy, PolicyCompileError, PolicyEvalError
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
 from trustee.protocol.tees import verifier_name
@@ -37,17 +37,7 @@ log = logging.getLogger(__name__)
 MAX_EVIDENCE_BYTES = 4 << 20  # as the Rust core's bound
 
 
-class AttestationFailure(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class Appraised:
-    token: str
-    claims: dict[str, Any]
-    claims_json: str  # the token payload's text
+__all__ = ["Appraised", "AttestationFailure", "AttestationService"]
 
 
 def _transform(
@@ -99,6 +89,37 @@ class AttestationService:
         # v0.11-era configuration: submod `cpu`, policy id `default` for CPU evidence, and the
         # per-claim policy dialect with reference values in `data.reference`.
         self.legacy = legacy
+
+    # The AttestationBackend protocol (trustee.attestation.backend), as the KBS uses it.
+
+    where = "built-in"
+    signer_fixed = True
+
+    def reissue(self, claims_json: str) -> str | None:
+        return self.broker.reissue(claims_json)
+
+    async def set_policy(self, policy_id: str, text: str) -> None:
+        try:
+            await self.policies.set_policy(policy_id, text, require_claims=True)
+        except PolicyCompileError as exc:
+            raise PolicyRefused(f"policy {policy_id} does not compile: {exc}") from exc
+        except PolicyStoreError as exc:
+            raise PolicyRefused(str(exc)) from exc
+
+    async def register_reference_value(self, message: bytes) -> None:
+        await self.rvps.register(message)
+
+    async def query_reference_value(self, rv_id: str) -> Any | None:
+        return await self.rvps.query(rv_id)
+
+    async def stored_policy(self, policy_id: str) -> CompiledPolicy | None:
+        return await self.policies.get(policy_id)
+
+    async def reference_values(self) -> Mapping[str, str] | None:
+        return await self.rvps.snapshot()
+
+    async def unready(self) -> str | None:
+        return None  # its stores are probed with the KBS's own
 
     async def evaluate(self, requests: list[EvidenceRequest], policy_ids: list[str]) -> Appraised:
         if not requests:

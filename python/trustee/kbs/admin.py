@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import base64
 import logging
+from typing import Any
 
 import trio
 
 from trustee.admin.auth import AdminDenied
+from trustee.attestation.backend import AttestationBackend, PolicyRefused
 from trustee.attestation.policies import PolicyStoreError
 from trustee.attestation.rvps import RvpsError
 from trustee.kbs.context import KbsContext
 from trustee.kbs.trail import Trail
 from trustee.kbs.wire import JSON, Reply, Request, b64url_text, compact
-from trustee.policy.engine import PolicyCompileError, PolicyEvalError
+from trustee.policy.engine import CompiledPolicy, PolicyCompileError, PolicyEvalError
 from trustee.policy.explain import explain, reason_path
 from trustee.protocol import errors, limits
 from trustee.storage.kv import StorageError
@@ -52,10 +54,8 @@ async def set_attestation_policy(
     except ValueError as exc:
         raise errors.set_policy_failed(f"attestation-policy body: {exc}") from exc
     try:
-        await kbs.attestation.policies.set_policy(policy_id, text, require_claims=True)
-    except PolicyCompileError as exc:
-        raise errors.set_policy_failed(f"policy {policy_id} does not compile: {exc}") from exc
-    except PolicyStoreError as exc:
+        await kbs.attestation.set_policy(policy_id, text)
+    except PolicyRefused as exc:
         raise errors.set_policy_failed(str(exc)) from exc
     return Reply()
 
@@ -129,13 +129,9 @@ async def explain_policy(kbs: KbsContext, req: Request, rest: list[str], trail: 
         else:
             if kbs.attestation is None:
                 raise errors.policy_engine_error("this KBS has no attestation service")
-            if text is not None:
-                policy = kbs.resource_policy.cache.compile(text)
-            else:
-                policy = await kbs.attestation.policies.get(
-                    str(doc.get("policy_id", "default_cpu"))
-                )
-            lookup = (await kbs.attestation.rvps.snapshot()).get
+            policy = await _attestation_policy(kbs.attestation, text, doc, kbs)
+            values = await kbs.attestation.reference_values()
+            lookup = None if values is None else values.get
             rules = rules or ["data.policy.trust_claims", "data.policy.extensions"]
         # Explaining runs the policy, up to its time limit: never on the event loop.
         result = await trio.to_thread.run_sync(explain, policy, input_doc, data_doc, rules, lookup)
@@ -145,12 +141,28 @@ async def explain_policy(kbs: KbsContext, req: Request, rest: list[str], trail: 
     return Reply(body=compact(result), content_type=JSON)
 
 
+async def _attestation_policy(
+    service: AttestationBackend, text: str | None, doc: dict[str, Any], kbs: KbsContext
+) -> CompiledPolicy:
+    """The candidate policy given, else the stored one the AS lets us read."""
+    if text is not None:
+        return kbs.resource_policy.cache.compile(text)
+    policy_id = str(doc.get("policy_id", "default_cpu"))
+    stored = await service.stored_policy(policy_id)
+    if stored is None:
+        raise errors.policy_engine_error(
+            f"policy-explain: attestation policy {policy_id} is kept by the Attestation Service "
+            f"({service.where}); send the policy to explain as `policy`"
+        )
+    return stored
+
+
 async def set_reference_value(
     kbs: KbsContext, req: Request, rest: list[str], trail: Trail
 ) -> Reply:
     assert kbs.attestation is not None
     try:
-        await kbs.attestation.rvps.register(req.body)
+        await kbs.attestation.register_reference_value(req.body)
     except RvpsError as exc:
         raise errors.rvps_error(str(exc)) from exc
     return Reply(content_type=JSON)
@@ -162,7 +174,7 @@ async def get_reference_value(
     assert kbs.attestation is not None
     rv_id = "/".join(rest)
     try:
-        value = await kbs.attestation.rvps.query(rv_id)
+        value = await kbs.attestation.query_reference_value(rv_id)
     except RvpsError as exc:
         raise errors.rvps_error(f"Failed to get reference_values: {exc}") from exc
     if value is None:

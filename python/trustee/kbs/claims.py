@@ -34,12 +34,17 @@ class Attested:
 class ClaimsSource:
     """The claims behind resource requests (see the module docstring)."""
 
-    def __init__(self, sessions: Sessions, verifier: AttestationTokenVerifier) -> None:
+    def __init__(
+        self, sessions: Sessions, verifier: AttestationTokenVerifier, *, signer_fixed: bool = True
+    ) -> None:
         self.sessions = sessions
         self.verifier = verifier
         self.verified_tokens: OrderedDict[str, dict[str, Any]] = OrderedDict()
         # Whether tokens this process signs passed the configured verifier once.
         self.own_tokens_trusted = False
+        # A remote AS signs with a key of its own, which its restart may change: each of its
+        # tokens meets the verifier, never a verdict on an earlier one.
+        self.signer_fixed = signer_fixed
 
     async def own_token_refusal(self, token: str) -> str | None:
         """Why the configured token verifier refuses the tokens this process issues, if it
@@ -51,7 +56,7 @@ class ClaimsSource:
             await self.verifier.verify(token)
         except TokenVerifyError as exc:
             return exc.reason
-        self.own_tokens_trusted = True
+        self.own_tokens_trusted = self.signer_fixed
         return None
 
     async def of(self, req: Request) -> Attested:
@@ -103,8 +108,8 @@ class ClaimsSource:
         if len(self.verified_tokens) > VERIFIED_TOKEN_CACHE:
             self.verified_tokens.popitem(last=False)
         if generation is not None:
-            # A session token is always one this process issued.
-            self.own_tokens_trusted = True
+            # A session token is always one this process issued (or its AS, when remote).
+            self.own_tokens_trusted = self.signer_fixed
         return Attested(claims, generation, None, token_id(token))
 
     @staticmethod

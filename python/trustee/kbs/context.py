@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from trustee.admin.auth import AdminAuthorizer
-from trustee.attestation.service import AttestationService
+from trustee.attestation.backend import AttestationBackend
 from trustee.config.model import Config
 from trustee.kbs.claims import ClaimsSource
 from trustee.metrics import Metrics
@@ -20,7 +20,7 @@ from trustee.token.verifier import AttestationTokenVerifier
 class KbsContext(Protocol):
     config: Config
     sessions: Sessions
-    attestation: AttestationService | None
+    attestation: AttestationBackend | None
     token_verifier: AttestationTokenVerifier
     resource_policy: ResourcePolicy
     plugins: dict[str, Plugin]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import trio
 
 from trustee.admin.auth import AdminAuthorizer
-from trustee.attestation.service import AttestationService
+from trustee.attestation.backend import AttestationBackend
 from trustee.audit.dispatcher import AuditDispatcher, AuditRequiredSinkError, NullDispatcher
 from trustee.audit.event import AuditEvent
 from trustee.config.model import Config
@@ -39,7 +39,7 @@ class Kbs:
         self,
         config: Config,
         sessions: Sessions,
-        attestation: AttestationService | None,
+        attestation: AttestationBackend | None,
         token_verifier: AttestationTokenVerifier,
         resource_policy: ResourcePolicy,
         plugins: dict[str, Plugin],
@@ -60,7 +60,11 @@ class Kbs:
         self.metrics = metrics if metrics is not None else Metrics()
         self.stores = list(stores)  # probed by readiness
         self.audit = audit if audit is not None else NullDispatcher()
-        self.claims = ClaimsSource(sessions, token_verifier)
+        self.claims = ClaimsSource(
+            sessions,
+            token_verifier,
+            signer_fixed=attestation.signer_fixed if attestation is not None else True,
+        )
 
     async def handle(self, req: Request) -> Reply:
         trail = Trail(self._emit, self.auditing, req.request_id)
@@ -82,7 +86,7 @@ class Kbs:
             return error_reply(exc)
 
     async def ready(self) -> tuple[bool, str]:
-        """Whether the stores answer: (ok, what failed)."""
+        """Whether the stores and the Attestation Service answer: (ok, what failed)."""
         try:
             with trio.fail_after(READINESS_TIMEOUT):
                 await self.sessions.get("readiness-probe")
@@ -92,6 +96,14 @@ class Kbs:
             return False, str(exc)
         except trio.TooSlowError:
             return False, f"a store did not answer within {READINESS_TIMEOUT:g} s"
+        if self.attestation is not None:
+            with trio.move_on_after(READINESS_TIMEOUT):
+                why = await self.attestation.unready()
+                return why is None, why or ""
+            return False, (
+                f"the Attestation Service ({self.attestation.where}) did not answer within "
+                f"{READINESS_TIMEOUT:g} s"
+            )
         return True, ""
 
     async def _emit(self, event: AuditEvent) -> None:

@@ -14,11 +14,11 @@ the audit trail keep the whole reason.
 from __future__ import annotations
 
 from trustee import _core
+from trustee.attestation.backend import AttestationFailure, BackendRefused, BackendUnavailable
 from trustee.attestation.ear import EarError
 from trustee.attestation.hardware import HardwareInputError
 from trustee.attestation.initdata import InitDataError
 from trustee.attestation.policies import PolicyStoreError
-from trustee.attestation.service import AttestationFailure
 
 # About the evidence and the guest's own inputs, or a limit the policy ran into.
 _SAID_IN_FULL: tuple[type[BaseException], ...] = (
@@ -32,6 +32,9 @@ _WITHHELD: tuple[tuple[type[BaseException], str], ...] = (
     (_core.PolicyEvalError, f"evaluation failed ({SEE_LOG})"),
     (EarError, f"its result is not a valid appraisal ({SEE_LOG})"),
     (PolicyStoreError, f"attestation policy not available ({SEE_LOG})"),
+    # A remote AS: where it runs is the server's business; what it said may quote its policy.
+    (BackendUnavailable, f"the Attestation Service is unavailable ({SEE_LOG})"),
+    (BackendRefused, f"the Attestation Service refused the evidence ({SEE_LOG})"),
 )
 _OTHERWISE = f"not available ({SEE_LOG})"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from trustee.attestation.service import AttestationFailure
+from trustee.attestation.backend import AttestationBackend, AttestationFailure
 from trustee.kbs.context import KbsContext
 from trustee.kbs.guest_reasons import guest_reason
 from trustee.kbs.trail import Trail
@@ -62,19 +62,27 @@ def _answer(token: str, session: rcar.Session) -> Reply:
     )
 
 
+def _repeated(service: AttestationBackend, session: rcar.Session) -> str:
+    """Upstream answers a repeated /attest with the stored token, without re-verifying; a
+    sealed session carries the token of a remote AS, and the claims the built-in one re-signs."""
+    if session.token is not None:
+        return session.token
+    assert session.attested_claims_json is not None
+    token = service.reissue(session.attested_claims_json)
+    if token is None:
+        # Sealed while this KBS used its built-in AS: its claims, not its token, are kept.
+        said = "the session's token cannot be signed again; call /auth to start a new session"
+        raise errors.attest_failed(said, logged=f"{said} (Attestation Service: {service.where})")
+    return token
+
+
 async def attest(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -> Reply:
     service = kbs.attestation
     assert service is not None  # the route needs the attestation service
     body = req.body
     session = await open_session(kbs, req.cookies.get(rcar.SESSION_COOKIE))
     if session.attested:
-        # Upstream answers a repeated /attest with the stored token, without re-verifying;
-        # a sealed session re-signs the claims it carries.
-        token = session.token
-        if token is None:
-            assert session.attested_claims_json is not None
-            token = service.broker.reissue(session.attested_claims_json)
-        return _answer(token, session)
+        return _answer(_repeated(service, session), session)
     try:
         attestation = rcar.parse_attestation(body, session.generation)
         requests = rcar.evidence_requests(session, attestation)
@@ -100,7 +108,12 @@ async def attest(kbs: KbsContext, req: Request, rest: list[str], trail: Trail) -
         refusal = await kbs.claims.own_token_refusal(appraised.token)
         try:
             kept = store.attested(
-                session, appraised.claims_json, token_id(appraised.token), refusal
+                session,
+                appraised.claims_json,
+                token_id(appraised.token),
+                refusal,
+                # A remote AS's token cannot be signed again here: the cookie keeps it.
+                token=None if service.signer_fixed else appraised.token,
             )
         except SessionTooLarge as exc:
             kbs.metrics.attestation(session.tee, "error")

@@ -8,7 +8,9 @@ does not grow with the number of sessions.
 
 What a stateless session cannot do: answer a repeated /attest with the very same token string
 (it is re-signed from the sealed claims: same claims, fresh signature) or stop two concurrent
-/attest calls of one session from each getting a token. `session_storage_type = "Redis"` keeps
+/attest calls of one session from each getting a token. A remote Attestation Service's token
+cannot be re-signed here: its header and signature are sealed beside the claims (its payload),
+and the repeated /attest answers that very token. `session_storage_type = "Redis"` keeps
 those guarantees.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trustee import _core, jsonfast
+from trustee.crypto.b64 import b64url_encode
 from trustee.protocol.generations import CURRENT
 from trustee.protocol.rcar import Session
 from trustee.storage.sessions import CookieSessions, SessionRefused, SessionTooLarge
@@ -44,7 +47,27 @@ def encode(session: Session) -> bytes:
         head["j"] = session.token_ref
     if session.verifier_refusal is not None:
         head["r"] = session.verifier_refusal
+    if session.token is not None:
+        _keep_token(head, session.token, session.attested_claims_json)
     return jsonfast.dumps(head) + _SEPARATOR + session.attested_claims_json.encode()
+
+
+def _keep_token(head: dict[str, Any], token: str, claims_json: str) -> None:
+    header, _, rest = token.partition(".")
+    payload, _, signature = rest.partition(".")
+    if payload == b64url_encode(claims_json.encode()):
+        head["w"] = [header, signature]  # the payload is the claims sealed beside
+    else:
+        head["k"] = token
+
+
+def _kept_token(head: dict[str, Any], claims_json: str | None) -> str | None:
+    if "k" in head:
+        return str(head["k"])
+    if "w" in head and claims_json is not None:
+        header, signature = head["w"]
+        return f"{header}.{b64url_encode(claims_json.encode())}.{signature}"
+    return None
 
 
 def decode(payload: bytes, expires_at: float, cookie: str) -> Session:
@@ -66,6 +89,7 @@ def decode(payload: bytes, expires_at: float, cookie: str) -> Session:
         cookie=cookie,
         verifier_refusal=head.get("r"),
         token_ref=head.get("j"),
+        token=_kept_token(head, claims_json),
     )
 
 

@@ -82,9 +82,12 @@ class CookieSessions(abc.ABC):
         claims_json: str,
         token_ref: str | None,
         verifier_refusal: str | None,
+        *,
+        token: str | None = None,
     ) -> Session:
         """The attested successor of `session`, its cookie sealed: what the resource path
-        needs (the claims as issued) in place of the nonce."""
+        needs (the claims as issued) in place of the nonce, and `token` when it is given (a
+        token this server cannot sign again, whose payload is `claims_json`)."""
         after = Session(
             id=session.id,
             version=session.version,
@@ -95,6 +98,7 @@ class CookieSessions(abc.ABC):
             attested_claims_json=claims_json,
             verifier_refusal=verifier_refusal,
             token_ref=token_ref,
+            token=token,
         )
         after.cookie = self.seal_attested(after)
         return after
