@@ -13,7 +13,7 @@ BUILD_LOG    = $(VENV)/develop.log
 BUILD_INPUTS = pyproject.toml $(shell find $(CARGO_DIR) -path $(CARGO_DIR)/target -prune -o -type f -print)
 CORE_MISSING = $(if $(wildcard python/trustee/_core*.so),,FORCE)
 
-.PHONY: run test develop lint rust-check py-check pytest bench clean FORCE
+.PHONY: run test develop lint rust-check py-check pytest bench clean grpc-stubs FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ test: develop rust-check py-check pytest
 
 bench: develop
 	$(BIN)/python benches/flow.py
+
+# The gRPC stubs in python/trustee/grpc_api, generated from proto/ and committed.
+grpc-stubs: develop
+	$(BIN)/python proto/generate.py
 
 clean:
 	rm -rf $(VENV) $(CARGO_DIR)/target
