@@ -66,6 +66,8 @@ def _build(root: Table) -> AsConfig:
     notes = Notes()
     service = attestation_service_section(root, notes)
     assert service is not None  # the root table is always there
+    if service.remote is not None:
+        raise root.error("type", "a standalone Attestation Service runs the built-in service")
     cfg = AsConfig(
         service=service, policy_limits=policy_limits_section(root.table("policy_engine"))
     )

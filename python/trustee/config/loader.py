@@ -33,6 +33,7 @@ from trustee.config.model import (
     TokenBrokerConfig,
 )
 from trustee.config.reader import Table
+from trustee.config.remote_as import remote_as, remote_type
 from trustee.config.stores import (
     STORAGE_TYPES,
     default_worker_count,
@@ -324,6 +325,22 @@ def attestation_service_section(t: Table | None, notes: Notes) -> AttestationSer
     if t is None:
         return None
     cfg = AttestationServiceConfig()
+    kind = t.get("type", str, "coco_as_builtin")
+    remote = remote_type(kind)
+    if remote is None and kind.lower() not in ("coco_as_builtin", "cocoasbuiltin", "builtin"):
+        raise ConfigError(
+            t.key("type"),
+            f"attestation service type {kind!r} is not supported; use coco_as_builtin, "
+            "coco_as_grpc or coco_as_restful",
+        )
+    cfg.timeout = t.get("timeout", int, 5)
+    if cfg.timeout <= 0:
+        raise ConfigError(t.key("timeout"), "must be a positive number of minutes")
+    if remote is not None:
+        cfg.type = remote
+        cfg.remote, ignored = remote_as(t, remote)
+        notes.ignored += ignored
+        return cfg
     notes.ignore(t, "policy_engine", "a v0.10 key; policies are Rego")
     notes.ignore(t, "attestation_token_config", "a v0.10 table; use attestation_token_broker")
     notes.ignore(t, "policy_ids", "unused")
@@ -331,15 +348,6 @@ def attestation_service_section(t: Table | None, notes: Notes) -> AttestationSer
         notes.legacy.append(t.key("work_dir"))
         t.req("work_dir", str)  # a path, as upstream reads it, though unused here
         notes.ignored.append(f"{t.key('work_dir')} (this server keeps AS data as configured)")
-    kind = t.get("type", str, "coco_as_builtin")
-    if kind.lower() not in ("coco_as_builtin", "cocoasbuiltin", "builtin"):
-        raise ConfigError(
-            t.key("type"),
-            f"attestation service type {kind!r} is not supported; use coco_as_builtin",
-        )
-    cfg.timeout = t.get("timeout", int, 5)
-    if cfg.timeout <= 0:
-        raise ConfigError(t.key("timeout"), "must be a positive number of minutes")
     if t.has("storage_type"):
         cfg.storage_type = t.choice("storage_type", STORAGE_TYPES)
     rv = t.table("rvps_config")

@@ -109,10 +109,26 @@ class RvpsConfig:
     legacy_file: str | None = None
 
 
+RemoteAsType = Literal["coco_as_grpc", "coco_as_restful"]
+
+
+@dataclass
+class RemoteAsConfig:
+    """An Attestation Service in another process (trustee.config.remote_as)."""
+
+    type: RemoteAsType
+    address: str  # `as_addr` (gRPC) or `url` (REST), as written
+    pool_size: int = 100
+    timeout_ms: int = 5000  # one request to the AS, connection included
+    ca_cert: str | None = None  # PEM roots for an https address; else the system's
+
+
 @dataclass
 class AttestationServiceConfig:
     type: str = "coco_as_builtin"
     timeout: int = 5  # minutes; also the RCAR session lifetime
+    # Set for `coco_as_grpc` / `coco_as_restful`: every other field but `timeout` is unused.
+    remote: RemoteAsConfig | None = None
     rvps: RvpsConfig = field(default_factory=RvpsConfig)
     broker: TokenBrokerConfig = field(default_factory=TokenBrokerConfig)
     storage_type: StorageType | None = None
