@@ -6,7 +6,7 @@ import logging
 
 from trustee.admin.auth import AdminAuthorizer, AdminConfigError
 from trustee.as_assemble import attestation_service
-from trustee.attestation.service import AttestationService
+from trustee.attestation.backend import AttestationBackend
 from trustee.audit.build import dispatcher_from_settings
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
 from trustee.config.errors import ConfigError
@@ -28,6 +28,7 @@ from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.plaintree import PlainTreeStore
 from trustee.storage.sealed_sessions import SealedSessions
 from trustee.storage.sessions import MemorySessionStore, Sessions
+from trustee.token.signer_keys import PublishedSignerKeys
 from trustee.token.verifier import (
     AttestationTokenVerifier,
     TokenVerifierConfig,
@@ -107,7 +108,9 @@ def _plugins(config: Config, main_store: KeyValueStore) -> dict[str, Plugin]:
     return plugins
 
 
-async def _token_verifier(config: Config) -> AttestationTokenVerifier:
+async def _token_verifier(
+    config: Config, signer_keys: PublishedSignerKeys | None
+) -> AttestationTokenVerifier:
     tv = config.attestation_token
     try:
         verifier = AttestationTokenVerifier(
@@ -118,6 +121,7 @@ async def _token_verifier(config: Config) -> AttestationTokenVerifier:
                 extra_teekey_paths=tv.extra_teekey_paths,
             ),
             fetch_url,
+            signer_keys=signer_keys,
         )
         await verifier.load_remote_jwk_sets()
     except TokenVerifierConfigError as exc:
@@ -160,12 +164,17 @@ async def _attestation(
     cache: PolicyCache,
     audit: AuditDispatcher | NullDispatcher,
     metrics: Metrics,
-) -> AttestationService | None:
+) -> tuple[AttestationBackend | None, PublishedSignerKeys | None]:
+    """The KBS's AS, and the token keys it publishes when the verifier must fetch them."""
     as_cfg = config.attestation_service
     if as_cfg is None:
         log.info("no [attestation_service]: resource-only (passport) KBS")
-        return None
-    return await attestation_service(
+        return None, None
+    if as_cfg.remote is not None:
+        from trustee.remote_as.build import remote_backend
+
+        return await remote_backend(as_cfg.remote)
+    built_in = await attestation_service(
         as_cfg,
         stores,
         cache,
@@ -174,6 +183,7 @@ async def _attestation(
         legacy=config.dialect == "v0.11",
         source=config.source,
     )
+    return built_in, None
 
 
 async def assemble(config: Config, stores: StoreRegistry | None = None) -> Kbs:
@@ -190,11 +200,12 @@ async def assemble(config: Config, stores: StoreRegistry | None = None) -> Kbs:
             config.policy_limits.evaluation_timeout_ms, config.policy_limits.evaluation_memory_mib
         )
     )
+    attestation, signer_keys = await _attestation(config, stores, cache, audit, metrics)
     return Kbs(
         config=config,
         sessions=_session_store(config, stores),
-        attestation=await _attestation(config, stores, cache, audit, metrics),
-        token_verifier=await _token_verifier(config),
+        attestation=attestation,
+        token_verifier=await _token_verifier(config, signer_keys),
         resource_policy=await _resource_policy(config, main_store, cache),
         plugins=_plugins(config, main_store),
         admin=await _admin(config),

@@ -32,6 +32,9 @@ CONCRETE_BACKENDS = (
     "trustee.collateral.tdx_sources",
     "trustee.collateral.http",
     "trustee.assemble",
+    # The remote Attestation Service clients and the gRPC stubs they use.
+    "trustee.remote_as",
+    "trustee.grpc_api",
 )
 
 

@@ -71,6 +71,10 @@ NOT_AT_START = (
     "trustee.audit.sink_redis",
     "trustee.storage.redis_sessions",
     "cryptography.x509",
+    # A remote Attestation Service's clients, and grpcio under the gRPC one.
+    "trustee.remote_as",
+    "trustee.grpc_api",
+    "grpc",
 )
 
 

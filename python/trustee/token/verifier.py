@@ -5,6 +5,8 @@ How a verification key is chosen:
 1. The token header carries ``jwk``: with ``insecure_header_jwk`` it is used as is; otherwise the
    JWK must carry an ``x5c`` chain whose leaf key equals the JWK and which chains to a certificate
    from ``trusted_certs_paths``.
+   With a remote Attestation Service's published keys (``signer_keys``), a header JWK that is
+   one of them is trusted as well (trustee.token.signer_keys).
 2. Else the header ``kid`` is looked up in the union of ``trusted_jwk_sets`` (files, or https
    URLs serving a JWKS or an OpenID provider configuration).
 
@@ -31,6 +33,7 @@ import trio
 
 from trustee.crypto.jwk import JwkError, PublicKey, public_key_from_jwk, same_public_key
 from trustee.crypto.jws import JwsError, check_time_claims, split_compact, verify_signature
+from trustee.token.signer_keys import PublishedSignerKeys
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -195,9 +198,14 @@ class AttestationTokenVerifier:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        signer_keys: PublishedSignerKeys | None = None,
     ) -> None:
+        self.signer_keys = signer_keys
         if not (
-            config.trusted_jwk_sets or config.trusted_certs_paths or config.insecure_header_jwk
+            config.trusted_jwk_sets
+            or config.trusted_certs_paths
+            or config.insecure_header_jwk
+            or signer_keys is not None
         ):
             raise TokenVerifierConfigError(
                 "Cannot verify token since no trusted verification materials are provided: set "
@@ -365,6 +373,26 @@ class AttestationTokenVerifier:
             raise TokenVerifyError(f"x5c chain is not trusted: {exc}") from exc
         return key, alg
 
+    async def _header_key(self, jwk: Any, now: float) -> tuple[PublicKey, str | None]:
+        if self.signer_keys is None or not isinstance(jwk, dict):
+            return self._header_jwk(jwk, now)
+        try:
+            key = public_key_from_jwk(jwk, exact_coordinates=False)
+        except JwkError as exc:
+            raise TokenVerifyError(f"token header jwk is invalid: {exc}") from exc
+        if await self.signer_keys.trusts(key):
+            alg = jwk.get("alg")
+            return key, alg if isinstance(alg, str) else None
+        try:
+            return self._header_jwk(jwk, now)
+        except TokenVerifyError as exc:
+            published = self.signer_keys
+            why = f"; {published.problem}" if published.problem else ""
+            raise TokenVerifyError(
+                f"token header jwk is not a key the Attestation Service publishes at "
+                f"{published.source}{why}; and {exc.reason}"
+            ) from exc
+
     # ----------------------------------------------------------------- public API
 
     async def verify(self, token: str) -> dict[str, Any]:
@@ -376,7 +404,7 @@ class AttestationTokenVerifier:
         header = parsed.header
         now = self._clock()
         if "jwk" in header:
-            key, key_alg = self._header_jwk(header["jwk"], now)
+            key, key_alg = await self._header_key(header["jwk"], now)
         elif isinstance(header.get("kid"), str):
             found = await self._key_for_kid(header["kid"])
             assert found.key is not None

@@ -1,0 +1,4 @@
+"""The KBS's clients of an Attestation Service in another process: `coco_as_restful` (upstream's
+REST AS API over httpx) and `coco_as_grpc` (upstream's attestation.proto and reference.proto
+over grpcio). Both satisfy trustee.attestation.backend.AttestationBackend; `build` makes the
+one a configuration names."""
