@@ -13,6 +13,8 @@ from typing import Any
 import grpc
 import pytest
 import trio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import HealthServicer
 
 from tests.e2e.harness import free_port
 from tests.unit.test_remote_as_clients import HANG_S, REQUESTS, token
@@ -77,11 +79,13 @@ class Servicer(
 
 
 @contextmanager
-def grpc_as() -> Iterator[tuple[str, Servicer]]:
+def grpc_as(health: HealthServicer | None = None) -> Iterator[tuple[str, Servicer]]:
     servicer = Servicer()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     attestation_pb2_grpc.add_AttestationServiceServicer_to_server(servicer, server)
     reference_pb2_grpc.add_ReferenceValueProviderServiceServicer_to_server(servicer, server)
+    if health is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -176,7 +180,7 @@ async def test_an_as_that_is_not_there_is_unavailable_and_unready() -> None:
         f"Attestation Service at {address}: attestation failed: UNAVAILABLE"
     )
     assert (await remote.unready() or "").startswith(
-        f"Attestation Service at {address}: cannot connect"
+        f"Attestation Service at {address}: health check failed: UNAVAILABLE"
     )
     await remote.aclose()
 
@@ -205,3 +209,19 @@ async def test_a_slow_as_times_out_and_trio_keeps_running_meanwhile() -> None:
     assert len(ticks) >= 5
     assert "attestation" in info.value.reason and str(address) in info.value.reason
     assert isinstance(info.value.__cause__, BackendUnavailable)
+
+
+async def test_readiness_asks_grpc_health_when_the_as_serves_it() -> None:
+    # Upstream's grpc-as has no health service: an answer of any kind means it is there.
+    with grpc_as() as (address, _):
+        remote = client(address)
+        assert await remote.unready() is None
+        await remote.aclose()
+    health = HealthServicer()
+    health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    with grpc_as(health) as (address, _):
+        remote = client(address)
+        assert await remote.unready() == (
+            f"Attestation Service at {address}: health check: NOT_SERVING"
+        )
+        await remote.aclose()

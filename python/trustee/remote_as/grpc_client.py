@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import grpc
 import trio
+from grpc_health.v1 import health_pb2
 
 from trustee import jsonfast
 from trustee.attestation.as_wire import individual_json
@@ -37,6 +38,7 @@ from trustee.remote_as.common import MAX_ANSWER_BYTES, RemoteAs, quote
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 RECONNECT_BACKOFF_MS = 250
 MAX_RECONNECT_BACKOFF_MS = 1000
 # What the AS failing to be there looks like, as opposed to its refusing what it was sent.
@@ -195,12 +197,20 @@ class GrpcAs(RemoteAs):
             raise BackendRefused(f"{self.where}: the reference value is not JSON: {exc}") from exc
 
     async def _probe(self) -> None:
-        host, _, port = target(self.config.address)[0].rpartition(":")
+        """gRPC's health check: a server that answers at all (upstream's grpc-as has no health
+        service: UNIMPLEMENTED) is there; one that says NOT_SERVING is not ready."""
+        check = self._next().channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        request = health_pb2.HealthCheckRequest(service="")
         try:
-            stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
-        except OSError as exc:
-            raise BackendUnavailable(f"{self.where}: cannot connect: {exc}") from exc
-        await stream.aclose()
+            answer = await self._call("health check", check, request)
+        except BackendRefused:
+            return
+        if answer.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+            raise BackendUnavailable(f"{self.where}: health check: NOT_SERVING")
 
     async def aclose(self) -> None:
         for channel in self._channels:
