@@ -100,10 +100,7 @@ class Kbs:
             with trio.move_on_after(READINESS_TIMEOUT):
                 why = await self.attestation.unready()
                 return why is None, why or ""
-            return False, (
-                f"the Attestation Service ({self.attestation.where}) did not answer within "
-                f"{READINESS_TIMEOUT:g} s"
-            )
+            return False, f"{self.attestation.where} did not answer within {READINESS_TIMEOUT:g} s"
         return True, ""
 
     async def _emit(self, event: AuditEvent) -> None:

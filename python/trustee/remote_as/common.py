@@ -34,7 +34,9 @@ MAX_ANSWER_BYTES = MAX_SESSION_TOKEN_BYTES + 64 * 1024
 # Readiness asks the AS at most this often; /readyz probes of every replica and kubelet answer
 # from the last result meanwhile.
 PROBE_CACHE_S = 1.5
-PROBE_TIMEOUT_S = 2.0
+# Within the KBS's own readiness deadline (trustee.kbs.core.READINESS_TIMEOUT), so the probe's
+# answer, not the deadline's, is what /readyz says.
+PROBE_TIMEOUT_S = 1.5
 # What is quoted of an AS's refusal in logs and error messages.
 QUOTE_CHARS = 2000
 
