@@ -9,9 +9,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.pki import make_cert, pem_cert
+from tests.support.docs import DOCS, production_files, relocate, section_blocks
 from trustee.config import ConfigError, as_file, parse
 from trustee.config.model import RemoteAsConfig
 
+DOCS_SECTION = "An Attestation Service in another process"
 BASE = "[http_server]\ninsecure_http = true\n[admin]\n[attestation_service]\n"
 
 
@@ -155,3 +157,21 @@ def test_a_standalone_as_config_cannot_name_a_remote_as() -> None:
     assert str(info.value) == (
         "as.json: type: a standalone Attestation Service runs the built-in service"
     )
+
+
+def test_the_examples_of_the_docs_load(tmp_path: Path) -> None:
+    ca = pem_cert(make_cert("as-root", ec.generate_private_key(ec.SECP256R1()), ca=True))
+    blocks = section_blocks(DOCS / "configuration.md", DOCS_SECTION, "toml")
+    kinds = []
+    for block in blocks:
+        for path in production_files(block.text):
+            target = Path(f"{tmp_path}{path}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(ca)
+        text = "[http_server]\ninsecure_http = true\n[admin]\n" + relocate(block.text, tmp_path)
+        config = parse(text, f"docs/configuration.md:{block.line}")
+        assert not config.ignored_keys
+        assert config.attestation_service is not None
+        assert config.attestation_service.remote is not None
+        kinds.append(config.attestation_service.remote.type)
+    assert kinds == ["coco_as_grpc", "coco_as_restful"]
