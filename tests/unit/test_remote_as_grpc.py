@@ -79,14 +79,14 @@ class Servicer(
 
 
 @contextmanager
-def grpc_as(health: HealthServicer | None = None) -> Iterator[tuple[str, Servicer]]:
+def grpc_as(health: HealthServicer | None = None, port: int = 0) -> Iterator[tuple[str, Servicer]]:
     servicer = Servicer()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     attestation_pb2_grpc.add_AttestationServiceServicer_to_server(servicer, server)
     reference_pb2_grpc.add_ReferenceValueProviderServiceServicer_to_server(servicer, server)
     if health is not None:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     try:
         yield f"http://127.0.0.1:{port}", servicer
@@ -225,3 +225,29 @@ async def test_readiness_asks_grpc_health_when_the_as_serves_it() -> None:
             f"Attestation Service at {address}: health check: NOT_SERVING"
         )
         await remote.aclose()
+
+
+async def test_an_as_restarted_on_its_port_serves_the_same_client_again() -> None:
+    port = free_port()
+    remote = client(f"http://127.0.0.1:{port}", pool_size=1)
+    with grpc_as(port=port):
+        await remote.evaluate(REQUESTS, ["default"])
+    with pytest.raises(AttestationFailure):
+        await remote.evaluate(REQUESTS, ["default"])
+    # The channel has failed to reconnect for a while: it is in reconnect backoff, which the
+    # client keeps short (grpcio's own grows to minutes over a longer outage).
+    await trio.sleep(1.5)
+    with pytest.raises(AttestationFailure):
+        await remote.evaluate(REQUESTS, ["default"])
+    with grpc_as(port=port):
+        started = time.monotonic()
+        with trio.fail_after(HANG_S):
+            while True:
+                try:
+                    await remote.evaluate(REQUESTS, ["default"])
+                    break
+                except AttestationFailure:
+                    await trio.sleep(0.1)
+        healed = time.monotonic() - started
+    await remote.aclose()
+    assert healed < HANG_S / 2, healed
