@@ -52,12 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     policy.add_argument("rest", nargs=argparse.REMAINDER)
-    attestation = sub.add_parser(
-        "as",
-        help="the Attestation Service on its own (`trustee as serve --help`)",
-        add_help=False,
-    )
-    attestation.add_argument("rest", nargs=argparse.REMAINDER)
+    for name, text in (
+        ("as", "the Attestation Service on its own (`trustee as serve --grpc --config FILE`)"),
+        ("rvps", "the Reference Value Provider Service (`trustee rvps serve --config FILE`)"),
+    ):
+        sub.add_parser(name, help=text, add_help=False).add_argument(
+            "rest", nargs=argparse.REMAINDER
+        )
     operator = sub.add_parser("operator", help="the Kubernetes operator's tools")
     operator_sub = operator.add_subparsers(dest="operator_command", required=True)
     render = operator_sub.add_parser(
@@ -93,9 +94,13 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
 
         return policy_main
     if name == "as":
-        from trustee.as_server.cli import as_main
+        from trustee.as_server.grpc_cli import as_main
 
         return as_main
+    if name == "rvps":
+        from trustee.as_server.grpc_cli import rvps_command
+
+        return rvps_command
     from trustee.simulate.cli import simulate_main
 
     return simulate_main
@@ -103,7 +108,7 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("audit", "policy", "simulate", "as"):
+    if argv and argv[0] in ("audit", "policy", "simulate", "as", "rvps"):
         return _delegated(argv[0])(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":

@@ -1,0 +1,1 @@
+"""The Attestation Service and the RVPS as servers of their own (upstream's APIs)."""

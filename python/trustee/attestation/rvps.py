@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from trustee.protocol import limits
 from trustee.storage.kv import NS_REFERENCE_VALUE, KeyValueStore, StorageError
@@ -22,6 +22,21 @@ MESSAGE_VERSION = "0.1.0"
 
 class RvpsError(Exception):
     pass
+
+
+class ReferenceValues(Protocol):
+    """An RVPS as the Attestation Service and the admin API use it: this process's store
+    (ReferenceValueStore) or a remote RVPS (trustee.attestation.rvps_remote)."""
+
+    async def register(self, message: bytes) -> list[str]:
+        """Store the values a provenance message carries; the ids stored, when known."""
+        ...
+
+    async def query(self, rv_id: str) -> Any | None: ...
+
+    async def snapshot(self) -> dict[str, str]:
+        """id → JSON text, for the synchronous lookups of policy evaluation."""
+        ...
 
 
 def _expiration(now: datetime) -> str:

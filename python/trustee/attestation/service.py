@@ -24,7 +24,7 @@ from trustee.attestation.policies import (
     AttestationPolicyStore,
     PolicyStoreError,
 )
-from trustee.attestation.rvps import ReferenceValueStore, RvpsError
+from trustee.attestation.rvps import ReferenceValues, RvpsError
 from trustee.config.model import TokenBrokerConfig
 from trustee.policy.engine import CompiledPolicy, PolicyCompileError, PolicyEvalError
 from trustee.protocol import binding
@@ -72,7 +72,7 @@ class AttestationService:
     def __init__(
         self,
         policies: AttestationPolicyStore,
-        rvps: ReferenceValueStore,
+        rvps: ReferenceValues,
         broker: ear.EarBroker,
         config: TokenBrokerConfig,
         *,
