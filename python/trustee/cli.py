@@ -53,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     policy.add_argument("rest", nargs=argparse.REMAINDER)
     for name, text in (
-        ("as", "the Attestation Service on its own (`trustee as serve --grpc --config FILE`)"),
+        (
+            "as",
+            "the Attestation Service on its own (`trustee as serve [--grpc] --config FILE`)",
+        ),
         ("rvps", "the Reference Value Provider Service (`trustee rvps serve --config FILE`)"),
     ):
         sub.add_parser(name, help=text, add_help=False).add_argument(
@@ -94,9 +97,7 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
 
         return policy_main
     if name == "as":
-        from trustee.as_server.grpc_cli import as_main
-
-        return as_main
+        return _as_main
     if name == "rvps":
         from trustee.as_server.grpc_cli import rvps_command
 
@@ -104,6 +105,17 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
     from trustee.simulate.cli import simulate_main
 
     return simulate_main
+
+
+def _as_main(argv: list[str]) -> int:
+    """`trustee as serve` serves the REST API, `trustee as serve --grpc` the gRPC one."""
+    if "--grpc" in argv:
+        from trustee.as_server.grpc_cli import as_main as grpc_main
+
+        return grpc_main(argv)
+    from trustee.as_server.cli import as_main
+
+    return as_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ KBS_TYPES = {"rest": "coco_as_restful", "grpc": "coco_as_grpc"}
 def grpc_server_missing() -> str | None:
     """Why no gRPC AS can be started from this tree, or None when one can."""
     result = subprocess.run(
-        [sys.executable, "-m", "trustee.cli", "as", "serve", "--help"],
+        [sys.executable, "-m", "trustee.cli", "as", "serve", "--grpc", "--help"],
         capture_output=True,
         text=True,
         env=client_env(),
@@ -62,9 +62,9 @@ class AsProcess:
 
     def argv(self) -> list[str]:
         argv = [sys.executable, "-m", "trustee.cli", "as", "serve"]
-        if self.kind == "grpc":
-            argv.append("--grpc")
-        argv += ["--socket", f"127.0.0.1:{self.port}", "--workers", "1"]
+        # One process: pausing it pauses the whole AS.
+        argv += ["--grpc"] if self.kind == "grpc" else ["--workers", "1"]
+        argv += ["--socket", f"127.0.0.1:{self.port}"]
         if self.config is not None:
             argv += ["--config", str(self.config)]
         return argv

@@ -285,9 +285,8 @@ async def test_an_as_outage_fails_cleanly_and_its_restart_heals(kind: str, tmp_p
         await refused_while_down(service, kbs, audit)
         await service.start()
         await until_ready(kbs)
-        if kind == "rest":
-            # The AS lost what it kept in memory: the policy again, through the KBS.
-            await prepare(kbs)
+        # The AS lost what it kept in memory: the policy again, through the KBS.
+        await prepare(kbs)
         assert await guest(kbs) == (0, SECRET.decode())
         assert kbs.alive and kbs.process.pid == pid
 
