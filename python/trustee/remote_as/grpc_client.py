@@ -2,22 +2,20 @@
 on the same address (reference.proto), over grpcio.
 
 grpcio's channels are not trio's: each call starts with the stub's `.future()` and the trio task
-sleeps until grpcio's completion callback (on a grpcio thread) wakes it through the trio token,
-so the event loop never blocks and no thread waits per call. Calls spread over up to
-`pool_size` channels, each opened on first use (upstream's connection pool). A channel that lost
-its AS tries to reconnect within a second or so (grpcio's default backoff grows to minutes), so
-an AS restarted on the same address serves the next calls.
+sleeps until grpcio's completion callback (on a grpcio thread) wakes it through the trio token
+(trustee.grpc_api.bridge.unary), so the event loop never blocks and no thread waits per call.
+Calls spread over up to `pool_size` channels, each opened on first use (upstream's connection
+pool). A channel that lost its AS tries to reconnect within a second or so (grpcio's default
+backoff grows to minutes), so an AS restarted on the same address serves the next calls.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
-import trio
 from grpc_health.v1 import health_pb2
 
 from trustee import jsonfast
@@ -31,6 +29,7 @@ from trustee.grpc_api import (
     reference_pb2,
     reference_pb2_grpc,
 )
+from trustee.grpc_api.bridge import unary
 from trustee.protocol import limits
 from trustee.protocol.rcar import EvidenceRequest
 from trustee.remote_as.common import MAX_ANSWER_BYTES, RemoteAs, quote
@@ -63,27 +62,6 @@ def _channel_options() -> list[tuple[str, Any]]:
         ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
         ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ]
-
-
-async def unary(
-    method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, timeout: float
-) -> Resp:
-    """One unary call, awaited without blocking trio; a cancelled task cancels the call."""
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
-
-    def wake(_: object) -> None:
-        with contextlib.suppress(trio.RunFinishedError):  # nobody is waiting any more
-            token.run_sync_soon(done.set)
-
-    call = method.future(request, timeout=timeout)
-    call.add_done_callback(wake)
-    try:
-        await done.wait()
-    finally:
-        if not call.done():
-            call.cancel()
-    return call.result()
 
 
 def attestation_request(
