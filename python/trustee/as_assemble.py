@@ -14,7 +14,7 @@ from trustee.attestation.policies import (
     LEGACY_DEFAULT_POLICY_IDS,
     AttestationPolicyStore,
 )
-from trustee.attestation.rvps import ReferenceValueStore
+from trustee.attestation.rvps import ReferenceValues, ReferenceValueStore
 from trustee.attestation.service import AttestationService
 from trustee.audit.build import dispatcher_from_settings
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
@@ -101,15 +101,11 @@ async def attestation_service(
     the ephemeral key of a broker configured without one (shared by a server's workers)."""
     as_store = stores.get(as_cfg.storage_type)
     log.info("Attestation Service storage backend: %s", as_cfg.storage_type or "(global)")
-    rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
-    if as_cfg.rvps.legacy_file is not None:
-        rv_store = ReferenceValueFile(as_cfg.rvps.legacy_file)
-    rvps = ReferenceValueStore(rv_store)
-    log.info("launch a built-in RVPS.")
     try:
         policies = await _policy_store(as_cfg, as_store, cache, legacy)
     except StorageError as exc:
         raise ConfigError(key, str(exc), source) from exc
+    rvps = _reference_values(as_cfg, stores, policies)
     try:
         if signer is None or as_cfg.broker.signer is not None:
             signer = load_signer(as_cfg.broker)
@@ -122,6 +118,22 @@ async def attestation_service(
     return AttestationService(
         policies, rvps, broker, as_cfg.broker, legacy=legacy, hardware=hardware, metrics=metrics
     )
+
+
+def _reference_values(
+    as_cfg: AttestationServiceConfig, stores: StoreRegistry, policies: AttestationPolicyStore
+) -> ReferenceValues:
+    if as_cfg.rvps.type == "GrpcRemote":
+        from trustee.attestation.rvps_remote import RemoteReferenceValues
+
+        assert as_cfg.rvps.address is not None  # the loader sets upstream's default
+        log.info("connect to remote RVPS: %s", as_cfg.rvps.address)
+        return RemoteReferenceValues(as_cfg.rvps.address, policies.sources)
+    rv_store: KeyValueStore = stores.get(as_cfg.rvps.storage_type or as_cfg.storage_type)
+    if as_cfg.rvps.legacy_file is not None:
+        rv_store = ReferenceValueFile(as_cfg.rvps.legacy_file)
+    log.info("launch a built-in RVPS.")
+    return ReferenceValueStore(rv_store)
 
 
 @dataclass

@@ -120,6 +120,15 @@ class AttestationPolicyStore:
                 log.warning("default attestation policy %s not stored: %s", pid, exc)
         return installed
 
+    async def sources(self) -> list[bytes]:
+        """The stored text of every policy (a remote RVPS prefetches the ids they name)."""
+        texts = []
+        for key in await self._store.list(self._ns):
+            raw = await self._store.get(self._ns, key)
+            if raw is not None:
+                texts.append(raw)
+        return texts
+
     async def set_policy(
         self, policy_id: str, text: str, *, require_claims: bool = False
     ) -> CompiledPolicy:

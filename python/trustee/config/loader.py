@@ -28,12 +28,12 @@ from trustee.config.model import (
     PolicyEngineConfig,
     PolicyLimitsConfig,
     ProtocolConfig,
-    RvpsConfig,
     SignerConfig,
     TokenBrokerConfig,
 )
 from trustee.config.reader import Table
 from trustee.config.remote_as import remote_as, remote_type
+from trustee.config.rvps_section import rvps_config
 from trustee.config.stores import (
     STORAGE_TYPES,
     default_worker_count,
@@ -352,28 +352,7 @@ def attestation_service_section(t: Table | None, notes: Notes) -> AttestationSer
         cfg.storage_type = t.choice("storage_type", STORAGE_TYPES)
     rv = t.table("rvps_config")
     if rv is not None:
-        rv_type = rv.get("type", str, "BuiltIn")
-        if rv_type.lower() != "builtin":
-            raise ConfigError(rv.key("type"), f"RVPS type {rv_type!r} is not supported; BuiltIn")
-        cfg.rvps = RvpsConfig(type="BuiltIn")
-        if rv.has("storage_type"):
-            cfg.rvps.storage_type = rv.choice("storage_type", STORAGE_TYPES)
-        storage = rv.table("storage")
-        if storage is not None:
-            notes.legacy.append(storage.path)
-            kind = storage.get("type", str, "LocalFs")
-            if kind == "LocalJson":
-                cfg.rvps.legacy_file = storage.get(
-                    "file_path",
-                    str,
-                    "/opt/confidential-containers/attestation-service/reference_values.json",
-                )
-            else:
-                notes.ignored.append(
-                    f"{storage.key('type')} = {kind!r} (the sled database is not supported; "
-                    "reference values use the storage backend)"
-                )
-        notes.ignore(rv, "extractors", "extractor settings are built in")
+        cfg.rvps = rvps_config(rv, notes)
     verifiers = t.table("verifier_config")
     if verifiers is not None:
         cfg.verifier_config = verifier_settings(verifiers)

@@ -103,8 +103,10 @@ class TokenBrokerConfig:
 
 @dataclass
 class RvpsConfig:
-    type: str = "BuiltIn"
+    type: str = "BuiltIn"  # or "GrpcRemote": an RVPS server at `address`
     storage_type: StorageType | None = None
+    # GrpcRemote: host:port, with or without http:// (https:// for TLS)
+    address: str | None = None
     # v0.11-era `[rvps_config.storage] type = "LocalJson", file_path`: a JSON array of records.
     legacy_file: str | None = None
 
