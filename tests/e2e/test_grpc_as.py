@@ -284,3 +284,32 @@ async def test_grpc_as_with_upstreams_flags_over_tls(
             request = pb.AttestationRequest(verification_requests=[item])
             with pytest.raises(grpc.RpcError):
                 await unary(stub.AttestationEvaluate, request, 5)
+
+
+async def test_evaluations_are_audited_to_the_as_own_sinks(
+    setup: tuple[Path, Pki], tmp_path: Path
+) -> None:
+    base, pki = setup
+    config = as_config(base, pki)
+    audit_log = tmp_path / "audit.jsonl"
+    doc = json.loads(config.read_text())
+    doc["audit"] = {"sinks": [{"type": "file", "path": str(audit_log)}]}
+    config.write_text(json.dumps(doc))
+    async with run_grpc(as_argv(config), tmp_path / "as.log") as server:
+        item = pb.IndividualAttestationRequest(tee="sample", evidence=SAMPLE_OK)
+        token = await evaluate(server, item)
+        await aborted(evaluate(server, item, policy_ids=["absent"]))
+    # The server has stopped: its sinks are flushed.
+    events = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    kinds = [e["type"].removeprefix("org.trustee-py.") for e in events]
+    assert kinds == ["attestation.verified", "token.issued", "attestation.failed"]
+    verified, issued, failed = (e["data"] for e in events)
+    assert (verified["tee"], verified["verifier"], verified["generation"]) == (
+        "sample",
+        "cpu0:sample",
+        None,
+    )
+    assert verified["ear_status"] == verified_claims(token, pki)["submods"]["cpu0"]["ear.status"]
+    assert issued["jti"] == hashlib.sha256(token.encode()).hexdigest()[:32]
+    assert failed["policy_id"] == "absent"
+    assert "Policy `absent_cpu.rego` not found" in failed["reason"]
