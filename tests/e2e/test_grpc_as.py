@@ -299,7 +299,9 @@ async def test_evaluations_are_audited_to_the_as_own_sinks(
         item = pb.IndividualAttestationRequest(tee="sample", evidence=SAMPLE_OK)
         token = await evaluate(server, item)
         await aborted(evaluate(server, item, policy_ids=["absent"]))
-    # The server has stopped: its sinks are flushed.
+    # SIGINT stopped the server cleanly, and its sinks were flushed first.
+    assert server.process.returncode == 0
+    assert "received SIGINT, shutting down" in server.log_text()
     events = [json.loads(line) for line in audit_log.read_text().splitlines()]
     kinds = [e["type"].removeprefix("org.trustee-py.") for e in events]
     assert kinds == ["attestation.verified", "token.issued", "attestation.failed"]

@@ -32,28 +32,69 @@ async def test_a_portal_runs_on_the_loop_while_the_loop_keeps_going() -> None:
         return x * 2
 
     async with trio.open_nursery() as nursery:
+        await nursery.start(portal.serve)
         results: list[int] = []
 
-        async def caller() -> None:
-            results.append(await trio.to_thread.run_sync(portal.run, work, 21))
+        async def caller(x: int) -> None:
+            results.append(await trio.to_thread.run_sync(portal.run, work, x))
 
-        nursery.start_soon(caller)
-        # The thread waits for `work`; the loop is free meanwhile, for this task too.
+        for x in (1, 2, 3):
+            nursery.start_soon(caller, x)
+        # The threads wait for `work`; the loop is free meanwhile, for this task too.
         with trio.fail_after(5):
-            while not seen:
+            while len(seen) < 3:
                 await trio.sleep(0.01)
-        assert seen == [1] and results == []
+        assert sorted(seen) == [1, 2, 3] and results == [] and counter.requests == 3
         release.set()
-    assert results == [42] and counter.requests == 0
+        with trio.fail_after(5):
+            while len(results) < 3:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert sorted(results) == [2, 4, 6] and counter.requests == 0
 
 
-async def test_a_portal_call_is_bounded_in_time() -> None:
+async def test_a_portal_call_is_bounded_and_errors_reach_the_thread() -> None:
     portal = TrioPortal(trio.lowlevel.current_trio_token(), 0.05)
 
     async def forever() -> None:
         await trio.sleep_forever()
 
-    with pytest.raises(trio.TooSlowError):
+    async def fails() -> None:
+        raise ValueError("from the loop")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(portal.serve)
+        with pytest.raises(trio.TooSlowError):
+            await trio.to_thread.run_sync(portal.run, forever)
+        with pytest.raises(ValueError, match="from the loop"):
+            await trio.to_thread.run_sync(portal.run, fails)
+        nursery.cancel_scope.cancel()
+
+
+async def test_calls_end_with_run_finished_when_the_portal_stops() -> None:
+    portal = TrioPortal(trio.lowlevel.current_trio_token(), 60)
+    started = trio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    outcomes: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await trio.to_thread.run_sync(portal.run, forever)
+        except trio.RunFinishedError as exc:
+            outcomes.append(exc)
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(caller)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(portal.serve)
+            await started.wait()
+            nursery.cancel_scope.cancel()  # a call in progress
+    assert len(outcomes) == 1
+    with pytest.raises(trio.RunFinishedError):  # and one after
         await trio.to_thread.run_sync(portal.run, forever)
 
 

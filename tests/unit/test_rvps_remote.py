@@ -80,11 +80,14 @@ async def rvps() -> AsyncIterator[Rvps]:
     servicer = ReferenceValueServicer(store, portal, RVPS_WORDS)
     reference_pb2_grpc.add_ReferenceValueProviderServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield Rvps(f"127.0.0.1:{port}", calls, store)
-    finally:
-        await trio.to_thread.run_sync(lambda: server.stop(0).wait())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(portal.serve)
+        server.start()
+        try:
+            yield Rvps(f"127.0.0.1:{port}", calls, store)
+        finally:
+            await trio.to_thread.run_sync(lambda: server.stop(0).wait())
+            nursery.cancel_scope.cancel()
 
 
 def message(values: dict[str, Any]) -> bytes:

@@ -32,7 +32,11 @@ RVPS_WORDS = ("Query reference value", "Register reference value")
 async def _with_background(
     audit: AuditDispatcher | NullDispatcher, serve: Callable[[], Awaitable[None]]
 ) -> None:
+    from trustee.serving import _settle_garbage_collector as settle_garbage_collector
+
     offload.DEFAULT.threads = default_threads(1)
+    # As for the KBS: what start-up built is frozen, young collections run less often.
+    settle_garbage_collector()
     async with trio.open_nursery() as nursery:
         await nursery.start(audit.run)
         await nursery.start(offload.DEFAULT.run)

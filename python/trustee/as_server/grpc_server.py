@@ -123,19 +123,22 @@ async def serve_grpc(
         )
         health_pb2_grpc.add_HealthServicer_to_server(checker, server)
         port = _bind(server, listen)
-        server.start()
-        for name in ["", *names]:
-            checker.set(name, health_pb2.HealthCheckResponse.SERVING)
-        scheme = "plain HTTP/2" if listen.credentials is None else "TLS"
-        log.info("%s listening on %s (%s, port %d)", what, listen.address, scheme, port)
-        if on_listening is not None:
-            on_listening(port)
-        try:
-            async for signum in signals:
-                log.info("received %s, shutting down", signal.Signals(signum).name)
-                break
-        finally:
-            checker.enter_graceful_shutdown()
-            # The loop keeps running meanwhile: calls in progress need it to finish.
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(lambda: server.stop(STOP_GRACE_S).wait())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(portal.serve)
+            server.start()
+            for name in ["", *names]:
+                checker.set(name, health_pb2.HealthCheckResponse.SERVING)
+            scheme = "plain HTTP/2" if listen.credentials is None else "TLS"
+            log.info("%s listening on %s (%s, port %d)", what, listen.address, scheme, port)
+            if on_listening is not None:
+                on_listening(port)
+            try:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+            finally:
+                checker.enter_graceful_shutdown()
+                # The portal keeps running meanwhile: calls in progress need it to finish.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(lambda: server.stop(STOP_GRACE_S).wait())
+                nursery.cancel_scope.cancel()

@@ -9,11 +9,14 @@ call's completion callback (on a grpcio thread) wakes it, so no thread waits per
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
+import outcome
 import trio
 
 T = TypeVar("T")
@@ -31,8 +34,30 @@ class _NoCounter:
     requests = 0
 
 
+class _Job:
+    """One call from a foreign thread: the thread blocks on `done` until the loop releases it."""
+
+    __slots__ = ("afn", "args", "done", "outcome")
+
+    def __init__(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        self.afn, self.args = afn, args
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.outcome: outcome.Outcome[Any] | None = None
+
+    def finish(self, result: outcome.Outcome[Any]) -> None:
+        self.outcome = result
+        self.done.release()
+
+
 class TrioPortal:
-    """Runs coroutines on one trio loop from threads trio did not start."""
+    """Runs coroutines on one trio loop from threads trio did not start, while `serve` runs.
+
+    Leaner than trio.from_thread.run per call, which counts under load: calls queue in a deque,
+    one loop callback (scheduled only when none is pending, so one wake-up serves every call
+    that arrived meanwhile) starts them as tasks of the portal's nursery, and each thread waits
+    on a plain lock.
+    """
 
     def __init__(
         self,
@@ -43,19 +68,68 @@ class TrioPortal:
         self._token = token
         self.time_limit = time_limit
         self._counter: RequestCounter = counter or _NoCounter()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._mutex = threading.Lock()
+        self._scheduled = False
+        self._nursery: trio.Nursery | None = None
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run calls until cancelled; calls after that raise trio.RunFinishedError."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self._start_pending()  # refuses what is still queued
 
     def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """`await afn(*args)` on the loop, at most `time_limit` seconds (trio.TooSlowError);
-        trio.RunFinishedError once the loop is gone."""
-        return trio.from_thread.run(self._counted, afn, args, trio_token=self._token)
+        trio.RunFinishedError when the portal or the loop is gone."""
+        job = _Job(afn, args)
+        self._jobs.append(job)
+        with self._mutex:
+            wake, self._scheduled = not self._scheduled, True
+        if wake:
+            try:
+                self._token.run_sync_soon(self._start_pending)
+            except trio.RunFinishedError:
+                self._refuse_all()
+        job.done.acquire()
+        assert job.outcome is not None
+        result: T = job.outcome.unwrap()
+        return result
 
-    async def _counted(self, afn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+    def _start_pending(self) -> None:
+        with self._mutex:
+            self._scheduled = False
+        nursery = self._nursery
+        if nursery is None:
+            self._refuse_all()
+            return
+        while self._jobs:
+            nursery.start_soon(self._counted, self._jobs.popleft())
+
+    def _refuse_all(self) -> None:
+        gone = outcome.Error(trio.RunFinishedError("the server is shutting down"))
+        while self._jobs:
+            self._jobs.popleft().finish(gone)
+
+    async def _counted(self, job: _Job) -> None:
         self._counter.requests += 1
         try:
             with trio.fail_after(self.time_limit):
-                return await afn(*args)
+                value = await job.afn(*job.args)
+            result: outcome.Outcome[Any] = outcome.Value(value)
+        except trio.Cancelled:
+            job.finish(outcome.Error(trio.RunFinishedError("the server is shutting down")))
+            raise
+        except BaseException as exc:  # the asking thread raises it
+            result = outcome.Error(exc)
         finally:
             self._counter.requests -= 1
+        job.finish(result)
 
 
 async def unary(
