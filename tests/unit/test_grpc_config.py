@@ -112,6 +112,11 @@ def test_without_a_file_the_rvps_keeps_values_in_memory(
         ),
         (
             grpc_cli.grpc_as_main,
+            ["-t", __file__, "-k", __file__],
+            f"grpc-as: HTTPS public key cert {__file__}: not a PEM certificate",
+        ),
+        (
+            grpc_cli.grpc_as_main,
             ["-c", "/absent/as.json"],
             "grpc-as: /absent/as.json: cannot read config file: No such file or directory",
         ),

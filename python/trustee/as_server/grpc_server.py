@@ -53,7 +53,23 @@ class Listen:
             )
         chain = _read(cert, "failed to read HTTPS public key cert")
         private = _read(key, "failed to read HTTPS private key")
+        _check_pem(cert, chain, key, private)
         return cls(address, grpc.ssl_server_credentials([(private, chain)]))
+
+
+def _check_pem(cert: str, chain: bytes, key: str, private: bytes) -> None:
+    """grpcio would only say that it could not listen: name the file that is wrong."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        x509.load_pem_x509_certificates(chain)
+    except ValueError as exc:
+        raise GrpcStartError(f"HTTPS public key cert {cert}: not a PEM certificate: {exc}") from exc
+    try:
+        serialization.load_pem_private_key(private, None)
+    except (ValueError, TypeError) as exc:
+        raise GrpcStartError(f"HTTPS private key {key}: not an unencrypted PEM key: {exc}") from exc
 
 
 def _read(path: str, what: str) -> bytes:
