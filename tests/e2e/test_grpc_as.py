@@ -14,13 +14,12 @@ from typing import Any
 
 import grpc
 import pytest
-import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.grpc_harness import GRPC_AS, RunningGrpc, aborted, as_argv, run_grpc
 from tests.e2e.pki import Pki, make_pki
-from tests.e2e.test_hardware_flows import simulate
+from tests.e2e.simulated import simulated_pkis
 from trustee.client.attesters import SampleAttester
 from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact, verify_signature
@@ -43,8 +42,7 @@ def init_toml(algorithm: str) -> str:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pki]:
     base = tmp_path_factory.mktemp("grpc-as")
-    for tee in ("tdx", "snp"):
-        trio.run(simulate, tee, base / tee)
+    simulated_pkis(base)
     return base, make_pki(base / "pki")
 
 
@@ -299,13 +297,15 @@ async def test_evaluations_are_audited_to_the_as_own_sinks(
         item = pb.IndividualAttestationRequest(tee="sample", evidence=SAMPLE_OK)
         token = await evaluate(server, item)
         await aborted(evaluate(server, item, policy_ids=["absent"]))
+        await set_policy(server, "strict_cpu", b64url_encode(STRICT.encode()))
     # SIGINT stopped the server cleanly, and its sinks were flushed first.
     assert server.process.returncode == 0
     assert "received SIGINT, shutting down" in server.log_text()
     events = [json.loads(line) for line in audit_log.read_text().splitlines()]
     kinds = [e["type"].removeprefix("org.trustee-py.") for e in events]
-    assert kinds == ["attestation.verified", "token.issued", "attestation.failed"]
-    verified, issued, failed = (e["data"] for e in events)
+    assert kinds == ["attestation.verified", "token.issued", "attestation.failed", "policy.changed"]
+    assert {e["source"] for e in events} == {"trustee-py/as"}  # as the REST front end's
+    verified, issued, failed, changed = (e["data"] for e in events)
     assert (verified["tee"], verified["verifier"], verified["generation"]) == (
         "sample",
         "cpu0:sample",
@@ -315,3 +315,4 @@ async def test_evaluations_are_audited_to_the_as_own_sinks(
     assert issued["jti"] == hashlib.sha256(token.encode()).hexdigest()[:32]
     assert failed["policy_id"] == "absent"
     assert "Policy `absent_cpu.rego` not found" in failed["reason"]
+    assert changed["policy_id"] == "strict_cpu"

@@ -128,8 +128,8 @@ def test_without_a_file_the_rvps_keeps_values_in_memory(
         (grpc_cli.rvps_main, ["-a", "1.2.3.4"], "rvps: --address: '1.2.3.4' is not an ip:port"),
         (
             cli.main,
-            ["as", "serve", "-c", "/absent.json"],
-            "trustee as serve: --grpc is required in this build",
+            ["as", "serve", "--grpc", "-s", "x"],
+            "trustee as serve: --socket: 'x' is not an ip:port address",
         ),
         (
             cli.main,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -19,11 +19,12 @@ import trio
 
 from trustee import jsonfast
 from trustee.as_assemble import StandaloneAs
-from trustee.as_server.as_trail import AsTrail, AuditUnavailable
+from trustee.as_server.rest_audit import AsTrail
 from trustee.attestation import as_wire
 from trustee.attestation.policies import PolicyStoreError
 from trustee.attestation.rvps import ReferenceValues, RvpsError
 from trustee.attestation.service import AttestationFailure
+from trustee.audit.dispatcher import AuditRequiredSinkError, NullDispatcher
 from trustee.crypto.b64 import Base64Error, b64url_decode_nopad
 from trustee.grpc_api import (
     attestation_pb2,
@@ -32,7 +33,6 @@ from trustee.grpc_api import (
     reference_pb2_grpc,
 )
 from trustee.grpc_api.bridge import TrioPortal
-from trustee.kbs.wire import digest
 from trustee.policy.engine import PolicyCompileError
 from trustee.protocol import limits
 from trustee.protocol.rcar import EvidenceRequest
@@ -124,7 +124,8 @@ class AttestationServicer(attestation_pb2_grpc.AttestationServiceServicer):
     def __init__(self, standalone: StandaloneAs, portal: TrioPortal) -> None:
         self.service = standalone.service
         self.metrics = standalone.metrics
-        self.trail = AsTrail(standalone.audit)
+        self.audit = standalone.audit
+        self.auditing = not isinstance(standalone.audit, NullDispatcher)
         self.portal = portal
 
     def AttestationEvaluate(
@@ -133,49 +134,37 @@ class AttestationServicer(attestation_pb2_grpc.AttestationServiceServicer):
         def call() -> attestation_pb2.AttestationResponse:
             requests = evidence_requests(request)
             ids = as_wire.policy_ids(list(request.policy_ids))
-            raw = request.SerializeToString() if self.trail.auditing else b""
+            # The events' evidence digest is that of the request as it came (as the KBS's of
+            # its /attest body); serialising it again costs only when someone listens.
+            raw = request.SerializeToString() if self.auditing else b""
             token = self.portal.run(self._evaluate, requests, ids, raw)
             return attestation_pb2.AttestationResponse(attestation_token=token)
 
         return answer(context, call)
 
     async def _evaluate(self, requests: list[EvidenceRequest], ids: list[str], raw: bytes) -> str:
-        tee = requests[0].tee if requests else ""
+        tees = [r.tee for r in requests]
+        tee = tees[0] if tees else ""
+        trail = AsTrail(self.audit, uuid.uuid4().hex if self.auditing else "", raw)
         try:
             appraised = await self.service.evaluate(requests, ids)
         except (AttestationFailure, limits.InputLimitError, trio.TooSlowError) as exc:
             reason = _failure_reason(exc, self.portal.time_limit)
             self.metrics.attestation(tee, "failure")
-            if self.trail.auditing:
-                await self._audited(
-                    self.trail.failed(
-                        tee=tee,
-                        evidence_digest=digest(raw),
-                        policy_id=ids[0],
-                        reason=reason,
-                        request_id=uuid.uuid4().hex,
-                    )
-                )
+            try:
+                await trail.failed(tee, ids[0], reason)
+            except AuditRequiredSinkError as audit_exc:
+                log.error("audit: %s", audit_exc)
             raise Refusal(EVALUATION_FAILED + reason) from exc
         self.metrics.attestation(tee, "success")
-        if self.trail.auditing:
-            await self._audited(
-                self.trail.verified(
-                    tee=tee,
-                    evidence_digest=digest(raw),
-                    token=appraised.token,
-                    claims=appraised.claims,
-                    request_id=uuid.uuid4().hex,
-                )
-            )
-        return appraised.token
-
-    @staticmethod
-    async def _audited(emitted: Awaitable[None]) -> None:
         try:
-            await emitted
-        except AuditUnavailable as exc:
-            raise Refusal(EVALUATION_FAILED + str(exc)) from exc
+            await trail.verified(tees, appraised.claims)
+            await trail.token_issued(appraised.token, appraised.claims)
+        except AuditRequiredSinkError as exc:
+            # A decision a required sink could not record is not released.
+            log.error("audit: %s", exc)
+            raise Refusal(f"{EVALUATION_FAILED}audit: {exc}") from exc
+        return appraised.token
 
     def SetAttestationPolicy(
         self, request: attestation_pb2.SetPolicyRequest, context: grpc.ServicerContext
@@ -191,14 +180,22 @@ class AttestationServicer(attestation_pb2_grpc.AttestationServiceServicer):
         return answer(context, call)
 
     async def _set_policy(self, policy_id: str, text: str) -> None:
+        # As upstream's and the REST front end: any policy that compiles is stored.
         try:
-            await self.service.policies.set_policy(policy_id, text, require_claims=True)
+            await self.service.policies.set_policy(policy_id, text)
         except PolicyCompileError as exc:
             raise Refusal(
                 f"Set Attestation Policy Failed: policy {policy_id} does not compile: {exc}"
             ) from exc
         except (PolicyStoreError, StorageError) as exc:
             raise Refusal(f"Set Attestation Policy Failed: {exc}") from exc
+        log.info("attestation policy %s set", policy_id)
+        if self.auditing:
+            trail = AsTrail(self.audit, uuid.uuid4().hex, text.encode())
+            try:
+                await trail.policy_changed(policy_id, text)
+            except AuditRequiredSinkError as exc:
+                log.error("audit: %s", exc)
 
     def GetAttestationChallenge(
         self, request: attestation_pb2.ChallengeRequest, context: grpc.ServicerContext

@@ -149,16 +149,16 @@ def rvps_main(argv: list[str] | None = None) -> int:
 
 
 def as_main(argv: list[str]) -> int:
-    """`trustee as serve --grpc …`."""
+    """`trustee as serve --grpc …` (trustee.cli sends `trustee as` here when --grpc is given;
+    without it, to the REST server's command line)."""
     parser = argparse.ArgumentParser(prog="trustee as", description="the Attestation Service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Attestation Service")
-    serve.add_argument("--grpc", action="store_true", help="serve attestation.proto over gRPC")
+    serve.add_argument(
+        "--grpc", action="store_true", required=True, help="serve attestation.proto over gRPC"
+    )
     add_grpc_as_arguments(serve)
-    args = parser.parse_args(argv)
-    if not args.grpc:
-        return _fail("trustee as serve", EXIT_CONFIG, "--grpc is required in this build")
-    return serve_grpc_as(args, "trustee as serve")
+    return serve_grpc_as(parser.parse_args(argv), "trustee as serve")
 
 
 def rvps_command(argv: list[str]) -> int:
