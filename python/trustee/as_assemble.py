@@ -124,7 +124,7 @@ def _reference_values(
     as_cfg: AttestationServiceConfig, stores: StoreRegistry, policies: AttestationPolicyStore
 ) -> ReferenceValues:
     if as_cfg.rvps.type == "GrpcRemote":
-        from trustee.attestation.rvps_remote import RemoteReferenceValues
+        from trustee.remote_as.rvps_client import RemoteReferenceValues
 
         assert as_cfg.rvps.address is not None  # the loader sets upstream's default
         log.info("connect to remote RVPS: %s", as_cfg.rvps.address)

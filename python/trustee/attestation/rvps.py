@@ -26,7 +26,7 @@ class RvpsError(Exception):
 
 class ReferenceValues(Protocol):
     """An RVPS as the Attestation Service and the admin API use it: this process's store
-    (ReferenceValueStore) or a remote RVPS (trustee.attestation.rvps_remote)."""
+    (ReferenceValueStore) or a remote RVPS (trustee.remote_as.rvps_client)."""
 
     async def register(self, message: bytes) -> list[str]:
         """Store the values a provenance message carries; the ids stored, when known."""

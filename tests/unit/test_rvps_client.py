@@ -18,9 +18,9 @@ from tests.e2e.harness import free_port
 from trustee.as_server.grpc_as import ReferenceValueServicer
 from trustee.as_server.grpc_run import RVPS_WORDS
 from trustee.attestation.rvps import ReferenceValueStore, RvpsError
-from trustee.attestation.rvps_remote import RemoteReferenceValues, channel_target, named_ids
 from trustee.grpc_api import reference_pb2_grpc
 from trustee.grpc_api.bridge import TrioPortal
+from trustee.remote_as.rvps_client import RemoteReferenceValues, channel_target, named_ids
 from trustee.storage.memory import MemoryStore
 
 
