@@ -55,7 +55,8 @@ def target(address: str) -> tuple[str, bool]:
     return (f"[{host}]" if ":" in host else host) + f":{port}", secure
 
 
-def _channel_options() -> list[tuple[str, Any]]:
+def channel_options() -> list[tuple[str, Any]]:
+    """Bounded answers, and reconnects within a second of a server coming back."""
     return [
         ("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
         ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
@@ -93,7 +94,7 @@ def attestation_request(
 class _Channel:
     def __init__(self, address: str, credentials: grpc.ChannelCredentials | None) -> None:
         where, secure = target(address)
-        options = _channel_options()
+        options = channel_options()
         if secure:
             assert credentials is not None
             self.channel = grpc.secure_channel(where, credentials, options=options)

@@ -23,6 +23,7 @@ from trustee.attestation.rvps import RvpsError
 from trustee.grpc_api import reference_pb2, reference_pb2_grpc
 from trustee.grpc_api.bridge import unary
 from trustee.protocol import limits
+from trustee.remote_as.grpc_client import channel_options, target
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ DEFAULT_ADDRESS = "127.0.0.1:50003"
 CALL_TIMEOUT_S = 5.0
 SNAPSHOT_TTL_S = 2.0
 FETCH_CONCURRENCY = 32
-_CHANNEL_OPTIONS = [
-    # An RVPS back after a restart is seen within seconds, not grpcio's default two minutes.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-]
 _QUERY = re.compile(r'query_reference_value\(\s*"((?:[^"\\]|\\.)*)"\s*\)')
 _LEGACY = re.compile(r'data\.reference(?:\.([A-Za-z_]\w*)|\[\s*"((?:[^"\\]|\\.)*)"\s*\])')
 
@@ -53,11 +46,9 @@ def named_ids(text: str) -> set[str]:
 
 
 def channel_target(address: str) -> tuple[str, bool]:
-    """`host:port` and whether TLS is on: `https://` is, `http://` or none is not."""
-    for scheme, secure in (("https://", True), ("http://", False)):
-        if address.startswith(scheme):
-            return address.removeprefix(scheme).rstrip("/"), secure
-    return address, False
+    """`host:port` and whether TLS is on: `https://` is; `http://`, or none (upstream's RVPS
+    client adds http:// then), is not."""
+    return target(address if "://" in address else f"http://{address}")
 
 
 class RemoteReferenceValues:
@@ -72,12 +63,13 @@ class RemoteReferenceValues:
         self.address = address
         self._sources = policy_sources
         self._ttl, self._timeout = ttl, timeout
-        target, secure = channel_target(address)
+        where, secure = channel_target(address)
+        options = channel_options()
         if secure:
             creds = grpc.ssl_channel_credentials()
-            self._channel = grpc.secure_channel(target, creds, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.secure_channel(where, creds, options=options)
         else:
-            self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(where, options=options)
         self._stub = reference_pb2_grpc.ReferenceValueProviderServiceStub(self._channel)
         self._snapshot: dict[str, str] | None = None
         self._taken_at = 0.0
