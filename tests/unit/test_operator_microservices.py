@@ -330,3 +330,25 @@ def test_render_refuses_a_sample_without_its_service_configs(sample: list[Obj]) 
         del kbsconfig["spec"][field]
         with pytest.raises(RenderError, match=rf"^spec\.{field}: required; a Microservices"):
             render(kbsconfig, namespace=NAMESPACE)
+
+
+def test_the_sample_configs_load_in_the_servers_that_read_them() -> None:
+    """The three ConfigMaps are read by our own loaders as the containers will read them: the
+    KBS on the gRPC AS, the AS on the remote RVPS, the RVPS on its reference-value file."""
+    from trustee.config import as_file, rvps_file
+    from trustee.config.loader import parse as parse_kbs
+
+    sample = REPO / "deploy" / "samples" / "microservices"
+    kbs = parse_kbs((sample / "kbs-config.toml").read_text(), "kbs-config.toml")
+    assert kbs.attestation_service is not None
+    remote = kbs.attestation_service.remote
+    assert remote is not None and remote.type == "coco_as_grpc"
+    assert urlsplit(remote.address).port == 50004
+    as_cfg = as_file.parse((sample / "as-config.json").read_text(), "as-config.json")
+    assert as_cfg.service.rvps.type == "GrpcRemote"
+    assert as_cfg.service.rvps.address is not None
+    assert as_cfg.service.rvps.address.endswith(":50003")
+    rvps = rvps_file.parse((sample / "rvps-config.json").read_text(), "rvps-config.json")
+    assert rvps.records_file == (
+        "/opt/confidential-containers/rvps/reference-values/reference-values.json"
+    )
