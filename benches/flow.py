@@ -318,6 +318,33 @@ class Phase:
     sampled: dict[int, int] = field(default_factory=dict)
 
 
+def record(phase: Phase, guest: Any, start: float, result: bytes | None) -> None:
+    """Count a unit that started at `start` and just ended, if it ended inside the window."""
+    end = time.perf_counter()
+    if phase.window_start <= end <= phase.window_end:
+        phase.latencies.append(end - start)
+        if result is not None and phase.sampled.get(id(guest), 0) < phase.sample_quota:
+            phase.sampled[id(guest)] = phase.sampled.get(id(guest), 0) + 1
+            phase.samples.append((guest, result))
+
+
+def open_window(phase: Phase, server_pid: int | None) -> tuple[float, float, float]:
+    """Start the measuring window; returns the CPU counters `close_window` compares with."""
+    cpu0 = (process_cpu_seconds(server_pid), time.process_time(), machine_cpu_seconds())
+    phase.window_start = time.perf_counter()
+    return cpu0
+
+
+def close_window(phase: Phase, server_pid: int | None, cpu0: tuple[float, float, float]) -> None:
+    """End the window and work out who used the CPU during it."""
+    phase.window_end = time.perf_counter()
+    elapsed = phase.window_end - phase.window_start
+    phase.server_cpu = (process_cpu_seconds(server_pid) - cpu0[0]) / elapsed
+    phase.client_cpu = (time.process_time() - cpu0[1]) / elapsed
+    machine = (machine_cpu_seconds() - cpu0[2]) / elapsed
+    phase.other_cpu = max(0.0, machine - phase.server_cpu - phase.client_cpu)
+
+
 async def _client_loop(
     phase: Phase, guest: Guest, unit: Callable[[Guest], Awaitable[bytes | None]]
 ) -> None:
@@ -325,12 +352,7 @@ async def _client_loop(
         start = time.perf_counter()
         with trio.fail_after(REQUEST_TIMEOUT_S):
             result = await unit(guest)
-        end = time.perf_counter()
-        if phase.window_start <= end <= phase.window_end:
-            phase.latencies.append(end - start)
-            if result is not None and phase.sampled.get(id(guest), 0) < phase.sample_quota:
-                phase.sampled[id(guest)] = phase.sampled.get(id(guest), 0) + 1
-                phase.samples.append((guest, result))
+        record(phase, guest, start, result)
     await guest.conn.aclose()
 
 
@@ -349,15 +371,9 @@ async def run_phase(
         await trio.sleep(warmup)
         if on_window is not None:
             on_window(True)
-        cpu0 = (process_cpu_seconds(server_pid), time.process_time(), machine_cpu_seconds())
-        phase.window_start = time.perf_counter()
+        cpu0 = open_window(phase, server_pid)
         await trio.sleep(duration)
-        phase.window_end = time.perf_counter()
-        elapsed = phase.window_end - phase.window_start
-        phase.server_cpu = (process_cpu_seconds(server_pid) - cpu0[0]) / elapsed
-        phase.client_cpu = (time.process_time() - cpu0[1]) / elapsed
-        machine = (machine_cpu_seconds() - cpu0[2]) / elapsed
-        phase.other_cpu = max(0.0, machine - phase.server_cpu - phase.client_cpu)
+        close_window(phase, server_pid, cpu0)
         if on_window is not None:
             on_window(False)
         phase.stopping = True
@@ -832,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
     profile: Path | None = args.profile_server
     if profile is not None:
         profile = profile.resolve()
-    try:
+
+    def run() -> None:
         token = None
         if args.admin_token_file is not None:
             token = args.admin_token_file.read_text().strip()
@@ -851,6 +868,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             trio.run(bench, server, args.clients, args.warmup, args.duration, bool(profile), token)
+
+    code = exit_code(run)
+    if code == 0 and profile is not None:
+        print_profile(profile)
+    return code
+
+
+def exit_code(run: Callable[[], object]) -> int:
+    """Run a bench; every failure ends it with one line per cause on stderr and exit code 1."""
+    try:
+        run()
     except OSError as exc:
         log(f"bench failed: {exc}")
         return 1
@@ -861,8 +889,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted")
         return 130
-    if profile is not None:
-        print_profile(profile)
     return 0
 
 
