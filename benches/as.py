@@ -4,7 +4,7 @@ evaluation called in-process.
 
 Run from the repository root with the project's venv:
 
-    .venv/bin/python benches/as.py [--clients 1,32] [--duration 10] [--warmup 2]
+    .venv/bin/python benches/as.py [--clients 1,32] [--duration 10] [--warmup 2] [--rounds 1]
         [--tee sample,tdx] [--targets in-process,rest,grpc] [--upstream PATH/restful-as]
 
 One evaluation is one `POST /attestation` (REST) or `AttestationEvaluate` (gRPC) carrying one
@@ -16,21 +16,26 @@ A pool of distinct requests (one nonce each) is built before any timing.
 Targets, each measured with the same requests and concurrency:
 
 * in-process: `AttestationService.evaluate` called from this process, built from the same AS
-  configuration by the code the KBS uses (the baseline);
+  configuration by `as_assemble.assemble_as` (the baseline);
 * rest: our REST AS started from `--rest-cmd` (a child process on a free loopback port);
-* grpc: our gRPC AS started from `--grpc-cmd`, called through the generated stubs of
-  `--grpc-stubs` (skipped, with a line on stderr, when grpcio or the stubs are missing);
+* grpc: our gRPC AS started from `--grpc-cmd`, called through the generated messages of
+  `--grpc-stubs` (skipped, with a line on stderr, when grpcio or the messages are missing);
 * upstream: upstream's `restful-as` binary given by `--upstream`, sample TEE only (it cannot
   verify our simulated TDX quotes).
 
+Every server runs from the start, and the phases alternate between targets: for each client
+count, each TEE is measured on every target in turn, so the figures compared are taken within
+minutes of each other on a machine whose speed drifts; `--rounds N` repeats it all and the
+summary takes medians.
+
 The load generator is benches/flow.py's: one trio task and one keep-alive connection per
-client, hand-written HTTP/1.1 (for gRPC: one channel per client, blocking calls in worker
-threads). Before the evaluations at each concurrency level, every HTTP target is also driven
+client, hand-written HTTP/1.1; for gRPC one grpc.aio channel per client, on an asyncio loop in
+a thread of its own. Before the evaluations at each client count, every HTTP target is driven
 with `GET /healthz` (the ceiling: what the generator and the HTTP stack do with no work behind
 them). stdout gets one JSON object per measured phase and, last, one summary object per TEE and
-level with `ratio` = over_the_wire / in_process for each server and, when upstream was measured,
-`vs_upstream`. stderr gets the progress, the CPU used by server, generator and everything else,
-and the generator's CPU per request.
+client count with `ratio` = over_the_wire / in_process for each server and, when upstream was
+measured, `vs_upstream`. stderr gets the progress, the CPU used by server, generator and
+everything else, and the generator's CPU per request.
 """
 
 from __future__ import annotations
@@ -42,13 +47,15 @@ import json
 import os
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,6 +408,7 @@ class Settings:
     duration: float
     ceiling_duration: float
     tees: list[str]
+    rounds: int
 
 
 def report(
@@ -477,47 +485,112 @@ async def run_phase_asyncio(
     return phase
 
 
-async def measure(
-    target: str,
-    clients: list[Any],
-    pools: dict[str, list[Evaluation]],
-    settings: Settings,
-    pid: int | None,
-    run: Callable[..., Awaitable[Phase]] = run_phase,
-) -> dict[tuple[str, int], float]:
-    """The healthz ceiling (HTTP targets) and then the evaluations, per level and TEE;
-    returns evaluations/s by (tee, clients). `run`: the phase runner of the event loop."""
+class AsyncioThread:
+    """An asyncio loop on a thread of its own, for grpc.aio: the gRPC target's channels live
+    there, and the trio side waits while a gRPC phase runs on it."""
 
-    async def evaluate(client: Any) -> bytes:
-        return bytes(await client.evaluate())
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
 
-    async def healthz(client: Any) -> None:
-        await client.healthz()
+    async def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return await trio.to_thread.run_sync(future.result)
 
-    rates: dict[tuple[str, int], float] = {}
-    for level in settings.levels:
-        group = clients[:level]
-        if isinstance(group[0], HttpClient):
-            phase = await run(group, healthz, settings.warmup, settings.ceiling_duration, pid)
-            report(target, "healthz", level, phase, pid)
-        for tee in settings.tees:
-            if tee not in clients[0].cycles:
-                continue
-            for client in group:
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+@dataclass
+class Target:
+    """A measured thing: its clients (one per simulated client), the TEEs it is given, and the
+    phase runner of the event loop its clients need."""
+
+    name: str
+    clients: list[Any]
+    tees: list[str]
+    server: Server | None = None
+    asyncio_thread: AsyncioThread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.server is None else self.server.pid
+
+    async def phase(
+        self,
+        level: int,
+        unit: Callable[[Any], Awaitable[bytes | None]],
+        warmup: float,
+        duration: float,
+    ) -> Phase:
+        group = self.clients[:level]
+        try:
+            if self.asyncio_thread is None:
+                return await run_phase(group, unit, warmup, duration, self.pid)
+            phase = run_phase_asyncio(group, unit, warmup, duration, self.pid)
+            result: Phase = await self.asyncio_thread.run(phase)
+            return result
+        except (BenchError, TimeoutError, trio.TooSlowError) as exc:
+            raise self.failed(exc) from None
+
+    async def probe(self, pools: dict[str, list[Evaluation]]) -> None:
+        """One evaluation per TEE before any timing, so that a refusal stops the bench early."""
+
+        async def once() -> None:
+            client = self.clients[0]
+            for tee in self.tees:
                 client.select(tee)
-            phase = await run(group, evaluate, settings.warmup, settings.duration, pid)
+                check_tokens([await client.evaluate()], pools[tee])
+            await client.conn.aclose()
+
+        try:
+            if self.asyncio_thread is None:
+                with trio.fail_after(REQUEST_TIMEOUT_S):
+                    await once()
+            else:
+                await self.asyncio_thread.run(asyncio.wait_for(once(), REQUEST_TIMEOUT_S))
+        except (BenchError, TimeoutError, trio.TooSlowError) as exc:
+            raise self.failed(exc) from None
+
+    def failed(self, exc: BaseException) -> BenchError:
+        tail = "" if self.server is None else f"\nits log ends:\n{self.server.log_tail()}"
+        return BenchError(f"{self.name}: {type(exc).__name__}: {exc}{tail}")
+
+
+async def evaluate(client: Any) -> bytes:
+    return bytes(await client.evaluate())
+
+
+async def healthz(client: Any) -> None:
+    await client.healthz()
+
+
+async def measure_level(
+    targets: list[Target],
+    level: int,
+    settings: Settings,
+    pools: dict[str, list[Evaluation]],
+    rates: dict[tuple[str, str, int], list[float]],
+) -> None:
+    """One client count: the HTTP targets' healthz ceilings, then each TEE on every target in
+    turn, so that the targets compared are measured minutes apart at most."""
+    for target in targets:
+        if isinstance(target.clients[0], HttpClient):
+            phase = await target.phase(level, healthz, settings.warmup, settings.ceiling_duration)
+            report(target.name, "healthz", level, phase, target.pid)
+    for tee in settings.tees:
+        for target in targets:
+            if tee not in target.tees:
+                continue
+            for client in target.clients[:level]:
+                client.select(tee)
+            phase = await target.phase(level, evaluate, settings.warmup, settings.duration)
             statuses = check_tokens([token for _, token in phase.samples], pools[tee])
-            line = report(target, tee, level, phase, pid, ear_status=dict(statuses))
-            rates[(tee, level)] = line["per_s"]
-    return rates
-
-
-async def probe(client: Any, pools: dict[str, list[Evaluation]]) -> None:
-    """One evaluation per TEE before any timing, so that a refusal stops the bench early."""
-    for tee in client.cycles:
-        client.select(tee)
-        check_tokens([await client.evaluate()], pools[tee])
-    await client.conn.aclose()
+            line = report(target.name, tee, level, phase, target.pid, ear_status=dict(statuses))
+            rates.setdefault((target.name, tee, level), []).append(line["per_s"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,55 +614,6 @@ def starts(pools: dict[str, list[Evaluation]], count: int) -> list[int]:
     return [i * max(1, size // count) for i in range(count)]
 
 
-async def in_process_target(
-    config: dict[str, Any], pools: dict[str, list[Evaluation]], settings: Settings
-) -> dict[tuple[str, int], float]:
-    from trustee import offload
-
-    service = await in_process_service(config)
-    requests = {tee: [item.in_process() for item in pool] for tee, pool in pools.items()}
-    clients = [
-        InProcessClient(service, requests, start) for start in starts(pools, max(settings.levels))
-    ]
-    async with trio.open_nursery() as nursery:
-        # The native threads and their reader, as the server starts them.
-        await nursery.start(offload.DEFAULT.run)
-        with trio.fail_after(REQUEST_TIMEOUT_S):
-            await probe(clients[0], pools)
-        rates = await measure("in-process", clients, pools, settings, None)
-        nursery.cancel_scope.cancel()
-    return rates
-
-
-async def http_target(
-    name: str, server: Server, pools: dict[str, list[Evaluation]], settings: Settings
-) -> dict[tuple[str, int], float]:
-    builder = Connection(server.port)
-    raw = {
-        tee: [builder.build("POST", "/attestation", item.rest_body(), "application/json")
-              for item in pool]
-        for tee, pool in pools.items()
-    }  # fmt: skip
-    clients = [HttpClient(server.port, raw, start) for start in starts(pools, max(settings.levels))]
-    with trio.fail_after(REQUEST_TIMEOUT_S):
-        await probe(clients[0], pools)
-    return await measure(name, clients, pools, settings, server.pid)
-
-
-async def grpc_target(
-    server: Server, stubs: GrpcStubs, pools: dict[str, list[Evaluation]], settings: Settings
-) -> dict[tuple[str, int], float]:
-    messages = {tee: [item.grpc_message(stubs) for item in pool] for tee, pool in pools.items()}
-    count = max(settings.levels)
-    clients = [GrpcClient(server.port, stubs, messages, start) for start in starts(pools, count)]
-    try:
-        await asyncio.wait_for(probe(clients[0], pools), REQUEST_TIMEOUT_S)
-        return await measure("grpc", clients, pools, settings, server.pid, run_phase_asyncio)
-    finally:
-        for client in clients:
-            await client.close()
-
-
 def server_template(name: str, plan: Plan) -> str:
     if name == "rest":
         return plan.rest_cmd
@@ -600,42 +624,83 @@ def server_template(name: str, plan: Plan) -> str:
     return f"{binary} --config-file {{config}} --socket {{socket}}"
 
 
-def run_target(
-    name: str, plan: Plan, settings: Settings, pools: dict[str, list[Evaluation]]
-) -> dict[tuple[str, int], float]:
-    """Measure one target; returns evaluations/s by (tee, clients)."""
+def target_pools(name: str, pools: dict[str, list[Evaluation]]) -> dict[str, list[Evaluation]]:
     if name == "upstream":
         # Upstream cannot verify our simulated TDX quotes (nor does its build here have TDX).
-        pools = {tee: pool for tee, pool in pools.items() if tee == "sample"}
-        if not pools:
-            log("upstream: skipped, it is measured with the sample TEE only")
-            return {}
-    ours = None if name == "upstream" else plan.verifier_config
-    config = as_config(plan.workdir / f"store-{name}", plan.storage, ours)
-    if name == "in-process":
-        return trio.run(in_process_target, config, pools, settings)
+        return {tee: pool for tee, pool in pools.items() if tee == "sample"}
+    return pools
+
+
+def start_server(name: str, plan: Plan, stack: AsyncExitStack) -> Server:
+    config = as_config(
+        plan.workdir / f"store-{name}",
+        plan.storage,
+        None if name == "upstream" else plan.verifier_config,
+    )
     path = plan.workdir / f"{name}-as-config.json"
     path.write_text(json.dumps(config, indent=2) + "\n")
     ready = tcp_open if name == "grpc" else healthz_ok
-    with served(name, server_template(name, plan), path, plan.workdir, ready) as server:
-        try:
-            if name == "grpc":
-                assert plan.stubs is not None
-                return asyncio.run(grpc_target(server, plan.stubs, pools, settings))
-            return trio.run(http_target, name, server, pools, settings)
-        except (BenchError, TimeoutError, trio.TooSlowError) as exc:
-            raise BenchError(f"{name}: {exc}\nits log ends:\n{server.log_tail()}") from None
+    template = server_template(name, plan)
+    return stack.enter_context(served(name, template, path, plan.workdir, ready))
 
 
-def summarise(rates: dict[str, dict[tuple[str, int], float]], settings: Settings) -> None:
-    """One line per TEE and level: every target's rate, ratio = over_the_wire / in_process,
-    and each one against upstream's."""
+async def make_target(
+    name: str, plan: Plan, pools: dict[str, list[Evaluation]], count: int, stack: AsyncExitStack
+) -> Target:
+    """Start the target (a server process, or the in-process service) and its clients."""
+    pools = target_pools(name, pools)
+    tees = list(pools)
+    if name == "in-process":
+        config = as_config(plan.workdir / f"store-{name}", plan.storage, plan.verifier_config)
+        service = await in_process_service(config)
+        requests = {tee: [item.in_process() for item in pool] for tee, pool in pools.items()}
+        clients = [InProcessClient(service, requests, start) for start in starts(pools, count)]
+        return Target(name, clients, tees)
+    server = start_server(name, plan, stack)
+    if name != "grpc":
+        builder = Connection(server.port)
+        raw = {
+            tee: [builder.build("POST", "/attestation", item.rest_body(), "application/json")
+                  for item in pool]
+            for tee, pool in pools.items()
+        }  # fmt: skip
+        clients = [HttpClient(server.port, raw, start) for start in starts(pools, count)]
+        return Target(name, clients, tees, server)
+    stubs = plan.stubs
+    assert stubs is not None
+    messages = {tee: [item.grpc_message(stubs) for item in pool] for tee, pool in pools.items()}
+    thread = AsyncioThread()
+    stack.callback(thread.close)
+
+    async def connect() -> list[GrpcClient]:
+        # grpc.aio channels belong to the loop they are made on.
+        return [GrpcClient(server.port, stubs, messages, start) for start in starts(pools, count)]
+
+    grpc_clients = await thread.run(connect())
+
+    async def disconnect() -> None:
+        for client in grpc_clients:
+            await client.close()
+
+    stack.push_async_callback(lambda: thread.run(disconnect()))
+    return Target(name, grpc_clients, tees, server, thread)
+
+
+def summarise(rates: dict[tuple[str, str, int], list[float]], settings: Settings) -> None:
+    """One line per TEE and level: every target's evaluations/s (the median over the rounds),
+    ratio = over_the_wire / in_process, and each one against upstream's."""
     for tee in settings.tees:
         for level in settings.levels:
-            got = {name: r[(tee, level)] for name, r in rates.items() if (tee, level) in r}
+            got = {
+                name: statistics.median(values)
+                for (name, t, n), values in rates.items()
+                if (t, n) == (tee, level)
+            }
             if not got:
                 continue
             line: dict[str, Any] = {"summary": True, "tee": tee, "clients": level}
+            if settings.rounds > 1:
+                line["rounds"] = settings.rounds
             line.update({name.replace("-", "_"): value for name, value in got.items()})
             base = got.get("in-process")
             wire = [name for name in OVER_THE_WIRE if name in got]
@@ -651,7 +716,7 @@ def summarise(rates: dict[str, dict[tuple[str, int], float]], settings: Settings
             print(json.dumps(line), flush=True)
 
 
-def bench(plan: Plan, settings: Settings, pool_size: int) -> None:
+async def bench(plan: Plan, settings: Settings, pool_size: int) -> None:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     log(
         f"{len(os.sched_getaffinity(0))} cores, load average {load}; "
@@ -668,7 +733,31 @@ def bench(plan: Plan, settings: Settings, pool_size: int) -> None:
             "collateral": str(files["collateral"]),
         }
     pools = {tee: build_pool(tee, pool_size, tdx_pki) for tee in settings.tees}
-    rates = {name: run_target(name, plan, settings, pools) for name in plan.targets}
+    rates: dict[tuple[str, str, int], list[float]] = {}
+    from trustee import offload
+
+    async with trio.open_nursery() as nursery:
+        # The in-process target's native threads and their reader, as a server starts them.
+        await nursery.start(offload.DEFAULT.run)
+        # Every server runs from the start (idle ones cost nothing), so that the phases of
+        # different targets can alternate.
+        async with AsyncExitStack() as stack:
+            targets = []
+            for name in plan.targets:
+                if not target_pools(name, pools):
+                    log(f"{name}: skipped, it is measured with the sample TEE only")
+                    continue
+                target = await make_target(name, plan, pools, max(settings.levels), stack)
+                await target.probe(pools)
+                targets.append(target)
+            if not targets:
+                raise BenchError("no target takes the TEEs asked for")
+            for number in range(settings.rounds):
+                if settings.rounds > 1:
+                    log(f"round {number + 1} of {settings.rounds}")
+                for level in settings.levels:
+                    await measure_level(targets, level, settings, pools, rates)
+        nursery.cancel_scope.cancel()
     summarise(rates, settings)
 
 
@@ -687,6 +776,13 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
         return [name for name in allowed if name in chosen]
 
     return parse
+
+
+def _rounds(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 20:
+        raise argparse.ArgumentTypeError("must be from 1 to 20")
+    return value
 
 
 def _pool_size(text: str) -> int:
@@ -718,6 +814,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "messages (default trustee.grpc_api)")  # fmt: skip
     add("--upstream", type=Path, metavar="PATH", help="upstream's restful-as binary")
     add("--pool", type=_pool_size, default=256, help="distinct requests per TEE (256)")
+    add("--rounds", type=_rounds, default=1,
+        help="repeat every phase this many times, alternating targets; the summary takes "
+        "medians (1)")  # fmt: skip
     add("--storage", choices=("LocalFs", "Memory"), default="LocalFs",
         help="the AS storage backend (LocalFs, in the temporary directory)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -744,7 +843,9 @@ def main(argv: list[str] | None = None) -> int:
     if not targets:
         log("nothing to measure")
         return 1
-    settings = Settings(args.clients, args.warmup, args.duration, args.ceiling_duration, args.tee)
+    settings = Settings(
+        args.clients, args.warmup, args.duration, args.ceiling_duration, args.tee, args.rounds
+    )
 
     def run() -> None:
         with tempfile.TemporaryDirectory(prefix="trustee-as-bench-") as tmp:
@@ -752,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets, args.rest_cmd, args.grpc_cmd, args.upstream, stubs, args.storage,
                 Path(tmp), None,
             )  # fmt: skip
-            bench(plan, settings, args.pool)
+            trio.run(bench, plan, settings, args.pool)
 
     return exit_code(run)
 
