@@ -7,13 +7,11 @@ Service in `trustee.as_server`; both get the same sockets, worker restarts and s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -28,9 +26,10 @@ if TYPE_CHECKING:
     from trustee.config import Config
     from trustee.config.model import HttpServerConfig
 
-log = logging.getLogger("trustee")
+from trustee.supervision import EXIT_CONFIG, StartError, run_worker, supervise
+from trustee.supervision import sole_error as _sole
 
-EXIT_CONFIG = 2
+log = logging.getLogger("trustee")
 
 
 def _banner(config: Config) -> str:
@@ -128,7 +127,6 @@ def _settle_garbage_collector() -> None:
     """What start-up built lives as long as the process: frozen, the collector never walks it
     again; and young collections run per many requests instead of several times per request."""
     import gc
-    import os
 
     if os.environ.get("TRUSTEE_GC_DEFAULTS"):
         return
@@ -144,16 +142,6 @@ def check_front_end_env() -> None:
 
     body_timeout()
     default_max_connections()
-
-
-class StartError(Exception):
-    """The server stops before serving: exit `code`, with one line (the program's name goes
-    in front of it)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def serve_command(
@@ -299,15 +287,6 @@ def _serve_one(program: Program) -> None:
         raise _sole(group) from None
 
 
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error a (nested) exception group holds, as itself: trio's nurseries wrap what
-    fails inside them, and a person should read the error, not the nesting."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _development_storage(config: Config) -> str:
     """The development server keeps its data in a fresh LocalFs directory (removed at exit),
     so that it can run a worker per core like a real deployment."""
@@ -322,107 +301,19 @@ def _development_storage(config: Config) -> str:
     return directory
 
 
-# A worker that keeps dying is restarted after this pause, so a crash loop cannot spin.
-RESTART_BACKOFF = 0.5
-SUPERVISOR_POLL = 0.2
-
-
 def _serve_workers(program: Program) -> int:
     """`worker_count` processes accepting on sockets bound here; they share nothing but the
-    stores. A worker that dies is replaced (within a second) for as long as the server should
-    serve; SIGINT/SIGTERM are passed on, and each worker shuts down gracefully."""
-    import multiprocessing
-    from multiprocessing.connection import wait
-
+    stores."""
     count = program.http.worker_count
     # Each worker keeps its own sockets across restarts: connections the kernel queued on
     # them while it was being replaced are served by its successor.
     sockets = _bind(program, count)
-    context = multiprocessing.get_context("spawn")
-    stopping: list[int] = []
-    workers: list[multiprocessing.process.BaseProcess] = []
-
-    failures = context.SimpleQueue()
-    started: list[Any] = [None] * count  # per worker: an Event set once it has built its KBS
-
-    def start(index: int) -> multiprocessing.process.BaseProcess:
-        ready = context.Event()
-        worker = context.Process(
-            target=_worker,
-            args=(_worker_program(program, index), sockets[index], ready, failures),
-            name=f"trustee-worker-{index}",
-        )
-        worker.start()
-        started[index] = ready
-        return worker
-
-    def forward(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signum)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    workers.extend(start(i) for i in range(count))
     log.info("Starting %d workers at %s", count, program.http.sockets)
-    failed: list[str] = []
-    while True:
-        # Exits are looked at before anything else: workers that all failed to start within
-        # one poll must still be reported as such, not taken for a finished server.
-        alive = [w for w in workers if w.exitcode is None]
-        if alive:
-            wait([w.sentinel for w in alive], timeout=SUPERVISOR_POLL)
-        for index, worker in enumerate(workers):
-            if worker.exitcode is None:
-                continue
-            if stopping:
-                if worker.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM):
-                    failed.append(worker.name or f"worker {index}")
-                continue
-            if not started[index].is_set():
-                # It never got as far as serving (a store it cannot reach, a bad file): the
-                # next one would fail the same way. Stop, with the worker's one-line error.
-                raise _stop_workers_after_failed_start(workers, failures, worker.exitcode)
-            # Nothing asked it to stop: whatever ended it, the server keeps its capacity.
-            log.error(
-                "worker %d (pid %s) died (%s); starting a new one",
-                index,
-                worker.pid,
-                _exit_reason(worker.exitcode),
-            )
-            time.sleep(RESTART_BACKOFF if worker.exitcode != 0 else 0)
-            if not stopping:
-                workers[index] = start(index)
-        if stopping and all(w.exitcode is not None for w in workers):
-            break
-    if failed:
-        log.error("workers exited with errors: %s", ", ".join(sorted(set(failed))))
-        return 1
-    return 0
+    return supervise(count, _worker, partial(_kbs_worker_args, program, sockets), "trustee-worker")
 
 
-def _stop_workers_after_failed_start(
-    workers: list[Any], failures: Any, exitcode: int | None
-) -> StartError:
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()
-    for worker in workers:
-        worker.join(10)
-    code, message = 1, f"a worker failed to start ({_exit_reason(exitcode)})"
-    if not failures.empty():
-        code, message = failures.get()
-    return StartError(int(code), str(message))
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit status {code}"
+def _kbs_worker_args(program: Program, sockets: list[Sockets], index: int) -> tuple[Any, ...]:
+    return (_worker_program(program, index), sockets[index])
 
 
 def _worker_program(program: Program, index: int) -> Program:
@@ -452,26 +343,7 @@ def _worker_sink(sink: AuditSinkSettings, index: int) -> AuditSinkSettings:
 
 
 def _worker(program: Program, sockets: Sockets, ready: Any, failures: Any) -> None:
-    import multiprocessing
+    def main(sentinel: int | None) -> Callable[[], Awaitable[None]]:
+        return partial(_run, program, sockets, ready.set, sentinel)
 
-    import trio
-
-    from trustee.config import ConfigError
-    from trustee.logs import setup_logging
-
-    setup_logging()
-    # Start-up errors go to the parent, which prints one line for the server and stops.
-    try:
-        with contextlib.suppress(KeyboardInterrupt):  # the parent passed on SIGINT: shut down
-            try:
-                parent = multiprocessing.parent_process()
-                sentinel = parent.sentinel if parent is not None else None
-                trio.run(partial(_run, program, sockets, ready.set, sentinel))
-            except BaseExceptionGroup as group:
-                raise _sole(group) from None
-    except ConfigError as exc:
-        failures.put((EXIT_CONFIG, str(exc)))
-        sys.exit(EXIT_CONFIG)
-    except OSError as exc:
-        failures.put((1, f"cannot serve: {exc}"))
-        sys.exit(1)
+    run_worker(main, failures)

@@ -63,7 +63,7 @@ def _run(prog: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:
 
     from trustee.as_server.grpc_server import GrpcStartError
     from trustee.config.errors import ConfigError
-    from trustee.serving import _sole as sole_error
+    from trustee.supervision import sole_error
 
     try:
         try:
