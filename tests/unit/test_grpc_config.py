@@ -145,3 +145,18 @@ def test_start_up_failures_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith(line), err
+
+
+def test_grpc_as_refuses_worker_counts_as_the_rest_as_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Memory storage is one process's: more than one worker is refused before anything
+    binds, with the REST AS's words; so is a count below one."""
+    from trustee.as_server.grpc_cli import grpc_as_main
+
+    assert grpc_as_main(["--socket", "127.0.0.1:1", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grpc-as: --workers: 2 workers cannot share") and "Memory" in err
+    assert err.count("\n") == 1
+    assert grpc_as_main(["--socket", "127.0.0.1:1", "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "grpc-as: --workers: must be at least 1\n"

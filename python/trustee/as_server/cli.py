@@ -79,6 +79,11 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="CORS origins (accepted for upstream's command line; not applied)",
     )
+    add_workers_argument(parser)
+
+
+def add_workers_argument(parser: argparse.ArgumentParser) -> None:
+    """`--workers N`, for the REST and the gRPC servers alike (see `worker_count`)."""
     parser.add_argument(
         "--workers",
         type=int,
@@ -149,11 +154,8 @@ def prepare(args: argparse.Namespace, build: Any) -> Program:
     http = http_config(args)
     http.worker_count = worker_count(config, args.workers)
     check_front_end_env()
-    signer_pem = None
-    if http.worker_count > 1 and config.service.broker.signer is None:
-        signer_pem = _ephemeral_key()
-    settings = AsSettings(config, signer_pem)
-    return Program(settings, http, build, _for_worker, source=args.config)
+    settings = AsSettings(config, shared_signer_pem(config, http.worker_count))
+    return Program(settings, http, build, worker_settings, source=args.config)
 
 
 def http_config(args: argparse.Namespace) -> HttpServerConfig:
@@ -204,6 +206,14 @@ def worker_count(config: AsConfig, wanted: int | None) -> int:
     return wanted
 
 
+def shared_signer_pem(config: AsConfig, workers: int) -> bytes | None:
+    """The one key every worker signs with when the config names no signer (None: each
+    process may make its own, or loads the configured one)."""
+    if workers > 1 and config.service.broker.signer is None:
+        return _ephemeral_key()
+    return None
+
+
 def _ephemeral_key() -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -216,7 +226,7 @@ def _ephemeral_key() -> bytes:
     )
 
 
-def _for_worker(settings: AsSettings, index: int) -> AsSettings:
+def worker_settings(settings: AsSettings, index: int) -> AsSettings:
     """A file audit sink gets one file per worker: a hash chain needs a single writer."""
     from trustee.serving import worker_audit_sinks
 

@@ -35,6 +35,9 @@ def add_grpc_as_arguments(parser: argparse.ArgumentParser) -> None:
         help="TLS certificate (chain); with --https-prikey, serves gRPC over TLS",
     )  # fmt: skip
     parser.add_argument("-k", "--https-prikey", metavar="PEM", help="TLS private key")
+    from trustee.as_server.cli import add_workers_argument
+
+    add_workers_argument(parser)
 
 
 def _rvps_parser(prog: str) -> argparse.ArgumentParser:
@@ -88,9 +91,12 @@ def _serve(
     load: Callable[[], Any],
     listen: Callable[[], Any],
     run: Callable[[Any, Any], Coroutine[Any, Any, None]],
+    workers: Callable[[Any], int] = lambda _config: 1,
+    serve_workers: Callable[[Any, int], int] | None = None,
 ) -> int:
     """Check the address, `load()` the config file and make the `listen()`ing settings, each
-    failure one line; then serve `run(config, listen)`."""
+    failure one line; then serve `run(config, listen)`, or `serve_workers(config, count)`
+    when `workers(config)` asks for more than one process."""
     from trustee.as_server.grpc_server import GrpcStartError
     from trustee.config.errors import ConfigError
     from trustee.config.loader import is_socket_address
@@ -101,21 +107,42 @@ def _serve(
         return _fail(prog, EXIT_CONFIG, f"{flag}: {address!r} is not an ip:port address")
     try:
         config = load()
+        count = workers(config)
         settings = listen()
     except (ConfigError, GrpcStartError) as exc:
         return _fail(prog, EXIT_CONFIG, str(exc))
+    if count > 1 and serve_workers is not None:
+        return serve_workers(config, count)
     return _run(prog, partial(run, config, settings))
+
+
+def _serve_as_workers(prog: str, args: argparse.Namespace, config: Any, count: int) -> int:
+    from trustee.as_server.grpc_workers import serve_workers
+    from trustee.supervision import StartError
+
+    address = args.socket
+    try:
+        return serve_workers(config, count, address, args.https_pubkey_cert, args.https_prikey)
+    except StartError as exc:
+        return _fail(prog, exc.code, exc.message)
+    except OSError as exc:
+        return _fail(prog, 1, f"cannot listen on {address}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return 0
 
 
 def serve_grpc_as(args: argparse.Namespace, prog: str) -> int:
     """Serve the AS over gRPC with grpc-as's parsed flags."""
     from trustee.as_server import grpc_run, grpc_server
+    from trustee.as_server.cli import worker_count
     from trustee.config import as_file
 
     tls = (args.https_pubkey_cert, args.https_prikey)
     listen = partial(grpc_server.Listen.from_files, args.socket, *tls)
     load = partial(as_file.load_file, args.config)
-    return _serve(prog, "--socket", args.socket, load, listen, grpc_run.run_grpc_as)
+    workers = partial(worker_count, wanted=args.workers)
+    many = partial(_serve_as_workers, prog, args)
+    return _serve(prog, "--socket", args.socket, load, listen, grpc_run.run_grpc_as, workers, many)
 
 
 def serve_rvps(args: argparse.Namespace, prog: str) -> int:

@@ -12,6 +12,7 @@ import trio
 from trustee import offload
 from trustee.as_server.grpc_as import AttestationServicer, ReferenceValueServicer
 from trustee.as_server.grpc_server import Listen, serve_grpc
+from trustee.attestation.ear import Signer
 from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
 from trustee.config.as_file import AsConfig
 from trustee.config.rvps_file import RvpsFileConfig
@@ -46,12 +47,16 @@ async def _with_background(
 
 
 async def run_grpc_as(
-    config: AsConfig, listen: Listen, on_listening: Callable[[int], None] | None = None
+    config: AsConfig,
+    listen: Listen,
+    on_listening: Callable[[int], None] | None = None,
+    signer: Signer | None = None,
 ) -> None:
-    """Serve upstream's grpc-as services (and health) until SIGINT/SIGTERM."""
+    """Serve upstream's grpc-as services (and health) until SIGINT/SIGTERM; `signer` stands
+    in for an unconfigured one (workers share it)."""
     from trustee.as_assemble import assemble_as
 
-    standalone = await assemble_as(config)
+    standalone = await assemble_as(config, signer=signer)
 
     def register(server: grpc.Server, portal: TrioPortal) -> list[str]:
         attestation_pb2_grpc.add_AttestationServiceServicer_to_server(

@@ -41,6 +41,8 @@ class GrpcStartError(Exception):
 class Listen:
     address: str  # IP:PORT
     credentials: grpc.ServerCredentials | None = None  # None: plain HTTP/2
+    # Worker processes each bind the same port; the kernel spreads connections across them.
+    reuse_port: bool = False
 
     @classmethod
     def from_files(cls, address: str, cert: str | None, key: str | None) -> Listen:
@@ -82,14 +84,15 @@ def _read(path: str, what: str) -> bytes:
 Register = Callable[[grpc.Server, TrioPortal], list[str]]
 
 
-def _server() -> grpc.Server:
+def _server(reuse_port: bool) -> grpc.Server:
     return grpc.server(
         ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="grpc-call"),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            # grpcio shares ports by default: a second server would bind silently.
-            ("grpc.so_reuseport", 0),
+            # grpcio shares ports by default: a second server would bind silently (workers
+            # share theirs on purpose, under a supervisor that checked the port was free).
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
@@ -131,7 +134,7 @@ async def serve_grpc(
     until SIGINT/SIGTERM; then refuse new calls and let those in progress finish."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         portal = TrioPortal(trio.lowlevel.current_trio_token(), CALL_TIME_LIMIT_S, offload.DEFAULT)
-        server = _server()
+        server = _server(listen.reuse_port)
         names = register(server, portal)
         checker = health.HealthServicer(
             experimental_non_blocking=True,
