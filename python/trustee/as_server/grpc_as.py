@@ -151,15 +151,11 @@ class AttestationServicer(attestation_pb2_grpc.AttestationServiceServicer):
         except (AttestationFailure, limits.InputLimitError, trio.TooSlowError) as exc:
             reason = _failure_reason(exc, self.portal.time_limit)
             self.metrics.attestation(tee, "failure")
-            try:
-                await trail.failed(tee, ids[0], reason)
-            except AuditRequiredSinkError as audit_exc:
-                log.error("audit: %s", audit_exc)
+            await trail.refused(tee, ids[0], reason)
             raise Refusal(EVALUATION_FAILED + reason) from exc
         self.metrics.attestation(tee, "success")
         try:
-            await trail.verified(tees, appraised.claims)
-            await trail.token_issued(appraised.token, appraised.claims)
+            await trail.issued(tees, appraised.token, appraised.claims)
         except AuditRequiredSinkError as exc:
             # A decision a required sink could not record is not released.
             log.error("audit: %s", exc)
@@ -192,10 +188,7 @@ class AttestationServicer(attestation_pb2_grpc.AttestationServiceServicer):
         log.info("attestation policy %s set", policy_id)
         if self.auditing:
             trail = AsTrail(self.audit, uuid.uuid4().hex, text.encode())
-            try:
-                await trail.policy_changed(policy_id, text)
-            except AuditRequiredSinkError as exc:
-                log.error("audit: %s", exc)
+            await trail.policy_changed(policy_id, text)
 
     def GetAttestationChallenge(
         self, request: attestation_pb2.ChallengeRequest, context: grpc.ServicerContext

@@ -8,11 +8,14 @@ digest is the SHA-256 of the request body, as the KBS digests its `/attest` body
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trustee.audit import event as audit
-from trustee.audit.dispatcher import AuditDispatcher, NullDispatcher
+from trustee.audit.dispatcher import AuditDispatcher, AuditRequiredSinkError, NullDispatcher
+
+log = logging.getLogger("trustee.as")
 
 SOURCE = "trustee-py/as"
 
@@ -63,6 +66,20 @@ class AsTrail:
                 )
             )
 
+    async def issued(self, tees: Sequence[str], token: str, claims: Mapping[str, Any]) -> None:
+        """A token given out: its appraisal and the token. Raises AuditRequiredSinkError when a
+        required sink cannot take them; the caller must then not release the token."""
+        await self.verified(tees, claims)
+        await self.token_issued(token, claims)
+
+    async def refused(self, tee: str, policy_id: str | None, reason: str) -> None:
+        """A refusal is answered whether or not a required sink takes its event: a sink that
+        cannot is logged, never turned into a different answer."""
+        try:
+            await self.failed(tee, policy_id, reason)
+        except AuditRequiredSinkError as exc:
+            log.error("audit: %s", exc)
+
     async def failed(self, tee: str, policy_id: str | None, reason: str) -> None:
         if self.auditing:
             await self._dispatcher.emit(
@@ -92,13 +109,18 @@ class AsTrail:
             )
 
     async def policy_changed(self, policy_id: str, text: str) -> None:
-        if self.auditing:
-            await self._dispatcher.emit(
-                audit.policy_changed(
-                    kind="attestation",
-                    policy_id=policy_id,
-                    digest=_digest(text.encode()),
-                    request_id=self.request_id,
-                    event_source=SOURCE,
-                )
-            )
+        """The policy is stored already: a required sink that cannot take the event is logged,
+        the change stands."""
+        if not self.auditing:
+            return
+        event = audit.policy_changed(
+            kind="attestation",
+            policy_id=policy_id,
+            digest=_digest(text.encode()),
+            request_id=self.request_id,
+            event_source=SOURCE,
+        )
+        try:
+            await self._dispatcher.emit(event)
+        except AuditRequiredSinkError as exc:
+            log.error("audit: %s", exc)

@@ -159,8 +159,7 @@ class RestAs:
             return await self._refused(trail, tee, ids, chain, "error")
         self.metrics.attestation(tee, "success")
         try:
-            await trail.verified(tees, appraised.claims)
-            await trail.token_issued(appraised.token, appraised.claims)
+            await trail.issued(tees, appraised.token, appraised.claims)
         except AuditRequiredSinkError as exc:
             # A decision a required sink could not record is not released.
             log.error("audit: %s", exc)
@@ -179,10 +178,7 @@ class RestAs:
         self.metrics.attestation(tee, outcome)
         reply = internal_error(chain)
         log.info("attestation %s refused: %s", trail.request_id, ": ".join(chain[1:] or chain))
-        try:
-            await trail.failed(tee, ids[0] if ids else None, ": ".join(chain))
-        except AuditRequiredSinkError as exc:
-            log.error("audit: %s", exc)
+        await trail.refused(tee, ids[0] if ids else None, ": ".join(chain))
         return reply
 
     # -- policies ------------------------------------------------------------------------------
@@ -205,10 +201,7 @@ class RestAs:
         except (PolicyStoreError, StorageError) as exc:
             return internal_error(["set policy", str(exc)])
         log.info("attestation policy %s set", policy_id)
-        try:
-            await AsTrail(self.audit, request_id, body).policy_changed(policy_id, text)
-        except AuditRequiredSinkError as exc:
-            log.error("audit: %s", exc)
+        await AsTrail(self.audit, request_id, body).policy_changed(policy_id, text)
         return AsReply(content_type=None)
 
     async def list_policies(self, body: bytes, request_id: str) -> AsReply:
