@@ -207,6 +207,32 @@ hardware := 2 if input.tpm
 
 configuration := 0 if input.tpm
 
+# --- Intel SGX (DCAP) ---
+# Upstream's policy has no SGX section, so SGX evidence could never be affirmed; these rules
+# follow the TDX section with the enclave's identity in place of the TD's.
+
+executables := 3 if {
+	input.sgx
+	input.sgx.body.mr_enclave in query_reference_value("mr_enclave")
+	input.sgx.body.mr_signer in query_reference_value("mr_signer")
+}
+
+hardware := 2 if {
+	input.sgx
+	input.sgx.header.vendor_id == "939a7233f79c4ca9940a0db3957f0607"
+	input.sgx.tcb_status == "UpToDate"
+}
+
+configuration := 2 if {
+	input.sgx
+	not sgx_debug
+	input.sgx.body.isv_prod_id in query_reference_value("isv_prod_id")
+	input.sgx.body.isv_svn in query_reference_value("isv_svn")
+}
+
+# ATTRIBUTES.DEBUG is bit 1 of the first flags byte, i.e. of the claim's second hex digit.
+sgx_debug if substring(input.sgx.body["attributes.flags"], 1, 1) in {"2", "3", "6", "7", "a", "b", "e", "f"}
+
 # --- IBM Secure Execution ---
 
 executables := 3 if input.se

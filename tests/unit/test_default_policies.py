@@ -234,7 +234,7 @@ def test_sample_rules(overrides: dict[str, Any], rvs: dict[str, Any], expected: 
 
 def test_unknown_tee_gets_the_defaults() -> None:
     lookup = Lookup(FULL_SAMPLE_RVS)
-    trust_claims, _ = evaluate("default_cpu", {"report_data": "", "sgx": {"body": {}}}, lookup)
+    trust_claims, _ = evaluate("default_cpu", {"report_data": "", "cca": {"body": {}}}, lookup)
     assert trust_claims.value == trust(33, 97, 36)
     assert status(trust_claims) == "contraindicated"
 
@@ -407,6 +407,159 @@ def test_snp_contraindicated_without_reference_values() -> None:
 def test_snp_checks(overrides: dict[str, Any], expected: dict[str, int]) -> None:
     trust_claims, _ = evaluate("default_cpu", snp_input(**overrides), Lookup(SNP_RVS))
     assert trust_claims.value == expected
+
+
+# --- Azure vTPM, TPM, SGX ---------------------------------------------------------------
+
+AZ_SNP_RVS: dict[str, Any] = {
+    "measurement": ["bWVhc3VyZW1lbnQ="],
+    "snp_pcr11": ["11" * 32],
+    "tcb_bootloader": ["3"],
+    "tcb_microcode": ["209"],
+    "tcb_snp": ["20"],
+    "tcb_tee": ["0"],
+    "smt_enabled": ["true"],
+    "tsme_enabled": ["false"],
+    "abi_major": ["0"],
+    "abi_minor": ["31"],
+    "single_socket": ["false"],
+    "smt_allowed": ["true"],
+}
+
+
+def az_snp_input(pcr11: str = "11" * 32, **overrides: Any) -> dict[str, Any]:
+    # The verifier's claims are strings throughout, as upstream formats them.
+    claims: dict[str, Any] = {
+        "measurement": "bWVhc3VyZW1lbnQ=",
+        "reported_tcb_bootloader": "3",
+        "reported_tcb_microcode": "209",
+        "reported_tcb_snp": "20",
+        "reported_tcb_tee": "0",
+        "platform_smt_enabled": "true",
+        "platform_tsme_enabled": "false",
+        "policy_abi_major": "0",
+        "policy_abi_minor": "31",
+        "policy_single_socket": "false",
+        "policy_smt_allowed": "true",
+        "tpm": {f"pcr{i:02}": ("11" * 32 if i != 11 else pcr11) for i in range(24)},
+    }
+    claims.update(overrides)
+    return {"report_data": "00" * 9, "az-snp-vtpm": claims}
+
+
+def test_az_snp_vtpm_affirming_with_full_reference_values() -> None:
+    trust_claims, _ = evaluate("default_cpu", az_snp_input(), Lookup(AZ_SNP_RVS))
+    assert trust_claims.value == trust(3, 2, 2)
+    assert status(trust_claims) == "affirming"
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        (az_snp_input(pcr11="22" * 32), trust(33, 2, 2)),
+        (az_snp_input(reported_tcb_snp="19"), trust(3, 97, 2)),
+        (az_snp_input(platform_smt_enabled="false"), trust(3, 2, 36)),
+    ],
+)
+def test_az_snp_vtpm_checks(claims: dict[str, Any], expected: dict[str, int]) -> None:
+    trust_claims, _ = evaluate("default_cpu", claims, Lookup(AZ_SNP_RVS))
+    assert trust_claims.value == expected
+
+
+def az_tdx_input(**overrides: Any) -> dict[str, Any]:
+    tdx = tdx_input()["tdx"]
+    claims: dict[str, Any] = {
+        "quote": tdx["quote"],
+        "tcb_status": "UpToDate",
+        "tpm": {f"pcr{i:02}": "44" * 32 for i in range(24)},
+    }
+    claims.update(overrides)
+    return {"report_data": "00" * 9, "az-tdx-vtpm": claims}
+
+
+AZ_TDX_RVS: dict[str, Any] = {
+    "tdx_pcr11": ["44" * 32],
+    "mr_td": ["33" * 48],
+    "xfam": ["e742060000000000"],
+}
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        (az_tdx_input(), trust(3, 2, 2)),
+        (az_tdx_input(tcb_status="OutOfDate"), trust(3, 97, 2)),
+        (az_tdx_input(tpm={"pcr11": "45" * 32}), trust(33, 2, 2)),
+    ],
+)
+def test_az_tdx_vtpm_rules(claims: dict[str, Any], expected: dict[str, int]) -> None:
+    trust_claims, _ = evaluate("default_cpu", claims, Lookup(AZ_TDX_RVS))
+    assert trust_claims.value == expected
+
+
+def tpm_input(ak: str = "AK-ONE") -> dict[str, Any]:
+    claims = {f"pcr{i:02}": "55" * 32 for i in range(24)} | {"ak_public": ak}
+    return {"report_data": "00" * 32, "tpm": claims}
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        # The AK is trusted only through the reference values; hardware is the verifier's word.
+        (tpm_input(), trust(3, 2, 0)),
+        (tpm_input(ak="AK-TWO"), trust(33, 2, 0)),
+    ],
+)
+def test_tpm_rules(claims: dict[str, Any], expected: dict[str, int]) -> None:
+    rvs = {"tpm_pcr11": ["55" * 32], "trusted_aks": ["AK-ONE"]}
+    trust_claims, _ = evaluate("default_cpu", claims, Lookup(rvs))
+    assert trust_claims.value == expected
+
+
+SGX_RVS: dict[str, Any] = {
+    "mr_enclave": ["66" * 32],
+    "mr_signer": ["77" * 32],
+    "isv_prod_id": ["0100"],
+    "isv_svn": ["0200"],
+}
+
+
+def sgx_input(**body: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "header": {"version": "0300", "vendor_id": "939a7233f79c4ca9940a0db3957f0607"},
+        "body": {
+            "mr_enclave": "66" * 32,
+            "mr_signer": "77" * 32,
+            "isv_prod_id": "0100",
+            "isv_svn": "0200",
+            "attributes.flags": "0500000000000000",
+        }
+        | body,
+        "tcb_status": "UpToDate",
+    }
+    return {"report_data": "00" * 64, "sgx": claims}
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        (sgx_input(), trust(3, 2, 2)),
+        (sgx_input(mr_enclave="67" * 32), trust(33, 2, 2)),
+        # INIT | DEBUG | MODE64BIT: a debug enclave is never an approved configuration.
+        (sgx_input(**{"attributes.flags": "0700000000000000"}), trust(3, 2, 36)),
+        (sgx_input(isv_svn="0100"), trust(3, 2, 36)),
+    ],
+)
+def test_sgx_rules(claims: dict[str, Any], expected: dict[str, int]) -> None:
+    trust_claims, _ = evaluate("default_cpu", claims, Lookup(SGX_RVS))
+    assert trust_claims.value == expected
+
+
+def test_sgx_out_of_date_tcb_is_not_genuine_hardware() -> None:
+    claims = sgx_input()
+    claims["sgx"]["tcb_status"] = "OutOfDate"
+    trust_claims, _ = evaluate("default_cpu", claims, Lookup(SGX_RVS))
+    assert trust_claims.value == trust(3, 97, 2)
 
 
 # --- all shipped policies ------------------------------------------------------------------
