@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trustee.attestation.ear import EarBroker, EarError, Signer, load_signer
 from trustee.attestation.hardware import HardwareVerifier
@@ -29,6 +30,10 @@ from trustee.storage.factory import StoreRegistry
 from trustee.storage.kv import KeyValueStore, StorageError
 from trustee.storage.localfs import LocalFsStore
 from trustee.storage.rvfile import ReferenceValueFile
+
+if TYPE_CHECKING:
+    from trustee.collateral.snp import VekSource
+    from trustee.collateral.tdx import TdxCollateralSource
 
 log = logging.getLogger("trustee.assemble")
 
@@ -55,9 +60,23 @@ def build_hardware_verifier(
         )
     if allow_vmpl:
         log.warning("%s.snp_verifier.allow_nonzero_vmpl: SNP reports from VMPL > 0 accepted", key)
+    tdx_source: TdxCollateralSource = tdx_source_from_settings(settings.tdx)
+    vek_source: VekSource = vek_source_from_settings(settings.snp)
+    if settings.bundle is not None:
+        from trustee.collateral.bundle_sources import BundleTdxSource, BundleVekSource
+
+        tdx_source, vek_source = BundleTdxSource(settings.bundle), BundleVekSource(settings.bundle)
+        log.info(
+            "%s.collateral_bundle: TDX collateral and SNP VCEKs come from %s only (%d TDX, "
+            "%d VCEK); nothing is fetched",
+            key,
+            settings.bundle.path,
+            len(settings.bundle.tdx),
+            len(settings.bundle.vceks),
+        )
     return HardwareVerifier(
-        tdx_source=tdx_source_from_settings(settings.tdx),
-        vek_source=vek_source_from_settings(settings.snp),
+        tdx_source=tdx_source,
+        vek_source=vek_source,
         test_anchors=settings.test_anchors,
         snp_allow_nonzero_vmpl=allow_vmpl,
         audit=audit,

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     policy.add_argument("rest", nargs=argparse.REMAINDER)
+    collateral = sub.add_parser(
+        "collateral",
+        help="collateral bundles for clusters without egress (`trustee collateral fetch|verify`)",
+        add_help=False,
+    )
+    collateral.add_argument("rest", nargs=argparse.REMAINDER)
     for name, text in (
         (
             "as",
@@ -96,6 +102,10 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
         from trustee.policy_cli import policy_main
 
         return policy_main
+    if name == "collateral":
+        from trustee.collateral.bundle_cli import collateral_main
+
+        return collateral_main
     if name == "as":
         return _as_main
     if name == "rvps":
@@ -120,7 +130,7 @@ def _as_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("audit", "policy", "simulate", "as", "rvps"):
+    if argv and argv[0] in ("audit", "policy", "simulate", "as", "rvps", "collateral"):
         return _delegated(argv[0])(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":

@@ -5,6 +5,7 @@ test roots trusted as hardware roots, and upstream's `snp_verifier.allow_nonzero
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from trustee.collateral.settings import (
     AMD_KDS,
@@ -17,6 +18,12 @@ from trustee.collateral.settings import (
 from trustee.config.errors import ConfigError
 from trustee.config.reader import Table
 
+if TYPE_CHECKING:
+    from trustee.collateral.bundle_sources import LoadedBundle
+
+# Keys naming another collateral source: a bundle serves everything, so none may be beside it.
+_BESIDE_BUNDLE = ("collateral", "pccs_url", "vek_dir", "kds_url")
+
 
 @dataclass(frozen=True)
 class VerifierSettings:
@@ -27,6 +34,8 @@ class VerifierSettings:
     # The DER certificates of those files, read when the configuration is.
     test_anchors: tuple[bytes, ...] = field(default=(), repr=False)
     snp_allow_nonzero_vmpl: bool = False
+    # `collateral_bundle`, read and checked with the configuration; it replaces `tdx`/`snp`.
+    bundle: LoadedBundle | None = field(default=None, repr=False, compare=False)
 
 
 def verifier_settings(t: Table) -> VerifierSettings:
@@ -52,4 +61,33 @@ def verifier_settings(t: Table) -> VerifierSettings:
         insecure_test_roots=tuple(roots),
         test_anchors=tuple(anchors),
         snp_allow_nonzero_vmpl=vmpl is not None and vmpl.get("allow_nonzero_vmpl", bool, False),
+        bundle=_bundle(t, anchors),
     )
+
+
+def _bundle(t: Table, anchors: list[bytes]) -> LoadedBundle | None:
+    """The checked `collateral_bundle`; a damaged one is a configuration error naming the
+    member, so the server does not start with collateral it cannot trust."""
+    path = t.data.get("collateral_bundle")
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path:
+        raise t.error("collateral_bundle", f"expected a file path, got {path!r}")
+    dcap, snp = t.table("dcap_verifier"), t.table("snp_verifier")
+    beside = [t.key(name) for name in _BESIDE_BUNDLE if t.has(name)]
+    if dcap is not None and dcap.has("collateral_service"):
+        beside.append(dcap.key("collateral_service"))
+    if snp is not None and snp.has("vcek_sources"):
+        beside.append(snp.key("vcek_sources"))
+    if beside:
+        raise t.error(
+            "collateral_bundle",
+            f"serves all TDX collateral and SNP VCEKs; remove {', '.join(beside)}",
+        )
+    from trustee.collateral.bundle import BundleError
+    from trustee.collateral.bundle_sources import LoadedBundle
+
+    try:
+        return LoadedBundle.load(path, anchors)
+    except BundleError as exc:
+        raise t.error("collateral_bundle", str(exc)) from None
