@@ -23,6 +23,7 @@ from trustee.audit.event import AuditEvent
 from trustee.collateral.bundle import BundleError, read_bundle
 from trustee.collateral.bundle_cli import collateral_main
 from trustee.collateral.bundle_sources import BundleTdxSource, BundleVekSource, LoadedBundle
+from trustee.config import as_file
 from trustee.config.errors import ConfigError
 from trustee.config.reader import Table
 from trustee.config.verifier import verifier_settings
@@ -328,6 +329,20 @@ def test_config_refuses_another_source_beside_the_bundle(
 ) -> None:
     with pytest.raises(ConfigError, match="serves all TDX collateral and SNP VCEKs; remove"):
         settings({"collateral_bundle": str(bundle), **other})
+
+
+def test_the_standalone_as_config_takes_the_bundle_too(
+    bundle: Path, roots: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "as-config.json"
+    table = {"collateral_bundle": str(bundle), "insecure_test_roots": [str(roots)]}
+    path.write_text(json.dumps({"verifier_config": table}))
+    loaded = as_file.load_file(path).service.verifier_config.bundle
+    assert loaded is not None and loaded.path == str(bundle)
+    broken = tampered(bundle, tmp_path, lambda files: files.pop(vcek_name(files)))
+    path.write_text(json.dumps({"verifier_config": {**table, "collateral_bundle": str(broken)}}))
+    with pytest.raises(ConfigError, match=r"verifier_config\.collateral_bundle: .* is listed but"):
+        as_file.load_file(path)
 
 
 def test_serve_with_a_tampered_bundle_exits_2_naming_the_member(

@@ -26,7 +26,8 @@ class LoadedBundle:
     path: str
     tdx: dict[tuple[str, str], TdxCollateral]
     vceks: dict[tuple[str, str, str], bytes]  # (product, hw_id, file name) → DER
-    chains: dict[str, list[bytes]]  # product → [ASK, ARK]
+    # product → [ASK, ARK] and the ASVK when fetched: a VLEK in the evidence chains to it.
+    chains: dict[str, list[bytes]]
 
     @classmethod
     def load(cls, path: str, test_roots: Sequence[bytes] = ()) -> LoadedBundle:
@@ -58,6 +59,8 @@ class LoadedBundle:
             )
             if ark is not None:  # the signature check refused an ASK without its ARK
                 chains[product] = [ask.data, ark.data]
+        for asvk in bundle.of_kind("snp-asvk"):
+            chains.setdefault(str(asvk.key.get("product")), []).append(asvk.data)
         return cls(bundle.path, tdx, vceks, chains)
 
 
