@@ -98,11 +98,18 @@ def write_bundle(path: str | Path, members: Sequence[Member], created: float) ->
         "members": [m.entry() for m in members],
     }
     text = json.dumps(manifest, indent=2).encode() + b"\n"
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in [(MANIFEST, text), *((m.path, m.data) for m in members)]:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), int(created), 0o644
-            tar.addfile(info, io.BytesIO(data))
+    target = Path(path)
+    # Written aside and renamed: an interrupted fetch never leaves a half bundle under the name.
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in [(MANIFEST, text), *((m.path, m.data) for m in members)]:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), int(created), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_bundle(path: str | Path) -> Bundle:

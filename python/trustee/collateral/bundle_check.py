@@ -111,8 +111,12 @@ def tdx_window(member: Member) -> tuple[str, str]:
     ends: list[datetime] = []
     for name in ("tcb_info", "qe_identity"):
         document = json.loads(fields[name])
-        starts.append(_parse_time(document["issueDate"]))
-        ends.append(_parse_time(document["nextUpdate"]))
+        for key, into in (("issueDate", starts), ("nextUpdate", ends)):
+            try:
+                into.append(_parse_time(document[key]))
+            except (KeyError, TypeError, AttributeError, ValueError):
+                if key == "nextUpdate":  # from_fields has required it already
+                    raise
     for name in ("pck_crl", "root_ca_crl"):
         crl = load_crl(bytes.fromhex(fields[name]), name)
         starts.append(crl.last_update_utc)

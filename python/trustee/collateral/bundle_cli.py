@@ -157,7 +157,8 @@ def _verify(args: argparse.Namespace) -> int:
         key = " ".join(f"{k}={v}" for k, v in member.key.items())
         if problem is not None:
             failed += 1
-            sys.stdout.write(f"FAILED   {member.path}  {problem}\n")
+            reason = problem.removeprefix(f"member {member.path}: ")
+            sys.stdout.write(f"FAILED   {member.path}  {reason}\n")
             continue
         start, end = member_window(member)
         state = "EXPIRED " if _unix(end) < now else "ok      "
