@@ -23,6 +23,8 @@ from trustee.audit.event import AuditEvent
 from trustee.collateral.bundle import BundleError, read_bundle
 from trustee.collateral.bundle_cli import collateral_main
 from trustee.collateral.bundle_sources import BundleTdxSource, BundleVekSource, LoadedBundle
+from trustee.collateral.errors import CollateralError
+from trustee.collateral.snp import VcekRequest
 from trustee.config import as_file
 from trustee.config.errors import ConfigError
 from trustee.config.reader import Table
@@ -444,3 +446,22 @@ async def test_an_expired_bundle_still_serves_and_says_it_is_expired(
     assert json.loads(claims[0].json)["collateral_expiration_status"] == "1"
     expired = [e for e in audit.events if e.type == "org.trustee-py.collateral.expired"]
     assert len(expired) == 1 and expired[0].data["key"].endswith("/platform")
+
+
+async def test_a_vcek_not_in_the_bundle_names_the_chip_tcb_and_bundle(
+    bundle: Path, tdx: TdxTestPki, snp: SnpTestPki
+) -> None:
+    loaded = LoadedBundle.load(str(bundle), [tdx.root_der, snp.ark_der])
+    _, bl, tee, snp_spl, ucode = snp.tcb
+    newer = VcekRequest("Genoa", snp.chip_id.hex(), bl, tee, snp_spl + 1, ucode)
+    with pytest.raises(CollateralError) as caught:
+        await BundleVekSource(loaded).vcek(newer)
+    text = str(caught.value)
+    assert f"collateral bundle {bundle} holds no Genoa VCEK" in text
+    assert f"bl{bl:02d}_tee{tee:02d}_snp{snp_spl + 1:02d}_ucode{ucode:02d}" in text
+    # The ASVK fetched with the bundle travels beside the ASK and ARK.
+    assert await BundleVekSource(loaded).cert_chain("Genoa") == [
+        snp.ask_der,
+        snp.ark_der,
+        snp.ask_der,
+    ]
