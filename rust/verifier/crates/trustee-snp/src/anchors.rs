@@ -1,8 +1,9 @@
 //! AMD root and intermediate certificates, trusted by the SHA-256 of their DER.
 //!
-//! The certificates themselves are not embedded: callers supply them (evidence cert_chain,
-//! a bundle, a directory, an AMD KDS response), and a supplied ARK/ASK/ASVK is only used if
-//! its fingerprint is pinned here or in the caller's extra (test) set.
+//! The certificates are shipped with the crate (`anchors/`, see [`crate::embedded_anchors`])
+//! and may also be supplied (evidence cert_chain, a bundle, a directory); any ARK/ASK/ASVK,
+//! shipped or supplied, is only used if its fingerprint is pinned here or in the caller's
+//! extra (test) set.
 
 use crate::report::Generation;
 use sha2::{Digest, Sha256};

@@ -3,6 +3,7 @@
 
 use crate::anchors::{pinned, role_from_name, AnchorRole};
 use crate::cert::{is_vcek_cn, verify_signed_by, LeafKind};
+use crate::embedded::embedded;
 use crate::memo::LinkMemo;
 use crate::parsed::{parsed, ParseMemo, ParsedCert};
 use crate::report::Generation;
@@ -10,6 +11,7 @@ use crate::VerifyError;
 use std::sync::Arc;
 
 /// A trusted AMD vendor certificate.
+#[derive(Clone)]
 pub(crate) struct Anchor {
     pub cert: Arc<ParsedCert>,
     pub generation: Generation,
@@ -105,6 +107,20 @@ impl Pool {
         Ok(())
     }
 
+    /// Add the built-in AMD anchors the caller did not supply. They come after the
+    /// supplied ones, so a caller's (test) anchor with the same name is tried first.
+    pub fn add_embedded(&mut self) {
+        for anchor in &embedded().anchors {
+            if !self
+                .anchors
+                .iter()
+                .any(|a| a.cert.sha256 == anchor.cert.sha256)
+            {
+                self.anchors.push(anchor.clone());
+            }
+        }
+    }
+
     fn describe_anchors(&self) -> String {
         if self.anchors.is_empty() {
             return "none supplied".into();
@@ -114,7 +130,15 @@ impl Pool {
             .iter()
             .map(|a| format!("{} {}", a.generation.name(), a.role.name()))
             .collect();
-        format!("trusted supplied: {}", names.join(", "))
+        let mut out = format!("trusted: {}", names.join(", "));
+        let problems = &embedded().problems;
+        if !problems.is_empty() {
+            out.push_str(&format!(
+                "; built-in anchors refused: {}",
+                problems.join("; ")
+            ));
+        }
+        out
     }
 
     /// Chain `vek` to a trusted intermediate and ARK. `generations` are the products the
@@ -212,7 +236,8 @@ fn verify_link(
     memo: Option<&LinkMemo>,
 ) -> Result<(), VerifyError> {
     let key = LinkMemo::key(&subject.sha256, &issuer.sha256);
-    if memo.is_some_and(|m| m.contains(&key)) {
+    // Links between built-in anchors were checked once at load.
+    if embedded().link_verified(&key) || memo.is_some_and(|m| m.contains(&key)) {
         return Ok(());
     }
     verify_signed_by(&subject.x509, &issuer.x509)?;

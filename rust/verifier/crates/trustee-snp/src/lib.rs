@@ -2,7 +2,8 @@
 //!
 //! * [`verify_evidence`] / [`SnpVerifier`] — full verification of the attester's evidence
 //!   (upstream's attester JSON, or a raw 1184-byte report): VEK → ASK/ASVK → ARK to an AMD root
-//!   pinned by fingerprint ([`PINNED_ANCHORS`]; certificates supplied by the caller),
+//!   pinned by fingerprint ([`PINNED_ANCHORS`]; the certificates are built in, see
+//!   [`embedded_anchors`], and may also be supplied by the evidence or the caller),
 //!   report signature, validity periods, REPORTED_TCB and chip ID against the VEK, VMPL,
 //!   report-data and host-data bindings; upstream's claims.
 //! * [`vcek_request`] — what to ask AMD KDS for when the evidence has no VCEK.
@@ -16,6 +17,7 @@ mod anchors;
 mod cert;
 mod chain;
 mod checks;
+mod embedded;
 mod error;
 mod evidence;
 mod evidence_stream;
@@ -32,6 +34,7 @@ pub use cert::{
     verify_report_signature, verify_report_tcb, CertInfo, ChainInfo, LeafKind, VekExtensions,
 };
 pub use checks::{check_host_data, check_report_data, check_vmpl, regularize};
+pub use embedded::{embedded_anchor_problems, embedded_anchors, EmbeddedAnchor};
 pub use error::{ParseError, VerifyError};
 pub use evidence::{decode_evidence, decode_evidence_value, CertType, ChainEntry, Evidence};
 pub use json_report::report_from_json;

@@ -37,7 +37,7 @@ pub(crate) struct EcParts {
 }
 
 impl ParsedCert {
-    fn new(der: &[u8], x509: Certificate) -> Self {
+    pub fn new(der: &[u8], x509: Certificate) -> Self {
         let tbs = &x509.tbs_certificate;
         let subject_der = tbs.subject.to_der().ok();
         let issuer_der = tbs.issuer.to_der().ok();

@@ -71,9 +71,9 @@ pub struct Verified {
 /// Verify SNP evidence (the attester's JSON, or a raw 1184-byte report) with no memo.
 ///
 /// `certs` are extra certificates (each DER or a PEM bundle): the VEK fetched from AMD KDS
-/// or a local store when the evidence has none, and the AMD ARK/ASK/ASVK. Vendor
-/// certificates are only used when pinned (or listed in `opts.extra_trusted_sha256`); an
-/// unpinned one is an error. A VLEK in `certs` is accepted, so callers must only pass VLEKs
+/// or a local store when the evidence has none, and optionally AMD ARK/ASK/ASVK (the
+/// production ones are built in, [`crate::embedded_anchors`]). Vendor certificates are only
+/// used when pinned (or listed in `opts.extra_trusted_sha256`); an unpinned one is an error. A VLEK in `certs` is accepted, so callers must only pass VLEKs
 /// that the operator supplied explicitly (AMD KDS never serves VLEKs).
 pub fn verify_evidence(
     evidence: &[u8],
@@ -176,6 +176,7 @@ fn verify_with_memo(
             parsed,
         )?;
     }
+    pool.add_embedded();
     if pool.veks.is_empty() {
         return Err(VerifyError::MissingVek(
             if ev.cert_chain.is_some() {

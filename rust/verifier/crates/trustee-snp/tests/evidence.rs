@@ -204,23 +204,52 @@ fn e2e_evidence_passes_offline_with_genoa_anchors() {
 }
 
 #[test]
-fn e2e_without_anchors_or_with_wrong_product_fails() {
+fn e2e_evidence_verifies_offline_with_the_built_in_anchors() {
     let Some(evidence) = e2e_evidence() else {
         return;
     };
-    let err = verify_evidence(&evidence, &[], &VerifyOptions::at(NOW)).unwrap_err();
-    assert!(
-        matches!(&err, VerifyError::MissingAnchor { role: "ASK", product, .. } if product == "Genoa"),
-        "{err}"
-    );
+    // The cert_chain holds only the VCEK; ASK and ARK are the built-in ones.
+    let v = verify_evidence(&evidence, &[], &VerifyOptions::at(NOW)).expect("built-in anchors");
+    assert_eq!(v.generation, Generation::Genoa);
+    assert_eq!(v.vek_source, VekSource::Evidence);
+    assert_eq!(v.intermediate.common_name, "SEV-Genoa");
+    assert_eq!(v.ark.common_name, "ARK-Genoa");
+    // Another product's anchors supplied change nothing.
     if let Some(milan) = anchors("milan") {
-        let err = verify_evidence(&evidence, &[milan], &VerifyOptions::at(NOW)).unwrap_err();
-        assert!(matches!(err, VerifyError::MissingAnchor { .. }), "{err}");
+        let with_milan = verify_evidence(&evidence, &[milan], &VerifyOptions::at(NOW));
+        assert_eq!(with_milan.expect("milan supplied"), v);
     }
     // cert_chain present but without a VEK, and nothing supplied.
     let no_vek = json_with(&evidence, |v| v["cert_chain"] = json!([]));
     let err = verify_evidence(&no_vek, &[], &VerifyOptions::at(NOW)).unwrap_err();
     assert!(matches!(err, VerifyError::MissingVek(_)), "{err}");
+}
+
+#[test]
+fn a_supplied_ask_that_is_not_pinned_is_refused_despite_built_in_anchors() {
+    let (Some(evidence), Some(genoa)) = (e2e_evidence(), anchors("genoa")) else {
+        return;
+    };
+    // AMD's Genoa ASK with one signature bit flipped: it parses, but is not AMD's.
+    let mut ask = der_of(&pem_blocks(&genoa)[0]);
+    let last = ask.len() - 1;
+    ask[last] ^= 1;
+    for (evidence, certs) in [
+        (evidence.clone(), vec![ask.clone()]),
+        (
+            json_with(&evidence, |v| {
+                let chain = v["cert_chain"].as_array_mut().unwrap();
+                chain.push(json!({"cert_type": "ASK", "data": ask.clone()}));
+            }),
+            vec![],
+        ),
+    ] {
+        let err = verify_evidence(&evidence, &certs, &VerifyOptions::at(NOW)).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::UntrustedCertificate { role: "ASK", subject, .. } if subject == "SEV-Genoa"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -253,26 +282,29 @@ fn flipped_report_bytes_fail_the_signature() {
 }
 
 #[test]
-fn milan_reports_with_genoa_anchors_only_fail() {
-    let Some(genoa) = anchors("genoa") else {
-        return;
+fn milan_reports_verify_with_the_built_in_milan_anchors() {
+    let genoa = anchors("genoa").unwrap_or_default();
+    let supplied = |vek: Vec<u8>| {
+        if genoa.is_empty() {
+            vec![vek]
+        } else {
+            vec![vek, genoa.clone()]
+        }
     };
     if let (Some(report), Some(vcek)) = (snp("test-report.bin"), snp("test-vcek.der")) {
-        let err =
-            verify_evidence(&report, &[vcek, genoa.clone()], &VerifyOptions::at(NOW)).unwrap_err();
-        assert!(matches!(err, VerifyError::MissingAnchor { .. }), "{err}");
-        assert!(err.to_string().contains("SEV-Milan"), "{err}");
+        let v =
+            verify_evidence(&report, &supplied(vcek), &VerifyOptions::at(NOW)).expect("Milan VCEK");
+        assert_eq!(v.generation, Generation::Milan);
+        assert_eq!(v.intermediate.common_name, "SEV-Milan");
     }
     if let (Some(report), Some(vlek)) = (snp("test-vlek-report.bin"), snp("test-vlek.der")) {
         let opts = VerifyOptions {
             allow_nonzero_vmpl: true,
             ..VerifyOptions::at(NOW)
         };
-        let err = verify_evidence(&report, &[vlek, genoa], &opts).unwrap_err();
-        assert!(
-            matches!(&err, VerifyError::MissingAnchor { role: "ASVK", product, .. } if product == "Milan"),
-            "{err}"
-        );
+        let v = verify_evidence(&report, &supplied(vlek), &opts).expect("Milan VLEK");
+        assert_eq!(v.intermediate.common_name, "SEV-VLEK-Milan");
+        assert_eq!(v.ark.common_name, "ARK-Milan");
     }
 }
 
@@ -437,7 +469,9 @@ fn memoising_verifier_skips_repeat_chain_work_but_rechecks_time() {
     let first = verifier
         .verify(&evidence, &certs, &VerifyOptions::at(NOW))
         .expect("first");
-    assert_eq!(verifier.memo_len(), 3); // ARK self, ARK->ASK, ASK->VCEK
+    // ASK->VCEK only: the links between built-in anchors (ARK self, ARK->ASK) were checked
+    // once, when they were loaded, and supplied copies of them are the same certificates.
+    assert_eq!(verifier.memo_len(), 1);
     assert_eq!(verifier.parsed_memo_len(), 2); // the evidence's VCEK, the Genoa bundle
     let started = std::time::Instant::now();
     let second = verifier
@@ -445,7 +479,13 @@ fn memoising_verifier_skips_repeat_chain_work_but_rechecks_time() {
         .expect("second");
     eprintln!("memoised verification took {:?}", started.elapsed());
     assert_eq!(first, second);
-    assert_eq!(verifier.memo_len(), 3);
+    assert_eq!(verifier.memo_len(), 1);
+    // Nothing supplied: the same result from the built-in anchors, no new link.
+    let bare = verifier
+        .verify(&evidence, &[], &VerifyOptions::at(NOW))
+        .expect("built-in anchors");
+    assert_eq!(bare, first);
+    assert_eq!(verifier.memo_len(), 1);
     assert_eq!(verifier.parsed_memo_len(), 2);
     // 2033: after the e2e VCEK's notAfter (2032-05-27), memo or not.
     let err = verifier
@@ -456,7 +496,7 @@ fn memoising_verifier_skips_repeat_chain_work_but_rechecks_time() {
     let tiny = SnpVerifier::new(2);
     tiny.verify(&evidence, &certs, &VerifyOptions::at(NOW))
         .expect("tiny memo");
-    assert_eq!(tiny.memo_len(), 2);
+    assert_eq!(tiny.memo_len(), 1);
     assert_eq!(tiny.parsed_memo_len(), 2);
     // A memoised VEK is still checked against each report: a flipped report byte fails.
     let mut edited: serde_json::Value = serde_json::from_slice(&evidence).unwrap();
