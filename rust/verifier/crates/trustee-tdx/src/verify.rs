@@ -3,7 +3,9 @@
 //!
 //! What is checked, in this order:
 //! 1. the embedded PCK chain: exactly three PEM certificates (PCK leaf,
-//!    PCK Platform/Processor CA, Intel SGX Root CA), each DER-decodable, each
+//!    PCK Platform/Processor CA, Intel SGX Root CA; a chain ending at a
+//!    certificate issued by the Intel root gets the built-in root appended),
+//!    each DER-decodable, each
 //!    certificate's issuer name equal to the next one's subject, every
 //!    signature ECDSA-P256-SHA256 by the next certificate's P-256 key, the
 //!    root naming itself as issuer (its self-signature is not recomputed:
@@ -257,9 +259,9 @@ pub(crate) fn check_raw_signature(key: &P256Key, msg: &[u8], rs: &[u8; 64]) -> R
     key.verify_fixed(msg, rs)
 }
 
-/// SHA-256 of the Intel SGX Root CA certificate (DER). The certificate bytes
-/// themselves arrive with the quote's PCK chain and the collateral issuer
-/// chains; pinning its digest keeps the trust anchor out of the source tree.
+/// SHA-256 of the Intel SGX Root CA certificate (DER): whether it arrives with
+/// the quote's PCK chain and the collateral issuer chains or is the built-in
+/// copy ([`crate::intel_sgx_root_ca_der`]), only these exact bytes are trusted.
 pub const INTEL_SGX_ROOT_CA_SHA256: [u8; 32] = [
     0x44, 0xa0, 0x19, 0x6b, 0x2b, 0x99, 0xf8, 0x89, 0xb8, 0xe1, 0x49, 0xe9, 0x5b, 0x80, 0x7a, 0x35,
     0x0e, 0x74, 0x24, 0x96, 0x43, 0x99, 0xe8, 0x85, 0xa7, 0xcb, 0xb8, 0xcc, 0xfa, 0xb6, 0x74, 0xd3,
@@ -338,13 +340,14 @@ pub(crate) fn check_split_chain(
     trusted_roots_sha256: &[[u8; 32]],
     seen: &mut SeenSignatures,
 ) -> Result<CheckedChain, ChainFailure> {
-    let (pem_blocks, ders) = (split.blocks, split.ders);
+    let (pem_blocks, mut ders) = (split.blocks, split.ders);
     if ders.len() != pem_blocks {
         return Err(ChainFailure::Structure(format!(
             "{} of {pem_blocks} PEM certificate blocks have invalid base64",
             pem_blocks.saturating_sub(ders.len())
         )));
     }
+    crate::intel_root::complete_chain(&mut ders, roles.len());
     if ders.len() != roles.len() {
         return Err(ChainFailure::Structure(format!(
             "expected {} certificates ({}), found {}",

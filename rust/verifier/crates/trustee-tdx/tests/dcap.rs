@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use trustee_tdx::{
     collateral_key, parse_rfc3339, verify_quote, Collateral, CollateralParts, DcapError,
-    DcapVerifier, PckCaType, TcbStatus, VerifyError, VerifyOptions,
+    DcapVerifier, PckCaType, TcbStatus, VerifyError, VerifyOptions, INTEL_SGX_ROOT_CA_SHA256,
 };
 
 fn read(rel: &str) -> Option<Vec<u8>> {
@@ -216,18 +216,61 @@ fn tampered_issuer_chains_fail() {
             "{n}/{back}: {e}"
         );
     }
-    // Only the signing certificate, no root.
+    // Only the root: nothing is added, the chain is short.
     let mut m = c.clone();
-    let end = b"-----END CERTIFICATE-----";
-    let cut = c
-        .tcb_info_issuer_chain
-        .windows(end.len())
-        .position(|w| w == end)
-        .unwrap();
-    m.tcb_info_issuer_chain.truncate(cut + end.len());
+    m.tcb_info_issuer_chain = without_first_cert(&c.tcb_info_issuer_chain);
     let e = expect_err(&q, &m);
     assert!(matches!(e, DcapError::TcbInfoIssuerChain(_)), "{e}");
     assert!(e.to_string().contains("expected 2 certificates"), "{e}");
+}
+
+const PEM_END: &[u8] = b"-----END CERTIFICATE-----";
+
+/// `pem` without its last certificate.
+fn without_last_cert(pem: &[u8]) -> Vec<u8> {
+    let ends: Vec<usize> = pem
+        .windows(PEM_END.len())
+        .enumerate()
+        .filter(|(_, w)| *w == PEM_END)
+        .map(|(i, _)| i + PEM_END.len())
+        .collect();
+    pem[..ends[ends.len() - 2]].to_vec()
+}
+
+/// `pem` without its first certificate.
+fn without_first_cert(pem: &[u8]) -> Vec<u8> {
+    let first_end = pem
+        .windows(PEM_END.len())
+        .position(|w| w == PEM_END)
+        .unwrap();
+    pem[first_end + PEM_END.len()..].to_vec()
+}
+
+#[test]
+fn chains_that_stop_below_the_intel_root_use_the_built_in_root() {
+    let Some((q, c)) = qvl_sample() else { return };
+    let root = trustee_tdx::intel_sgx_root_ca_der().expect("built-in root");
+    let mut m = c.clone();
+    m.tcb_info_issuer_chain = without_last_cert(&c.tcb_info_issuer_chain);
+    m.qe_identity_issuer_chain = without_last_cert(&c.qe_identity_issuer_chain);
+    m.pck_crl_issuer_chain = without_last_cert(&c.pck_crl_issuer_chain);
+    let now = t("2025-06-19T11:16:03Z");
+    let v = verify_quote(&q, &m, &VerifyOptions::at(now)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.tcb_status, TcbStatus::UpToDate);
+    // The quote's PCK chain without its root.
+    let start = q.windows(10).position(|w| w == b"-----BEGIN").unwrap();
+    let end = q
+        .windows(PEM_END.len())
+        .rposition(|w| w == PEM_END)
+        .unwrap()
+        + PEM_END.len();
+    let pck = &q[start..end];
+    let chain = trustee_tdx::verify_pck_chain(&without_last_cert(pck), &[INTEL_SGX_ROOT_CA_SHA256])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(chain.root_der(), root);
+    // The built-in root is still only trusted by its fingerprint.
+    let e = trustee_tdx::verify_pck_chain(&without_last_cert(pck), &[[1; 32]]).unwrap_err();
+    assert!(matches!(e, VerifyError::UntrustedRoot { .. }), "{e}");
 }
 
 #[test]

@@ -505,9 +505,10 @@ fn other_roots_fail_chain() {
             "{name}: {e}"
         );
 
-        // Chain shape errors.
+        // Chain shape errors (leaf and PCK CA alone get the built-in root: not one).
         for chain in [
-            vec![certs[0].clone(), certs[1].clone()],
+            vec![certs[0].clone()],
+            vec![certs[1].clone(), root.clone()],
             vec![
                 certs[0].clone(),
                 certs[1].clone(),
