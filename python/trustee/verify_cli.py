@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--vcek",
         metavar="FILE",
         help="SNP: VCEK/VLEK (DER or PEM), or a bundle whose first certificate is the VEK; "
-        "any ASK/ARK in it must match the pinned AMD roots (default: the evidence, then AMD KDS)",
+        "any ASK/ARK in it must match the pinned AMD roots, which are also built in "
+        "(default VEK: the evidence's, then AMD KDS)",
     )
     p.add_argument("--at", metavar="RFC3339", help="judge validity at this time (default: now)")
     p.add_argument(

@@ -158,9 +158,10 @@ def test_snp_v2_report_with_vcek_bundle(tmp_path: Path, capsys: pytest.CaptureFi
     code, claims, err = run(capsys, *args)
     assert code == 0, err
     assert claims["reported_tcb_snp"] == 8 and claims["vmpl"] == 0
-    # The VCEK alone: no trusted ASK for it.
-    code, _, err = run(capsys, *args[:2], f"--vcek={v / SNP / 'test-vcek.der'}", args[3])
-    assert code == 1 and "ASK" in err
+    # The VCEK alone: the Milan ASK/ARK are built in.
+    code, alone, err = run(capsys, *args[:2], f"--vcek={v / SNP / 'test-vcek.der'}", args[3])
+    assert code == 0, err
+    assert alone == claims
     # After the VCEK's notAfter.
     code, _, err = run(capsys, *args[:3], "--at=2040-01-01T00:00:00Z")
     assert code == 1 and "SEV-VCEK" in err
@@ -198,6 +199,28 @@ def test_snp_e2e_evidence_json_offline(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0, err
     assert claims["measurement"].startswith("6a6519d7")
     assert claims["reported_tcb_microcode"] == 25
+
+
+def test_snp_e2e_evidence_verifies_offline_with_nothing_supplied(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evidence carries only its VCEK; AMD's ASK/ARK are built in, so nothing is fetched."""
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("trustee verify tried to reach the network")
+
+    monkeypatch.setattr("socket.socket.connect", no_network)
+    monkeypatch.setattr("socket.create_connection", no_network)
+    evidence = vectors_dir() / "trustee/attestation-service/tests/e2e/evidence.json"
+    report_data = bytes(json.loads(evidence.read_text())["attestation_report"]["report_data"])
+    args = ["--tee=snp", f"--evidence={evidence}", "--at=2025-07-01T00:00:00Z"]
+    code, claims, err = run(capsys, *args, f"--report-data={report_data.hex()}")
+    assert code == 0, err
+    assert claims["product"] == "Genoa" and claims["report_data"] == report_data.hex()
+    assert claims["measurement"].startswith("6a6519d7")
+    # Still bound: another report data is refused.
+    code, _, err = run(capsys, *args, "--report-data=" + "00" * 64)
+    assert code == 1 and "report" in err.lower(), err
     code, _, err = run(capsys, *args, "--report-data=00")
     assert code == 1 and "eport" in err
 

@@ -1,11 +1,11 @@
 """Evidence verification: fetch what the evidence lacks, then one call into the Rust core.
 
 The Rust verifiers do no I/O. For TDX they need the platform's DCAP collateral (TCB info, QE
-identity, CRLs), keyed by the FMSPC and PCK CA type read from the quote; for SNP they need the
-VCEK when the evidence carries none, and AMD's ASK/ARK when neither the evidence nor the
-configuration supplies them (the roots are pinned by fingerprint, never shipped as files).
-This module asks the configured sources for exactly that, then verifies; the other TEEs need
-nothing fetched. Which TEEs are the hardware ones is the Rust core's to say.
+identity, CRLs), keyed by the FMSPC and PCK CA type read from the quote; for SNP they need only
+the VCEK when the evidence carries none (AMD's ARK/ASK/ASVK for Milan, Genoa and Turin are built
+into the Rust core and admitted by their pinned fingerprints). This module asks the configured
+sources for exactly that, then verifies; the other TEEs need nothing fetched. Which TEEs are the
+hardware ones is the Rust core's to say.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,6 @@ from trustee.collateral.spec import PRODUCTS as SNP_PRODUCTS
 if TYPE_CHECKING:
     from trustee.collateral.snp import VekSource
     from trustee.collateral.tdx import TdxCollateralSource
-
-log = logging.getLogger("trustee.attestation.hardware")
 
 # Asked once: their verification is heavy enough to run off the event loop.
 _HARDWARE_TEES = frozenset(_core.Verifiers.hardware_tees())
@@ -179,20 +176,12 @@ class HardwareVerifier:
             await self.audit.emit(audit_event)
 
     async def _snp_certs(self, evidence: bytes) -> list[bytes]:
+        # AMD's ASK/ARK are built in; only a missing VCEK is fetched.
         needs = _core.snp_needs(evidence)
         certs = list(self._snp_anchors)
-        products = (needs.product,) if needs.product is not None else SNP_PRODUCTS
         if needs.vcek is not None:
+            products = (needs.product,) if needs.product is not None else SNP_PRODUCTS
             certs.append(await self._fetch_vcek(needs.vcek, products))
-        # Configured test anchors stand in for AMD's ASK/ARK: nothing is fetched for them.
-        if not needs.has_ca and not self._snp_anchors and self.vek_source is not None:
-            for name in products:
-                try:
-                    certs.extend(await self.vek_source.cert_chain(name))
-                except CollateralError as exc:
-                    # The pinned roots may still arrive another way (a test anchor, the
-                    # evidence); the verifier names what is missing if they do not.
-                    log.warning("SNP %s ASK/ARK could not be fetched: %s", name, exc)
         return certs
 
     async def _fetch_vcek(self, vcek: _core.VcekKey, products: Sequence[str]) -> bytes:
