@@ -33,7 +33,9 @@ pub enum VerifyError {
         subject: String,
         sha256: String,
     },
-    #[error("no trusted {role} for {product} among the supplied certificates ({detail})")]
+    #[error(
+        "no trusted {role} for {product} among the supplied and built-in certificates ({detail})"
+    )]
     MissingAnchor {
         role: &'static str,
         product: String,
