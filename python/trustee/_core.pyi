@@ -73,6 +73,11 @@ class Claims:
     def tee_class(self) -> str:
         """``"cpu"``, ``"gpu"``, …"""
 
+def vendor_anchors() -> list[tuple[str, str, bytes]]:
+    """The built-in vendor certificates that matched their pinned fingerprints:
+    ``(product, role, der)`` with product ``Intel``/``Milan``/``Genoa``/``Turin`` and role
+    ``root``/``ARK``/``ASK``/``ASVK``."""
+
 @final
 class Verifiers:
     """The verifiers of every supported TEE with their memo caches (verified collateral, PCK

@@ -24,20 +24,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from trustee import _core
 from trustee.collateral.bundle import Bundle, BundleError, Member, iso
 from trustee.collateral.errors import CollateralError
 from trustee.collateral.tdx import TdxCollateral, load_crl
 
-# SHA-256 of the DER of the Intel SGX Root CA (as the native core pins it).
-INTEL_ROOTS = frozenset({"44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"})
-# AMD's ARKs for Milan, Genoa and Turin (as the native core pins them).
-AMD_ARKS = frozenset(
-    {
-        "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
-        "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
-        "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
-    }
-)
+def _pinned(roles: Collection[str]) -> frozenset[str]:
+    # The native core's built-in anchors, so the pins live in one place.
+    return frozenset(
+        hashlib.sha256(der).hexdigest()
+        for _product, role, der in _core.vendor_anchors()
+        if role in roles
+    )
+
+
+# SHA-256 of the DER of the Intel SGX Root CA.
+INTEL_ROOTS = _pinned(("root",))
+# AMD's ARKs for Milan, Genoa and Turin.
+AMD_ARKS = _pinned(("ARK",))
 
 
 def check_bundle(bundle: Bundle, test_roots: Sequence[bytes] = ()) -> list[str | None]:

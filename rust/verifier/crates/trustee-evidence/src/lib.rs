@@ -61,6 +61,38 @@ pub trait Verifier: Sync {
     ) -> Result<Vec<ClaimsEntry>, VerifyError>;
 }
 
+/// One vendor certificate this build trusts and ships.
+#[derive(Debug, Clone, Copy)]
+pub struct VendorAnchor {
+    /// `Intel` or the AMD product (`Milan`, `Genoa`, `Turin`).
+    pub product: &'static str,
+    /// `root` (Intel SGX Root CA), `ARK`, `ASK` or `ASVK`.
+    pub role: &'static str,
+    pub der: &'static [u8],
+}
+
+/// The built-in vendor certificates that passed their fingerprint check at load: what other
+/// components (collateral bundle checks) trust, so the pins live in one place.
+pub fn vendor_anchors() -> Vec<VendorAnchor> {
+    let intel = trustee_tdx::intel_sgx_root_ca_der().map(|der| VendorAnchor {
+        product: "Intel",
+        role: "root",
+        der,
+    });
+    intel
+        .into_iter()
+        .chain(
+            trustee_snp::embedded_anchors()
+                .iter()
+                .map(|a| VendorAnchor {
+                    product: a.generation.name(),
+                    role: a.role.name(),
+                    der: &a.der,
+                }),
+        )
+        .collect()
+}
+
 /// TEE names (wire spelling) that have a verifier in this build.
 pub fn supported_tees() -> Vec<&'static str> {
     names(Tee::has_verifier)
@@ -176,6 +208,23 @@ mod tests {
         let verifiers = Verifiers::default();
         for tee in Tee::ALL {
             assert_eq!(verifiers.has(tee), tee.has_verifier(), "{tee}");
+        }
+    }
+
+    #[test]
+    fn vendor_anchors_are_the_intel_root_and_amds_nine() {
+        let anchors = vendor_anchors();
+        assert_eq!(anchors.len(), 10);
+        assert_eq!((anchors[0].product, anchors[0].role), ("Intel", "root"));
+        for product in ["Milan", "Genoa", "Turin"] {
+            for role in ["ARK", "ASK", "ASVK"] {
+                assert!(
+                    anchors
+                        .iter()
+                        .any(|a| a.product == product && a.role == role),
+                    "{product} {role}"
+                );
+            }
         }
     }
 

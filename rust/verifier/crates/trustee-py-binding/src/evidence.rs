@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use trustee_evidence::{ClaimsEntry, HardwareOptions, Inputs, VerifyError};
 
@@ -216,6 +217,15 @@ fn supported_tees() -> Vec<&'static str> {
     trustee_evidence::supported_tees()
 }
 
+/// The built-in vendor certificates: (product, role, DER).
+#[pyfunction]
+fn vendor_anchors(py: Python<'_>) -> Vec<(&'static str, &'static str, Py<PyBytes>)> {
+    trustee_evidence::vendor_anchors()
+        .into_iter()
+        .map(|a| (a.product, a.role, PyBytes::new(py, a.der).unbind()))
+        .collect()
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Verifiers>()?;
     m.add_class::<Claims>()?;
@@ -224,5 +234,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tdx_collateral_key, m)?)?;
     m.add_function(wrap_pyfunction!(snp_needs, m)?)?;
     m.add_function(wrap_pyfunction!(supported_tees, m)?)?;
+    m.add_function(wrap_pyfunction!(vendor_anchors, m)?)?;
     Ok(())
 }
