@@ -197,3 +197,35 @@ fn one_pass_decoder_takes_the_usual_evidence_shape() {
         "{e}"
     );
 }
+
+#[test]
+fn raw_report_verifies_with_a_vek_given_beside_it() {
+    // Azure's HCL report carries the SNP report at offset 0x20 and the VCEK separately.
+    let dir = "trustee/deps/verifier";
+    let (Some(hcl), Some(vcek)) = (
+        trustee_testvectors::read(&format!("{dir}/test_data/az-snp-vtpm/hcl-report.bin")),
+        trustee_testvectors::read(&format!("{dir}/test_data/az-snp-vtpm/vcek.pem")),
+    ) else {
+        return;
+    };
+    let report = &hcl[0x20..0x20 + REPORT_LEN];
+    // AMD's Milan ASK/ARK are built in.
+    let anchors: [Vec<u8>; 0] = [];
+    let verifier = SnpVerifier::default();
+    let opts = VerifyOptions::at(1_750_000_000);
+    let verified = verifier
+        .verify_report_with_vek(report, &vcek, &anchors, &opts)
+        .unwrap();
+    assert_eq!(verified.generation, Generation::Milan);
+    assert_eq!(verified.vek_source, VekSource::Supplied);
+    assert!(matches!(
+        verifier.verify_report_with_vek(&report[1..], &vcek, &anchors, &opts),
+        Err(VerifyError::Report(ParseError::Length { .. }))
+    ));
+    let mut tampered = report.to_vec();
+    tampered[0x186] = 0; // REPORTED_TCB.SNP
+    assert!(matches!(
+        verifier.verify_report_with_vek(&tampered, &vcek, &anchors, &opts),
+        Err(VerifyError::ReportSignature(_))
+    ));
+}

@@ -126,6 +126,31 @@ impl SnpVerifier {
         verify_with_memo(evidence, certs, opts, Some(&self.memo))
     }
 
+    /// A raw 1184-byte report whose VEK travels beside it rather than in a GHCB
+    /// certificate table (Azure's HCL evidence carries the VCEK on its own): `vek` (DER or
+    /// PEM) is chained to the pinned ASK/ARK exactly as evidence certificates are, with the
+    /// same signature, validity, TCB, chip-ID, VMPL and binding checks. `certs` are further
+    /// certificates (test anchors; AMD's own ASK/ARK are built in).
+    pub fn verify_report_with_vek(
+        &self,
+        report: &[u8],
+        vek: &[u8],
+        certs: &[Vec<u8>],
+        opts: &VerifyOptions,
+    ) -> Result<Verified, VerifyError> {
+        if report.len() != crate::REPORT_LEN {
+            return Err(crate::ParseError::Length {
+                expected: crate::REPORT_LEN,
+                actual: report.len(),
+            }
+            .into());
+        }
+        let mut all = Vec::with_capacity(certs.len() + 1);
+        all.push(vek.to_vec());
+        all.extend_from_slice(certs);
+        verify_with_memo(report, &all, opts, Some(&self.memo))
+    }
+
     /// Number of remembered links.
     pub fn memo_len(&self) -> usize {
         self.memo.links.len()
