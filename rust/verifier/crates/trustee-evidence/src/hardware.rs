@@ -59,6 +59,32 @@ impl Tdx {
     }
 }
 
+impl Tdx {
+    /// DCAP appraisal of `quote` against the caller's collateral; errors name `tee`.
+    pub(crate) fn appraise(
+        &self,
+        tee: &'static str,
+        quote: &[u8],
+        inputs: &Inputs<'_>,
+    ) -> Result<trustee_tdx::Verified, VerifyError> {
+        let raw = inputs.tdx_collateral.ok_or_else(|| VerifyError::Missing {
+            tee,
+            what: "DCAP collateral (configure a collateral source for the TDX verifier)".into(),
+        })?;
+        let collateral = self.collateral(raw)?;
+        let opts = trustee_tdx::VerifyOptions {
+            now_unix: inputs.now_unix,
+            trusted_roots_sha256: self.extra_roots_sha256.clone(),
+        };
+        self.dcap
+            .verify_quote(quote, &collateral, &opts)
+            .map_err(|e| VerifyError::Rejected {
+                tee,
+                reason: e.to_string(),
+            })
+    }
+}
+
 impl Verifier for Tdx {
     /// The quote against its collateral, the report-data and init-data bindings, and the CC
     /// event log replayed against the RTMRs. One `cpu` entry.
@@ -69,22 +95,7 @@ impl Verifier for Tdx {
         inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         let ev = TdxEvidence::decode(evidence)?;
-        let raw = inputs.tdx_collateral.ok_or_else(|| VerifyError::Missing {
-            tee: "tdx",
-            what: "DCAP collateral (configure a collateral source for the TDX verifier)".into(),
-        })?;
-        let collateral = self.collateral(raw)?;
-        let opts = trustee_tdx::VerifyOptions {
-            now_unix: inputs.now_unix,
-            trusted_roots_sha256: self.extra_roots_sha256.clone(),
-        };
-        let verified = self
-            .dcap
-            .verify_quote(&ev.quote, &collateral, &opts)
-            .map_err(|e| VerifyError::Rejected {
-                tee: "tdx",
-                reason: e.to_string(),
-            })?;
+        let verified = self.appraise("tdx", &ev.quote, inputs)?;
         let body = &verified.quote.body;
         if let Some(expected) = expected.report_data {
             check_binding(
@@ -124,8 +135,8 @@ impl Verifier for Tdx {
 
 /// SNP: the report and its VEK chain, with the chain memo of [`SnpVerifier`].
 pub(crate) struct Snp {
-    snp: SnpVerifier,
-    extra_roots_sha256: Vec<[u8; 32]>,
+    pub(crate) snp: SnpVerifier,
+    pub(crate) extra_roots_sha256: Vec<[u8; 32]>,
     allow_nonzero_vmpl: bool,
 }
 
@@ -224,11 +235,15 @@ pub fn tdx_parsed_claims(evidence: &[u8]) -> Result<Value, VerifyError> {
     Ok(claims)
 }
 
-/// What a caller must fetch to verify a TDX quote: its platform's FMSPC and PCK CA type.
+/// What a caller must fetch to verify a TDX quote: its platform's FMSPC and PCK CA type. Takes
+/// `tdx` evidence or `az-tdx-vtpm` evidence (which carries its TD quote as `td_quote`).
 pub fn tdx_collateral_key(evidence: &[u8]) -> Result<trustee_tdx::CollateralKey, VerifyError> {
-    let ev = TdxEvidence::decode(evidence)?;
-    trustee_tdx::collateral_key(&ev.quote).map_err(|e| VerifyError::Malformed {
-        tee: "tdx",
+    let (tee, quote) = match crate::azure::td_quote_of(evidence)? {
+        Some(quote) => ("az-tdx-vtpm", quote),
+        None => ("tdx", TdxEvidence::decode(evidence)?.quote),
+    };
+    trustee_tdx::collateral_key(&quote).map_err(|e| VerifyError::Malformed {
+        tee,
         reason: e.to_string(),
     })
 }
@@ -269,7 +284,7 @@ pub fn snp_needs(evidence: &[u8]) -> Result<SnpNeeds, VerifyError> {
     })
 }
 
-fn check_binding(
+pub(crate) fn check_binding(
     tee: &'static str,
     field: &'static str,
     expected: &[u8],

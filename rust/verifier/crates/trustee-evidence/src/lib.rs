@@ -2,15 +2,18 @@
 //!
 //! One entry point, [`Verifiers::verify`], turns a TEE name plus JSON evidence into the
 //! claims the Attestation Service feeds to its policies. Each TEE family implements
-//! [`Verifier`]; the hardware ones (TDX, SNP) also take the [`Inputs`] their caller fetched
-//! (collateral, certificates), which the others ignore, so every family fits one contract.
+//! [`Verifier`]; the hardware ones (TDX, SNP and the Azure vTPM variants) also take the
+//! [`Inputs`] their caller fetched (collateral, certificates), which the others ignore, so
+//! every family fits one contract.
 
 use serde_json::Value;
 
+mod azure;
 mod error;
 mod hardware;
 mod sample;
 mod tee;
+mod tpm;
 mod verifiers;
 
 pub use error::VerifyError;
@@ -160,18 +163,7 @@ mod tests {
 
     #[test]
     fn known_but_unimplemented_tees_are_unsupported() {
-        for name in [
-            "az-snp-vtpm",
-            "az-tdx-vtpm",
-            "sgx",
-            "cca",
-            "csv",
-            "se",
-            "tpm",
-            "nvidia",
-            "hygondcu",
-            "nvidiadpu",
-        ] {
+        for name in ["sgx", "cca", "csv", "se", "nvidia", "hygondcu", "nvidiadpu"] {
             match verify(name, b"{}", None, None) {
                 Err(VerifyError::Unsupported(t)) => assert_eq!(t, name),
                 other => panic!("{name}: unexpected {other:?}"),
@@ -181,12 +173,15 @@ mod tests {
 
     #[test]
     fn hardware_tees_are_verified_not_unsupported() {
-        for name in ["tdx", "snp"] {
-            let err = verify(name, b"{}", None, None).unwrap_err();
+        for name in ["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm"] {
+            let err = verify(name, b"{}", Some(b"nonce"), None).unwrap_err();
             assert!(!matches!(err, VerifyError::Unsupported(_)), "{name}: {err}");
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
-        assert_eq!(hardware_tees(), vec!["tdx", "snp"]);
+        assert_eq!(
+            hardware_tees(),
+            vec!["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm"]
+        );
     }
 
     #[test]
@@ -203,7 +198,15 @@ mod tests {
     fn supported_list_matches_dispatch() {
         assert_eq!(
             supported_tees(),
-            vec!["sample", "sampledevice", "tdx", "snp"]
+            vec![
+                "sample",
+                "sampledevice",
+                "tdx",
+                "snp",
+                "az-snp-vtpm",
+                "az-tdx-vtpm",
+                "tpm"
+            ]
         );
         let verifiers = Verifiers::default();
         for tee in Tee::ALL {

@@ -65,14 +65,25 @@ impl Tee {
 
     /// Whether this build can verify the TEE's evidence ([`crate::Verifiers::verify`]).
     pub const fn has_verifier(self) -> bool {
-        matches!(self, Tee::Sample | Tee::SampleDevice | Tee::Tdx | Tee::Snp)
+        matches!(
+            self,
+            Tee::Sample
+                | Tee::SampleDevice
+                | Tee::Tdx
+                | Tee::Snp
+                | Tee::AzSnpVtpm
+                | Tee::AzTdxVtpm
+                | Tee::Tpm
+        )
     }
 
-    /// Whether verification needs [`crate::Inputs`] the caller fetches with I/O this crate
-    /// does not do (TDX collateral, SNP certificates); these are also the TEEs whose
-    /// verification is heavy enough to keep off a server's event loop.
+    /// Whether verification may need [`crate::Inputs`] the caller fetches with I/O this
+    /// crate does not do (TDX collateral, SNP certificates), and is heavy enough (hardware
+    /// signatures and certificate chains) to keep off a server's event loop. `az-snp-vtpm`
+    /// is one although its VCEK travels in the evidence: it verifies a full SNP report.
+    /// `tpm` is not: one RSA or ECDSA check, microseconds, with nothing to fetch.
     pub const fn is_hardware(self) -> bool {
-        matches!(self, Tee::Tdx | Tee::Snp)
+        matches!(self, Tee::Tdx | Tee::Snp | Tee::AzSnpVtpm | Tee::AzTdxVtpm)
     }
 }
 

@@ -1,7 +1,10 @@
 //! [`Verifiers`]: every TEE family this build verifies, behind one dispatch.
 
+use std::sync::Arc;
+
+use crate::azure::{AzSnpVtpm, AzTdxVtpm};
 use crate::hardware::{Snp, Tdx};
-use crate::{sample, ClaimsEntry, Expectations, Inputs, Tee, Verifier, VerifyError};
+use crate::{sample, tpm, ClaimsEntry, Expectations, Inputs, Tee, Verifier, VerifyError};
 
 /// Trust settings fixed for the life of a [`Verifiers`].
 #[derive(Debug, Clone, Default)]
@@ -17,8 +20,11 @@ pub struct HardwareOptions {
 /// (verified collateral, certificate chains): one long-lived instance serves every
 /// attestation.
 pub struct Verifiers {
-    tdx: Tdx,
-    snp: Snp,
+    tdx: Arc<Tdx>,
+    snp: Arc<Snp>,
+    // The Azure verifiers share the hardware verifiers' memo caches.
+    az_snp: AzSnpVtpm,
+    az_tdx: AzTdxVtpm,
 }
 
 impl Default for Verifiers {
@@ -29,9 +35,20 @@ impl Default for Verifiers {
 
 impl Verifiers {
     pub fn new(options: HardwareOptions) -> Self {
+        let tdx = Arc::new(Tdx::new(options.extra_roots_sha256.clone()));
+        let snp = Arc::new(Snp::new(
+            options.extra_roots_sha256,
+            options.snp_allow_nonzero_vmpl,
+        ));
         Self {
-            tdx: Tdx::new(options.extra_roots_sha256.clone()),
-            snp: Snp::new(options.extra_roots_sha256, options.snp_allow_nonzero_vmpl),
+            az_snp: AzSnpVtpm {
+                snp: Arc::clone(&snp),
+            },
+            az_tdx: AzTdxVtpm {
+                tdx: Arc::clone(&tdx),
+            },
+            tdx,
+            snp,
         }
     }
 
@@ -39,15 +56,15 @@ impl Verifiers {
         match tee {
             Tee::Sample => Some(&sample::SAMPLE),
             Tee::SampleDevice => Some(&sample::SAMPLE_DEVICE),
-            Tee::Tdx => Some(&self.tdx),
-            Tee::Snp => Some(&self.snp),
-            Tee::AzSnpVtpm
-            | Tee::AzTdxVtpm
-            | Tee::Sgx
+            Tee::Tdx => Some(&*self.tdx),
+            Tee::Snp => Some(&*self.snp),
+            Tee::AzSnpVtpm => Some(&self.az_snp),
+            Tee::AzTdxVtpm => Some(&self.az_tdx),
+            Tee::Tpm => Some(&tpm::Tpm),
+            Tee::Sgx
             | Tee::Cca
             | Tee::Csv
             | Tee::Se
-            | Tee::Tpm
             | Tee::Nvidia
             | Tee::HygonDcu
             | Tee::NvidiaDpu => None,
