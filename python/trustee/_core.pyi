@@ -91,8 +91,8 @@ class Verifiers:
 
     @staticmethod
     def hardware_tees() -> list[str]:
-        """TEEs whose evidence needs ``tdx_collateral`` or ``snp_certs``; their verification
-        is the heavy kind."""
+        """TEEs whose evidence may need ``tdx_collateral`` or ``snp_certs`` (tdx, snp,
+        az-snp-vtpm, az-tdx-vtpm); their verification is the heavy kind."""
 
     def verify(
         self,
@@ -106,10 +106,11 @@ class Verifiers:
     ) -> list[Claims]:
         """Verify JSON ``evidence`` for ``tee``; one :class:`Claims` per component.
 
-        TDX needs ``tdx_collateral`` (dcap-qvl JSON), SNP takes extra certificates (VEK,
-        ASK/ASVK, ARK; DER or PEM); certificates and collateral are judged at ``now`` (unix
-        seconds). Raises UnsupportedTee for known TEEs without a verifier and VerifierError
-        for everything else (unknown TEE, malformed evidence, binding mismatch).
+        TDX and az-tdx-vtpm need ``tdx_collateral`` (dcap-qvl JSON), SNP and az-snp-vtpm take
+        extra certificates (VEK, ASK/ASVK, ARK; DER or PEM); certificates and collateral are
+        judged at ``now`` (unix seconds). az-snp-vtpm and az-tdx-vtpm require
+        ``expected_report_data``. Raises UnsupportedTee for known TEEs without a verifier and
+        VerifierError for everything else (unknown TEE, malformed evidence, binding mismatch).
         """
 
     def submit_verify(
@@ -126,8 +127,8 @@ class Verifiers:
         """``verify`` on an offload thread."""
 
 def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str]:
-    """``(fmspc, ca, pce_id)`` of TDX evidence JSON: FMSPC and PCE-ID upper-case hex, ca
-    ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
+    """``(fmspc, ca, pce_id)`` of TDX or az-tdx-vtpm evidence JSON: FMSPC and PCE-ID upper-case
+    hex, ca ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
 
 @final
 class VcekKey:

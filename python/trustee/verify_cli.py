@@ -1,4 +1,4 @@
-"""`trustee verify`: check one piece of TDX or SNP evidence offline and print its claims.
+"""`trustee verify`: check one piece of hardware evidence offline and print its claims.
 
 Exit codes: 0 verified (claims JSON on stdout), 1 the evidence failed a check (the failing
 check on stderr), 2 usage errors (a file that cannot be read, a bad option value). Every line on
@@ -22,6 +22,9 @@ from trustee.crypto.b64 import b64std_encode
 
 SNP_REPORT_BYTES = 1184
 PROG = "trustee verify"
+TEES = ("tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+# The TEEs whose evidence holds a TD quote appraised with DCAP collateral.
+TDX_QUOTE_TEES = ("tdx", "az-tdx-vtpm")
 
 
 class UsageError(Exception):
@@ -35,13 +38,13 @@ class VerificationFailed(Exception):
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "verify",
-        help="verify TDX or SNP evidence offline and print its claims",
+        help="verify TDX, SNP, Azure vTPM or TPM evidence offline and print its claims",
         description=(
-            "Verify one piece of TDX or SNP evidence and print the claims the attestation "
-            "service would see (exit 0), or the failing check (exit 1)."
+            "Verify one piece of TDX, SNP, Azure vTPM or TPM evidence and print the claims the "
+            "attestation service would see (exit 0), or the failing check (exit 1)."
         ),
     )
-    p.add_argument("--tee", required=True, choices=("tdx", "snp"))
+    p.add_argument("--tee", required=True, choices=TEES)
     p.add_argument(
         "--evidence",
         required=True,
@@ -52,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--collateral",
         metavar="FILE_OR_DIR",
-        help="TDX: collateral as a dcap-qvl JSON file or a directory (default: Intel PCS)",
+        help="TDX, az-tdx-vtpm: collateral as a dcap-qvl JSON file or a directory (default: "
+        "Intel PCS)",
     )
     p.add_argument(
         "--vcek",
@@ -63,12 +67,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--at", metavar="RFC3339", help="judge validity at this time (default: now)")
     p.add_argument(
-        "--report-data", metavar="HEX", help="expected report data (zero-padded to 64 bytes)"
+        "--report-data",
+        metavar="HEX",
+        help="expected report data (TDX/SNP: zero-padded to 64 bytes, tpm: to 32; "
+        "az-*-vtpm: required, compared exactly)",
     )
     p.add_argument(
         "--init-data-hash",
         metavar="HEX",
-        help="expected init-data digest (TDX MRCONFIGID, SNP HOST_DATA)",
+        help="expected init-data digest (TDX MRCONFIGID, SNP HOST_DATA, vTPM/TPM PCR8)",
     )
     p.add_argument(
         "--insecure-test-root",
@@ -165,6 +172,8 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
         raise UsageError("--eventlog applies to TDX evidence only")
     if isinstance(doc, dict):
         return raw
+    if tee != "snp":
+        raise UsageError(f"--evidence: {tee} evidence must be the attester's JSON object")
     if len(raw) != SNP_REPORT_BYTES:
         raise UsageError(
             f"--evidence: neither SNP evidence JSON nor a {SNP_REPORT_BYTES}-byte report "
@@ -183,9 +192,9 @@ async def _verify(args: argparse.Namespace) -> str:
     from trustee.crypto.x509chain import load_certificate_files
 
     tee: str = args.tee
-    if tee == "snp" and args.collateral:
-        raise UsageError("--collateral applies to TDX evidence only")
-    if tee == "tdx" and args.vcek:
+    if tee not in TDX_QUOTE_TEES and args.collateral:
+        raise UsageError("--collateral applies to TDX and az-tdx-vtpm evidence only")
+    if tee != "snp" and args.vcek:
         raise UsageError("--vcek applies to SNP evidence only")
     eventlog = _read(args.eventlog, "--eventlog") if args.eventlog else None
     evidence = _evidence(tee, _read(args.evidence, "--evidence"), eventlog)

@@ -37,12 +37,20 @@ def sample_evidence(report_data: bytes = RD, svn: str = "1") -> bytes:
 
 
 def test_supported_tees_and_version() -> None:
-    assert _core.supported_tees() == ["sample", "sampledevice", "tdx", "snp"]
+    assert _core.supported_tees() == [
+        "sample",
+        "sampledevice",
+        "tdx",
+        "snp",
+        "az-snp-vtpm",
+        "az-tdx-vtpm",
+        "tpm",
+    ]
     assert _core.version() == "0.1.0"
 
 
 def test_the_core_names_the_hardware_tees() -> None:
-    assert _core.Verifiers.hardware_tees() == ["tdx", "snp"]
+    assert _core.Verifiers.hardware_tees() == ["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm"]
 
 
 def test_every_refusal_is_a_core_error() -> None:
@@ -130,7 +138,7 @@ def test_unsupported_and_unknown_tees() -> None:
     with pytest.raises(_core.UnsupportedTee, match="sgx"):
         verify("sgx", b"{}", None, None)
     with pytest.raises(_core.UnsupportedTee):
-        verify("az-snp-vtpm", b"{}", None, None)
+        verify("nvidia", b"{}", None, None)
     with pytest.raises(_core.VerifierError, match="unknown TEE") as info:
         verify("nope", b"{}", None, None)
     assert not isinstance(info.value, _core.UnsupportedTee)

@@ -225,11 +225,31 @@ def test_snp_e2e_evidence_verifies_offline_with_nothing_supplied(
     assert code == 1 and "eport" in err
 
 
+def test_az_snp_vtpm_evidence_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    v = vectors_dir()
+    args = [
+        "--tee=az-snp-vtpm",
+        f"--evidence={v / 'trustee/deps/verifier/test_data/az-snp-vtpm/evidence-v1.json'}",
+        "--at=2025-07-01T00:00:00Z",
+    ]
+    code, claims, err = run(capsys, *args, "--report-data=6368616c6c656e6765")
+    assert code == 0, err
+    assert claims["report_data"] == "6368616c6c656e6765"
+    assert claims["tpm"]["pcr00"].startswith("e15c4479")
+    code, _, err = run(capsys, *args, "--report-data=6368616c6c656e6766")
+    assert code == 1 and "TPM quote nonce mismatch" in err
+    # The quote nonce is the session's report data: without it there is nothing to check.
+    code, _, err = run(capsys, *args)
+    assert code == 1 and "expected report data" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--tee=tdx", "--evidence=/nonexistent/q"], "/nonexistent/q"),
-        (["--tee=snp", "--evidence=/dev/null", "--collateral=x"], "TDX evidence only"),
+        (["--tee=snp", "--evidence=/dev/null", "--collateral=x"], "applies to TDX and"),
+        (["--tee=tpm", "--evidence=/dev/null", "--vcek=x"], "--vcek applies to SNP evidence"),
+        (["--tee=tpm", "--evidence=/dev/null"], "tpm evidence must be the attester's JSON"),
         (["--tee=tdx", "--evidence=/dev/null", "--report-data=zz"], "--report-data"),
         (["--tee=tdx", "--evidence=/dev/null", "--at=yesterday"], "--at"),
         (["--tee=snp", "--evidence=/dev/null"], "1184-byte report"),

@@ -3,9 +3,11 @@
 The Rust verifiers do no I/O. For TDX they need the platform's DCAP collateral (TCB info, QE
 identity, CRLs), keyed by the FMSPC and PCK CA type read from the quote; for SNP they need only
 the VCEK when the evidence carries none (AMD's ARK/ASK/ASVK for Milan, Genoa and Turin are built
-into the Rust core and admitted by their pinned fingerprints). This module asks the configured
-sources for exactly that, then verifies; the other TEEs need nothing fetched. Which TEEs are the
-hardware ones is the Rust core's to say.
+into the Rust core and admitted by their pinned fingerprints). az-tdx-vtpm needs the same
+collateral for the TD quote inside; az-snp-vtpm carries its VCEK and needs nothing fetched, but
+verifies a full SNP report, so it too is a hardware TEE (run off the event loop). This module
+asks the configured sources for exactly that, then verifies; the other TEEs need nothing
+fetched. Which TEEs are the hardware ones is the Rust core's to say.
 """
 
 from __future__ import annotations
@@ -92,10 +94,14 @@ class HardwareVerifier:
 
     async def inputs(self, tee: str, evidence: bytes) -> Inputs:
         now = self.now()
-        if tee == "tdx":
+        if tee in ("tdx", "az-tdx-vtpm"):
             return Inputs(now=now, tdx_collateral=await self._tdx_collateral(evidence))
         if tee == "snp":
             return Inputs(now=now, snp_certs=await self._snp_certs(evidence))
+        if tee == "az-snp-vtpm":
+            # The VCEK travels in the evidence and AMD's ASK/ARK are built in: only the
+            # configured test anchors are added.
+            return Inputs(now=now, snp_certs=list(self._snp_anchors))
         return Inputs(now=now)
 
     def verify(
