@@ -29,6 +29,7 @@ from trustee.collateral.bundle import Bundle, BundleError, Member, iso
 from trustee.collateral.errors import CollateralError
 from trustee.collateral.tdx import TdxCollateral, load_crl
 
+
 def _pinned(roles: Collection[str]) -> frozenset[str]:
     # The native core's built-in anchors, so the pins live in one place.
     return frozenset(
