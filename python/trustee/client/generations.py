@@ -41,6 +41,7 @@ from trustee.crypto.jwk import (
 from trustee.crypto.jws import sign_compact
 from trustee.protocol import binding, jwe
 from trustee.protocol.generations import V0_1_0, V0_1_1, V0_2_0, V0_4_0, WireGeneration
+from trustee.protocol.tees import LEGACY_WIRE_SPELLING
 
 log = logging.getLogger("trustee.client.kbs")
 
@@ -274,7 +275,9 @@ class FlatProtocol(Generation):
         return {"supported-hash-algorithms": list(self.supported_hash_algorithms)}
 
     def auth_request(self, tee: str) -> dict[str, Any]:
-        return {"version": self.version, "tee": tee, "extra-params": self.auth_extra_params()}
+        # The clients of these generations name the Azure TEEs without hyphens.
+        wire_tee = LEGACY_WIRE_SPELLING.get(tee, tee)
+        return {"version": self.version, "tee": wire_tee, "extra-params": self.auth_extra_params()}
 
     def hash_algorithm(self, extra_params: Any) -> str:
         """The binding hash: SHA-384 unless the challenge selects another (no server does)."""

@@ -9,6 +9,8 @@ ALL_TEES = PRIMARY_TEES | DEVICE_TEES
 # still send these names.
 LEGACY_SPELLINGS = {"azsnpvtpm": "az-snp-vtpm", "aztdxvtpm": "az-tdx-vtpm"}
 ACCEPTED_TEES = ALL_TEES | frozenset(LEGACY_SPELLINGS)
+# How those clients spell a TEE on the wire (kbs-types 0.7 and 0.10 lowercase the variant name).
+LEGACY_WIRE_SPELLING = {current: legacy for legacy, current in LEGACY_SPELLINGS.items()}
 
 
 def verifier_name(tee: str) -> str:
