@@ -144,7 +144,10 @@ def test_real_verifier_accepts_the_evidence(tdx_dir: Path, snp_dir: Path) -> Non
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"TRUSTEE_SIMULATED_TEE": "sgx"}, r"TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx' or"),
+        (
+            {"TRUSTEE_SIMULATED_TEE": "sgx"},
+            r"TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx', 'snp', ",
+        ),
         (
             {"TRUSTEE_SIMULATED_TEE": "tdx"},
             r"TRUSTEE_SIMULATED_TEE=tdx needs TRUSTEE_SIMULATED_PKI set",
@@ -177,8 +180,8 @@ def test_client_cli_reports_a_bad_environment_as_one_line(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        "trustee-client: simulated attester: TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx' or "
-        "'snp'\n"
+        "trustee-client: simulated attester: TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx', "
+        "'snp', 'az-snp-vtpm', 'az-tdx-vtpm' or 'tpm'\n"
     )
 
 

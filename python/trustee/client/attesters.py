@@ -5,7 +5,8 @@ JSON its TEE type's verifier expects. On a host without TEE hardware the sample 
 what the upstream client falls back to, so the server's CI-path verifiers can be exercised
 anywhere.
 
-Detection is table-driven. In front of the sample fallback sit the simulated TDX/SNP attesters,
+Detection is table-driven. In front of the sample fallback sit the simulated TDX, SNP, Azure
+vTPM (az-snp-vtpm, az-tdx-vtpm) and TPM attesters,
 chosen by TRUSTEE_SIMULATED_TEE and signing with the test PKI saved in TRUSTEE_SIMULATED_PKI
 (`trustee simulate init` makes both the PKI and the server's trust files), so the real
 verification path runs with fresh nonces on any host.
@@ -29,6 +30,13 @@ from trustee.simulate import (
     SnpTestPki,
     TdxTestPki,
 )
+from trustee.simulate.azure import (
+    AzSnpVtpmPki,
+    AzTdxVtpmPki,
+    SimulatedAzSnpVtpmAttester,
+    SimulatedAzTdxVtpmAttester,
+)
+from trustee.simulate.tpm import SimulatedTpmAttester, TpmTestPki
 
 # The upstream device attester is switched on by the mere presence of this variable (any value,
 # even empty), so tests and CI can opt in without a real accelerator.
@@ -78,9 +86,15 @@ Factory = Callable[[Mapping[str, str]], Attester]
 SIMULATED_TEE_ENV = "TRUSTEE_SIMULATED_TEE"
 SIMULATED_PKI_ENV = "TRUSTEE_SIMULATED_PKI"
 SIMULATED_SNP_CA_ENV = "TRUSTEE_SIMULATED_SNP_CA"
-# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT), 48 bytes in hex.
+# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT), 48 bytes in hex;
+# the Azure guests report it in their hardware report, a plain TPM has none.
 SIMULATED_MEASUREMENT_ENV = "TRUSTEE_SIMULATED_MEASUREMENT"
-SIMULATED_TEES = ("tdx", "snp")
+# PCR values a vTPM/TPM guest reports, `INDEX=HEX[,INDEX=HEX…]` (32 bytes each; PCR8 is the
+# init-data PCR and cannot be set).
+SIMULATED_PCRS_ENV = "TRUSTEE_SIMULATED_PCRS"
+SIMULATED_TEES = ("tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+TPM_TEES = ("az-snp-vtpm", "az-tdx-vtpm", "tpm")
+SimulatedPki = TdxTestPki | SnpTestPki | AzSnpVtpmPki | AzTdxVtpmPki | TpmTestPki
 
 
 def _always(env: Mapping[str, str]) -> bool:
@@ -101,17 +115,70 @@ def _client_error(message: str) -> Exception:
     return KbsClientError(f"simulated attester: {message}")
 
 
+_PKI_LOADERS: dict[str, Callable[[str], SimulatedPki]] = {
+    "tdx": TdxTestPki.load,
+    "snp": SnpTestPki.load,
+    "az-snp-vtpm": AzSnpVtpmPki.load,
+    "az-tdx-vtpm": AzTdxVtpmPki.load,
+    "tpm": TpmTestPki.load,
+}
+
+
 @functools.lru_cache(maxsize=8)
-def _load_pki(tee: str, directory: str) -> TdxTestPki | SnpTestPki:
+def _load_pki(tee: str, directory: str) -> SimulatedPki:
     # Loading parses several keys and re-signs the QE report: once per process is enough, and
     # benchmarks build evidence in a loop.
-    return TdxTestPki.load(directory) if tee == "tdx" else SnpTestPki.load(directory)
+    return _PKI_LOADERS[tee](directory)
+
+
+def _measurement(env: Mapping[str, str], tee: str) -> bytes | None:
+    text = env.get(SIMULATED_MEASUREMENT_ENV, "")
+    if not text:
+        return None
+    if tee == "tpm":
+        raise _client_error(
+            f"{SIMULATED_MEASUREMENT_ENV}: a tpm guest has no launch digest; set PCRs with "
+            f"{SIMULATED_PCRS_ENV}"
+        )
+    try:
+        measurement = bytes.fromhex(text)
+    except ValueError:
+        measurement = b""
+    if len(measurement) != 48:
+        raise _client_error(f"{SIMULATED_MEASUREMENT_ENV} must be 96 hex digits (48 bytes)")
+    return measurement
+
+
+def _pcrs(env: Mapping[str, str], tee: str) -> dict[int, bytes]:
+    text = env.get(SIMULATED_PCRS_ENV, "")
+    if not text:
+        return {}
+    if tee not in TPM_TEES:
+        raise _client_error(f"{SIMULATED_PCRS_ENV}: a {tee} guest has no TPM")
+    pcrs: dict[int, bytes] = {}
+    for item in text.split(","):
+        index, _, value = item.strip().partition("=")
+        try:
+            number, digest = int(index), bytes.fromhex(value)
+        except ValueError:
+            number, digest = -1, b""
+        if not 0 <= number < 24 or number == 8 or len(digest) != 32:
+            raise _client_error(
+                f"{SIMULATED_PCRS_ENV}: {item.strip()!r} is not INDEX=HEX with INDEX 0-23 "
+                "but 8 (the init-data PCR) and 64 hex digits"
+            )
+        pcrs[number] = digest
+    return pcrs
 
 
 def simulated_attester(env: Mapping[str, str]) -> Attester:
     tee = env.get(SIMULATED_TEE_ENV, "")
     if tee not in SIMULATED_TEES:
-        raise _client_error(f"{SIMULATED_TEE_ENV} is {tee!r}, expected 'tdx' or 'snp'")
+        raise _client_error(
+            f"{SIMULATED_TEE_ENV} is {tee!r}, expected "
+            + ", ".join(repr(t) for t in SIMULATED_TEES[:-1])
+            + f" or {SIMULATED_TEES[-1]!r}"
+        )
     directory = env.get(SIMULATED_PKI_ENV, "")
     if not directory:
         raise _client_error(
@@ -121,21 +188,21 @@ def simulated_attester(env: Mapping[str, str]) -> Attester:
     include_ca = env.get(SIMULATED_SNP_CA_ENV, "")
     if include_ca not in ("", "0", "1"):
         raise _client_error(f"{SIMULATED_SNP_CA_ENV} is {include_ca!r}, expected '1' or '0'")
-    measurement = None
-    if text := env.get(SIMULATED_MEASUREMENT_ENV, ""):
-        try:
-            measurement = bytes.fromhex(text)
-        except ValueError:
-            measurement = b""
-        if len(measurement) != 48:
-            raise _client_error(f"{SIMULATED_MEASUREMENT_ENV} must be 96 hex digits (48 bytes)")
+    measurement = _measurement(env, tee)
+    pcrs = _pcrs(env, tee)
     try:
         pki = _load_pki(tee, str(Path(directory).absolute()))
     except SimulationError as exc:
         raise _client_error(f"{SIMULATED_PKI_ENV}: {exc}") from None
     if isinstance(pki, TdxTestPki):
         return SimulatedTdxAttester(pki, measurement=measurement)
-    return SimulatedSnpAttester(pki, include_ca=include_ca == "1", measurement=measurement)
+    if isinstance(pki, SnpTestPki):
+        return SimulatedSnpAttester(pki, include_ca=include_ca == "1", measurement=measurement)
+    if isinstance(pki, AzSnpVtpmPki):
+        return SimulatedAzSnpVtpmAttester(pki, measurement=measurement, pcrs=pcrs)
+    if isinstance(pki, AzTdxVtpmPki):
+        return SimulatedAzTdxVtpmAttester(pki, measurement=measurement, pcrs=pcrs)
+    return SimulatedTpmAttester(pki, pcrs=pcrs)
 
 
 def _sample(env: Mapping[str, str]) -> Attester:

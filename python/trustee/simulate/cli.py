@@ -8,19 +8,27 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from trustee.simulate.azure import AzSnpVtpmPki, AzTdxVtpmPki
 from trustee.simulate.server_trust import (
     SNP_ROOTS_FILE,
     TDX_COLLATERAL_FILE,
     TDX_ROOT_FILE,
+    TPM_AK_FILE,
+    TPM_AK_REFERENCE_VALUE,
+    TrustedPki,
     write_server_trust,
 )
 from trustee.simulate.snp import PRODUCTS, SnpTestPki
 from trustee.simulate.snp_layout import GENOA
 from trustee.simulate.store import PKI_FILE, SimulationError
 from trustee.simulate.tdx import TdxTestPki
+from trustee.simulate.tpm import TpmTestPki
 
 PKI_SUBDIR = "pki"
 PROG = "trustee simulate init"
+TEES = ("tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+SNP_TEES = ("snp", "az-snp-vtpm")
+TDX_TEES = ("tdx", "az-tdx-vtpm")
 
 
 class UsageError(Exception):
@@ -36,7 +44,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trustee simulate",
-        description="Simulated TDX / SEV-SNP platforms signed by a test PKI made on this machine.",
+        description="Simulated TDX / SEV-SNP / Azure vTPM / TPM guests signed by test keys made "
+        "on this machine.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     init = commands.add_parser(
@@ -47,17 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
             "files a KBS needs to trust it under DIR."
         ),
     )
-    init.add_argument("--tee", required=True, choices=("tdx", "snp"))
+    init.add_argument("--tee", required=True, choices=TEES)
     init.add_argument("--dir", required=True, type=Path, metavar="DIR")
     init.add_argument(
         "--product",
         choices=sorted(PRODUCTS),
-        help=f"SNP processor generation (default {GENOA})",
+        help=f"SNP processor generation, snp and az-snp-vtpm (default {GENOA})",
     )
     init.add_argument(
         "--tcb-status",
         choices=("UpToDate", "OutOfDate"),
-        help="TDX: how the collateral rates the platform's TCB (default UpToDate)",
+        help="tdx, az-tdx-vtpm: how the collateral rates the platform's TCB (default UpToDate)",
     )
     init.add_argument(
         "--force",
@@ -70,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def existing_pki(directory: Path) -> list[Path]:
     """What a previous `init` left in `directory`: the PKI and the server's trust files."""
-    names = (f"{PKI_SUBDIR}/{PKI_FILE}", TDX_ROOT_FILE, TDX_COLLATERAL_FILE, SNP_ROOTS_FILE)
+    names = (
+        f"{PKI_SUBDIR}/{PKI_FILE}",
+        TDX_ROOT_FILE,
+        TDX_COLLATERAL_FILE,
+        SNP_ROOTS_FILE,
+        TPM_AK_FILE,
+    )
     return [directory / name for name in names if (directory / name).exists()]
 
 
@@ -79,22 +94,31 @@ def _toml_string(path: Path) -> str:
     return json.dumps(str(path))
 
 
-def init(
-    tee: str, directory: Path, product: str | None, tcb_status: str | None = None
-) -> list[str]:
-    """Create the PKI and trust files; returns the summary lines."""
-    directory = directory.absolute()
-    pki: TdxTestPki | SnpTestPki
+def _generate(tee: str, product: str | None) -> tuple[TrustedPki, str]:
+    """A fresh PKI for `tee` and how the summary names it."""
     if tee == "tdx":
-        pki, label = TdxTestPki.generate(), "TDX"
-    else:
+        return TdxTestPki.generate(), "TDX test PKI"
+    if tee == "snp":
         snp = SnpTestPki.generate(product or GENOA)
-        pki, label = snp, f"SNP {snp.product.name}"
-    pki_dir = pki.save(directory / PKI_SUBDIR)
-    files = write_server_trust(pki, directory, tcb_status=tcb_status or "UpToDate")
-    lines = [f"wrote {pki_dir}/ ({label} test PKI with private keys; client side only)"]
-    lines += [f"wrote {path} ({role})" for role, path in files.items()]
-    lines += [
+        return snp, f"SNP {snp.product.name} test PKI"
+    if tee == "az-snp-vtpm":
+        az_snp = AzSnpVtpmPki.generate(product or GENOA)
+        return az_snp, f"SNP {az_snp.snp.product.name} test PKI and vTPM keys"
+    if tee == "az-tdx-vtpm":
+        return AzTdxVtpmPki.generate(), "TDX test PKI and vTPM keys"
+    return TpmTestPki.generate(), "TPM attestation key"
+
+
+def _server_lines(tee: str, files: dict[str, Path], pki: TrustedPki) -> list[str]:
+    if isinstance(pki, TpmTestPki):
+        # Nothing vouches for a TPM's AK: the admin does, through a reference value.
+        return [
+            "",
+            "KBS reference value (the tpm verifier's claim ak_public is checked against it):",
+            f"trustee-client config set-sample-reference-value {TPM_AK_REFERENCE_VALUE} "
+            f"{pki.ak.spki_b64}",
+        ]
+    lines = [
         "",
         "KBS config (these roots are trusted only because they are listed here):",
         "[attestation_service.verifier_config]",
@@ -102,6 +126,20 @@ def init(
     ]
     if "collateral" in files:
         lines.append(f"collateral = {_toml_string(files['collateral'])}")
+    return lines
+
+
+def init(
+    tee: str, directory: Path, product: str | None, tcb_status: str | None = None
+) -> list[str]:
+    """Create the PKI and trust files; returns the summary lines."""
+    directory = directory.absolute()
+    pki, label = _generate(tee, product)
+    pki_dir = pki.save(directory / PKI_SUBDIR)
+    files = write_server_trust(pki, directory, tcb_status=tcb_status or "UpToDate")
+    lines = [f"wrote {pki_dir}/ ({label} with private keys; client side only)"]
+    lines += [f"wrote {path} ({role})" for role, path in files.items()]
+    lines += _server_lines(tee, files, pki)
     lines += [
         "",
         "Client environment:",
@@ -114,10 +152,14 @@ def simulate_main(argv: list[str]) -> int:
     """`trustee simulate …`; 0 on success, 1 when the files cannot be made, 2 on usage errors."""
     try:
         args = build_parser().parse_args(argv)
-        if args.tee != "snp" and args.product is not None:
-            raise UsageError(f"{PROG}: --product applies to --tee snp, not {args.tee}")
-        if args.tee != "tdx" and args.tcb_status is not None:
-            raise UsageError(f"{PROG}: --tcb-status applies to --tee tdx, not {args.tee}")
+        if args.tee not in SNP_TEES and args.product is not None:
+            raise UsageError(
+                f"{PROG}: --product applies to --tee snp or az-snp-vtpm, not {args.tee}"
+            )
+        if args.tee not in TDX_TEES and args.tcb_status is not None:
+            raise UsageError(
+                f"{PROG}: --tcb-status applies to --tee tdx or az-tdx-vtpm, not {args.tee}"
+            )
         if not args.force and existing_pki(args.dir):
             # A server may trust the old root: new evidence would be refused by it.
             raise UsageError(

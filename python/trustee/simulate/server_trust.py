@@ -7,17 +7,24 @@ import json
 import os
 from pathlib import Path
 
+from trustee.simulate.azure import AzSnpVtpmPki, AzTdxVtpmPki
 from trustee.simulate.snp import SnpTestPki
 from trustee.simulate.store import SimulationError
 from trustee.simulate.tdx import TdxTestPki
+from trustee.simulate.tpm import TpmTestPki
 
 TDX_ROOT_FILE = "tdx-test-root.pem"
 TDX_COLLATERAL_FILE = "tdx-collateral.json"
 SNP_ROOTS_FILE = "snp-test-ark-ask.pem"
+TPM_AK_FILE = "tpm-trusted-ak.txt"
+# What a TPM guest's `ak_public` is checked against in the policy.
+TPM_AK_REFERENCE_VALUE = "trusted_aks"
+
+TrustedPki = TdxTestPki | SnpTestPki | AzSnpVtpmPki | AzTdxVtpmPki | TpmTestPki
 
 
 def write_server_trust(
-    pki: TdxTestPki | SnpTestPki,
+    pki: TrustedPki,
     directory: str | os.PathLike[str],
     now: datetime.datetime | None = None,
     *,
@@ -27,7 +34,9 @@ def write_server_trust(
 
     TDX: `test_roots` (the root certificate alone) and `collateral` (dcap-qvl JSON form, valid
     from an hour before `now` for 30 days, rating the platform `tcb_status`). SNP:
-    `test_roots` (ASK then ARK).
+    `test_roots` (ASK then ARK). The Azure vTPM guests: their hardware's files. TPM:
+    `trusted_ak` (the AK public key as the verifier reports it, to register as reference value
+    `trusted_aks`).
     """
     target = Path(directory)
     try:
@@ -36,7 +45,11 @@ def write_server_trust(
     except OSError as exc:
         raise SimulationError(f"{target}: cannot create directory: {exc.strerror or exc}") from None
     files: dict[str, tuple[Path, str]]
-    if isinstance(pki, TdxTestPki):
+    if isinstance(pki, AzSnpVtpmPki | AzTdxVtpmPki):
+        pki = pki.snp if isinstance(pki, AzSnpVtpmPki) else pki.tdx
+    if isinstance(pki, TpmTestPki):
+        files = {"trusted_ak": (target / TPM_AK_FILE, pki.ak.spki_b64 + "\n")}
+    elif isinstance(pki, TdxTestPki):
         collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
         files = {
             "test_roots": (target / TDX_ROOT_FILE, pki.root_pem),
