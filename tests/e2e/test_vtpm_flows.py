@@ -1,0 +1,198 @@
+"""Simulated vTPM guests (Azure SEV-SNP and TDX CVMs, a plain TPM) attest through the real
+server and receive secrets.
+
+`trustee simulate init --tee az-snp-vtpm|az-tdx-vtpm` makes the hardware test PKI plus the vTPM
+keys; the server trusts the hardware only through `verifier_config.insecure_test_roots`. For
+`--tee tpm` nothing vouches for the AK: the admin registers it as reference value `trusted_aks`
+with the command init prints. The guest is the real `trustee-client` process with
+TRUSTEE_SIMULATED_TEE set, speaking every protocol generation (the legacy ones spell the Azure
+TEEs without hyphens); resource policies judge the PCRs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
+from trustee.crypto.b64 import b64url_encode
+from trustee.crypto.jws import split_compact
+
+SECRET = b"released to an attested vTPM guest"
+PATH = "default/vtpm/secret"
+PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
+GOOD = hashlib.sha256(b"the workload we expect").hexdigest()
+OTHER = hashlib.sha256(b"some other workload").hexdigest()
+TEES = ("az-snp-vtpm", "az-tdx-vtpm", "tpm")
+EVIDENCE = 'input.submods.cpu0["ear.veraison.annotated-evidence"]'
+
+
+async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    return await run_module(*argv, env=env)
+
+
+async def simulate(tee: str, directory: Path, into: dict[str, str]) -> None:
+    code, out, err = await run(
+        "trustee.cli", "simulate", "init", "--tee", tee, "--dir", str(directory)
+    )
+    assert code == 0, err
+    into[tee] = out
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    """Each vTPM TEE's init directory and the summary init printed."""
+    base = tmp_path_factory.mktemp("vtpm")
+    printed: dict[str, str] = {}
+
+    async def make() -> None:
+        async with trio.open_nursery() as nursery:
+            for tee in TEES:
+                nursery.start_soon(simulate, tee, base / tee, printed)
+
+    trio.run(make)
+    return {tee: (base / tee, printed[tee]) for tee in TEES}
+
+
+def config(sims: dict[str, tuple[Path, str]]) -> str:
+    snp, tdx = sims["az-snp-vtpm"][0], sims["az-tdx-vtpm"][0]
+    return (
+        DEV_CONFIG
+        + f"""
+[attestation_service.verifier_config]
+insecure_test_roots = ["{tdx / "tdx-test-root.pem"}", "{snp / "snp-test-ark-ask.pem"}"]
+collateral = "{tdx / "tdx-collateral.json"}"
+"""
+    )
+
+
+def guest(tee: str, directory: Path, pcr11: str) -> dict[str, str]:
+    return {
+        "TRUSTEE_SIMULATED_TEE": tee,
+        "TRUSTEE_SIMULATED_PKI": str(directory / "pki"),
+        "TRUSTEE_SIMULATED_PCRS": f"11={pcr11}",
+    }
+
+
+def policy(tee: str) -> str:
+    if tee == "tpm":
+        # The AK and PCR11 are judged by default_cpu against the reference values
+        # trusted_aks and tpm_pcr11; the resource policy asks for its verdict.
+        rule = 'input.submods.cpu0["ear.trustworthiness-vector"].executables == 3'
+    else:
+        rule = f'{EVIDENCE}["{tee}"].tpm.pcr11 == "{GOOD}"'
+    return f"package policy\nimport rego.v1\ndefault allow := false\nallow if {rule}\n"
+
+
+async def admin_setup(kbs: RunningKbs, tee: str, init_output: str) -> None:
+    async with kbs.client() as http:
+        r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
+        assert r.status_code == 200, r.text
+        body = {"policy": b64url_encode(policy(tee).encode())}
+        r = await http.post("/kbs/v0/resource-policy", json=body)
+        assert r.status_code == 200, r.text
+    if tee != "tpm":
+        return
+    # The command init printed, run as printed (against this server).
+    (line,) = re.findall(
+        r"^trustee-client config set-sample-reference-value .*$", init_output, re.M
+    )
+    argv = shlex.split(line)[1:]
+    for args in (argv, [*argv[:2], "tpm_pcr11", GOOD]):
+        code, out, err = await run("trustee.client.cli", "--url", kbs.url, *args)
+        assert (code, out) == (0, "Reference Values Updated\n"), err
+
+
+@pytest.mark.parametrize("tee", TEES)
+async def test_vtpm_guest_gets_the_secret_for_its_pcrs_in_every_generation(
+    tee: str, sims: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    directory, printed = sims[tee]
+    async with run_kbs(config(sims), tmp_path) as kbs:
+        await admin_setup(kbs, tee, printed)
+        for protocol in PROTOCOLS:
+            code, out, err = await run(
+                "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
+                "get-resource", "--path", PATH,
+                env=guest(tee, directory, GOOD),
+            )  # fmt: skip
+            assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
+            assert base64.b64decode(out) == SECRET, protocol
+        # Another PCR11 from the same genuine (simulated) guest: the policy says no.
+        code, _, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest(tee, directory, OTHER),
+        )  # fmt: skip
+        assert code != 0
+        assert "PolicyDeny" in err or "policy" in err.lower(), err
+        # The token carries the TPM claims the policies judged.
+        code, token, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", env=guest(tee, directory, GOOD)
+        )
+        assert code == 0, err
+        claims = split_compact(token.strip()).claims()
+        evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]
+        if tee == "tpm":
+            ak = (directory / "tpm-trusted-ak.txt").read_text().strip()
+            assert (evidence["pcr11"], evidence["ak_public"]) == (GOOD, ak)
+        else:
+            assert evidence["tpm"]["pcr11"] == GOOD
+            assert evidence["tpm"]["pcr08"] == "00" * 32
+
+
+async def test_tpm_guest_with_an_unregistered_ak_is_denied(
+    sims: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    stranger = tmp_path / "stranger"
+    await simulate("tpm", stranger, {})
+    directory, printed = sims["tpm"]
+    async with run_kbs(config(sims), tmp_path) as kbs:
+        await admin_setup(kbs, "tpm", printed)
+        code, _, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest("tpm", stranger, GOOD),
+        )  # fmt: skip
+        assert code != 0 and "PolicyDeny" in err, err
+        code, out, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest("tpm", directory, GOOD),
+        )  # fmt: skip
+        assert code == 0, err
+        assert base64.b64decode(out) == SECRET
+
+
+INIT_DATA = """version = "0.1.0"
+algorithm = "sha256"
+[data]
+"aa.toml" = '''
+[token_configs]
+[token_configs.kbs]
+url = "http://127.0.0.1:8080"
+'''
+"""
+
+
+@pytest.mark.parametrize("tee", TEES)
+async def test_init_data_is_bound_to_pcr8(
+    tee: str, sims: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    directory, _ = sims[tee]
+    async with run_kbs(config(sims), tmp_path) as kbs:
+        code, token, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", INIT_DATA,
+            env=guest(tee, directory, GOOD),
+        )  # fmt: skip
+        assert code == 0, f"{err}\n{kbs.log_text()[-2000:]}"
+        annotated = split_compact(token.strip()).claims()["submods"]["cpu0"][
+            "ear.veraison.annotated-evidence"
+        ]
+        digest = hashlib.sha256(INIT_DATA.encode()).digest()
+        pcr8 = hashlib.sha256(bytes(32) + digest).hexdigest()
+        assert annotated[tee]["init_data"] == pcr8
+        assert "aa.toml" in str(annotated.get("init_data_claims"))
