@@ -11,6 +11,7 @@ from trustee import __version__
 from trustee.client.attesters import (
     SAMPLE_DEVICE_ENV,
     SIMULATED_MEASUREMENT_ENV,
+    SIMULATED_PCRS_ENV,
     SIMULATED_PKI_ENV,
     SIMULATED_SNP_CA_ENV,
     SIMULATED_TEE_ENV,
@@ -22,8 +23,8 @@ from trustee.client.messages import PROG
 # (variable, what it does) for the help's epilog; every variable the client reads.
 ENVIRONMENT = (
     (
-        f"{SIMULATED_TEE_ENV}=tdx|snp",
-        "attest as a simulated TDX or SNP guest instead of the sample TEE "
+        f"{SIMULATED_TEE_ENV}=tdx|snp|az-snp-vtpm|az-tdx-vtpm|tpm",
+        "attest as a simulated TDX, SNP, Azure vTPM or TPM guest instead of the sample TEE "
         "(evidence signed by a test PKI of `trustee simulate init`)",
     ),
     (f"{SIMULATED_PKI_ENV}=DIR", "that PKI: the DIR/pki directory `trustee simulate init` wrote"),
@@ -31,6 +32,11 @@ ENVIRONMENT = (
     (
         f"{SIMULATED_MEASUREMENT_ENV}=HEX",
         "the launch digest the simulated guest reports (96 hex digits; default zeros)",
+    ),
+    (
+        f"{SIMULATED_PCRS_ENV}=N=HEX,...",
+        "PCR values a simulated vTPM/TPM guest reports (64 hex digits each; not PCR8, which "
+        "init-data extends)",
     ),
     (SAMPLE_DEVICE_ENV, "set (to anything) to add sample device evidence"),
     ("TRUSTEE_LOG, RUST_LOG", "log filter for stderr, e.g. info or debug (default: warnings)"),
