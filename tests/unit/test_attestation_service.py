@@ -558,3 +558,31 @@ async def test_stored_policy_that_does_not_compile() -> None:
     with pytest.raises(AttestationFailure) as info:
         await env.service.evaluate([sample_request()], ["broken"])
     assert "broken_cpu.rego" in info.value.reason
+
+
+@dataclass
+class _Verified:
+    json: str
+    tee_class: str = "cpu"
+
+
+async def test_legacy_tee_spelling_nests_claims_under_the_verifier_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Protocol 0.1.x/0.2.0 clients say "azsnpvtpm"; policies (default_cpu included) and the
+    # remote-AS path name the TEE "az-snp-vtpm", whichever generation the guest speaks.
+    env = await make_env()
+    asked: list[str] = []
+
+    async def verify(tee: str, *_: Any) -> list[_Verified]:
+        asked.append(tee)
+        return [_Verified(json.dumps({"tpm": {"pcr11": "00"}}))]
+
+    monkeypatch.setattr(env.service.hardware, "verify_offloaded", verify)
+    request = EvidenceRequest(
+        tee="azsnpvtpm", evidence={}, runtime_data=primary_runtime_data(), hash_algorithm="sha384"
+    )
+    appraised = await env.service.evaluate([request], ["default"])
+    annotated = appraised.claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
+    assert asked == ["az-snp-vtpm"]
+    assert annotated == {"az-snp-vtpm": {"tpm": {"pcr11": "00"}}}

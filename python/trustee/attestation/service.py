@@ -182,7 +182,7 @@ class AttestationService:
                 (
                     _transform(
                         claims,
-                        req.tee,
+                        tee,
                         req.runtime_data,
                         init_claims,
                         self.config.verbose_token,
