@@ -5,12 +5,15 @@ evaluation called in-process.
 Run from the repository root with the project's venv:
 
     .venv/bin/python benches/as.py [--clients 1,32] [--duration 10] [--warmup 2] [--rounds 1]
-        [--tee sample,tdx] [--targets in-process,rest,grpc] [--upstream PATH/restful-as]
+        [--tee sample,tdx,az-snp-vtpm,az-tdx-vtpm,tpm] [--targets in-process,rest,grpc]
+        [--upstream PATH/restful-as]
 
 One evaluation is one `POST /attestation` (REST) or `AttestationEvaluate` (gRPC) carrying one
-verification request: sample-TEE evidence, or a simulated TDX quote whose collateral the server
-reads from a file and keeps cached. The runtime data is structured (a nonce and a TEE key),
-hashed with SHA-384 into the evidence's report data, and the policy is the server's `default`.
+verification request: sample-TEE evidence, a simulated TDX quote whose collateral the server
+reads from a file and keeps cached, or a simulated vTPM guest's evidence (Azure SNP / TDX CVM,
+plain TPM; the Azure TDX guest shares the TDX platform and its collateral). The runtime data
+is structured (a nonce and a TEE key), hashed with SHA-384 into the evidence's report data,
+and the policy is the server's `default`.
 A pool of distinct requests (one nonce each) is built before any timing.
 
 Targets, each measured with the same requests and concurrency:
@@ -93,7 +96,8 @@ from trustee.crypto.jws import split_compact
 from trustee.protocol import binding
 from trustee.protocol.rcar import EvidenceRequest
 
-TEES = ("sample", "tdx")
+TEES = ("sample", "tdx", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+DEFAULT_TEES = ("sample", "tdx")
 TARGETS = ("in-process", "rest", "grpc", "upstream")
 OVER_THE_WIRE = ("rest", "grpc", "upstream")
 HASH_ALGORITHM = "sha384"
@@ -148,7 +152,7 @@ class Evaluation:
         return bytes(message.SerializeToString())
 
 
-def build_pool(tee: str, size: int, tdx_pki: Any) -> list[Evaluation]:
+def build_pool(tee: str, size: int, guests: dict[str, Any]) -> list[Evaluation]:
     """`size` requests with distinct nonces, bound to one TEE key as a guest's would be."""
     pubkey = tee_public_jwk(generate_tee_key())
     pool = []
@@ -159,11 +163,45 @@ def build_pool(tee: str, size: int, tdx_pki: Any) -> list[Evaluation]:
         if tee == "sample":
             evidence: dict[str, Any] = {"svn": "1", "report_data": b64std_encode(digest)}
         else:
-            from trustee.simulate import tdx_evidence
-
-            evidence = dict(tdx_evidence(tdx_pki.quote(digest)))
+            evidence = dict(guests[tee].evidence(digest, None))
         pool.append(Evaluation(tee, nonce, evidence, runtime_data))
     return pool
+
+
+def simulated_guests(tees: list[str], workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A simulated attester per hardware TEE in `tees`, and the verifier config trusting them."""
+    if tees == ["sample"]:
+        return {}, {}
+    from trustee.simulate import (
+        SimulatedTdxAttester,
+        SnpTestPki,
+        TdxTestPki,
+        write_server_trust,
+    )
+    from trustee.simulate.azure import (
+        AzSnpVtpmPki,
+        AzTdxVtpmPki,
+        SimulatedAzSnpVtpmAttester,
+        SimulatedAzTdxVtpmAttester,
+        VtpmKeys,
+    )
+    from trustee.simulate.tpm import SimulatedTpmAttester, TpmTestPki
+
+    # One TDX platform for tdx and az-tdx-vtpm: the server reads one collateral file.
+    tdx = TdxTestPki.generate()
+    guests: dict[str, Any] = {
+        "tdx": SimulatedTdxAttester(tdx),
+        "az-tdx-vtpm": SimulatedAzTdxVtpmAttester(AzTdxVtpmPki(tdx, VtpmKeys.generate())),
+        "tpm": SimulatedTpmAttester(TpmTestPki.generate()),
+    }
+    tdx_files = write_server_trust(tdx, workdir / "tdx-trust")
+    roots = [str(tdx_files["test_roots"])]
+    if "az-snp-vtpm" in tees:
+        snp = SnpTestPki.generate()
+        guests["az-snp-vtpm"] = SimulatedAzSnpVtpmAttester(AzSnpVtpmPki(snp, VtpmKeys.generate()))
+        roots.append(str(write_server_trust(snp, workdir / "snp-trust")["test_roots"]))
+    config = {"insecure_test_roots": roots, "collateral": str(tdx_files["collateral"])}
+    return guests, config
 
 
 def check_tokens(tokens: list[bytes], pool: list[Evaluation]) -> Counter[str]:
@@ -626,7 +664,7 @@ def server_template(name: str, plan: Plan) -> str:
 
 def target_pools(name: str, pools: dict[str, list[Evaluation]]) -> dict[str, list[Evaluation]]:
     if name == "upstream":
-        # Upstream cannot verify our simulated TDX quotes (nor does its build here have TDX).
+        # Upstream cannot verify our simulated evidence (nor does its build here have TDX).
         return {tee: pool for tee, pool in pools.items() if tee == "sample"}
     return pools
 
@@ -722,17 +760,10 @@ async def bench(plan: Plan, settings: Settings, pool_size: int) -> None:
         f"{len(os.sched_getaffinity(0))} cores, load average {load}; "
         f"load generator pid {os.getpid()}; targets {', '.join(plan.targets)}"
     )
-    tdx_pki = None
-    if "tdx" in settings.tees:
-        from trustee.simulate import TdxTestPki, write_server_trust
-
-        tdx_pki = TdxTestPki.generate()
-        files = write_server_trust(tdx_pki, plan.workdir / "tdx-trust")
-        plan.verifier_config = {
-            "insecure_test_roots": [str(files["test_roots"])],
-            "collateral": str(files["collateral"]),
-        }
-    pools = {tee: build_pool(tee, pool_size, tdx_pki) for tee in settings.tees}
+    guests, verifier_config = simulated_guests(settings.tees, plan.workdir)
+    if verifier_config:
+        plan.verifier_config = verifier_config
+    pools = {tee: build_pool(tee, pool_size, guests) for tee in settings.tees}
     rates: dict[tuple[str, str, int], list[float]] = {}
     from trustee import offload
 
@@ -800,7 +831,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warmup", type=_seconds, default=2.0, help="warm-up before each window, s (2)")
     add("--ceiling-duration", type=_seconds, default=5.0,
         help="window of the GET /healthz ceiling per HTTP target and level, s (5)")  # fmt: skip
-    add("--tee", type=_choices(TEES), default=list(TEES), help="sample,tdx (default both)")
+    add("--tee", type=_choices(TEES), default=list(DEFAULT_TEES),
+        help=f"of {','.join(TEES)} (default sample,tdx)")  # fmt: skip
     add("--targets", type=_choices(TARGETS),
         help="of in-process,rest,grpc,upstream (default: in-process,rest,grpc, and upstream "
         "with --upstream)")  # fmt: skip
