@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use crate::dcap::DcapTee;
 use crate::time::parse_rfc3339;
 
 /// TCB status of a TCB level / QE level / module level, plus the statuses
@@ -60,11 +61,12 @@ impl std::fmt::Display for TcbStatus {
     }
 }
 
-/// A platform TCB level of a TDX TCB info.
+/// A platform TCB level of a TDX or SGX TCB info.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcbLevel {
     pub sgx_components: [u8; 16],
     pub pce_svn: u16,
+    /// All zero in an SGX TCB info (which has no TDX components).
     pub tdx_components: [u8; 16],
     pub tcb_date: i64,
     pub status: TcbStatus,
@@ -90,7 +92,7 @@ pub struct ModuleIdentity {
     pub tcb_levels: Vec<IsvLevel>,
 }
 
-/// TDX TCB info, version 3.
+/// TDX TCB info (version 3) or SGX TCB info (version 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcbInfo {
     pub id: String,
@@ -105,7 +107,7 @@ pub struct TcbInfo {
     pub tcb_levels: Vec<TcbLevel>,
 }
 
-/// QE identity (TD_QE), version 2.
+/// QE identity (TD_QE for TDX, QE for SGX), version 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QeIdentity {
     pub id: String,
@@ -329,13 +331,23 @@ fn json<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> R<T> {
 impl TcbInfo {
     /// Parse and check the document type (`id` "TDX", `version` 3).
     pub fn parse(bytes: &[u8]) -> R<TcbInfo> {
+        TcbInfo::parse_for(bytes, DcapTee::Tdx)
+    }
+
+    /// Parse and check the document type: `id` "TDX" or "SGX", `version` 3
+    /// (the PCS v4 form, whose levels list `sgxtcbcomponents`).
+    pub fn parse_for(bytes: &[u8], tee: DcapTee) -> R<TcbInfo> {
         let v: RawTcbInfo = json(bytes, "tcbInfo")?;
         let p = &Path::Root("tcbInfo");
         let id = present(v.id, p, "id")?;
         let version = present(v.version, p, "version")?;
-        if id != "TDX" || version != 3 {
+        let want = match tee {
+            DcapTee::Tdx => "TDX",
+            DcapTee::Sgx => "SGX",
+        };
+        if id != want || version != 3 {
             return Err(format!(
-                "tcbInfo id \"{id}\" version {version} is not a TDX TCB info v3"
+                "tcbInfo id \"{id}\" version {version} is not a {want} TCB info v3"
             ));
         }
         let tdx_module = match v.tdx_module {
@@ -359,7 +371,10 @@ impl TcbInfo {
                 Ok(TcbLevel {
                     sgx_components: components(tcb.sgxtcbcomponents, &tp, "sgxtcbcomponents")?,
                     pce_svn: small(tcb.pcesvn, &tp, "pcesvn")?,
-                    tdx_components: components(tcb.tdxtcbcomponents, &tp, "tdxtcbcomponents")?,
+                    tdx_components: match tee {
+                        DcapTee::Tdx => components(tcb.tdxtcbcomponents, &tp, "tdxtcbcomponents")?,
+                        DcapTee::Sgx => [0; 16],
+                    },
                     tcb_date: date(l.tcb_date.as_deref(), &lp, "tcbDate")?,
                     status: status(l.tcb_status.as_deref(), &lp)?,
                     advisory_ids: l.advisory_ids.unwrap_or_default(),
@@ -388,13 +403,23 @@ impl TcbInfo {
 impl QeIdentity {
     /// Parse and check the document type (`id` "TD_QE", `version` 2).
     pub fn parse(bytes: &[u8]) -> R<QeIdentity> {
+        QeIdentity::parse_for(bytes, DcapTee::Tdx)
+    }
+
+    /// Parse and check the document type: `id` "TD_QE" (TDX) or "QE" (SGX),
+    /// `version` 2.
+    pub fn parse_for(bytes: &[u8], tee: DcapTee) -> R<QeIdentity> {
         let v: RawQeIdentity = json(bytes, "enclaveIdentity")?;
         let p = &Path::Root("enclaveIdentity");
         let id = present(v.id, p, "id")?;
         let version = present(v.version, p, "version")?;
-        if id != "TD_QE" || version != 2 {
+        let want = match tee {
+            DcapTee::Tdx => "TD_QE",
+            DcapTee::Sgx => "QE",
+        };
+        if id != want || version != 2 {
             return Err(format!(
-                "enclaveIdentity id \"{id}\" version {version} is not a TD_QE identity v2"
+                "enclaveIdentity id \"{id}\" version {version} is not a {want} identity v2"
             ));
         }
         Ok(QeIdentity {
