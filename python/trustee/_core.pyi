@@ -7,7 +7,7 @@ raise a subclass of :class:`CoreError`; bad arguments raise ValueError or TypeEr
 """
 
 from collections.abc import Callable
-from typing import Generic, TypeVar, final
+from typing import Generic, Literal, TypeVar, final
 
 T = TypeVar("T")
 
@@ -101,7 +101,7 @@ class Verifiers:
     ) -> list[Claims]:
         """Verify JSON ``evidence`` for ``tee``; one :class:`Claims` per component.
 
-        TDX needs ``tdx_collateral`` (dcap-qvl JSON), SNP takes extra certificates (VEK,
+        TDX and SGX need ``tdx_collateral`` (dcap-qvl JSON), SNP takes extra certificates (VEK,
         ASK/ASVK, ARK; DER or PEM); certificates and collateral are judged at ``now`` (unix
         seconds). Raises UnsupportedTee for known TEEs without a verifier and VerifierError
         for everything else (unknown TEE, malformed evidence, binding mismatch).
@@ -120,9 +120,11 @@ class Verifiers:
     ) -> Job[list[Claims]]:
         """``verify`` on an offload thread."""
 
-def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str]:
-    """``(fmspc, ca, pce_id)`` of TDX evidence JSON: FMSPC and PCE-ID upper-case hex, ca
-    ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
+def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str, Literal["tdx", "sgx"]]:
+    """``(fmspc, ca, pce_id, tee)`` of TDX or SGX evidence JSON (both carry a DCAP
+    ``quote``): FMSPC and PCE-ID upper-case hex, ca ``"processor"`` or ``"platform"``, tee
+    the quote's kind (which PCS documents to fetch). Raises VerifierError for malformed
+    evidence."""
 
 @final
 class VcekKey:

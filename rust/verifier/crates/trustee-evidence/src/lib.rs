@@ -10,6 +10,7 @@ use serde_json::Value;
 mod error;
 mod hardware;
 mod sample;
+mod sgx;
 mod tee;
 mod verifiers;
 
@@ -39,7 +40,8 @@ pub struct Expectations<'a> {
 pub struct Inputs<'a> {
     /// Time at which certificates and collateral are judged (unix seconds).
     pub now_unix: i64,
-    /// TDX collateral in the dcap-qvl JSON form.
+    /// DCAP collateral in the dcap-qvl JSON form: TDX documents for `tdx`, SGX TCB info and
+    /// QE identity for `sgx`.
     pub tdx_collateral: Option<&'a [u8]>,
     /// SNP certificates (DER or PEM): the VEK and/or ASK/ASVK/ARK fetched by the caller.
     pub snp_certs: &'a [Vec<u8>],
@@ -131,7 +133,6 @@ mod tests {
         for name in [
             "az-snp-vtpm",
             "az-tdx-vtpm",
-            "sgx",
             "cca",
             "csv",
             "se",
@@ -149,12 +150,12 @@ mod tests {
 
     #[test]
     fn hardware_tees_are_verified_not_unsupported() {
-        for name in ["tdx", "snp"] {
+        for name in ["tdx", "snp", "sgx"] {
             let err = verify(name, b"{}", None, None).unwrap_err();
             assert!(!matches!(err, VerifyError::Unsupported(_)), "{name}: {err}");
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
-        assert_eq!(hardware_tees(), vec!["tdx", "snp"]);
+        assert_eq!(hardware_tees(), vec!["tdx", "snp", "sgx"]);
     }
 
     #[test]
@@ -171,7 +172,7 @@ mod tests {
     fn supported_list_matches_dispatch() {
         assert_eq!(
             supported_tees(),
-            vec!["sample", "sampledevice", "tdx", "snp"]
+            vec!["sample", "sampledevice", "tdx", "snp", "sgx"]
         );
         let verifiers = Verifiers::default();
         for tee in Tee::ALL {

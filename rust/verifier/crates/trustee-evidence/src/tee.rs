@@ -65,14 +65,17 @@ impl Tee {
 
     /// Whether this build can verify the TEE's evidence ([`crate::Verifiers::verify`]).
     pub const fn has_verifier(self) -> bool {
-        matches!(self, Tee::Sample | Tee::SampleDevice | Tee::Tdx | Tee::Snp)
+        matches!(
+            self,
+            Tee::Sample | Tee::SampleDevice | Tee::Tdx | Tee::Snp | Tee::Sgx
+        )
     }
 
     /// Whether verification needs [`crate::Inputs`] the caller fetches with I/O this crate
-    /// does not do (TDX collateral, SNP certificates); these are also the TEEs whose
+    /// does not do (TDX/SGX collateral, SNP certificates); these are also the TEEs whose
     /// verification is heavy enough to keep off a server's event loop.
     pub const fn is_hardware(self) -> bool {
-        matches!(self, Tee::Tdx | Tee::Snp)
+        matches!(self, Tee::Tdx | Tee::Snp | Tee::Sgx)
     }
 }
 

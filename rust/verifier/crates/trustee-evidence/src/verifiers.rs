@@ -1,6 +1,9 @@
 //! [`Verifiers`]: every TEE family this build verifies, behind one dispatch.
 
-use crate::hardware::{Snp, Tdx};
+use std::sync::Arc;
+
+use crate::hardware::{Dcap, Snp, Tdx};
+use crate::sgx::Sgx;
 use crate::{sample, ClaimsEntry, Expectations, Inputs, Tee, Verifier, VerifyError};
 
 /// Trust settings fixed for the life of a [`Verifiers`].
@@ -19,6 +22,7 @@ pub struct HardwareOptions {
 pub struct Verifiers {
     tdx: Tdx,
     snp: Snp,
+    sgx: Sgx,
 }
 
 impl Default for Verifiers {
@@ -29,8 +33,10 @@ impl Default for Verifiers {
 
 impl Verifiers {
     pub fn new(options: HardwareOptions) -> Self {
+        let dcap = Arc::new(Dcap::new(options.extra_roots_sha256.clone()));
         Self {
-            tdx: Tdx::new(options.extra_roots_sha256.clone()),
+            tdx: Tdx::new(Arc::clone(&dcap)),
+            sgx: Sgx::new(dcap),
             snp: Snp::new(options.extra_roots_sha256, options.snp_allow_nonzero_vmpl),
         }
     }
@@ -41,9 +47,9 @@ impl Verifiers {
             Tee::SampleDevice => Some(&sample::SAMPLE_DEVICE),
             Tee::Tdx => Some(&self.tdx),
             Tee::Snp => Some(&self.snp),
+            Tee::Sgx => Some(&self.sgx),
             Tee::AzSnpVtpm
             | Tee::AzTdxVtpm
-            | Tee::Sgx
             | Tee::Cca
             | Tee::Csv
             | Tee::Se
