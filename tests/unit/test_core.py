@@ -37,12 +37,12 @@ def sample_evidence(report_data: bytes = RD, svn: str = "1") -> bytes:
 
 
 def test_supported_tees_and_version() -> None:
-    assert _core.supported_tees() == ["sample", "sampledevice", "tdx", "snp"]
+    assert _core.supported_tees() == ["sample", "sampledevice", "tdx", "snp", "sgx"]
     assert _core.version() == "0.1.0"
 
 
 def test_the_core_names_the_hardware_tees() -> None:
-    assert _core.Verifiers.hardware_tees() == ["tdx", "snp"]
+    assert _core.Verifiers.hardware_tees() == ["tdx", "snp", "sgx"]
 
 
 def test_every_refusal_is_a_core_error() -> None:
@@ -127,8 +127,8 @@ def test_oversized_evidence_is_rejected() -> None:
 
 
 def test_unsupported_and_unknown_tees() -> None:
-    with pytest.raises(_core.UnsupportedTee, match="sgx"):
-        verify("sgx", b"{}", None, None)
+    with pytest.raises(_core.UnsupportedTee, match="cca"):
+        verify("cca", b"{}", None, None)
     with pytest.raises(_core.UnsupportedTee):
         verify("az-snp-vtpm", b"{}", None, None)
     with pytest.raises(_core.VerifierError, match="unknown TEE") as info:

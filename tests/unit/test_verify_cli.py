@@ -49,7 +49,7 @@ def quote6_collateral_dir(tmp_path: Path) -> Path:
     qvl = json.loads((v / QVL / "tdx_quote_collateral.json").read_text())
     quote = (v / TDX / "tdx_quote_6.dat").read_bytes()
     evidence = json.dumps({"quote": __import__("base64").b64encode(quote).decode()}).encode()
-    _fmspc, ca, _pce = _core.tdx_collateral_key(evidence)
+    _fmspc, ca, _pce, _tee = _core.tdx_collateral_key(evidence)
     d = tmp_path / "collateral"
     d.mkdir()
     (d / "tcbInfo.json").write_bytes((v / TDX / "tcbInfo.json").read_bytes())

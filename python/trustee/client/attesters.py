@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from trustee.client.errors import KbsClientError
 from trustee.crypto.b64 import b64std_encode
 from trustee.simulate import (
+    SgxTestPki,
+    SimulatedSgxAttester,
     SimulatedSnpAttester,
     SimulatedTdxAttester,
     SimulationError,
@@ -74,13 +76,15 @@ class AttesterSet:
 Detector = Callable[[Mapping[str, str]], bool]
 Factory = Callable[[Mapping[str, str]], Attester]
 
-# A simulated TDX/SNP guest whose evidence is signed by a PKI `trustee simulate init` saved.
+# A simulated TDX/SGX/SNP guest whose evidence is signed by a PKI `trustee simulate init` saved.
 SIMULATED_TEE_ENV = "TRUSTEE_SIMULATED_TEE"
 SIMULATED_PKI_ENV = "TRUSTEE_SIMULATED_PKI"
 SIMULATED_SNP_CA_ENV = "TRUSTEE_SIMULATED_SNP_CA"
-# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT), 48 bytes in hex.
+# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT: 48 bytes; SGX
+# MRENCLAVE: 32 bytes), in hex.
 SIMULATED_MEASUREMENT_ENV = "TRUSTEE_SIMULATED_MEASUREMENT"
-SIMULATED_TEES = ("tdx", "snp")
+SIMULATED_TEES = ("tdx", "snp", "sgx")
+_MEASUREMENT_SIZE = {"tdx": 48, "snp": 48, "sgx": 32}
 
 
 def _always(env: Mapping[str, str]) -> bool:
@@ -102,16 +106,18 @@ def _client_error(message: str) -> Exception:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_pki(tee: str, directory: str) -> TdxTestPki | SnpTestPki:
+def _load_pki(tee: str, directory: str) -> TdxTestPki | SnpTestPki | SgxTestPki:
     # Loading parses several keys and re-signs the QE report: once per process is enough, and
     # benchmarks build evidence in a loop.
+    if tee == "sgx":
+        return SgxTestPki.load(directory)
     return TdxTestPki.load(directory) if tee == "tdx" else SnpTestPki.load(directory)
 
 
 def simulated_attester(env: Mapping[str, str]) -> Attester:
     tee = env.get(SIMULATED_TEE_ENV, "")
     if tee not in SIMULATED_TEES:
-        raise _client_error(f"{SIMULATED_TEE_ENV} is {tee!r}, expected 'tdx' or 'snp'")
+        raise _client_error(f"{SIMULATED_TEE_ENV} is {tee!r}, expected 'tdx', 'snp' or 'sgx'")
     directory = env.get(SIMULATED_PKI_ENV, "")
     if not directory:
         raise _client_error(
@@ -127,12 +133,18 @@ def simulated_attester(env: Mapping[str, str]) -> Attester:
             measurement = bytes.fromhex(text)
         except ValueError:
             measurement = b""
-        if len(measurement) != 48:
-            raise _client_error(f"{SIMULATED_MEASUREMENT_ENV} must be 96 hex digits (48 bytes)")
+        size = _MEASUREMENT_SIZE[tee]
+        if len(measurement) != size:
+            raise _client_error(
+                f"{SIMULATED_MEASUREMENT_ENV} must be {2 * size} hex digits ({size} bytes) "
+                f"for {tee}"
+            )
     try:
         pki = _load_pki(tee, str(Path(directory).absolute()))
     except SimulationError as exc:
         raise _client_error(f"{SIMULATED_PKI_ENV}: {exc}") from None
+    if isinstance(pki, SgxTestPki):
+        return SimulatedSgxAttester(pki, mr_enclave=measurement)
     if isinstance(pki, TdxTestPki):
         return SimulatedTdxAttester(pki, measurement=measurement)
     return SimulatedSnpAttester(pki, include_ca=include_ca == "1", measurement=measurement)

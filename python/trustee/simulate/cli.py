@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from trustee.simulate.server_trust import (
+    SGX_COLLATERAL_FILE,
+    SGX_ROOT_FILE,
     SNP_ROOTS_FILE,
     TDX_COLLATERAL_FILE,
     TDX_ROOT_FILE,
     write_server_trust,
 )
+from trustee.simulate.sgx import SgxTestPki
 from trustee.simulate.snp import PRODUCTS, SnpTestPki
 from trustee.simulate.snp_layout import GENOA
 from trustee.simulate.store import PKI_FILE, SimulationError
@@ -36,7 +39,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trustee simulate",
-        description="Simulated TDX / SEV-SNP platforms signed by a test PKI made on this machine.",
+        description=(
+            "Simulated TDX / SGX / SEV-SNP platforms signed by a test PKI made on this machine."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     init = commands.add_parser(
@@ -47,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
             "files a KBS needs to trust it under DIR."
         ),
     )
-    init.add_argument("--tee", required=True, choices=("tdx", "snp"))
+    init.add_argument("--tee", required=True, choices=("tdx", "sgx", "snp"))
     init.add_argument("--dir", required=True, type=Path, metavar="DIR")
     init.add_argument(
         "--product",
@@ -57,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--tcb-status",
         choices=("UpToDate", "OutOfDate"),
-        help="TDX: how the collateral rates the platform's TCB (default UpToDate)",
+        help="TDX, SGX: how the collateral rates the platform's TCB (default UpToDate)",
     )
     init.add_argument(
         "--force",
@@ -70,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def existing_pki(directory: Path) -> list[Path]:
     """What a previous `init` left in `directory`: the PKI and the server's trust files."""
-    names = (f"{PKI_SUBDIR}/{PKI_FILE}", TDX_ROOT_FILE, TDX_COLLATERAL_FILE, SNP_ROOTS_FILE)
+    names = (
+        f"{PKI_SUBDIR}/{PKI_FILE}",
+        TDX_ROOT_FILE,
+        TDX_COLLATERAL_FILE,
+        SGX_ROOT_FILE,
+        SGX_COLLATERAL_FILE,
+        SNP_ROOTS_FILE,
+    )
     return [directory / name for name in names if (directory / name).exists()]
 
 
@@ -84,9 +96,11 @@ def init(
 ) -> list[str]:
     """Create the PKI and trust files; returns the summary lines."""
     directory = directory.absolute()
-    pki: TdxTestPki | SnpTestPki
+    pki: TdxTestPki | SgxTestPki | SnpTestPki
     if tee == "tdx":
         pki, label = TdxTestPki.generate(), "TDX"
+    elif tee == "sgx":
+        pki, label = SgxTestPki.generate(), "SGX"
     else:
         snp = SnpTestPki.generate(product or GENOA)
         pki, label = snp, f"SNP {snp.product.name}"
@@ -116,8 +130,8 @@ def simulate_main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
         if args.tee != "snp" and args.product is not None:
             raise UsageError(f"{PROG}: --product applies to --tee snp, not {args.tee}")
-        if args.tee != "tdx" and args.tcb_status is not None:
-            raise UsageError(f"{PROG}: --tcb-status applies to --tee tdx, not {args.tee}")
+        if args.tee == "snp" and args.tcb_status is not None:
+            raise UsageError(f"{PROG}: --tcb-status applies to --tee tdx or sgx, not snp")
         if not args.force and existing_pki(args.dir):
             # A server may trust the old root: new evidence would be refused by it.
             raise UsageError(

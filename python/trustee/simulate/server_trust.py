@@ -7,17 +7,20 @@ import json
 import os
 from pathlib import Path
 
+from trustee.simulate.sgx import SgxTestPki
 from trustee.simulate.snp import SnpTestPki
 from trustee.simulate.store import SimulationError
 from trustee.simulate.tdx import TdxTestPki
 
 TDX_ROOT_FILE = "tdx-test-root.pem"
 TDX_COLLATERAL_FILE = "tdx-collateral.json"
+SGX_ROOT_FILE = "sgx-test-root.pem"
+SGX_COLLATERAL_FILE = "sgx-collateral.json"
 SNP_ROOTS_FILE = "snp-test-ark-ask.pem"
 
 
 def write_server_trust(
-    pki: TdxTestPki | SnpTestPki,
+    pki: TdxTestPki | SgxTestPki | SnpTestPki,
     directory: str | os.PathLike[str],
     now: datetime.datetime | None = None,
     *,
@@ -25,9 +28,9 @@ def write_server_trust(
 ) -> dict[str, Path]:
     """Write the server's trust files; returns their paths by role.
 
-    TDX: `test_roots` (the root certificate alone) and `collateral` (dcap-qvl JSON form, valid
-    from an hour before `now` for 30 days, rating the platform `tcb_status`). SNP:
-    `test_roots` (ASK then ARK).
+    TDX and SGX: `test_roots` (the root certificate alone) and `collateral` (dcap-qvl JSON
+    form, the TEE's documents, valid from an hour before `now` for 30 days, rating the platform
+    `tcb_status`). SNP: `test_roots` (ASK then ARK).
     """
     target = Path(directory)
     try:
@@ -36,7 +39,13 @@ def write_server_trust(
     except OSError as exc:
         raise SimulationError(f"{target}: cannot create directory: {exc.strerror or exc}") from None
     files: dict[str, tuple[Path, str]]
-    if isinstance(pki, TdxTestPki):
+    if isinstance(pki, SgxTestPki):
+        collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
+        files = {
+            "test_roots": (target / SGX_ROOT_FILE, pki.root_pem),
+            "collateral": (target / SGX_COLLATERAL_FILE, collateral),
+        }
+    elif isinstance(pki, TdxTestPki):
         collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
         files = {
             "test_roots": (target / TDX_ROOT_FILE, pki.root_pem),
