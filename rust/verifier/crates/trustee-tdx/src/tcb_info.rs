@@ -464,4 +464,26 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("null"), "{e}");
     }
+
+    #[test]
+    fn each_tee_takes_its_own_documents() {
+        let e = TcbInfo::parse_for(br#"{"id":"TDX","version":3}"#, DcapTee::Sgx).unwrap_err();
+        assert!(e.contains("is not a SGX TCB info v3"), "{e}");
+        let e = TcbInfo::parse_for(br#"{"id":"SGX","version":3}"#, DcapTee::Tdx).unwrap_err();
+        assert!(e.contains("is not a TDX TCB info v3"), "{e}");
+        let e = QeIdentity::parse_for(br#"{"id":"TD_QE","version":2}"#, DcapTee::Sgx).unwrap_err();
+        assert!(e.contains("is not a QE identity v2"), "{e}");
+        let e = QeIdentity::parse_for(br#"{"id":"QE","version":2}"#, DcapTee::Tdx).unwrap_err();
+        assert!(e.contains("is not a TD_QE identity v2"), "{e}");
+        // An SGX level needs no TDX components.
+        let level = r#"{"tcb":{"sgxtcbcomponents":[SVNS],"pcesvn":13},"tcbDate":"2024-01-01T00:00:00Z","tcbStatus":"UpToDate"}"#
+            .replace("SVNS", &["{\"svn\":1}"; 16].join(","));
+        let doc = format!(
+            r#"{{"id":"SGX","version":3,"issueDate":"2025-01-01T00:00:00Z","nextUpdate":"2025-02-01T00:00:00Z","fmspc":"00606A000000","pceId":"0000","tcbEvaluationDataNumber":17,"tcbLevels":[{level}]}}"#
+        );
+        let info = TcbInfo::parse_for(doc.as_bytes(), DcapTee::Sgx).expect("SGX TCB info");
+        assert_eq!(info.tcb_levels[0].sgx_components, [1; 16]);
+        assert_eq!(info.tcb_levels[0].tdx_components, [0; 16]);
+        assert!(TcbInfo::parse_for(doc.replace("SGX", "TDX").as_bytes(), DcapTee::Tdx).is_err());
+    }
 }

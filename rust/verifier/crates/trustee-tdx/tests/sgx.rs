@@ -131,3 +131,25 @@ fn truncated_sgx_quotes_never_panic() {
     ));
     let _: Value = sgx_claims(&parse_sgx_quote(&q).unwrap());
 }
+
+#[test]
+fn corrupted_sgx_quotes_never_panic() {
+    let Some(q) = read("occlum_quote.dat") else {
+        return;
+    };
+    // Deterministic xorshift: flip one byte at a time across the whole quote.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut t = q.clone();
+        let i = (x as usize) % t.len();
+        t[i] = (x >> 32) as u8;
+        if let Ok(p) = parse_sgx_quote(&t) {
+            let _ = sgx_claims(&p);
+            let _ = verify_sgx_signatures(&p, &[INTEL_SGX_ROOT_CA_SHA256], None);
+        }
+        let _ = collateral_key(&t);
+    }
+}
