@@ -35,24 +35,24 @@ class VerificationFailed(Exception):
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "verify",
-        help="verify TDX or SNP evidence offline and print its claims",
+        help="verify TDX, SGX or SNP evidence offline and print its claims",
         description=(
-            "Verify one piece of TDX or SNP evidence and print the claims the attestation "
+            "Verify one piece of TDX, SGX or SNP evidence and print the claims the attestation "
             "service would see (exit 0), or the failing check (exit 1)."
         ),
     )
-    p.add_argument("--tee", required=True, choices=("tdx", "snp"))
+    p.add_argument("--tee", required=True, choices=("tdx", "sgx", "snp"))
     p.add_argument(
         "--evidence",
         required=True,
         metavar="FILE",
-        help="the attester's evidence JSON, or a raw TDX quote / raw 1184-byte SNP report",
+        help="the attester's evidence JSON, or a raw TDX/SGX quote / raw 1184-byte SNP report",
     )
     p.add_argument("--eventlog", metavar="FILE", help="TDX: CC event log (CCEL) to replay")
     p.add_argument(
         "--collateral",
         metavar="FILE_OR_DIR",
-        help="TDX: collateral as a dcap-qvl JSON file or a directory (default: Intel PCS)",
+        help="TDX, SGX: collateral as a dcap-qvl JSON file or a directory (default: Intel PCS)",
     )
     p.add_argument(
         "--vcek",
@@ -162,6 +162,8 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
         return json.dumps(doc).encode()
     if eventlog is not None:
         raise UsageError("--eventlog applies to TDX evidence only")
+    if tee == "sgx":
+        return raw if isinstance(doc, dict) else json.dumps({"quote": b64std_encode(raw)}).encode()
     if isinstance(doc, dict):
         return raw
     if len(raw) != SNP_REPORT_BYTES:
@@ -183,8 +185,8 @@ async def _verify(args: argparse.Namespace) -> str:
 
     tee: str = args.tee
     if tee == "snp" and args.collateral:
-        raise UsageError("--collateral applies to TDX evidence only")
-    if tee == "tdx" and args.vcek:
+        raise UsageError("--collateral applies to TDX and SGX evidence only")
+    if tee != "snp" and args.vcek:
         raise UsageError("--vcek applies to SNP evidence only")
     eventlog = _read(args.eventlog, "--eventlog") if args.eventlog else None
     evidence = _evidence(tee, _read(args.evidence, "--evidence"), eventlog)

@@ -23,6 +23,8 @@ REPORT_DATA = hashlib.sha384(b"runtime data").digest()
 BODY_MR_ENCLAVE = 48 + 64
 QUOTE_SIGNATURE = 436
 QE_REPORT_MR_ENCLAVE = 564 + 64
+ATTESTATION_KEY = 500
+PCK_CHAIN_PEM = 1024 + 150
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,8 @@ def test_out_of_date_collateral_rates_the_platform(
         (BODY_MR_ENCLAVE, "quote signature check failed"),
         (QE_REPORT_MR_ENCLAVE, "QE report signature check failed"),
         (QUOTE_SIGNATURE + 3, "quote signature check failed"),
+        (ATTESTATION_KEY + 5, "QE report data binding check failed"),
+        (PCK_CHAIN_PEM, "PCK certificate chain"),
     ],
 )
 def test_each_tamper_fails_its_own_check(
