@@ -174,3 +174,10 @@ async def test_service_fetches_sgx_collateral_and_verifies(
         {"quote": sgx_evidence(pki.platform_pki.quote(report_data))["quote"]}
     ).encode()
     assert (await hardware.inputs("sgx", tdx_evidence)).tdx_collateral is None
+
+
+def test_a_version_2_tcb_info_is_sgx() -> None:
+    fields = {"tcb_info": '{"version":2,"fmspc":"00606A000000"}'}
+    assert TdxCollateral(fields, 0, 0).tcb_info_id == "SGX"
+    fields = {"tcb_info": '{"id":"TDX","version":3}'}
+    assert TdxCollateral(fields, 0, 0).tcb_info_id == "TDX"

@@ -112,7 +112,10 @@ class TdxCollateral:
 
     @property
     def tcb_info_id(self) -> str:
-        value = json.loads(self.fields["tcb_info"]).get("id")
+        document = json.loads(self.fields["tcb_info"])
+        value = document.get("id")
+        if value is None and document.get("version") == 2:
+            return "SGX"  # version 2 predates `id`; only SGX TCB info had it
         return value if isinstance(value, str) else ""
 
     def check_matches(self, fmspc: str, ca: str, origin: str, tee: str = "tdx") -> None:
