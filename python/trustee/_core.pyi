@@ -7,7 +7,7 @@ raise a subclass of :class:`CoreError`; bad arguments raise ValueError or TypeEr
 """
 
 from collections.abc import Callable
-from typing import Generic, TypeVar, final
+from typing import Generic, Literal, TypeVar, final
 
 T = TypeVar("T")
 
@@ -106,9 +106,9 @@ class Verifiers:
     ) -> list[Claims]:
         """Verify JSON ``evidence`` for ``tee``; one :class:`Claims` per component.
 
-        TDX and az-tdx-vtpm need ``tdx_collateral`` (dcap-qvl JSON), SNP and az-snp-vtpm take
-        extra certificates (VEK, ASK/ASVK, ARK; DER or PEM); certificates and collateral are
-        judged at ``now`` (unix seconds). az-snp-vtpm and az-tdx-vtpm require
+        TDX, SGX and az-tdx-vtpm need ``tdx_collateral`` (dcap-qvl JSON), SNP and az-snp-vtpm
+        take extra certificates (VEK, ASK/ASVK, ARK; DER or PEM); certificates and collateral
+        are judged at ``now`` (unix seconds). az-snp-vtpm and az-tdx-vtpm require
         ``expected_report_data``. Raises UnsupportedTee for known TEEs without a verifier and
         VerifierError for everything else (unknown TEE, malformed evidence, binding mismatch).
         """
@@ -126,9 +126,11 @@ class Verifiers:
     ) -> Job[list[Claims]]:
         """``verify`` on an offload thread."""
 
-def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str]:
-    """``(fmspc, ca, pce_id)`` of TDX or az-tdx-vtpm evidence JSON: FMSPC and PCE-ID upper-case
-    hex, ca ``"processor"`` or ``"platform"``. Raises VerifierError for malformed evidence."""
+def tdx_collateral_key(evidence: bytes) -> tuple[str, str, str, Literal["tdx", "sgx"]]:
+    """``(fmspc, ca, pce_id, tee)`` of TDX or SGX evidence JSON (both carry a DCAP ``quote``)
+    or of az-tdx-vtpm evidence (its ``td_quote``): FMSPC and PCE-ID upper-case hex, ca
+    ``"processor"`` or ``"platform"``, tee the quote's kind (which PCS documents to fetch).
+    Raises VerifierError for malformed evidence."""
 
 @final
 class VcekKey:

@@ -22,9 +22,9 @@ from trustee.crypto.b64 import b64std_encode
 
 SNP_REPORT_BYTES = 1184
 PROG = "trustee verify"
-TEES = ("tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
-# The TEEs whose evidence holds a TD quote appraised with DCAP collateral.
-TDX_QUOTE_TEES = ("tdx", "az-tdx-vtpm")
+TEES = ("tdx", "sgx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+# The TEEs whose evidence holds a quote appraised with DCAP collateral.
+DCAP_TEES = ("tdx", "sgx", "az-tdx-vtpm")
 
 
 class UsageError(Exception):
@@ -38,10 +38,10 @@ class VerificationFailed(Exception):
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "verify",
-        help="verify TDX, SNP, Azure vTPM or TPM evidence offline and print its claims",
+        help="verify TDX, SGX, SNP, Azure vTPM or TPM evidence offline and print its claims",
         description=(
-            "Verify one piece of TDX, SNP, Azure vTPM or TPM evidence and print the claims the "
-            "attestation service would see (exit 0), or the failing check (exit 1)."
+            "Verify one piece of TDX, SGX, SNP, Azure vTPM or TPM evidence and print the claims "
+            "the attestation service would see (exit 0), or the failing check (exit 1)."
         ),
     )
     p.add_argument("--tee", required=True, choices=TEES)
@@ -49,14 +49,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--evidence",
         required=True,
         metavar="FILE",
-        help="the attester's evidence JSON, or a raw TDX quote / raw 1184-byte SNP report",
+        help="the attester's evidence JSON, or a raw TDX/SGX quote / raw 1184-byte SNP report",
     )
     p.add_argument("--eventlog", metavar="FILE", help="TDX: CC event log (CCEL) to replay")
     p.add_argument(
         "--collateral",
         metavar="FILE_OR_DIR",
-        help="TDX, az-tdx-vtpm: collateral as a dcap-qvl JSON file or a directory (default: "
-        "Intel PCS)",
+        help="TDX, SGX, az-tdx-vtpm: collateral as a dcap-qvl JSON file or a directory "
+        "(default: Intel PCS)",
     )
     p.add_argument(
         "--vcek",
@@ -170,6 +170,8 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
         return json.dumps(doc).encode()
     if eventlog is not None:
         raise UsageError("--eventlog applies to TDX evidence only")
+    if tee == "sgx":
+        return raw if isinstance(doc, dict) else json.dumps({"quote": b64std_encode(raw)}).encode()
     if isinstance(doc, dict):
         return raw
     if tee != "snp":
@@ -192,8 +194,8 @@ async def _verify(args: argparse.Namespace) -> str:
     from trustee.crypto.x509chain import load_certificate_files
 
     tee: str = args.tee
-    if tee not in TDX_QUOTE_TEES and args.collateral:
-        raise UsageError("--collateral applies to TDX and az-tdx-vtpm evidence only")
+    if tee not in DCAP_TEES and args.collateral:
+        raise UsageError("--collateral applies to TDX, SGX and az-tdx-vtpm evidence only")
     if tee != "snp" and args.vcek:
         raise UsageError("--vcek applies to SNP evidence only")
     eventlog = _read(args.eventlog, "--eventlog") if args.eventlog else None

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.unit.test_simulate_store import check_snp_report, check_tdx_quote
+from trustee import _core as core
 from trustee.client import attesters
 from trustee.client.attesters import (
     SampleAttester,
@@ -144,10 +145,7 @@ def test_real_verifier_accepts_the_evidence(tdx_dir: Path, snp_dir: Path) -> Non
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        (
-            {"TRUSTEE_SIMULATED_TEE": "sgx"},
-            r"TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx', 'snp', ",
-        ),
+        ({"TRUSTEE_SIMULATED_TEE": "cca"}, r"TRUSTEE_SIMULATED_TEE is 'cca', expected 'tdx', "),
         (
             {"TRUSTEE_SIMULATED_TEE": "tdx"},
             r"TRUSTEE_SIMULATED_TEE=tdx needs TRUSTEE_SIMULATED_PKI set",
@@ -164,6 +162,31 @@ def test_bad_environment_is_one_clear_line(env: dict[str, str], message: str) ->
     assert "\n" not in str(info.value)
 
 
+def test_sgx_attester_from_env_binds_and_verifies(tmp_path: Path) -> None:
+    sgx_dir = _init("sgx", tmp_path)
+    mr_enclave = bytes(range(32))
+    env = env_for("sgx", sgx_dir, TRUSTEE_SIMULATED_MEASUREMENT=mr_enclave.hex())
+    sgx = detect_attesters(env).primary
+    assert sgx.tee == "sgx"
+    report_data, init_digest = hashlib.sha384(b"nonce").digest(), hashlib.sha256(b"i").digest()
+    evidence = json.dumps(sgx.evidence(report_data, init_digest)).encode()
+    root = x509.load_pem_x509_certificate((sgx_dir / "sgx-test-root.pem").read_bytes())
+    verifiers = core.Verifiers([hashlib.sha256(root.public_bytes(Encoding.DER)).digest()])
+    (claims,) = verifiers.verify(
+        "sgx",
+        evidence,
+        report_data,
+        init_digest,
+        int(time.time()),
+        tdx_collateral=(sgx_dir / "sgx-collateral.json").read_bytes(),
+    )
+    body = json.loads(claims.json)["body"]
+    assert body["mr_enclave"] == mr_enclave.hex()
+    assert body["config_id"] == init_digest.ljust(64, b"\0").hex()
+    with pytest.raises(KbsClientError, match=r"must be 64 hex digits \(32 bytes\) for sgx"):
+        detect_attesters(env_for("sgx", sgx_dir, TRUSTEE_SIMULATED_MEASUREMENT="00" * 48))
+
+
 def test_wrong_kind_and_bad_ca_flag(tdx_dir: Path, snp_dir: Path) -> None:
     with pytest.raises(KbsClientError, match=r"pki\.json: kind is 'tdx', expected 'snp'"):
         detect_attesters(env_for("snp", tdx_dir))
@@ -174,14 +197,14 @@ def test_wrong_kind_and_bad_ca_flag(tdx_dir: Path, snp_dir: Path) -> None:
 def test_client_cli_reports_a_bad_environment_as_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TRUSTEE_SIMULATED_TEE", "sgx")
+    monkeypatch.setenv("TRUSTEE_SIMULATED_TEE", "cca")
     # Detection fails before any request, so the unreachable URL is never contacted.
     assert client_main(["--url", "http://127.0.0.1:9", "attest"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        "trustee-client: simulated attester: TRUSTEE_SIMULATED_TEE is 'sgx', expected 'tdx', "
-        "'snp', 'az-snp-vtpm', 'az-tdx-vtpm' or 'tpm'\n"
+        "trustee-client: simulated attester: TRUSTEE_SIMULATED_TEE is 'cca', expected 'tdx', "
+        "'snp', 'sgx', 'az-snp-vtpm', 'az-tdx-vtpm' or 'tpm'\n"
     )
 
 

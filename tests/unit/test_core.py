@@ -44,13 +44,14 @@ def test_supported_tees_and_version() -> None:
         "snp",
         "az-snp-vtpm",
         "az-tdx-vtpm",
+        "sgx",
         "tpm",
     ]
     assert _core.version() == "0.1.0"
 
 
 def test_the_core_names_the_hardware_tees() -> None:
-    assert _core.Verifiers.hardware_tees() == ["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm"]
+    assert _core.Verifiers.hardware_tees() == ["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "sgx"]
 
 
 def test_every_refusal_is_a_core_error() -> None:
@@ -135,8 +136,8 @@ def test_oversized_evidence_is_rejected() -> None:
 
 
 def test_unsupported_and_unknown_tees() -> None:
-    with pytest.raises(_core.UnsupportedTee, match="sgx"):
-        verify("sgx", b"{}", None, None)
+    with pytest.raises(_core.UnsupportedTee, match="cca"):
+        verify("cca", b"{}", None, None)
     with pytest.raises(_core.UnsupportedTee):
         verify("nvidia", b"{}", None, None)
     with pytest.raises(_core.VerifierError, match="unknown TEE") as info:

@@ -284,7 +284,8 @@ def test_simulate_init_snp_with_product(tmp_path: Path, capsys: pytest.CaptureFi
     [
         [],
         ["init"],
-        ["init", "--tee", "sgx", "--dir", "x"],
+        ["init", "--tee", "cca", "--dir", "x"],
+        ["init", "--tee", "snp", "--dir", "x", "--tcb-status", "OutOfDate"],
         ["init", "--tee", "tdx"],
         ["init", "--tee", "snp", "--dir", "x", "--product", "Naples"],
         ["init", "--tee", "tdx", "--dir", "x", "--product", "Genoa"],

@@ -49,7 +49,7 @@ def quote6_collateral_dir(tmp_path: Path) -> Path:
     qvl = json.loads((v / QVL / "tdx_quote_collateral.json").read_text())
     quote = (v / TDX / "tdx_quote_6.dat").read_bytes()
     evidence = json.dumps({"quote": __import__("base64").b64encode(quote).decode()}).encode()
-    _fmspc, ca, _pce = _core.tdx_collateral_key(evidence)
+    _fmspc, ca, _pce, _tee = _core.tdx_collateral_key(evidence)
     d = tmp_path / "collateral"
     d.mkdir()
     (d / "tcbInfo.json").write_bytes((v / TDX / "tcbInfo.json").read_bytes())
@@ -247,8 +247,9 @@ def test_az_snp_vtpm_evidence_offline(capsys: pytest.CaptureFixture[str]) -> Non
     "argv, message",
     [
         (["--tee=tdx", "--evidence=/nonexistent/q"], "/nonexistent/q"),
-        (["--tee=snp", "--evidence=/dev/null", "--collateral=x"], "applies to TDX and"),
+        (["--tee=snp", "--evidence=/dev/null", "--collateral=x"], "applies to TDX, SGX and"),
         (["--tee=tpm", "--evidence=/dev/null", "--vcek=x"], "--vcek applies to SNP evidence"),
+        (["--tee=sgx", "--evidence=/dev/null", "--vcek=x"], "SNP evidence only"),
         (["--tee=tpm", "--evidence=/dev/null"], "tpm evidence must be the attester's JSON"),
         (["--tee=tdx", "--evidence=/dev/null", "--report-data=zz"], "--report-data"),
         (["--tee=tdx", "--evidence=/dev/null", "--at=yesterday"], "--at"),
@@ -339,3 +340,33 @@ def test_collateral_directory_missing_a_file_names_what_it_must_hold(tmp_path: P
         "enclaveIdentity.json, tcb_info_issuer_chain.pem, pck_crl_platform.der (or .pem), "
         "pck_crl_issuer_chain_platform.pem and root_ca_crl.der (or .pem)\n"
     )
+
+
+def test_sgx_raw_quote_with_simulated_collateral(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustee.simulate.sgx import SgxTestPki
+
+    pki = SgxTestPki.shared()
+    quote = tmp_path / "quote.dat"
+    quote.write_bytes(pki.quote(b"offline"))
+    root = tmp_path / "root.pem"
+    root.write_text(pki.root_pem)
+    (tmp_path / "sgx").mkdir()
+    collateral = tmp_path / "sgx" / "sgx-collateral.json"
+    collateral.write_text(json.dumps(pki.collateral()))
+    common = (f"--evidence={quote}", f"--insecure-test-root={root}")
+    code, claims, err = run(capsys, "--tee=sgx", *common, f"--collateral={collateral}")
+    assert code == 0, err
+    assert claims["tcb_status"] == "UpToDate"
+    assert claims["report_data"] == b"offline".ljust(64, b"\0").hex()
+    # A directory keeps SGX collateral in its sgx/ folder.
+    code, claims, err = run(capsys, "--tee=sgx", *common, f"--collateral={tmp_path}")
+    assert code == 1 and "tcbInfo.json" in err, err
+    (tmp_path / "sgx" / f"{pki.platform_pki.platform.fmspc.hex().upper()}.json").write_text(
+        collateral.read_text()
+    )
+    code, claims, err = run(capsys, "--tee=sgx", *common, f"--collateral={tmp_path}")
+    assert code == 0, err
+    code, _, err = run(capsys, "--tee=tdx", *common, f"--collateral={collateral}")
+    assert code == 1 and "version 3 is an SGX quote" in err, err

@@ -54,8 +54,8 @@ def test_az_tdx_vtpm_needs_dcap_collateral_after_its_other_checks() -> None:
         _core.Verifiers().verify("az-tdx-vtpm", evidence, CHALLENGE, None, NOW)
     with pytest.raises(_core.VerifierError, match="TPM quote nonce mismatch"):
         _core.Verifiers().verify("az-tdx-vtpm", evidence, b"other", None, NOW)
-    fmspc, ca, _pce = _core.tdx_collateral_key(evidence)
-    assert len(fmspc) == 12 and ca in ("processor", "platform")
+    fmspc, ca, _pce, kind = _core.tdx_collateral_key(evidence)
+    assert len(fmspc) == 12 and ca in ("processor", "platform") and kind == "tdx"
 
 
 async def test_hardware_inputs_for_the_azure_variants() -> None:

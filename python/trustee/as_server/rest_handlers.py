@@ -42,7 +42,7 @@ MAX_BODY = 2 * 1024 * 1024
 READINESS_TIMEOUT = 2.0
 # The TEEs whose evidence this service verifies; none of them asks for a supplemental
 # challenge, so /challenge answers them with an empty one, as upstream's verifiers do.
-VERIFIED_TEES = frozenset({"sample", "sampledevice", "tdx", "snp"})
+VERIFIED_TEES = frozenset({"sample", "sampledevice", "tdx", "snp", "sgx"})
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Evidence verification: fetch what the evidence lacks, then one call into the Rust core.
 
-The Rust verifiers do no I/O. For TDX they need the platform's DCAP collateral (TCB info, QE
-identity, CRLs), keyed by the FMSPC and PCK CA type read from the quote; for SNP they need only
-the VCEK when the evidence carries none (AMD's ARK/ASK/ASVK for Milan, Genoa and Turin are built
-into the Rust core and admitted by their pinned fingerprints). az-tdx-vtpm needs the same
-collateral for the TD quote inside; az-snp-vtpm carries its VCEK and needs nothing fetched, but
-verifies a full SNP report, so it too is a hardware TEE (run off the event loop). This module
-asks the configured sources for exactly that, then verifies; the other TEEs need nothing
-fetched. Which TEEs are the hardware ones is the Rust core's to say.
+The Rust verifiers do no I/O. For TDX and SGX they need the platform's DCAP collateral (TCB
+info, QE identity, CRLs), keyed by the TEE, FMSPC and PCK CA type read from the quote; for SNP
+they need only the VCEK when the evidence carries none (AMD's ARK/ASK/ASVK for Milan, Genoa and
+Turin are built into the Rust core and admitted by their pinned fingerprints). az-tdx-vtpm
+needs TDX collateral for the TD quote inside; az-snp-vtpm carries its VCEK and needs nothing
+fetched, but verifies a full SNP report, so it too is a hardware TEE (run off the event loop).
+This module asks the configured sources for exactly that, then verifies; the other TEEs need
+nothing fetched. Which TEEs are the hardware ones is the Rust core's to say.
 """
 
 from __future__ import annotations
@@ -94,8 +94,10 @@ class HardwareVerifier:
 
     async def inputs(self, tee: str, evidence: bytes) -> Inputs:
         now = self.now()
-        if tee in ("tdx", "az-tdx-vtpm"):
-            return Inputs(now=now, tdx_collateral=await self._tdx_collateral(evidence))
+        if tee in ("tdx", "sgx", "az-tdx-vtpm"):
+            # An Azure TDX guest's TD quote is appraised with the platform's TDX collateral.
+            dcap_tee = "tdx" if tee == "az-tdx-vtpm" else tee
+            return Inputs(now=now, tdx_collateral=await self._dcap_collateral(dcap_tee, evidence))
         if tee == "snp":
             return Inputs(now=now, snp_certs=await self._snp_certs(evidence))
         if tee == "az-snp-vtpm":
@@ -139,42 +141,47 @@ class HardwareVerifier:
             lambda job_id: core.submit_verify(job_id, *args), lambda: core.verify(*args)
         )
 
-    async def _tdx_collateral(self, evidence: bytes) -> bytes:
-        fmspc, ca, _pce_id = _core.tdx_collateral_key(evidence)
+    async def _dcap_collateral(self, tee: str, evidence: bytes) -> bytes | None:
+        fmspc, ca, _pce_id, kind = _core.tdx_collateral_key(evidence)
+        if kind != tee:
+            # The other TEE's quote: the verifier refuses it by name, nothing to fetch.
+            return None
+        label = tee.upper()
         if self.tdx_source is None:
             raise HardwareInputError(
-                f"no TDX collateral source is configured (quote FMSPC {fmspc}, {ca} CA); set "
-                "[attestation_service.verifier_config] collateral or dcap_verifier"
+                f"no {label} collateral source is configured (quote FMSPC {fmspc}, {ca} CA); "
+                "set [attestation_service.verifier_config] collateral or dcap_verifier"
             )
-        key = f"{fmspc}/{ca}"
+        # TDX keys keep their established form; SGX ones say their TEE.
+        key = f"{fmspc}/{ca}" if tee == "tdx" else f"{tee}/{fmspc}/{ca}"
         try:
-            collateral = await self.tdx_source.get(fmspc, ca)
+            collateral = await self.tdx_source.get(fmspc, ca, tee)
         except CollateralError as exc:
-            self._count_fetch("error")
-            raise HardwareInputError(f"TDX collateral for FMSPC {fmspc} ({ca} CA): {exc}") from exc
+            self._count_fetch(tee, "error")
+            raise HardwareInputError(
+                f"{label} collateral for FMSPC {fmspc} ({ca} CA): {exc}"
+            ) from exc
         if self._fetched.get(key) != collateral.fetched_at:
             # The source handed over collateral this process has not seen: a fetch (or a
             # reload of a changed file) happened.
             self._fetched[key] = collateral.fetched_at
-            self._count_fetch("fetched")
+            self._count_fetch(tee, "fetched")
             await self._emit(
-                event.collateral_fetched(tee="tdx", key=key, source=_source_name(self.tdx_source))
+                event.collateral_fetched(tee=tee, key=key, source=_source_name(self.tdx_source))
             )
         if (
             collateral.not_after < self.now()
             and self._expired_reported.get(key) != collateral.not_after
         ):
             self._expired_reported[key] = collateral.not_after
-            self._count_fetch("expired")
+            self._count_fetch(tee, "expired")
             await self._emit(
-                event.collateral_expired(
-                    tee="tdx", key=key, not_after=_rfc3339(collateral.not_after)
-                )
+                event.collateral_expired(tee=tee, key=key, not_after=_rfc3339(collateral.not_after))
             )
         return collateral.to_json_bytes()
 
-    def _count_fetch(self, outcome: str) -> None:
-        self.metrics.collateral_fetch("tdx", outcome)
+    def _count_fetch(self, tee: str, outcome: str) -> None:
+        self.metrics.collateral_fetch(tee, outcome)
 
     async def _emit(self, audit_event: event.AuditEvent) -> None:
         with contextlib.suppress(AuditRequiredSinkError):

@@ -33,7 +33,7 @@ from trustee.protocol import binding, limits
 from trustee.protocol.limits import InputLimitError
 from trustee.protocol.rcar import EvidenceRequest
 
-AS_TEES = ("sample", "sampledevice", "tdx", "snp")
+AS_TEES = ("sample", "sampledevice", "tdx", "snp", "sgx")
 JWKS_PATH = "/.well-known/jwks.json"
 REQUEST_TIMEOUT_S = 60.0
 USER_AGENT = f"trustee-client/{__version__}"
@@ -48,7 +48,7 @@ def attester_for(tee: str, env: Mapping[str, str] | None = None) -> Attester:
         return SampleAttester()
     if tee == "sampledevice":
         return SampleDeviceAttester()
-    if tee in ("tdx", "snp"):
+    if tee in ("tdx", "snp", "sgx"):
         environ = dict(os.environ if env is None else env)
         environ[SIMULATED_TEE_ENV] = tee
         return simulated_attester(environ)

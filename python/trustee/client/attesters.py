@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from trustee.client.errors import KbsClientError
 from trustee.crypto.b64 import b64std_encode
 from trustee.simulate import (
+    SgxTestPki,
+    SimulatedSgxAttester,
     SimulatedSnpAttester,
     SimulatedTdxAttester,
     SimulationError,
@@ -82,19 +84,21 @@ class AttesterSet:
 Detector = Callable[[Mapping[str, str]], bool]
 Factory = Callable[[Mapping[str, str]], Attester]
 
-# A simulated TDX/SNP guest whose evidence is signed by a PKI `trustee simulate init` saved.
+# A simulated TDX/SGX/SNP guest whose evidence is signed by a PKI `trustee simulate init` saved.
 SIMULATED_TEE_ENV = "TRUSTEE_SIMULATED_TEE"
 SIMULATED_PKI_ENV = "TRUSTEE_SIMULATED_PKI"
 SIMULATED_SNP_CA_ENV = "TRUSTEE_SIMULATED_SNP_CA"
-# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT), 48 bytes in hex;
-# the Azure guests report it in their hardware report, a plain TPM has none.
+# The launch digest the simulated guest reports (TDX MRTD, SNP MEASUREMENT: 48 bytes; SGX
+# MRENCLAVE: 32 bytes), in hex; the Azure guests report it in their hardware report, a plain
+# TPM has none.
 SIMULATED_MEASUREMENT_ENV = "TRUSTEE_SIMULATED_MEASUREMENT"
 # PCR values a vTPM/TPM guest reports, `INDEX=HEX[,INDEX=HEX…]` (32 bytes each; PCR8 is the
 # init-data PCR and cannot be set).
 SIMULATED_PCRS_ENV = "TRUSTEE_SIMULATED_PCRS"
-SIMULATED_TEES = ("tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+SIMULATED_TEES = ("tdx", "snp", "sgx", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
 TPM_TEES = ("az-snp-vtpm", "az-tdx-vtpm", "tpm")
-SimulatedPki = TdxTestPki | SnpTestPki | AzSnpVtpmPki | AzTdxVtpmPki | TpmTestPki
+SimulatedPki = TdxTestPki | SnpTestPki | SgxTestPki | AzSnpVtpmPki | AzTdxVtpmPki | TpmTestPki
+_MEASUREMENT_SIZE = {"sgx": 32}
 
 
 def _always(env: Mapping[str, str]) -> bool:
@@ -118,6 +122,7 @@ def _client_error(message: str) -> Exception:
 _PKI_LOADERS: dict[str, Callable[[str], SimulatedPki]] = {
     "tdx": TdxTestPki.load,
     "snp": SnpTestPki.load,
+    "sgx": SgxTestPki.load,
     "az-snp-vtpm": AzSnpVtpmPki.load,
     "az-tdx-vtpm": AzTdxVtpmPki.load,
     "tpm": TpmTestPki.load,
@@ -144,8 +149,11 @@ def _measurement(env: Mapping[str, str], tee: str) -> bytes | None:
         measurement = bytes.fromhex(text)
     except ValueError:
         measurement = b""
-    if len(measurement) != 48:
-        raise _client_error(f"{SIMULATED_MEASUREMENT_ENV} must be 96 hex digits (48 bytes)")
+    size = _MEASUREMENT_SIZE.get(tee, 48)
+    if len(measurement) != size:
+        raise _client_error(
+            f"{SIMULATED_MEASUREMENT_ENV} must be {2 * size} hex digits ({size} bytes) for {tee}"
+        )
     return measurement
 
 
@@ -194,6 +202,8 @@ def simulated_attester(env: Mapping[str, str]) -> Attester:
         pki = _load_pki(tee, str(Path(directory).absolute()))
     except SimulationError as exc:
         raise _client_error(f"{SIMULATED_PKI_ENV}: {exc}") from None
+    if isinstance(pki, SgxTestPki):
+        return SimulatedSgxAttester(pki, mr_enclave=measurement)
     if isinstance(pki, TdxTestPki):
         return SimulatedTdxAttester(pki, measurement=measurement)
     if isinstance(pki, SnpTestPki):

@@ -242,9 +242,9 @@ def _add_as_commands(parser: argparse.ArgumentParser) -> None:
     )
     attest.add_argument(
         "--tee",
-        choices=["sample", "sampledevice", "tdx", "snp"],
+        choices=["sample", "sampledevice", "tdx", "snp", "sgx"],
         default="sample",
-        help="Whose evidence to send (tdx/snp: simulated; default %(default)s).",
+        help="Whose evidence to send (tdx/snp/sgx: simulated; default %(default)s).",
     )
     attest.add_argument(
         "--policy-id",

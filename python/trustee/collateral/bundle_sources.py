@@ -71,7 +71,7 @@ class BundleTdxSource:
     def __repr__(self) -> str:
         return f"BundleTdxSource({self.bundle.path!r})"
 
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
         origin = f"collateral bundle {self.bundle.path}"
         check_request(fmspc, ca, origin)
         found = self.bundle.tdx.get((fmspc.upper(), ca))

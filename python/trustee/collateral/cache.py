@@ -140,7 +140,7 @@ class SingleFlightCache(Generic[K, V]):
 
 
 class CachingSource:
-    """Caches TDX collateral by (FMSPC, CA) until its ``not_after`` (at most ``max_age``)."""
+    """Caches DCAP collateral by (TEE, FMSPC, CA) until its ``not_after`` (at most ``max_age``)."""
 
     def __init__(
         self,
@@ -150,20 +150,21 @@ class CachingSource:
         max_age: float = DEFAULT_MAX_AGE,
     ) -> None:
         self.inner = inner
-        self._cache: SingleFlightCache[tuple[str, str], TdxCollateral] = SingleFlightCache(
+        self._cache: SingleFlightCache[tuple[str, str, str], TdxCollateral] = SingleFlightCache(
             clock, max_age
         )
 
     def __repr__(self) -> str:
         return f"CachingSource({self.inner!r})"
 
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
-        key = (fmspc.upper(), ca)
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
+        # SGX and TDX platforms can share an FMSPC; their documents differ.
+        key = (tee, fmspc.upper(), ca)
         return await self._cache.get(
             key,
-            lambda: self.inner.get(fmspc, ca),
+            lambda: self.inner.get(fmspc, ca, tee),
             lambda collateral: collateral.not_after,
-            f"TDX collateral for FMSPC {key[0]} ({ca} CA) from {self.inner!r}",
+            f"{tee.upper()} collateral for FMSPC {key[1]} ({ca} CA) from {self.inner!r}",
         )
 
 

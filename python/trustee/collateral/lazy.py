@@ -44,8 +44,8 @@ class _Lazy(Generic[S]):
 
 
 class LazyTdxSource(_Lazy["TdxCollateralSource"]):
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
-        return await self.source.get(fmspc, ca)
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
+        return await self.source.get(fmspc, ca, tee)
 
 
 class LazyVekSource(_Lazy["VekSource"]):

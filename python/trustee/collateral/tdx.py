@@ -11,6 +11,9 @@ The form is the one the Rust verifier reads (``Collateral::from_json``): nine st
 
 ``not_after`` is the earliest ``nextUpdate`` of the TCB info, the QE identity and both CRLs:
 after it the verifier would report the collateral as expired, so caches must not serve it.
+
+SGX quotes take the same form with the SGX documents (TCB info ``id`` "SGX", QE identity ``id``
+"QE"); every source takes the TEE (``tdx`` or ``sgx``) beside the FMSPC and CA.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ COLLATERAL_KEYS = (
 )
 
 CA_KINDS = ("processor", "platform")
+DCAP_TEES = ("tdx", "sgx")
+# The TCB info `id` of each TEE's documents.
+_TCB_INFO_ID = {"tdx": "TDX", "sgx": "SGX"}
 
 # The PCK CRL issuer's common name tells which CA the CRL belongs to.
 _CA_BY_CRL_ISSUER = {
@@ -54,8 +60,9 @@ _FMSPC = re.compile(r"^[0-9A-Fa-f]{12}$")
 
 
 class TdxCollateralSource(Protocol):
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
-        """Collateral for a PCK certificate with this FMSPC issued by this CA."""
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
+        """Collateral for a `tee` (tdx or sgx) quote whose PCK certificate has this FMSPC and
+        was issued by this CA."""
         ...
 
 
@@ -103,8 +110,22 @@ class TdxCollateral:
         crl = load_crl(bytes.fromhex(self.fields["pck_crl"]), "pck_crl")
         return _CA_BY_CRL_ISSUER.get(_common_name(crl.issuer))
 
-    def check_matches(self, fmspc: str, ca: str, origin: str) -> None:
+    @property
+    def tcb_info_id(self) -> str:
+        document = json.loads(self.fields["tcb_info"])
+        value = document.get("id")
+        if value is None and document.get("version") == 2:
+            return "SGX"  # version 2 predates `id`; only SGX TCB info had it
+        return value if isinstance(value, str) else ""
+
+    def check_matches(self, fmspc: str, ca: str, origin: str, tee: str = "tdx") -> None:
         """Refuse collateral for another platform: the verifier's error would be vaguer."""
+        held_id, wanted_id = self.tcb_info_id, _TCB_INFO_ID.get(tee, tee)
+        if held_id != wanted_id:
+            raise CollateralError(
+                f"{origin}: holds a {held_id or '(no id)'} TCB info, but {tee} collateral "
+                f"(TCB info id {wanted_id}) was requested"
+            )
         if self.fmspc != fmspc.upper():
             raise CollateralError(
                 f"{origin}: holds TCB info for FMSPC {self.fmspc or '(none)'}, "
@@ -117,7 +138,9 @@ class TdxCollateral:
             )
 
 
-def check_request(fmspc: str, ca: str, origin: str) -> None:
+def check_request(fmspc: str, ca: str, origin: str, tee: str = "tdx") -> None:
+    if tee not in DCAP_TEES:
+        raise CollateralError(f"{origin}: TEE {tee!r} is neither 'tdx' nor 'sgx'")
     if not _FMSPC.match(fmspc):
         raise CollateralError(f"{origin}: FMSPC {fmspc!r} is not 12 hex digits")
     if ca not in CA_KINDS:

@@ -8,7 +8,8 @@
   ``{"collaterals": {"tcbinfos": [{"fmspc", "tdx_tcbinfo", "tdx_tcbinfo_early"}…],
   "pckcacrl": {"processorCrl", "platformCrl"}, "tdqeidentity", "tdqeidentity_early",
   "certificates": {…}, "rootcacrl"}}``; the ``_early`` objects are used for update type
-  ``early`` and fall back to the standard ones.
+  ``early`` and fall back to the standard ones. SGX requests take ``sgx_tcbinfo`` and
+  ``qeidentity`` instead.
 
 The file is re-read when its modification time or size changes.
 
@@ -28,8 +29,10 @@ The file is re-read when its modification time or size changes.
   ========================================  ==================================================
 
   CRL files may hold DER, PEM or hex text. The TCB info's ``fmspc`` must be the requested one.
+  SGX collateral is looked up the same way in the ``sgx`` subdirectory.
 
-**PCS / PCCS** (:class:`PcsSource`): Intel PCS v4 API shapes. As upstream does, only the
+**PCS / PCCS** (:class:`PcsSource`): Intel PCS v4 API shapes (TCB info and QE identity under
+``/tdx/…`` or ``/sgx/…`` by the quote's TEE; the CRLs are shared). As upstream does, only the
 scheme, host and port of the configured URL are kept; the four documents are fetched
 concurrently under one deadline.
 """
@@ -94,16 +97,17 @@ class BundleFileSource:
     def __repr__(self) -> str:
         return f"BundleFileSource({str(self.path)!r})"
 
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
         origin = f"collateral bundle {self.path}"
-        check_request(fmspc, ca, origin)
+        check_request(fmspc, ca, origin, tee)
         document = await self._document(origin)
         if "collaterals" in document:
-            fields = _from_pcs_tool(document["collaterals"], fmspc, ca, self.update, origin)
+            table = document["collaterals"]
+            fields = _from_pcs_tool(table, (tee, fmspc, ca), self.update, origin)
         else:
             fields = document
         collateral = TdxCollateral.from_fields(fields, fetched_at=self._clock(), origin=origin)
-        collateral.check_matches(fmspc, ca, origin)
+        collateral.check_matches(fmspc, ca, origin, tee)
         return collateral
 
     async def _document(self, origin: str) -> dict[str, Any]:
@@ -121,8 +125,17 @@ class BundleFileSource:
         return document
 
 
-def _from_pcs_tool(table: Any, fmspc: str, ca: str, update: str, origin: str) -> dict[str, str]:
-    """dcap-qvl form from the JSON written by Intel's PCS client tool."""
+# The PCS client tool's member names of each TEE's TCB info and QE identity.
+_PCS_TOOL_MEMBERS = {"tdx": ("tdx_tcbinfo", "tdqeidentity"), "sgx": ("sgx_tcbinfo", "qeidentity")}
+
+
+def _from_pcs_tool(
+    table: Any, request: tuple[str, str, str], update: str, origin: str
+) -> dict[str, str]:
+    """dcap-qvl form from the JSON written by Intel's PCS client tool; `request` is
+    (TEE, FMSPC, CA)."""
+    tee, fmspc, ca = request
+    tcb_member, qe_member = _PCS_TOOL_MEMBERS[tee]
     if not isinstance(table, dict):
         raise CollateralError(f"{origin}: 'collaterals' is not an object")
 
@@ -145,8 +158,8 @@ def _from_pcs_tool(table: Any, fmspc: str, ca: str, update: str, origin: str) ->
     )
     if tcb_entry is None:
         raise CollateralError(f"{origin}: no 'tcbinfos' entry for FMSPC {fmspc.upper()}")
-    tcb_info, tcb_sig = _signed_object(pick(tcb_entry, "tdx_tcbinfo"), "tcbInfo", origin)
-    qe_identity, qe_sig = _signed_object(pick(table, "tdqeidentity"), "enclaveIdentity", origin)
+    tcb_info, tcb_sig = _signed_object(pick(tcb_entry, tcb_member), "tcbInfo", origin)
+    qe_identity, qe_sig = _signed_object(pick(table, qe_member), "enclaveIdentity", origin)
 
     certificates = table.get("certificates")
     crls = table.get("pckcacrl")
@@ -225,14 +238,21 @@ class DirectorySource:
     def __repr__(self) -> str:
         return f"DirectorySource({str(self.path)!r})"
 
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
+        check_request(fmspc, ca, f"collateral directory {self.path}", tee)
+        # SGX files sit in a subdirectory: Intel's file names do not say the TEE.
+        here = self if tee == "tdx" else DirectorySource(self.path / tee, clock=self._clock)
+        return await here._get_here(fmspc, ca, tee)
+
+    async def _get_here(self, fmspc: str, ca: str, tee: str) -> TdxCollateral:
         origin = f"collateral directory {self.path}"
-        check_request(fmspc, ca, origin)
         for name in (f"{fmspc.upper()}.json", f"{fmspc.lower()}.json"):
             if await trio.Path(self.path / name).is_file():
-                return await BundleFileSource(self.path / name, clock=self._clock).get(fmspc, ca)
+                return await BundleFileSource(self.path / name, clock=self._clock).get(
+                    fmspc, ca, tee
+                )
         try:
-            return await self._pieces(fmspc, ca, origin)
+            return await self._pieces(fmspc, ca, tee, origin)
         except _MissingFile as exc:
             # Name the whole set: a first-time user learns every file at once, not one per run.
             raise CollateralError(
@@ -242,7 +262,7 @@ class DirectorySource:
                 f"pck_crl_issuer_chain_{ca}.pem and root_ca_crl.der (or .pem)"
             ) from None
 
-    async def _pieces(self, fmspc: str, ca: str, origin: str) -> TdxCollateral:
+    async def _pieces(self, fmspc: str, ca: str, tee: str, origin: str) -> TdxCollateral:
         tcb_file = await self._first(f"tcbInfo-{fmspc.upper()}.json", "tcbInfo.json")
         qe_file = await self._first("enclaveIdentity.json")
         tcb_info, tcb_sig = signed_document(
@@ -276,7 +296,7 @@ class DirectorySource:
             "qe_identity_signature": qe_sig,
         }
         collateral = TdxCollateral.from_fields(fields, fetched_at=self._clock(), origin=origin)
-        collateral.check_matches(fmspc, ca, f"{origin} ({tcb_file.name}, {pck_crl_file.name})")
+        collateral.check_matches(fmspc, ca, f"{origin} ({tcb_file.name}, {pck_crl_file.name})", tee)
         return collateral
 
     async def _first(self, *names: str) -> Path:
@@ -320,9 +340,9 @@ class PcsSource:
     def __repr__(self) -> str:
         return f"PcsSource({self.origin!r})"
 
-    async def get(self, fmspc: str, ca: str) -> TdxCollateral:
+    async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
         source = f"collateral service {self.origin}"
-        check_request(fmspc, ca, source)
+        check_request(fmspc, ca, source, tee)
         fmspc = fmspc.upper()
         results: dict[str, Any] = {}
 
@@ -335,8 +355,8 @@ class PcsSource:
         try:
             with trio.fail_after(self.timeout):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(run, "tcb", lambda: self._tcb_info(fmspc, source))
-                    nursery.start_soon(run, "qe", lambda: self._qe_identity(source))
+                    nursery.start_soon(run, "tcb", lambda: self._tcb_info(tee, fmspc, source))
+                    nursery.start_soon(run, "qe", lambda: self._qe_identity(tee, source))
                     nursery.start_soon(run, "pck", lambda: self._pck_crl(ca, source))
                     nursery.start_soon(run, "root", lambda: self._root_crl(source))
         except trio.TooSlowError:
@@ -362,7 +382,7 @@ class PcsSource:
             "qe_identity_signature": qe_sig,
         }
         collateral = TdxCollateral.from_fields(fields, fetched_at=self._clock(), origin=source)
-        collateral.check_matches(fmspc, ca, source)
+        collateral.check_matches(fmspc, ca, source, tee)
         return collateral
 
     async def _get(self, path: str, params: Mapping[str, str], source: str) -> httpx.Response:
@@ -372,9 +392,9 @@ class PcsSource:
         expect_ok(response, source)
         return response
 
-    async def _tcb_info(self, fmspc: str, source: str) -> tuple[str, str, str]:
+    async def _tcb_info(self, tee: str, fmspc: str, source: str) -> tuple[str, str, str]:
         response = await self._get(
-            "/tdx/certification/v4/tcb", {"fmspc": fmspc, "update": self.update}, source
+            f"/{tee}/certification/v4/tcb", {"fmspc": fmspc, "update": self.update}, source
         )
         where = f"{source}: {response.request.url}"
         # PCS v4 names the header TCB-Info-Issuer-Chain; older PCCS builds add an SGX- prefix.
@@ -382,9 +402,9 @@ class PcsSource:
         body, signature = signed_document(response.text, "tcbInfo", where)
         return body, signature, chain
 
-    async def _qe_identity(self, source: str) -> tuple[str, str, str]:
+    async def _qe_identity(self, tee: str, source: str) -> tuple[str, str, str]:
         response = await self._get(
-            "/tdx/certification/v4/qe/identity", {"update": self.update}, source
+            f"/{tee}/certification/v4/qe/identity", {"update": self.update}, source
         )
         where = f"{source}: {response.request.url}"
         chain = _chain_header(response, where, "SGX-Enclave-Identity-Issuer-Chain")

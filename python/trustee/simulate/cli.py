@@ -10,6 +10,8 @@ from typing import NoReturn
 
 from trustee.simulate.azure import AzSnpVtpmPki, AzTdxVtpmPki
 from trustee.simulate.server_trust import (
+    SGX_COLLATERAL_FILE,
+    SGX_ROOT_FILE,
     SNP_ROOTS_FILE,
     TDX_COLLATERAL_FILE,
     TDX_ROOT_FILE,
@@ -18,6 +20,7 @@ from trustee.simulate.server_trust import (
     TrustedPki,
     write_server_trust,
 )
+from trustee.simulate.sgx import SgxTestPki
 from trustee.simulate.snp import PRODUCTS, SnpTestPki
 from trustee.simulate.snp_layout import GENOA
 from trustee.simulate.store import PKI_FILE, SimulationError
@@ -26,9 +29,10 @@ from trustee.simulate.tpm import TpmTestPki
 
 PKI_SUBDIR = "pki"
 PROG = "trustee simulate init"
-TEES = ("tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
+TEES = ("tdx", "sgx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
 SNP_TEES = ("snp", "az-snp-vtpm")
-TDX_TEES = ("tdx", "az-tdx-vtpm")
+# Those whose collateral rates the platform (--tcb-status).
+DCAP_TEES = ("tdx", "sgx", "az-tdx-vtpm")
 
 
 class UsageError(Exception):
@@ -44,8 +48,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trustee simulate",
-        description="Simulated TDX / SEV-SNP / Azure vTPM / TPM guests signed by test keys made "
-        "on this machine.",
+        description="Simulated TDX / SGX / SEV-SNP / Azure vTPM / TPM guests signed by test keys "
+        "made on this machine.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     init = commands.add_parser(
@@ -66,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--tcb-status",
         choices=("UpToDate", "OutOfDate"),
-        help="tdx, az-tdx-vtpm: how the collateral rates the platform's TCB (default UpToDate)",
+        help="tdx, sgx, az-tdx-vtpm: how the collateral rates the platform's TCB "
+        "(default UpToDate)",
     )
     init.add_argument(
         "--force",
@@ -83,6 +88,8 @@ def existing_pki(directory: Path) -> list[Path]:
         f"{PKI_SUBDIR}/{PKI_FILE}",
         TDX_ROOT_FILE,
         TDX_COLLATERAL_FILE,
+        SGX_ROOT_FILE,
+        SGX_COLLATERAL_FILE,
         SNP_ROOTS_FILE,
         TPM_AK_FILE,
     )
@@ -98,6 +105,8 @@ def _generate(tee: str, product: str | None) -> tuple[TrustedPki, str]:
     """A fresh PKI for `tee` and how the summary names it."""
     if tee == "tdx":
         return TdxTestPki.generate(), "TDX test PKI"
+    if tee == "sgx":
+        return SgxTestPki.generate(), "SGX test PKI"
     if tee == "snp":
         snp = SnpTestPki.generate(product or GENOA)
         return snp, f"SNP {snp.product.name} test PKI"
@@ -156,9 +165,9 @@ def simulate_main(argv: list[str]) -> int:
             raise UsageError(
                 f"{PROG}: --product applies to --tee snp or az-snp-vtpm, not {args.tee}"
             )
-        if args.tee not in TDX_TEES and args.tcb_status is not None:
+        if args.tee not in DCAP_TEES and args.tcb_status is not None:
             raise UsageError(
-                f"{PROG}: --tcb-status applies to --tee tdx or az-tdx-vtpm, not {args.tee}"
+                f"{PROG}: --tcb-status applies to --tee tdx, sgx or az-tdx-vtpm, not {args.tee}"
             )
         if not args.force and existing_pki(args.dir):
             # A server may trust the old root: new evidence would be refused by it.

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from trustee.simulate.azure import AzSnpVtpmPki, AzTdxVtpmPki
+from trustee.simulate.sgx import SgxTestPki
 from trustee.simulate.snp import SnpTestPki
 from trustee.simulate.store import SimulationError
 from trustee.simulate.tdx import TdxTestPki
@@ -15,12 +16,14 @@ from trustee.simulate.tpm import TpmTestPki
 
 TDX_ROOT_FILE = "tdx-test-root.pem"
 TDX_COLLATERAL_FILE = "tdx-collateral.json"
+SGX_ROOT_FILE = "sgx-test-root.pem"
+SGX_COLLATERAL_FILE = "sgx-collateral.json"
 SNP_ROOTS_FILE = "snp-test-ark-ask.pem"
 TPM_AK_FILE = "tpm-trusted-ak.txt"
 # What a TPM guest's `ak_public` is checked against in the policy.
 TPM_AK_REFERENCE_VALUE = "trusted_aks"
 
-TrustedPki = TdxTestPki | SnpTestPki | AzSnpVtpmPki | AzTdxVtpmPki | TpmTestPki
+TrustedPki = TdxTestPki | SgxTestPki | SnpTestPki | AzSnpVtpmPki | AzTdxVtpmPki | TpmTestPki
 
 
 def write_server_trust(
@@ -32,11 +35,11 @@ def write_server_trust(
 ) -> dict[str, Path]:
     """Write the server's trust files; returns their paths by role.
 
-    TDX: `test_roots` (the root certificate alone) and `collateral` (dcap-qvl JSON form, valid
-    from an hour before `now` for 30 days, rating the platform `tcb_status`). SNP:
-    `test_roots` (ASK then ARK). The Azure vTPM guests: their hardware's files. TPM:
-    `trusted_ak` (the AK public key as the verifier reports it, to register as reference value
-    `trusted_aks`).
+    TDX and SGX: `test_roots` (the root certificate alone) and `collateral` (dcap-qvl JSON
+    form, the TEE's documents, valid from an hour before `now` for 30 days, rating the platform
+    `tcb_status`). SNP: `test_roots` (ASK then ARK). The Azure vTPM guests: their hardware's
+    files. TPM: `trusted_ak` (the AK public key as the verifier reports it, to register as
+    reference value `trusted_aks`).
     """
     target = Path(directory)
     try:
@@ -49,6 +52,12 @@ def write_server_trust(
         pki = pki.snp if isinstance(pki, AzSnpVtpmPki) else pki.tdx
     if isinstance(pki, TpmTestPki):
         files = {"trusted_ak": (target / TPM_AK_FILE, pki.ak.spki_b64 + "\n")}
+    elif isinstance(pki, SgxTestPki):
+        collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
+        files = {
+            "test_roots": (target / SGX_ROOT_FILE, pki.root_pem),
+            "collateral": (target / SGX_COLLATERAL_FILE, collateral),
+        }
     elif isinstance(pki, TdxTestPki):
         collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
         files = {

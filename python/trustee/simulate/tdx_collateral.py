@@ -1,5 +1,5 @@
-"""Collateral for simulated TDX quotes: TCB info, QE identity and CRLs, signed by the test chain
-and laid out as Intel's PCS serves them."""
+"""Collateral for simulated TDX (and SGX) quotes: TCB info, QE identity and CRLs, signed by the
+test chain and laid out as Intel's PCS serves them."""
 
 from __future__ import annotations
 
@@ -43,15 +43,21 @@ def collateral(
     now: datetime.datetime | None = None,
     *,
     status: str = "UpToDate",
+    tee: str = "tdx",
 ) -> dict[str, str]:
-    """Quote collateral in dcap-qvl's JSON form, valid from 1 h before `now` for 30 days.
+    """Quote collateral in dcap-qvl's JSON form, valid from 1 h before `now` for 30 days;
+    `tee` "sgx" gives the SGX documents (TCB info id SGX, QE identity id QE).
 
     TCB info and QE identity are signed over the exact compact JSON text placed in the
     result, which is what verifiers hash.
     """
     moment = certs.utc(now) if now else certs.now_utc()
-    tcb_info_text = _compact(tcb_info(platform, moment, status=status))
-    qe_identity_text = _compact(qe_identity(qe, moment))
+    if tee == "sgx":
+        tcb_document = sgx_tcb_info(platform, moment, status=status)
+    else:
+        tcb_document = tcb_info(platform, moment, status=status)
+    tcb_info_text = _compact(tcb_document)
+    qe_identity_text = _compact(qe_identity(qe, moment, identity="QE" if tee == "sgx" else "TD_QE"))
     root_cert = chain.root[1]
     tcb_signing_key, tcb_signing_cert = chain.tcb_signing
     signing_chain = certs.pem(tcb_signing_cert, root_cert)
@@ -78,17 +84,9 @@ def tcb_info(
     With `OutOfDate`, a newer level (PCE SVN one higher) is listed first as UpToDate, so
     the platform's own level is behind it, as after an Intel TCB recovery.
     """
-    issue_date, next_update = _window(now)
     tee = platform.tee_tcb_svn
     return {
-        "id": "TDX",
-        "version": 3,
-        "issueDate": issue_date,
-        "nextUpdate": next_update,
-        "fmspc": platform.fmspc.hex().upper(),
-        "pceId": platform.pce_id.hex().upper(),
-        "tcbType": 0,
-        "tcbEvaluationDataNumber": TCB_EVALUATION_DATA_NUMBER,
+        **_tcb_info_head("TDX", platform, now),
         "tdxModule": _module_signer(),
         "tdxModuleIdentities": [
             {
@@ -103,6 +101,31 @@ def tcb_info(
     }
 
 
+def sgx_tcb_info(
+    platform: TdxPlatform, now: datetime.datetime, *, status: str = "UpToDate"
+) -> dict[str, Any]:
+    """SGX TCB info v3 (levels of SGX components and PCE SVN only), rated as `tcb_info`."""
+    return {
+        **_tcb_info_head("SGX", platform, now),
+        "tcbLevels": _tcb_levels(platform, now, status, with_tdx=False),
+    }
+
+
+def _tcb_info_head(tcb_id: str, platform: TdxPlatform, now: datetime.datetime) -> dict[str, Any]:
+    # Intel's key order: the signed text is this dictionary's insertion order.
+    issue_date, next_update = _window(now)
+    return {
+        "id": tcb_id,
+        "version": 3,
+        "issueDate": issue_date,
+        "nextUpdate": next_update,
+        "fmspc": platform.fmspc.hex().upper(),
+        "pceId": platform.pce_id.hex().upper(),
+        "tcbType": 0,
+        "tcbEvaluationDataNumber": TCB_EVALUATION_DATA_NUMBER,
+    }
+
+
 def _module_signer() -> dict[str, Any]:
     return {
         "mrsigner": "00" * 48,
@@ -111,12 +134,14 @@ def _module_signer() -> dict[str, Any]:
     }
 
 
-def _tcb_levels(platform: TdxPlatform, now: datetime.datetime, status: str) -> list[Any]:
+def _tcb_levels(
+    platform: TdxPlatform, now: datetime.datetime, status: str, *, with_tdx: bool = True
+) -> list[Any]:
     tee = platform.tee_tcb_svn
     sgx, pce_svn = platform.sgx_tcb_components, platform.pce_svn
     # Module SVNs are judged by the module identity, so the levels leave bytes 0-1 at zero
     # when the module major version is set, as Intel's TCB info does.
-    tdx = (bytes(2) + tee[2:]) if tee[1] else tee
+    tdx: bytes | None = ((bytes(2) + tee[2:]) if tee[1] else tee) if with_tdx else None
     levels = []
     own_date = _tcb_date(now)
     if status != "UpToDate":
@@ -124,19 +149,22 @@ def _tcb_levels(platform: TdxPlatform, now: datetime.datetime, status: str) -> l
         own_date = "2023-02-15T00:00:00Z"
     levels.append(_tcb_level(sgx, pce_svn, tdx, own_date, status))
     older = [max(svn - 1, 0) for svn in sgx]
-    levels.append(_tcb_level(older, 0, bytes(16), "2018-01-04T00:00:00Z", "OutOfDate"))
+    oldest_tdx = bytes(16) if with_tdx else None
+    levels.append(_tcb_level(older, 0, oldest_tdx, "2018-01-04T00:00:00Z", "OutOfDate"))
     return levels
 
 
 def _tcb_level(
-    sgx: Sequence[int], pce_svn: int, tdx: bytes, date: str, status: str
+    sgx: Sequence[int], pce_svn: int, tdx: bytes | None, date: str, status: str
 ) -> dict[str, Any]:
+    tcb: dict[str, Any] = {
+        "sgxtcbcomponents": _components(sgx, SGX_COMPONENT_LABELS),
+        "pcesvn": pce_svn,
+    }
+    if tdx is not None:
+        tcb["tdxtcbcomponents"] = _components(tdx, TDX_COMPONENT_LABELS)
     out: dict[str, Any] = {
-        "tcb": {
-            "sgxtcbcomponents": _components(sgx, SGX_COMPONENT_LABELS),
-            "pcesvn": pce_svn,
-            "tdxtcbcomponents": _components(tdx, TDX_COMPONENT_LABELS),
-        },
+        "tcb": tcb,
         "tcbDate": date,
         "tcbStatus": status,
     }
@@ -160,12 +188,14 @@ def _components(
     return out
 
 
-def qe_identity(qe: QeIdentity, now: datetime.datetime) -> dict[str, Any]:
-    """TD_QE identity v2 matching the simulated QE (UpToDate)."""
+def qe_identity(
+    qe: QeIdentity, now: datetime.datetime, *, identity: str = "TD_QE"
+) -> dict[str, Any]:
+    """QE identity v2 (`identity` TD_QE or QE) matching the simulated QE (UpToDate)."""
     issue_date, next_update = _window(now)
     attributes = bytes(b & m for b, m in zip(qe.attributes, QE_ATTRIBUTES_MASK, strict=True))
     return {
-        "id": "TD_QE",
+        "id": identity,
         "version": 2,
         "issueDate": issue_date,
         "nextUpdate": next_update,

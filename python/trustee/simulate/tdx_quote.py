@@ -29,7 +29,7 @@ def padded(label: str, value: bytes, size: int) -> bytes:
     return value.ljust(size, b"\0")
 
 
-def _fill(size: int, layout: Mapping[str, Field], values: Mapping[str, bytes]) -> bytes:
+def fill_fields(size: int, layout: Mapping[str, Field], values: Mapping[str, bytes]) -> bytes:
     out = bytearray(size)
     for key, value in values.items():
         spec = layout[key]
@@ -49,7 +49,7 @@ def build_qe_report(qe: QeIdentity, *, cpu_svn: bytes, report_data: bytes) -> by
         "isv_svn": qe.isv_svn.to_bytes(2, "little"),
         "report_data": padded("report_data", report_data, 64),
     }
-    return _fill(QE_REPORT_SIZE, QE_REPORT, values)
+    return fill_fields(QE_REPORT_SIZE, QE_REPORT, values)
 
 
 def signature_tail(
@@ -59,8 +59,13 @@ def signature_tail(
     qe_report_signature: bytes,
     qe_auth_data: bytes,
     pck_chain_pem: str,
+    wrapped: bool = True,
 ) -> bytes:
-    """Everything after the quote signature; fixed per platform, so callers build it once."""
+    """Everything after the quote signature; fixed per platform, so callers build it once.
+
+    TDX quotes wrap the QE certification data in a type-6 block (`wrapped`); SGX v3 quotes
+    carry it directly after the attestation key.
+    """
     chain = pck_chain_pem.encode("ascii") + b"\0"
     pck_chain = struct.pack("<HI", CERT_TYPE_PCK_CHAIN, len(chain)) + chain
     qe_certification = (
@@ -70,10 +75,11 @@ def signature_tail(
         + qe_auth_data
         + pck_chain
     )
+    raw_key = certs.raw_public_key(attestation_key.public_key())
+    if not wrapped:
+        return raw_key + qe_certification
     return (
-        certs.raw_public_key(attestation_key.public_key())
-        + struct.pack("<HI", CERT_TYPE_QE_REPORT, len(qe_certification))
-        + qe_certification
+        raw_key + struct.pack("<HI", CERT_TYPE_QE_REPORT, len(qe_certification)) + qe_certification
     )
 
 
@@ -102,7 +108,7 @@ def sign_quote(
         user_data,
     )
     descriptor = struct.pack("<HI", body_type, body_size) if version == 5 else b""
-    signed = header + descriptor + _fill(body_size, TD_REPORT, body)
+    signed = header + descriptor + fill_fields(body_size, TD_REPORT, body)
     if len(signed) != body_offset + body_size:
         raise ValueError(
             f"signed region is {len(signed)} bytes, expected {body_offset + body_size}"

@@ -12,22 +12,23 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use trustee_snp::{regularize, CertType, SnpVerifier};
-use trustee_tdx::{Collateral, DcapVerifier};
+use trustee_tdx::{Collateral, DcapVerifier, ParseError};
 
 use crate::{ClaimsEntry, Expectations, Inputs, Verifier, VerifyError};
 
 /// Parsed collateral documents kept for reuse; a KBS sees a handful of platforms.
 const COLLATERAL_CACHE: usize = 32;
 
-/// TDX: DCAP quote appraisal against caller-fetched collateral, with parsed collateral kept
-/// for reuse.
-pub(crate) struct Tdx {
-    dcap: DcapVerifier,
+/// DCAP appraisal (TDX and SGX quotes) against caller-fetched collateral, with parsed
+/// collateral kept for reuse; one instance serves both TEEs, so a platform's PCK chain and
+/// QE report are checked once.
+pub(crate) struct Dcap {
+    pub(crate) dcap: DcapVerifier,
     extra_roots_sha256: Vec<[u8; 32]>,
     collaterals: Mutex<Vec<(Vec<u8>, Arc<Collateral>)>>,
 }
 
-impl Tdx {
+impl Dcap {
     pub(crate) fn new(extra_roots_sha256: Vec<[u8; 32]>) -> Self {
         Self {
             dcap: DcapVerifier::default(),
@@ -36,7 +37,23 @@ impl Tdx {
         }
     }
 
-    fn collateral(&self, raw: &[u8]) -> Result<Arc<Collateral>, VerifyError> {
+    pub(crate) fn options(&self, now_unix: i64) -> trustee_tdx::VerifyOptions {
+        trustee_tdx::VerifyOptions {
+            now_unix,
+            trusted_roots_sha256: self.extra_roots_sha256.clone(),
+        }
+    }
+
+    /// The caller's collateral for `tee`, parsed (or taken from the cache).
+    pub(crate) fn collateral(
+        &self,
+        tee: &'static str,
+        inputs: &Inputs<'_>,
+    ) -> Result<Arc<Collateral>, VerifyError> {
+        let raw = inputs.tdx_collateral.ok_or_else(|| VerifyError::Missing {
+            tee,
+            what: format!("DCAP collateral (configure a collateral source for the {tee} verifier)"),
+        })?;
         let mut cache = self
             .collaterals
             .lock()
@@ -47,7 +64,7 @@ impl Tdx {
         }
         let parsed = Arc::new(
             Collateral::from_json(raw).map_err(|e| VerifyError::Rejected {
-                tee: "tdx",
+                tee,
                 reason: format!("collateral: {e}"),
             })?,
         );
@@ -59,24 +76,28 @@ impl Tdx {
     }
 }
 
+/// TDX: the DCAP quote and the TD's bindings and event log.
+pub(crate) struct Tdx {
+    dcap: Arc<Dcap>,
+}
+
 impl Tdx {
-    /// DCAP appraisal of `quote` against the caller's collateral; errors name `tee`.
+    pub(crate) fn new(dcap: Arc<Dcap>) -> Self {
+        Self { dcap }
+    }
+
+    /// DCAP appraisal of `quote` against the caller's collateral; errors name `tee`
+    /// (`tdx`, or `az-tdx-vtpm` for the TD quote an Azure vTPM guest carries).
     pub(crate) fn appraise(
         &self,
         tee: &'static str,
         quote: &[u8],
         inputs: &Inputs<'_>,
     ) -> Result<trustee_tdx::Verified, VerifyError> {
-        let raw = inputs.tdx_collateral.ok_or_else(|| VerifyError::Missing {
-            tee,
-            what: "DCAP collateral (configure a collateral source for the TDX verifier)".into(),
-        })?;
-        let collateral = self.collateral(raw)?;
-        let opts = trustee_tdx::VerifyOptions {
-            now_unix: inputs.now_unix,
-            trusted_roots_sha256: self.extra_roots_sha256.clone(),
-        };
+        let collateral = self.dcap.collateral(tee, inputs)?;
+        let opts = self.dcap.options(inputs.now_unix);
         self.dcap
+            .dcap
             .verify_quote(quote, &collateral, &opts)
             .map_err(|e| VerifyError::Rejected {
                 tee,
@@ -95,6 +116,7 @@ impl Verifier for Tdx {
         inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         let ev = TdxEvidence::decode(evidence)?;
+        refuse_version("tdx", &ev.quote, |v| v == 3, ParseError::UnsupportedVersion)?;
         let verified = self.appraise("tdx", &ev.quote, inputs)?;
         let body = &verified.quote.body;
         if let Some(expected) = expected.report_data {
@@ -192,19 +214,30 @@ struct TdxEvidence {
     cc_eventlog: Option<Vec<u8>>,
 }
 
+/// The evidence document and its `quote` member (base64 standard, non-empty): the form the
+/// TDX and SGX attesters share.
+pub(crate) fn quote_document(
+    tee: &'static str,
+    evidence: &[u8],
+) -> Result<(Map<String, Value>, Vec<u8>), VerifyError> {
+    let malformed = |reason: String| VerifyError::Malformed { tee, reason };
+    let doc: Map<String, Value> =
+        serde_json::from_slice(evidence).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let quote = match doc.get("quote") {
+        Some(Value::String(s)) if !s.is_empty() => STANDARD
+            .decode(s)
+            .map_err(|e| malformed(format!("`quote` is not base64: {e}")))?,
+        Some(Value::String(_)) => return Err(malformed("`quote` is empty".into())),
+        Some(_) => return Err(malformed("`quote` is not a string".into())),
+        None => return Err(malformed("missing `quote`".into())),
+    };
+    Ok((doc, quote))
+}
+
 impl TdxEvidence {
     fn decode(evidence: &[u8]) -> Result<Self, VerifyError> {
         let malformed = |reason: String| VerifyError::Malformed { tee: "tdx", reason };
-        let doc: Map<String, Value> =
-            serde_json::from_slice(evidence).map_err(|e| malformed(format!("not JSON: {e}")))?;
-        let quote = match doc.get("quote") {
-            Some(Value::String(s)) if !s.is_empty() => STANDARD
-                .decode(s)
-                .map_err(|e| malformed(format!("`quote` is not base64: {e}")))?,
-            Some(Value::String(_)) => return Err(malformed("`quote` is empty".into())),
-            Some(_) => return Err(malformed("`quote` is not a string".into())),
-            None => return Err(malformed("missing `quote`".into())),
-        };
+        let (doc, quote) = quote_document("tdx", evidence)?;
         let cc_eventlog = match doc.get("cc_eventlog") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(
@@ -235,12 +268,13 @@ pub fn tdx_parsed_claims(evidence: &[u8]) -> Result<Value, VerifyError> {
     Ok(claims)
 }
 
-/// What a caller must fetch to verify a TDX quote: its platform's FMSPC and PCK CA type. Takes
-/// `tdx` evidence or `az-tdx-vtpm` evidence (which carries its TD quote as `td_quote`).
+/// What a caller must fetch to verify a DCAP quote: the quote's TEE, its platform's FMSPC and
+/// PCK CA type. Takes `tdx` or `sgx` evidence (which share the `quote` member) and
+/// `az-tdx-vtpm` evidence (which carries its TD quote as `td_quote`).
 pub fn tdx_collateral_key(evidence: &[u8]) -> Result<trustee_tdx::CollateralKey, VerifyError> {
     let (tee, quote) = match crate::azure::td_quote_of(evidence)? {
         Some(quote) => ("az-tdx-vtpm", quote),
-        None => ("tdx", TdxEvidence::decode(evidence)?.quote),
+        None => ("tdx", quote_document("tdx", evidence)?.1),
     };
     trustee_tdx::collateral_key(&quote).map_err(|e| VerifyError::Malformed {
         tee,
@@ -282,6 +316,23 @@ pub fn snp_needs(evidence: &[u8]) -> Result<SnpNeeds, VerifyError> {
             .map(|g| g.name()),
         has_ca: has(&CertType::Ark) && has(&CertType::Ask),
     })
+}
+
+/// Refuse a quote of the other DCAP TEE before any collateral is looked for, so the error
+/// names the wrong quote rather than missing collateral.
+pub(crate) fn refuse_version(
+    tee: &'static str,
+    quote: &[u8],
+    refused: fn(u16) -> bool,
+    error: fn(u16) -> ParseError,
+) -> Result<(), VerifyError> {
+    match quote.get(..2) {
+        Some(&[lo, hi]) if refused(u16::from_le_bytes([lo, hi])) => Err(VerifyError::Rejected {
+            tee,
+            reason: error(u16::from_le_bytes([lo, hi])).to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn check_binding(

@@ -12,6 +12,7 @@ mod azure;
 mod error;
 mod hardware;
 mod sample;
+mod sgx;
 mod tee;
 mod tpm;
 mod verifiers;
@@ -42,7 +43,8 @@ pub struct Expectations<'a> {
 pub struct Inputs<'a> {
     /// Time at which certificates and collateral are judged (unix seconds).
     pub now_unix: i64,
-    /// TDX collateral in the dcap-qvl JSON form.
+    /// DCAP collateral in the dcap-qvl JSON form: TDX documents for `tdx`, SGX TCB info and
+    /// QE identity for `sgx`.
     pub tdx_collateral: Option<&'a [u8]>,
     /// SNP certificates (DER or PEM): the VEK and/or ASK/ASVK/ARK fetched by the caller.
     pub snp_certs: &'a [Vec<u8>],
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn known_but_unimplemented_tees_are_unsupported() {
-        for name in ["sgx", "cca", "csv", "se", "nvidia", "hygondcu", "nvidiadpu"] {
+        for name in ["cca", "csv", "se", "nvidia", "hygondcu", "nvidiadpu"] {
             match verify(name, b"{}", None, None) {
                 Err(VerifyError::Unsupported(t)) => assert_eq!(t, name),
                 other => panic!("{name}: unexpected {other:?}"),
@@ -173,14 +175,14 @@ mod tests {
 
     #[test]
     fn hardware_tees_are_verified_not_unsupported() {
-        for name in ["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm"] {
+        for name in ["tdx", "snp", "sgx", "az-snp-vtpm", "az-tdx-vtpm", "tpm"] {
             let err = verify(name, b"{}", Some(b"nonce"), None).unwrap_err();
             assert!(!matches!(err, VerifyError::Unsupported(_)), "{name}: {err}");
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
         assert_eq!(
             hardware_tees(),
-            vec!["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm"]
+            vec!["tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "sgx"]
         );
     }
 
@@ -205,6 +207,7 @@ mod tests {
                 "snp",
                 "az-snp-vtpm",
                 "az-tdx-vtpm",
+                "sgx",
                 "tpm"
             ]
         );

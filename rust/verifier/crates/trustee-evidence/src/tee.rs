@@ -71,6 +71,7 @@ impl Tee {
                 | Tee::SampleDevice
                 | Tee::Tdx
                 | Tee::Snp
+                | Tee::Sgx
                 | Tee::AzSnpVtpm
                 | Tee::AzTdxVtpm
                 | Tee::Tpm
@@ -78,12 +79,15 @@ impl Tee {
     }
 
     /// Whether verification may need [`crate::Inputs`] the caller fetches with I/O this
-    /// crate does not do (TDX collateral, SNP certificates), and is heavy enough (hardware
-    /// signatures and certificate chains) to keep off a server's event loop. `az-snp-vtpm`
-    /// is one although its VCEK travels in the evidence: it verifies a full SNP report.
-    /// `tpm` is not: one RSA or ECDSA check, microseconds, with nothing to fetch.
+    /// crate does not do (TDX/SGX collateral, SNP certificates), and is heavy enough
+    /// (hardware signatures and certificate chains) to keep off a server's event loop.
+    /// `az-snp-vtpm` is one although its VCEK travels in the evidence: it verifies a full SNP
+    /// report. `tpm` is not: one RSA or ECDSA check, microseconds, with nothing to fetch.
     pub const fn is_hardware(self) -> bool {
-        matches!(self, Tee::Tdx | Tee::Snp | Tee::AzSnpVtpm | Tee::AzTdxVtpm)
+        matches!(
+            self,
+            Tee::Tdx | Tee::Snp | Tee::Sgx | Tee::AzSnpVtpm | Tee::AzTdxVtpm
+        )
     }
 }
 

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::azure::{AzSnpVtpm, AzTdxVtpm};
-use crate::hardware::{Snp, Tdx};
+use crate::hardware::{Dcap, Snp, Tdx};
+use crate::sgx::Sgx;
 use crate::{sample, tpm, ClaimsEntry, Expectations, Inputs, Tee, Verifier, VerifyError};
 
 /// Trust settings fixed for the life of a [`Verifiers`].
@@ -22,6 +23,7 @@ pub struct HardwareOptions {
 pub struct Verifiers {
     tdx: Arc<Tdx>,
     snp: Arc<Snp>,
+    sgx: Sgx,
     // The Azure verifiers share the hardware verifiers' memo caches.
     az_snp: AzSnpVtpm,
     az_tdx: AzTdxVtpm,
@@ -35,7 +37,10 @@ impl Default for Verifiers {
 
 impl Verifiers {
     pub fn new(options: HardwareOptions) -> Self {
-        let tdx = Arc::new(Tdx::new(options.extra_roots_sha256.clone()));
+        // One DCAP instance for TDX, SGX and the Azure TD quote: a platform's PCK chain and
+        // collateral are checked once whichever TEE presents them.
+        let dcap = Arc::new(Dcap::new(options.extra_roots_sha256.clone()));
+        let tdx = Arc::new(Tdx::new(Arc::clone(&dcap)));
         let snp = Arc::new(Snp::new(
             options.extra_roots_sha256,
             options.snp_allow_nonzero_vmpl,
@@ -47,6 +52,7 @@ impl Verifiers {
             az_tdx: AzTdxVtpm {
                 tdx: Arc::clone(&tdx),
             },
+            sgx: Sgx::new(dcap),
             tdx,
             snp,
         }
@@ -58,16 +64,11 @@ impl Verifiers {
             Tee::SampleDevice => Some(&sample::SAMPLE_DEVICE),
             Tee::Tdx => Some(&*self.tdx),
             Tee::Snp => Some(&*self.snp),
+            Tee::Sgx => Some(&self.sgx),
             Tee::AzSnpVtpm => Some(&self.az_snp),
             Tee::AzTdxVtpm => Some(&self.az_tdx),
             Tee::Tpm => Some(&tpm::Tpm),
-            Tee::Sgx
-            | Tee::Cca
-            | Tee::Csv
-            | Tee::Se
-            | Tee::Nvidia
-            | Tee::HygonDcu
-            | Tee::NvidiaDpu => None,
+            Tee::Cca | Tee::Csv | Tee::Se | Tee::Nvidia | Tee::HygonDcu | Tee::NvidiaDpu => None,
         }
     }
 

@@ -156,11 +156,16 @@ impl Verifiers {
     }
 }
 
-/// `(fmspc, ca, pce_id)` of TDX evidence: what to fetch its collateral by.
+/// `(fmspc, ca, pce_id, tee)` of TDX or SGX evidence: what to fetch its collateral by.
 #[pyfunction]
-fn tdx_collateral_key(evidence: &[u8]) -> PyResult<(String, String, String)> {
+fn tdx_collateral_key(evidence: &[u8]) -> PyResult<(String, String, String, &'static str)> {
     let key = trustee_evidence::tdx_collateral_key(evidence).map_err(Raise::raise)?;
-    Ok((key.fmspc, key.ca.as_str().to_owned(), key.pce_id))
+    Ok((
+        key.fmspc,
+        key.ca.as_str().to_owned(),
+        key.pce_id,
+        key.tee.as_str(),
+    ))
 }
 
 /// Which VCEK to fetch from AMD's KDS: the chip and the TCB the report was signed under.

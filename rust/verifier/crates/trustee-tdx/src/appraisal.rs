@@ -56,6 +56,28 @@ fn platform_level<'a>(
         })
 }
 
+/// SGX platform TCB level: the first level whose SGX components and PCE SVN
+/// the PCK certificate meets (an SGX TCB info has no TDX part to match).
+pub(crate) fn sgx_level<'a>(
+    info: &'a TcbInfo,
+    pck: &PckExtension,
+) -> Result<&'a TcbLevel, DcapError> {
+    let level = info
+        .tcb_levels
+        .iter()
+        .find(|l| sgx_matches(l, pck))
+        .ok_or_else(|| DcapError::NoSgxTcbLevel {
+            sgx_components: hex::encode(pck.sgx_tcb_components),
+            pce_svn: pck.pce_svn,
+        })?;
+    if level.status == TcbStatus::Revoked {
+        return Err(DcapError::TcbRevoked {
+            component: "platform TCB level",
+        });
+    }
+    Ok(level)
+}
+
 fn masked_eq(value: &[u8], mask: &[u8], expected: &[u8]) -> bool {
     value.len() == mask.len()
         && mask.len() == expected.len()

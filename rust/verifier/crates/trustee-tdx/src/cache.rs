@@ -8,8 +8,12 @@ use sha2::{Digest, Sha256};
 
 use crate::dcap::{appraise, check_collateral, check_pck, CheckedCollateral, CheckedPck};
 use crate::ecdsa::P256Key;
+use crate::sgx::appraise_sgx;
 use crate::verify::SeenSignatures;
-use crate::{parse_quote, Collateral, DcapError, Quote, Verified, VerifyOptions};
+use crate::{
+    parse_quote, parse_sgx_quote, Collateral, DcapError, DcapTee, SgxVerified, SignatureData,
+    Verified, VerifyOptions,
+};
 
 /// Hit/miss counters of a [`DcapVerifier`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,12 +134,63 @@ impl DcapVerifier {
         opts: &VerifyOptions,
     ) -> Result<Verified, DcapError> {
         let quote = parse_quote(raw_quote)?;
+        let p = self.prepare(&quote.signature, DcapTee::Tdx, collateral, opts)?;
+        let (verified, att_key) = appraise(
+            quote,
+            &p.pck,
+            &p.col.checked,
+            opts.now_unix,
+            p.known.as_deref(),
+        )?;
+        self.keep_qe(&p, att_key);
+        Ok(verified)
+    }
+
+    /// Same result as [`crate::verify_sgx_quote`].
+    pub fn verify_sgx_quote(
+        &self,
+        raw_quote: &[u8],
+        collateral: &Collateral,
+        opts: &VerifyOptions,
+    ) -> Result<SgxVerified, DcapError> {
+        let quote = parse_sgx_quote(raw_quote)?;
+        let p = self.prepare(&quote.signature, DcapTee::Sgx, collateral, opts)?;
+        let (verified, att_key) = appraise_sgx(
+            quote,
+            &p.pck,
+            &p.col.checked,
+            opts.now_unix,
+            p.known.as_deref(),
+        )?;
+        self.keep_qe(&p, att_key);
+        Ok(verified)
+    }
+
+    fn keep_qe(&self, p: &Prepared, att_key: P256Key) {
+        if p.known.is_none() {
+            self.lock().qe_reports.insert(p.qe_key, Arc::new(att_key));
+        }
+    }
+
+    /// The checked collateral and PCK chain of a quote (cached or checked
+    /// now) and the attestation key of its QE report if already verified.
+    fn prepare(
+        &self,
+        sd: &SignatureData,
+        tee: DcapTee,
+        collateral: &Collateral,
+        opts: &VerifyOptions,
+    ) -> Result<Prepared, DcapError> {
         let trusted = opts.trusted();
-        let chain_key = cache_key(&trusted, &Sha256::digest(&quote.signature.pck_cert_chain));
-        let qe_key = qe_report_key(&chain_key, &quote);
+        let chain_key = cache_key(&trusted, &Sha256::digest(&sd.pck_cert_chain));
+        let qe_key = qe_report_key(&chain_key, sd);
         let mut seen = SeenSignatures::default();
 
-        let col_key = cache_key(&trusted, &collateral.construction_hash());
+        // The same documents checked for another TEE are a different check
+        // (document ids differ), so the TEE is part of the key.
+        let mut col_content = collateral.construction_hash().to_vec();
+        col_content.extend_from_slice(tee.as_str().as_bytes());
+        let col_key = cache_key(&trusted, &col_content);
         let cached_col = {
             let mut c = self.lock();
             let hit = c
@@ -157,7 +212,7 @@ impl DcapVerifier {
                 // stale key can only cost a re-check, never a wrong answer,
                 // and the cold path skips rehashing ~11 KB.
                 let c = Arc::new(CollateralEntry {
-                    checked: check_collateral(collateral, &trusted, &mut seen)?,
+                    checked: check_collateral(collateral, tee, &trusted, &mut seen)?,
                     source: collateral.clone(),
                 });
                 self.lock().collateral.insert(col_key, Arc::clone(&c));
@@ -178,25 +233,32 @@ impl DcapVerifier {
         let pck = match cached_pck {
             Some(p) => p,
             None => {
-                let p = Arc::new(check_pck(&quote, &trusted, &mut seen)?);
+                let p = Arc::new(check_pck(sd, &trusted, &mut seen)?);
                 self.lock().chains.insert(chain_key, Arc::clone(&p));
                 p
             }
         };
         let known = self.lock().qe_reports.get(&qe_key);
-        let (verified, att_key) =
-            appraise(quote, &pck, &col.checked, opts.now_unix, known.as_deref())?;
-        if known.is_none() {
-            self.lock().qe_reports.insert(qe_key, Arc::new(att_key));
-        }
-        Ok(verified)
+        Ok(Prepared {
+            col,
+            pck,
+            known,
+            qe_key,
+        })
     }
+}
+
+/// What [`DcapVerifier::prepare`] found for one quote.
+struct Prepared {
+    col: Arc<CollateralEntry>,
+    pck: Arc<CheckedPck>,
+    known: Option<Arc<P256Key>>,
+    qe_key: [u8; 32],
 }
 
 /// Identity of the QE-report checks: the PCK chain (hence the leaf key) and
 /// every quote byte the signature and binding checks read.
-fn qe_report_key(chain_key: &[u8; 32], quote: &Quote) -> [u8; 32] {
-    let sd = &quote.signature;
+fn qe_report_key(chain_key: &[u8; 32], sd: &SignatureData) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(chain_key);
     h.update(&sd.qe_report.raw);

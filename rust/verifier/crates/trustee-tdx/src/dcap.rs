@@ -16,14 +16,14 @@ use crate::error::DcapError;
 use crate::pck::{
     pck_extension, pem_certificates, platform_instance_id_of_leaf, split_pem, PckExtension,
 };
-use crate::tcb_info::{QeIdentity, TcbInfo, TcbStatus};
+use crate::tcb_info::{IsvLevel, QeIdentity, TcbInfo, TcbStatus};
 use crate::time::format_rfc3339;
 use crate::verify::{
     check_pem_chain, check_qe_binding, check_qe_report_signature, check_quote_signature,
     check_raw_signature, check_split_chain, p256_key, pck_chain_with, unix, CheckedChain, PckChain,
     SeenSignatures, INTEL_SGX_ROOT_CA_SHA256,
 };
-use crate::{parse_quote, Quote};
+use crate::{parse_quote, parse_sgx_quote, Header, Quote, SignatureData};
 
 /// Caller-controlled inputs of an appraisal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +76,28 @@ impl std::fmt::Display for PckCaType {
     }
 }
 
+/// Which TEE a DCAP quote comes from: it selects the collateral (PCS
+/// `/tdx/…` or `/sgx/…` TCB info and QE identity) and the TCB matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DcapTee {
+    Tdx,
+    Sgx,
+}
+
+impl DcapTee {
+    /// `"tdx"` / `"sgx"`, as in the PCS paths and the TEE names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DcapTee::Tdx => "tdx",
+            DcapTee::Sgx => "sgx",
+        }
+    }
+}
+
 /// What a caller needs to fetch the collateral of a quote.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CollateralKey {
+    pub tee: DcapTee,
     /// FMSPC, upper-case hex (as the PCS `fmspc` parameter).
     pub fmspc: String,
     pub ca: PckCaType,
@@ -109,7 +128,7 @@ pub struct Verified {
 /// not depend on the quote) were verified; independent of time.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedCollateral {
-    tcb_info: TcbInfo,
+    pub(crate) tcb_info: TcbInfo,
     qe_identity: QeIdentity,
     pck_crl: Crl,
     root_crl: Crl,
@@ -124,7 +143,7 @@ pub(crate) struct CheckedCollateral {
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedPck {
     chain: PckChain,
-    ext: PckExtension,
+    pub(crate) ext: PckExtension,
     ca: PckCaType,
     /// The `platform_instance_id` claim, read once from the same chain bytes.
     platform_instance_id: Option<[u8; 16]>,
@@ -154,6 +173,7 @@ fn check_signed_json(chain: &CheckedChain, body: &[u8], sig: &[u8]) -> Result<()
 /// Verify the time-independent parts of the collateral.
 pub(crate) fn check_collateral(
     c: &Collateral,
+    tee: DcapTee,
     trusted: &[[u8; 32]],
     seen: &mut SeenSignatures,
 ) -> Result<CheckedCollateral, DcapError> {
@@ -202,8 +222,9 @@ pub(crate) fn check_collateral(
         .map_err(DcapError::TcbInfoSignature)?;
     check_signed_json(&qe_chain, &c.qe_identity, &c.qe_identity_signature)
         .map_err(DcapError::QeIdentitySignature)?;
-    let tcb_info = TcbInfo::parse(&c.tcb_info).map_err(DcapError::TcbInfoFormat)?;
-    let qe_identity = QeIdentity::parse(&c.qe_identity).map_err(DcapError::QeIdentityFormat)?;
+    let tcb_info = TcbInfo::parse_for(&c.tcb_info, tee).map_err(DcapError::TcbInfoFormat)?;
+    let qe_identity =
+        QeIdentity::parse_for(&c.qe_identity, tee).map_err(DcapError::QeIdentityFormat)?;
 
     let pck_crl = Crl::from_der(&c.pck_crl).map_err(DcapError::PckCrl)?;
     let mut windows = tcb_chain.windows();
@@ -277,11 +298,11 @@ fn ca_type(ca: &Certificate) -> Result<PckCaType, DcapError> {
 }
 
 pub(crate) fn check_pck(
-    quote: &Quote,
+    sd: &SignatureData,
     trusted: &[[u8; 32]],
     seen: &mut SeenSignatures,
 ) -> Result<CheckedPck, DcapError> {
-    let chain = pck_chain_with(&quote.signature.pck_cert_chain, trusted, seen)?;
+    let chain = pck_chain_with(&sd.pck_cert_chain, trusted, seen)?;
     let ext = pck_extension(chain.leaf_der()).map_err(DcapError::PckExtension)?;
     let ca = ca_type(
         chain
@@ -297,11 +318,16 @@ pub(crate) fn check_pck(
     })
 }
 
-/// FMSPC / CA type / PCE-ID of a quote, read from its PCK leaf without
-/// verifying anything, so the caller can fetch the matching collateral.
+/// TEE / FMSPC / CA type / PCE-ID of a TDX (v4, v5) or SGX (v3) quote, read
+/// from its PCK leaf without verifying anything, so the caller can fetch the
+/// matching collateral.
 pub fn collateral_key(raw_quote: &[u8]) -> Result<CollateralKey, DcapError> {
-    let quote = parse_quote(raw_quote)?;
-    let ders = pem_certificates(&quote.signature.pck_cert_chain);
+    let (tee, sd) = if raw_quote.get(..2) == Some(&3u16.to_le_bytes()[..]) {
+        (DcapTee::Sgx, parse_sgx_quote(raw_quote)?.signature)
+    } else {
+        (DcapTee::Tdx, parse_quote(raw_quote)?.signature)
+    };
+    let ders = pem_certificates(&sd.pck_cert_chain);
     let leaf = ders
         .first()
         .ok_or_else(|| DcapError::PckExtension("quote carries no PCK certificate".into()))?;
@@ -311,18 +337,19 @@ pub fn collateral_key(raw_quote: &[u8]) -> Result<CollateralKey, DcapError> {
         .ok_or_else(|| DcapError::PckCaType("PCK chain has no CA certificate".into()))?;
     let ca = <Certificate as x509_cert::der::Decode>::from_der(ca_der)
         .map_err(|e| DcapError::PckCaType(format!("PCK CA does not decode: {e}")))?;
-    Ok(key_of(&ext, ca_type(&ca)?))
+    Ok(key_of(tee, &ext, ca_type(&ca)?))
 }
 
-fn key_of(ext: &PckExtension, ca: PckCaType) -> CollateralKey {
+fn key_of(tee: DcapTee, ext: &PckExtension, ca: PckCaType) -> CollateralKey {
     CollateralKey {
+        tee,
         fmspc: hex::encode_upper(ext.fmspc),
         ca,
         pce_id: hex::encode_upper(ext.pce_id),
     }
 }
 
-fn push_unique(into: &mut Vec<String>, from: &[String]) {
+pub(crate) fn push_unique(into: &mut Vec<String>, from: &[String]) {
     for a in from {
         if !into.contains(a) {
             into.push(a.clone());
@@ -339,31 +366,34 @@ fn sgx_type_name(t: u8) -> String {
     }
 }
 
-/// The per-call part: quote signatures, revocation, matching, time, claims.
-/// `qe_checked` is the attestation key of a QE report (signature and
-/// binding) already verified for exactly these bytes; the decoded
-/// attestation key is returned so the caller can keep it.
-pub(crate) fn appraise(
-    quote: Quote,
+/// The per-call checks every DCAP quote shares: QE vendor, QE report and
+/// quote signatures, revocation, FMSPC / PCE-ID and the QE identity. `signed`
+/// is what the quote signature covers (`signed_len` the parsed length).
+/// `qe_checked` is the attestation key of a QE report (signature and binding)
+/// already verified for exactly these bytes. Returns the QE TCB level and the
+/// decoded attestation key, so the caller can keep it.
+pub(crate) fn check_shared<'c>(
+    header: &Header,
+    sd: &SignatureData,
+    signed: (&[u8], usize),
     pck: &CheckedPck,
-    col: &CheckedCollateral,
-    now: i64,
+    col: &'c CheckedCollateral,
     qe_checked: Option<&P256Key>,
-) -> Result<(Verified, P256Key), DcapError> {
-    if quote.header.vendor_id != INTEL_QE_VENDOR_ID {
+) -> Result<(&'c IsvLevel, P256Key), DcapError> {
+    if header.vendor_id != INTEL_QE_VENDOR_ID {
         return Err(DcapError::QeVendorId {
             expected: hex::encode(INTEL_QE_VENDOR_ID),
-            found: hex::encode(quote.header.vendor_id),
+            found: hex::encode(header.vendor_id),
         });
     }
     let att_key = match qe_checked {
         Some(k) => k.clone(),
         None => {
-            check_qe_report_signature(&quote, &pck.chain)?;
-            check_qe_binding(&quote)?
+            check_qe_report_signature(sd, &pck.chain)?;
+            check_qe_binding(sd)?
         }
     };
-    check_quote_signature(&quote, &att_key)?;
+    check_quote_signature(signed.0, signed.1, sd, &att_key)?;
 
     if pck.chain.root_sha256() != col.root_sha256 {
         return Err(DcapError::RootMismatch {
@@ -412,31 +442,30 @@ pub(crate) fn appraise(
             tcb_info: hex::encode_upper(info.pce_id),
         });
     }
+    let qe = qe_level(&col.qe_identity, &sd.qe_report)?;
+    Ok((qe, att_key))
+}
 
-    let qe = qe_level(&col.qe_identity, &quote.signature.qe_report)?;
-    let current = td_tcb(info, &pck.ext, &quote.body, &quote.body.tee_tcb_svn)?;
-    // TD report 1.5: judge the other TEE_TCB_SVN too; an out-of-date launch
-    // TCB under an acceptable current one means the TD should be relaunched.
-    // A launch TCB the collateral cannot judge gives no advice.
-    let mut status = current.status;
-    if let Some(v15) = &quote.body.v15 {
-        if v15.tee_tcb_svn2 != quote.body.tee_tcb_svn {
-            if let Ok(launch) = td_tcb(info, &pck.ext, &quote.body, &v15.tee_tcb_svn2) {
-                status = relaunch(launch.status, current.status);
-            }
-        }
-    }
-    let tcb_status = with_qe(status, qe.status);
-    let tcb_status_current = with_qe(current.status, qe.status);
+/// The outcome of the TCB matching, as the supplemental claims report it.
+pub(crate) struct Outcome {
+    pub(crate) tcb_status: TcbStatus,
+    pub(crate) tcb_status_current: TcbStatus,
+    pub(crate) advisory_ids: Vec<String>,
+    /// RFC 3339.
+    pub(crate) tcb_date: String,
+}
 
-    let mut advisory_ids = Vec::new();
-    push_unique(&mut advisory_ids, &current.platform.advisory_ids);
-    if let Some(m) = current.module {
-        push_unique(&mut advisory_ids, &m.advisory_ids);
-    }
-    push_unique(&mut advisory_ids, &qe.advisory_ids);
-    let tcb_date = format_rfc3339(current.platform.tcb_date.min(qe.tcb_date));
-
+/// Add the DCAP supplemental claims (dates, CRL numbers, PCK platform
+/// properties, TCB status) to `claims`; returns whether some collateral was
+/// not valid at `now`.
+pub(crate) fn supplemental(
+    claims: &mut Map<String, Value>,
+    pck: &CheckedPck,
+    col: &CheckedCollateral,
+    now: i64,
+    outcome: &Outcome,
+) -> bool {
+    let info = &col.tcb_info;
     // Supplemental dates over every dated item of the collateral and chain.
     let mut issue = vec![
         col.pck_crl.this_update,
@@ -473,10 +502,6 @@ pub(crate) fn appraise(
         .map(|k| hex::encode(Sha384::digest(k)))
         .unwrap_or_default();
 
-    let mut claims = match claims_with(&quote, pck.platform_instance_id) {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
     let mut put = |k: &str, v: Value| {
         claims.insert(k.to_owned(), v);
     };
@@ -486,7 +511,7 @@ pub(crate) fn appraise(
         "earliest_expiration_date",
         format_rfc3339(earliest_expiry).into(),
     );
-    put("tcb_date", tcb_date.clone().into());
+    put("tcb_date", outcome.tcb_date.clone().into());
     put("pck_crl_num", col.pck_crl.number.unwrap_or(0).into());
     put("root_ca_crl_num", col.root_crl.number.unwrap_or(0).into());
     put(
@@ -512,25 +537,88 @@ pub(crate) fn appraise(
         );
     }
     put("root_key_id", root_key_id.into());
-    put("tcb_status", tcb_status.as_str().into());
+    put("tcb_status", outcome.tcb_status.as_str().into());
     put(
         "collateral_expiration_status",
         if collateral_expired { "1" } else { "0" }.into(),
     );
-    put("advisory_ids", advisory_ids.clone().into());
-    put("tcb_date_current", tcb_date.clone().into());
-    put("tcb_status_current", tcb_status_current.as_str().into());
-    put("advisory_ids_current", advisory_ids.clone().into());
+    put("advisory_ids", outcome.advisory_ids.clone().into());
+    put("tcb_date_current", outcome.tcb_date.clone().into());
+    put(
+        "tcb_status_current",
+        outcome.tcb_status_current.as_str().into(),
+    );
+    put("advisory_ids_current", outcome.advisory_ids.clone().into());
+    collateral_expired
+}
 
+impl CheckedPck {
+    pub(crate) fn platform_instance_id(&self) -> Option<[u8; 16]> {
+        self.platform_instance_id
+    }
+    pub(crate) fn key(&self, tee: DcapTee) -> CollateralKey {
+        key_of(tee, &self.ext, self.ca)
+    }
+}
+
+/// The per-call part of a TDX appraisal: the shared checks, then the TD's
+/// TCB level, TDX module and relaunch advice, and the claims.
+pub(crate) fn appraise(
+    quote: Quote,
+    pck: &CheckedPck,
+    col: &CheckedCollateral,
+    now: i64,
+    qe_checked: Option<&P256Key>,
+) -> Result<(Verified, P256Key), DcapError> {
+    let signed = quote.signed_bytes();
+    let (qe, att_key) = check_shared(
+        &quote.header,
+        &quote.signature,
+        (&signed, quote.signed_len),
+        pck,
+        col,
+        qe_checked,
+    )?;
+    let info = &col.tcb_info;
+    let current = td_tcb(info, &pck.ext, &quote.body, &quote.body.tee_tcb_svn)?;
+    // TD report 1.5: judge the other TEE_TCB_SVN too; an out-of-date launch
+    // TCB under an acceptable current one means the TD should be relaunched.
+    // A launch TCB the collateral cannot judge gives no advice.
+    let mut status = current.status;
+    if let Some(v15) = &quote.body.v15 {
+        if v15.tee_tcb_svn2 != quote.body.tee_tcb_svn {
+            if let Ok(launch) = td_tcb(info, &pck.ext, &quote.body, &v15.tee_tcb_svn2) {
+                status = relaunch(launch.status, current.status);
+            }
+        }
+    }
+    let mut advisory_ids = Vec::new();
+    push_unique(&mut advisory_ids, &current.platform.advisory_ids);
+    if let Some(m) = current.module {
+        push_unique(&mut advisory_ids, &m.advisory_ids);
+    }
+    push_unique(&mut advisory_ids, &qe.advisory_ids);
+    let outcome = Outcome {
+        tcb_status: with_qe(status, qe.status),
+        tcb_status_current: with_qe(current.status, qe.status),
+        advisory_ids,
+        tcb_date: format_rfc3339(current.platform.tcb_date.min(qe.tcb_date)),
+    };
+
+    let mut claims = match claims_with(&quote, pck.platform_instance_id) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let collateral_expired = supplemental(&mut claims, pck, col, now, &outcome);
     let verified = Verified {
         claims: Value::Object(claims),
-        tcb_status,
-        advisory_ids,
-        tcb_date,
+        tcb_status: outcome.tcb_status,
+        advisory_ids: outcome.advisory_ids,
+        tcb_date: outcome.tcb_date,
         qe_tcb_status: qe.status,
         tdx_module_tcb_status: current.module.map(|m| m.status),
         collateral_expired,
-        collateral_key: key_of(&pck.ext, pck.ca),
+        collateral_key: pck.key(DcapTee::Tdx),
         quote,
     };
     Ok((verified, att_key))
@@ -545,8 +633,8 @@ pub fn verify_quote(
     let quote = parse_quote(raw_quote)?;
     let trusted = opts.trusted();
     let mut seen = SeenSignatures::default();
-    let col = check_collateral(collateral, &trusted, &mut seen)?;
-    let pck = check_pck(&quote, &trusted, &mut seen)?;
+    let col = check_collateral(collateral, DcapTee::Tdx, &trusted, &mut seen)?;
+    let pck = check_pck(&quote.signature, &trusted, &mut seen)?;
     appraise(quote, &pck, &col, opts.now_unix, None).map(|(v, _)| v)
 }
 

@@ -33,8 +33,8 @@ fn fixture() -> Option<(Quote, CheckedPck, CheckedCollateral)> {
     let c = Collateral::from_json(&vector("dcap-qvl/sample/tdx_quote_collateral.json")?).ok()?;
     let trusted = [INTEL_SGX_ROOT_CA_SHA256];
     let mut seen = SeenSignatures::default();
-    let col = check_collateral(&c, &trusted, &mut seen).expect("collateral verifies");
-    let pck = check_pck(&q, &trusted, &mut seen).expect("PCK chain verifies");
+    let col = check_collateral(&c, DcapTee::Tdx, &trusted, &mut seen).expect("collateral verifies");
+    let pck = check_pck(&q.signature, &trusted, &mut seen).expect("PCK chain verifies");
     Some((q, pck, col))
 }
 

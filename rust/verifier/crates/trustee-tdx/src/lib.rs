@@ -20,6 +20,7 @@ mod error;
 mod intel_root;
 mod pck;
 mod reader;
+mod sgx;
 mod tcb_info;
 mod time;
 mod verify;
@@ -30,10 +31,16 @@ pub use cache::{CacheStats, DcapVerifier};
 pub use claims::claims;
 pub use collateral::{Collateral, CollateralError, CollateralParts};
 pub use crl::{crl_der_from_any, normalize_serial, Crl};
-pub use dcap::{collateral_key, verify_quote, CollateralKey, PckCaType, Verified, VerifyOptions};
+pub use dcap::{
+    collateral_key, verify_quote, CollateralKey, DcapTee, PckCaType, Verified, VerifyOptions,
+};
 pub use error::DcapError;
 pub use intel_root::intel_sgx_root_ca_der;
 pub use pck::{pck_extension, pem_certificates, platform_instance_id, PckExtension};
+pub use sgx::{
+    parse_sgx_quote, sgx_claims, verify_sgx_quote, verify_sgx_signatures, SgxQuote, SgxVerified,
+    TEE_TYPE_SGX,
+};
 pub use tcb_info::{IsvLevel, ModuleIdentity, QeIdentity, TcbInfo, TcbLevel, TcbStatus};
 pub use time::{format_rfc3339, parse_rfc3339};
 pub use verify::{
@@ -70,12 +77,16 @@ pub enum ParseError {
         needed: usize,
         available: usize,
     },
-    #[error("unsupported quote version {0} (only TDX quote v4 and v5 are supported)")]
+    #[error("unsupported quote version {0} (only TDX quote v4 and v5 are supported){hint}", hint = if *.0 == 3 { "; version 3 is an SGX quote, for the sgx verifier" } else { "" })]
     UnsupportedVersion(u16),
+    #[error("unsupported quote version {0} (only SGX quote v3 is supported){hint}", hint = if *.0 == 4 || *.0 == 5 { "; versions 4 and 5 are TDX quotes, for the tdx verifier" } else { "" })]
+    UnsupportedSgxVersion(u16),
     #[error("unsupported attestation key type {0} (expected 2, ECDSA-256-with-P-256)")]
     UnsupportedAttKeyType(u16),
     #[error("unsupported tee_type {0:#010x} (expected 0x00000081, TDX)")]
     UnsupportedTeeType(u32),
+    #[error("unsupported tee_type {0:#010x} in an SGX quote (expected 0x00000000, SGX)")]
+    UnsupportedSgxTeeType(u32),
     #[error("parse QuoteV5 Type failed. {0} not defined.")]
     UnsupportedBodyType(u16),
     #[error(
@@ -201,9 +212,10 @@ pub struct SignatureData {
     pub quote_signature: [u8; 64],
     /// Attestation public key x‖y (raw, SEC1 without the 0x04 prefix).
     pub attestation_key: [u8; 64],
-    /// Outer certification data type (always 6 after a successful parse).
+    /// Outer certification data type: 6 (QE report certification data) in a
+    /// TDX quote; an SGX v3 quote has no outer wrapper and carries 5 here.
     pub cert_data_type: u16,
-    /// Outer certification data size as declared.
+    /// Outer certification data size as declared (v3: the PCK chain's size).
     pub cert_data_size: u32,
     pub qe_report: EnclaveReport,
     /// QE report signature r‖s (big-endian).
@@ -296,7 +308,7 @@ pub fn parse_quote(bytes: &[u8]) -> Result<Quote, ParseError> {
     let sig_len = to_usize(signature_data_len);
     let sig_bytes = r.take("signature data", sig_len)?;
     let trailing_len = r.remaining();
-    let signature = parse_signature_data(sig_bytes, signed_len + 4)?;
+    let signature = parse_signature_data(sig_bytes, signed_len + 4, true)?;
 
     Ok(Quote {
         header,
@@ -309,12 +321,12 @@ pub fn parse_quote(bytes: &[u8]) -> Result<Quote, ParseError> {
     })
 }
 
-fn to_usize(v: u32) -> usize {
+pub(crate) fn to_usize(v: u32) -> usize {
     // usize is at least 32 bits on every supported target; saturate otherwise.
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
-fn parse_header(r: &mut Reader<'_>) -> Result<Header, ParseError> {
+pub(crate) fn parse_header(r: &mut Reader<'_>) -> Result<Header, ParseError> {
     Ok(Header {
         version: r.u16("header.version")?,
         att_key_type: r.u16("header.att_key_type")?,
@@ -355,7 +367,7 @@ fn parse_td_report(r: &mut Reader<'_>, with_v15: bool) -> Result<TdReport, Parse
     Ok(body)
 }
 
-fn parse_enclave_report(raw: &[u8], base: usize) -> Result<EnclaveReport, ParseError> {
+pub(crate) fn parse_enclave_report(raw: &[u8], base: usize) -> Result<EnclaveReport, ParseError> {
     let mut r = Reader::with_base(raw, base);
     let cpu_svn = r.array("qe_report.cpu_svn")?;
     let misc_select = r.u32("qe_report.misc_select")?;
@@ -388,18 +400,28 @@ fn parse_enclave_report(raw: &[u8], base: usize) -> Result<EnclaveReport, ParseE
     })
 }
 
-fn parse_signature_data(sig: &[u8], base: usize) -> Result<SignatureData, ParseError> {
+/// The signature data of a quote. TDX quotes (`wrapped`) carry the QE report
+/// inside a type-6 certification data block; SGX v3 quotes carry it directly
+/// after the attestation key.
+pub(crate) fn parse_signature_data(
+    sig: &[u8],
+    base: usize,
+    wrapped: bool,
+) -> Result<SignatureData, ParseError> {
     let mut r = Reader::with_base(sig, base);
     let quote_signature = r.array("quote signature")?;
     let attestation_key = r.array("attestation key")?;
-    let cert_data_type = r.u16("certification data type")?;
-    if cert_data_type != CERT_TYPE_QE_REPORT {
-        return Err(ParseError::CertificationDataType {
-            expected: CERT_TYPE_QE_REPORT,
-            found: cert_data_type,
-        });
+    let (mut cert_data_type, mut cert_data_size) = (CERT_TYPE_PCK_CHAIN, 0);
+    if wrapped {
+        cert_data_type = r.u16("certification data type")?;
+        if cert_data_type != CERT_TYPE_QE_REPORT {
+            return Err(ParseError::CertificationDataType {
+                expected: CERT_TYPE_QE_REPORT,
+                found: cert_data_type,
+            });
+        }
+        cert_data_size = r.u32("certification data size")?;
     }
-    let cert_data_size = r.u32("certification data size")?;
     let cert_start = r.pos();
 
     let qe_base = r.abs_pos();
@@ -415,13 +437,18 @@ fn parse_signature_data(sig: &[u8], base: usize) -> Result<SignatureData, ParseE
             found: pck_cert_chain_type,
         });
     }
-    let chain_len = to_usize(r.u32("PCK certification data size")?);
-    let pck_cert_chain = r.take("PCK certificate chain", chain_len)?.to_vec();
+    let chain_size = r.u32("PCK certification data size")?;
+    let pck_cert_chain = r
+        .take("PCK certificate chain", to_usize(chain_size))?
+        .to_vec();
+    if !wrapped {
+        cert_data_size = chain_size;
+    }
 
     // Structural consistency: the outer type-6 size covers exactly the QE
     // certification data, and the signature data holds exactly that structure.
     let cert_actual = r.pos() - cert_start;
-    if to_usize(cert_data_size) != cert_actual {
+    if wrapped && to_usize(cert_data_size) != cert_actual {
         return Err(ParseError::LengthMismatch {
             field: "certification data size",
             declared: to_usize(cert_data_size),

@@ -1,9 +1,10 @@
-//! Typed views of the signed TCB info (TDX, v3) and QE identity (TD_QE, v2)
+//! Typed views of the signed TCB info (TDX v3, SGX v2/v3) and QE identity (TD_QE or QE, v2)
 //! JSON documents (Intel PCS TCB info and QE identity). Parsed from the exact signed
 //! bytes after their signature has been checked.
 
 use serde::Deserialize;
 
+use crate::dcap::DcapTee;
 use crate::time::parse_rfc3339;
 
 /// TCB status of a TCB level / QE level / module level, plus the statuses
@@ -60,11 +61,12 @@ impl std::fmt::Display for TcbStatus {
     }
 }
 
-/// A platform TCB level of a TDX TCB info.
+/// A platform TCB level of a TDX or SGX TCB info.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcbLevel {
     pub sgx_components: [u8; 16],
     pub pce_svn: u16,
+    /// All zero in an SGX TCB info (which has no TDX components).
     pub tdx_components: [u8; 16],
     pub tcb_date: i64,
     pub status: TcbStatus,
@@ -90,7 +92,7 @@ pub struct ModuleIdentity {
     pub tcb_levels: Vec<IsvLevel>,
 }
 
-/// TDX TCB info, version 3.
+/// TDX TCB info (version 3) or SGX TCB info (version 2 or 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcbInfo {
     pub id: String,
@@ -105,7 +107,7 @@ pub struct TcbInfo {
     pub tcb_levels: Vec<TcbLevel>,
 }
 
-/// QE identity (TD_QE), version 2.
+/// QE identity (TD_QE for TDX, QE for SGX), version 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QeIdentity {
     pub id: String,
@@ -170,6 +172,49 @@ struct RawPlatformTcb {
     sgxtcbcomponents: Option<Vec<RawComponent>>,
     pcesvn: Option<u64>,
     tdxtcbcomponents: Option<Vec<RawComponent>>,
+    // SGX TCB info v2 names each SGX component SVN instead of listing them.
+    #[serde(rename = "sgxtcbcomp01svn")]
+    c01: Option<u64>,
+    #[serde(rename = "sgxtcbcomp02svn")]
+    c02: Option<u64>,
+    #[serde(rename = "sgxtcbcomp03svn")]
+    c03: Option<u64>,
+    #[serde(rename = "sgxtcbcomp04svn")]
+    c04: Option<u64>,
+    #[serde(rename = "sgxtcbcomp05svn")]
+    c05: Option<u64>,
+    #[serde(rename = "sgxtcbcomp06svn")]
+    c06: Option<u64>,
+    #[serde(rename = "sgxtcbcomp07svn")]
+    c07: Option<u64>,
+    #[serde(rename = "sgxtcbcomp08svn")]
+    c08: Option<u64>,
+    #[serde(rename = "sgxtcbcomp09svn")]
+    c09: Option<u64>,
+    #[serde(rename = "sgxtcbcomp10svn")]
+    c10: Option<u64>,
+    #[serde(rename = "sgxtcbcomp11svn")]
+    c11: Option<u64>,
+    #[serde(rename = "sgxtcbcomp12svn")]
+    c12: Option<u64>,
+    #[serde(rename = "sgxtcbcomp13svn")]
+    c13: Option<u64>,
+    #[serde(rename = "sgxtcbcomp14svn")]
+    c14: Option<u64>,
+    #[serde(rename = "sgxtcbcomp15svn")]
+    c15: Option<u64>,
+    #[serde(rename = "sgxtcbcomp16svn")]
+    c16: Option<u64>,
+}
+
+impl RawPlatformTcb {
+    /// The v2 form's named SGX component SVNs, in order.
+    fn named_components(&self) -> [Option<u64>; 16] {
+        [
+            self.c01, self.c02, self.c03, self.c04, self.c05, self.c06, self.c07, self.c08,
+            self.c09, self.c10, self.c11, self.c12, self.c13, self.c14, self.c15, self.c16,
+        ]
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,7 +314,7 @@ fn status(v: Option<&str>, path: &Path<'_>) -> R<TcbStatus> {
     TcbStatus::from_collateral(s).ok_or_else(|| format!("{path}.tcbStatus \"{s}\" is unknown"))
 }
 
-fn components(v: Option<Vec<RawComponent>>, path: &Path<'_>, key: &'static str) -> R<[u8; 16]> {
+fn components(v: Option<&[RawComponent]>, path: &Path<'_>, key: &'static str) -> R<[u8; 16]> {
     let a = present(v, path, key)?;
     if a.len() != 16 {
         return Err(format!("{path}.{key} has {} entries, expected 16", a.len()));
@@ -277,6 +322,26 @@ fn components(v: Option<Vec<RawComponent>>, path: &Path<'_>, key: &'static str) 
     let mut out = [0u8; 16];
     for (i, (c, slot)) in a.iter().zip(out.iter_mut()).enumerate() {
         *slot = small(c.svn, &Path::Item(path, key, i), "svn")?;
+    }
+    Ok(out)
+}
+
+/// SGX component SVNs: the `sgxtcbcomponents` list (v3), or the named
+/// `sgxtcbcompNNsvn` members (v2).
+fn sgx_components(tcb: &RawPlatformTcb, path: &Path<'_>, version: u64) -> R<[u8; 16]> {
+    if version != 2 {
+        return components(tcb.sgxtcbcomponents.as_deref(), path, "sgxtcbcomponents");
+    }
+    let mut out = [0u8; 16];
+    for (i, (svn, slot)) in tcb
+        .named_components()
+        .iter()
+        .zip(out.iter_mut())
+        .enumerate()
+    {
+        let n = svn.ok_or_else(|| format!("{path}.sgxtcbcomp{:02}svn missing", i + 1))?;
+        *slot = u8::try_from(n)
+            .map_err(|_| format!("{path}.sgxtcbcomp{:02}svn = {n} is out of range", i + 1))?;
     }
     Ok(out)
 }
@@ -329,13 +394,29 @@ fn json<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> R<T> {
 impl TcbInfo {
     /// Parse and check the document type (`id` "TDX", `version` 3).
     pub fn parse(bytes: &[u8]) -> R<TcbInfo> {
+        TcbInfo::parse_for(bytes, DcapTee::Tdx)
+    }
+
+    /// Parse and check the document type: `id` "TDX" with `version` 3, or
+    /// `id` "SGX" with `version` 3 (levels list `sgxtcbcomponents`) or 2 (no
+    /// `id`; levels name `sgxtcbcomp01svn` … `sgxtcbcomp16svn`).
+    pub fn parse_for(bytes: &[u8], tee: DcapTee) -> R<TcbInfo> {
         let v: RawTcbInfo = json(bytes, "tcbInfo")?;
         let p = &Path::Root("tcbInfo");
-        let id = present(v.id, p, "id")?;
         let version = present(v.version, p, "version")?;
-        if id != "TDX" || version != 3 {
+        let (want, versions) = match tee {
+            DcapTee::Tdx => ("TDX", "v3"),
+            DcapTee::Sgx => ("SGX", "v2 or v3"),
+        };
+        // Version 2 predates the `id` member; only SGX TCB info had that version.
+        let id = match (v.id, tee, version) {
+            (None, DcapTee::Sgx, 2) => "SGX".to_owned(),
+            (id, _, _) => present(id, p, "id")?,
+        };
+        let version_ok = version == 3 || (tee == DcapTee::Sgx && version == 2);
+        if id != want || !version_ok {
             return Err(format!(
-                "tcbInfo id \"{id}\" version {version} is not a TDX TCB info v3"
+                "tcbInfo id \"{id}\" version {version} is not a {want} TCB info {versions}"
             ));
         }
         let tdx_module = match v.tdx_module {
@@ -357,9 +438,14 @@ impl TcbInfo {
                 let tcb = present(l.tcb, &lp, "tcb")?;
                 let tp = Path::Member(&lp, "tcb");
                 Ok(TcbLevel {
-                    sgx_components: components(tcb.sgxtcbcomponents, &tp, "sgxtcbcomponents")?,
+                    sgx_components: sgx_components(&tcb, &tp, version)?,
                     pce_svn: small(tcb.pcesvn, &tp, "pcesvn")?,
-                    tdx_components: components(tcb.tdxtcbcomponents, &tp, "tdxtcbcomponents")?,
+                    tdx_components: match tee {
+                        DcapTee::Tdx => {
+                            components(tcb.tdxtcbcomponents.as_deref(), &tp, "tdxtcbcomponents")?
+                        }
+                        DcapTee::Sgx => [0; 16],
+                    },
                     tcb_date: date(l.tcb_date.as_deref(), &lp, "tcbDate")?,
                     status: status(l.tcb_status.as_deref(), &lp)?,
                     advisory_ids: l.advisory_ids.unwrap_or_default(),
@@ -388,13 +474,23 @@ impl TcbInfo {
 impl QeIdentity {
     /// Parse and check the document type (`id` "TD_QE", `version` 2).
     pub fn parse(bytes: &[u8]) -> R<QeIdentity> {
+        QeIdentity::parse_for(bytes, DcapTee::Tdx)
+    }
+
+    /// Parse and check the document type: `id` "TD_QE" (TDX) or "QE" (SGX),
+    /// `version` 2.
+    pub fn parse_for(bytes: &[u8], tee: DcapTee) -> R<QeIdentity> {
         let v: RawQeIdentity = json(bytes, "enclaveIdentity")?;
         let p = &Path::Root("enclaveIdentity");
         let id = present(v.id, p, "id")?;
         let version = present(v.version, p, "version")?;
-        if id != "TD_QE" || version != 2 {
+        let want = match tee {
+            DcapTee::Tdx => "TD_QE",
+            DcapTee::Sgx => "QE",
+        };
+        if id != want || version != 2 {
             return Err(format!(
-                "enclaveIdentity id \"{id}\" version {version} is not a TD_QE identity v2"
+                "enclaveIdentity id \"{id}\" version {version} is not a {want} identity v2"
             ));
         }
         Ok(QeIdentity {
@@ -438,5 +534,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("null"), "{e}");
+    }
+
+    #[test]
+    fn each_tee_takes_its_own_documents() {
+        let e = TcbInfo::parse_for(br#"{"id":"TDX","version":3}"#, DcapTee::Sgx).unwrap_err();
+        assert!(e.contains("is not a SGX TCB info v2 or v3"), "{e}");
+        let e = TcbInfo::parse_for(br#"{"id":"SGX","version":3}"#, DcapTee::Tdx).unwrap_err();
+        assert!(e.contains("is not a TDX TCB info v3"), "{e}");
+        let e = QeIdentity::parse_for(br#"{"id":"TD_QE","version":2}"#, DcapTee::Sgx).unwrap_err();
+        assert!(e.contains("is not a QE identity v2"), "{e}");
+        let e = QeIdentity::parse_for(br#"{"id":"QE","version":2}"#, DcapTee::Tdx).unwrap_err();
+        assert!(e.contains("is not a TD_QE identity v2"), "{e}");
+        // An SGX level needs no TDX components.
+        let level = r#"{"tcb":{"sgxtcbcomponents":[SVNS],"pcesvn":13},"tcbDate":"2024-01-01T00:00:00Z","tcbStatus":"UpToDate"}"#
+            .replace("SVNS", &["{\"svn\":1}"; 16].join(","));
+        let doc = format!(
+            r#"{{"id":"SGX","version":3,"issueDate":"2025-01-01T00:00:00Z","nextUpdate":"2025-02-01T00:00:00Z","fmspc":"00606A000000","pceId":"0000","tcbEvaluationDataNumber":17,"tcbLevels":[{level}]}}"#
+        );
+        let info = TcbInfo::parse_for(doc.as_bytes(), DcapTee::Sgx).expect("SGX TCB info");
+        assert_eq!(info.tcb_levels[0].sgx_components, [1; 16]);
+        assert_eq!(info.tcb_levels[0].tdx_components, [0; 16]);
+        assert!(TcbInfo::parse_for(doc.replace("SGX", "TDX").as_bytes(), DcapTee::Tdx).is_err());
+
+        // Version 2 (no `id`, each SGX component SVN named) is an SGX form only.
+        let named: Vec<String> = (1..=16)
+            .map(|i| format!("\"sgxtcbcomp{i:02}svn\":{i}"))
+            .collect();
+        let v2 = doc
+            .replace(r#""id":"SGX","version":3"#, r#""version":2"#)
+            .replace(
+                &format!("\"sgxtcbcomponents\":[{}]", ["{\"svn\":1}"; 16].join(",")),
+                &named.join(","),
+            );
+        let info = TcbInfo::parse_for(v2.as_bytes(), DcapTee::Sgx).expect("SGX TCB info v2");
+        let want: Vec<u8> = (1..=16).collect();
+        assert_eq!(info.tcb_levels[0].sgx_components.to_vec(), want);
+        let e = TcbInfo::parse_for(v2.as_bytes(), DcapTee::Tdx).unwrap_err();
+        assert!(e.contains("id missing"), "{e}");
+        let e = TcbInfo::parse_for(v2.replace("sgxtcbcomp07svn", "x").as_bytes(), DcapTee::Sgx)
+            .unwrap_err();
+        assert!(e.contains("sgxtcbcomp07svn missing"), "{e}");
     }
 }

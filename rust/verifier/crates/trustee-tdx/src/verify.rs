@@ -34,7 +34,7 @@ use x509_cert::Certificate;
 use crate::ecdsa::P256Key;
 use crate::pck::{split_pem, tlv, PemSplit};
 use crate::time::format_rfc3339;
-use crate::Quote;
+use crate::{Quote, SignatureData};
 
 /// ecdsa-with-SHA256.
 const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
@@ -517,22 +517,28 @@ pub(crate) fn pck_chain_with(
 /// by the PCK leaf key, QE report-data binding, quote signature by the
 /// attestation key.
 pub fn verify_quote_with_chain(quote: &Quote, pck: &PckChain) -> Result<(), VerifyError> {
-    check_qe_report_signature(quote, pck)?;
-    let att_key = check_qe_binding(quote)?;
-    check_quote_signature(quote, &att_key)
+    check_qe_report_signature(&quote.signature, pck)?;
+    let att_key = check_qe_binding(&quote.signature)?;
+    check_quote_signature(
+        &quote.signed_bytes(),
+        quote.signed_len,
+        &quote.signature,
+        &att_key,
+    )
 }
 
 /// The QE report signature by the PCK leaf key.
-pub(crate) fn check_qe_report_signature(quote: &Quote, pck: &PckChain) -> Result<(), VerifyError> {
-    let sd = &quote.signature;
+pub(crate) fn check_qe_report_signature(
+    sd: &SignatureData,
+    pck: &PckChain,
+) -> Result<(), VerifyError> {
     check_raw_signature(&pck.leaf_key, &sd.qe_report.raw, &sd.qe_report_signature)
         .map_err(|e| VerifyError::QeReportSignature(format!("by the PCK leaf key: {e}")))
 }
 
 /// The QE report-data binding of the attestation key; returns that key
 /// decoded.
-pub(crate) fn check_qe_binding(quote: &Quote) -> Result<P256Key, VerifyError> {
-    let sd = &quote.signature;
+pub(crate) fn check_qe_binding(sd: &SignatureData) -> Result<P256Key, VerifyError> {
     let mut h = Sha256::new();
     h.update(sd.attestation_key);
     h.update(&sd.qe_auth_data);
@@ -552,29 +558,32 @@ pub(crate) fn check_qe_binding(quote: &Quote) -> Result<P256Key, VerifyError> {
         )));
     }
 
-    attestation_key(quote)
+    attestation_key(sd)
 }
 
-fn attestation_key(quote: &Quote) -> Result<P256Key, VerifyError> {
+fn attestation_key(sd: &SignatureData) -> Result<P256Key, VerifyError> {
     let mut sec1 = [0u8; 65];
     sec1[0] = 0x04;
-    sec1[1..].copy_from_slice(&quote.signature.attestation_key);
+    sec1[1..].copy_from_slice(&sd.attestation_key);
     P256Key::from_sec1(&sec1).map_err(|_| {
         VerifyError::QuoteSignature("attestation key is not a valid P-256 point".into())
     })
 }
 
 /// The quote signature by the (already decoded) attestation key.
-pub(crate) fn check_quote_signature(quote: &Quote, att_key: &P256Key) -> Result<(), VerifyError> {
-    let signed = quote.signed_bytes();
-    if signed.len() != quote.signed_len {
+pub(crate) fn check_quote_signature(
+    signed: &[u8],
+    signed_len: usize,
+    sd: &SignatureData,
+    att_key: &P256Key,
+) -> Result<(), VerifyError> {
+    if signed.len() != signed_len {
         return Err(VerifyError::QuoteSignature(format!(
-            "signed bytes length {} does not match the parsed length {}",
+            "signed bytes length {} does not match the parsed length {signed_len}",
             signed.len(),
-            quote.signed_len
         )));
     }
-    check_raw_signature(att_key, &signed, &quote.signature.quote_signature)
+    check_raw_signature(att_key, signed, &sd.quote_signature)
         .map_err(|e| VerifyError::QuoteSignature(format!("by the attestation key: {e}")))
 }
 
@@ -588,7 +597,25 @@ pub fn verify_signatures(
     trusted_roots_sha256: &[[u8; 32]],
     now_unix: Option<i64>,
 ) -> Result<SignatureReport, VerifyError> {
-    let pck = verify_pck_chain(&quote.signature.pck_cert_chain, trusted_roots_sha256)?;
+    signatures_of(
+        &quote.signature,
+        &quote.signed_bytes(),
+        quote.signed_len,
+        trusted_roots_sha256,
+        now_unix,
+    )
+}
+
+/// [`verify_signatures`] of any DCAP quote: its signature data and the bytes
+/// its quote signature covers.
+pub(crate) fn signatures_of(
+    sd: &SignatureData,
+    signed: &[u8],
+    signed_len: usize,
+    trusted_roots_sha256: &[[u8; 32]],
+    now_unix: Option<i64>,
+) -> Result<SignatureReport, VerifyError> {
+    let pck = verify_pck_chain(&sd.pck_cert_chain, trusted_roots_sha256)?;
 
     let mut chain_not_before = i64::MIN;
     let mut chain_not_after = i64::MAX;
@@ -608,7 +635,9 @@ pub fn verify_signatures(
         }
     }
 
-    verify_quote_with_chain(quote, &pck)?;
+    check_qe_report_signature(sd, &pck)?;
+    let att_key = check_qe_binding(sd)?;
+    check_quote_signature(signed, signed_len, sd, &att_key)?;
 
     Ok(SignatureReport {
         chain_len: pck.chain.certs.len(),

@@ -1,0 +1,113 @@
+"""A simulated SGX enclave attests through the real server and receives a secret.
+
+`trustee simulate init --tee sgx` makes the test PKI (the DCAP root, PCK chain and quoting
+enclave of the TDX simulation) and the server's trust files (the test root, SGX collateral
+signed by the test TCB-signing key); the server trusts them only through
+`verifier_config.insecure_test_roots`. The guest is the real `trustee-client` process with
+TRUSTEE_SIMULATED_TEE=sgx, in every protocol generation; a resource policy judges MRENCLAVE.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
+from tests.e2e.simulated import simulate
+from trustee.crypto.b64 import b64url_encode
+from trustee.crypto.jws import split_compact
+
+SECRET = b"released to an attested enclave"
+PATH = "default/enclave/secret"
+PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
+GOOD = hashlib.sha256(b"the enclave we expect").hexdigest()
+OTHER = hashlib.sha256(b"some other enclave").hexdigest()
+EVIDENCE = 'input.submods.cpu0["ear.veraison.annotated-evidence"].sgx'
+POLICY = (
+    "package policy\nimport rego.v1\ndefault allow := false\n"
+    f'allow if {{\n    {EVIDENCE}.body.mr_enclave == "{GOOD}"\n'
+    f'    {EVIDENCE}.tcb_status == "UpToDate"\n}}\n'
+)
+
+
+def config(sgx: Path) -> str:
+    return (
+        DEV_CONFIG
+        + f"""
+[attestation_service.verifier_config]
+insecure_test_roots = ["{sgx / "sgx-test-root.pem"}"]
+collateral = "{sgx / "sgx-collateral.json"}"
+"""
+    )
+
+
+def enclave(directory: Path, mr_enclave: str) -> dict[str, str]:
+    return {
+        "TRUSTEE_SIMULATED_TEE": "sgx",
+        "TRUSTEE_SIMULATED_PKI": str(directory / "pki"),
+        "TRUSTEE_SIMULATED_MEASUREMENT": mr_enclave,
+    }
+
+
+async def admin_setup(kbs: RunningKbs) -> None:
+    async with kbs.client() as http:
+        r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
+        assert r.status_code == 200, r.text
+        r = await http.post(
+            "/kbs/v0/resource-policy", json={"policy": b64url_encode(POLICY.encode())}
+        )
+        assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="module")
+def sgx_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("simulated") / "sgx"
+    trio.run(simulate, "sgx", directory)
+    return directory
+
+
+async def test_simulated_enclave_gets_the_secret_in_every_generation(
+    sgx_pki: Path, tmp_path: Path
+) -> None:
+    async with run_kbs(config(sgx_pki), tmp_path) as kbs:
+        await admin_setup(kbs)
+        for protocol in PROTOCOLS:
+            code, out, err = await run_module(
+                "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
+                "get-resource", "--path", PATH,
+                env=enclave(sgx_pki, GOOD),
+            )  # fmt: skip
+            assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
+            assert base64.b64decode(out) == SECRET, protocol
+        # The token carries the SGX claims the policy judged.
+        code, token, err = await run_module(
+            "trustee.client.cli", "--url", kbs.url, "attest", env=enclave(sgx_pki, GOOD)
+        )
+        assert code == 0, err
+        claims = split_compact(token.strip()).claims()
+        evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["sgx"]
+        assert evidence["body"]["mr_enclave"] == GOOD
+        assert evidence["tcb_status"] == "UpToDate"
+        assert evidence["collateral_expiration_status"] == "0"
+
+
+async def test_another_mrenclave_is_denied_by_the_policy(sgx_pki: Path, tmp_path: Path) -> None:
+    async with run_kbs(config(sgx_pki), tmp_path) as kbs:
+        await admin_setup(kbs)
+        # Same genuine (simulated) platform, another enclave: attestation passes, policy says no.
+        code, _, err = await run_module(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=enclave(sgx_pki, OTHER),
+        )  # fmt: skip
+        assert code != 0
+        assert "PolicyDeny" in err or "policy" in err.lower(), err
+        code, out, err = await run_module(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=enclave(sgx_pki, GOOD),
+        )  # fmt: skip
+        assert code == 0, err
+        assert base64.b64decode(out) == SECRET
