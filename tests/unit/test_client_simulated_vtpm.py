@@ -82,7 +82,7 @@ def test_init_refuses_options_of_other_tees(tmp_path: Path) -> None:
     code, _, err = _init(
         "--tee", "az-snp-vtpm", "--dir", str(tmp_path), "--tcb-status", "OutOfDate"
     )
-    assert code == 2 and "--tcb-status applies to --tee tdx or az-tdx-vtpm" in err
+    assert code == 2 and "--tcb-status applies to --tee tdx, sgx or az-tdx-vtpm" in err
 
 
 def test_init_refuses_to_replace_a_tpm_ak_without_force(
