@@ -67,11 +67,12 @@ def build_hardware_verifier(
 
         tdx_source, vek_source = BundleTdxSource(settings.bundle), BundleVekSource(settings.bundle)
         log.info(
-            "%s.collateral_bundle: TDX collateral and SNP VCEKs come from %s only (%d TDX, "
-            "%d VCEK); nothing is fetched",
+            "%s.collateral_bundle: DCAP collateral and SNP VCEKs come from %s only (%d TDX, "
+            "%d SGX, %d VCEK); nothing is fetched",
             key,
             settings.bundle.path,
-            len(settings.bundle.tdx),
+            sum(tee == "tdx" for tee, _, _ in settings.bundle.dcap),
+            sum(tee == "sgx" for tee, _, _ in settings.bundle.dcap),
             len(settings.bundle.vceks),
         )
     return HardwareVerifier(

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.unit.collateral_support import Reply
-from trustee.simulate import SnpTestPki, TdxTestPki
+from trustee.simulate import SgxTestPki, SnpTestPki, TdxTestPki
 
 
 def signed_json(member: str, body: str, signature: str) -> bytes:
@@ -17,8 +17,8 @@ def signed_json(member: str, body: str, signature: str) -> bytes:
 
 
 def pcs_routes(pki: TdxTestPki, now: datetime.datetime | None = None) -> dict[str, Any]:
-    """Intel PCS v4 for the simulated platform (its PCK CA is the platform CA); collateral
-    issued at `now` (default: the present)."""
+    """Intel PCS v4 for the simulated platform (its PCK CA is the platform CA), TDX and SGX;
+    collateral issued at `now` (default: the present)."""
     collateral = pki.collateral(now)
     fmspc = pki.platform.fmspc.hex().upper()
 
@@ -44,12 +44,29 @@ def pcs_routes(pki: TdxTestPki, now: datetime.datetime | None = None) -> dict[st
     def root_crl(path: str, query: dict[str, str]) -> Reply:
         return 200, {}, collateral["root_ca_crl"].encode()
 
-    return {
+    routes = {
         "/tdx/certification/v4/tcb": tcb,
         "/tdx/certification/v4/qe/identity": qe,
         "/sgx/certification/v4/pckcrl": pck_crl,
         "/sgx/certification/v4/rootcacrl": root_crl,
     }
+    # The same platform quoting for an SGX enclave: SGX's own TCB info and QE identity.
+    sgx = SgxTestPki(pki).collateral(now)
+
+    def sgx_tcb(path: str, query: dict[str, str]) -> Reply:
+        if query.get("fmspc", "").upper() != fmspc:
+            return 404, {}, b""
+        body = signed_json("tcbInfo", sgx["tcb_info"], sgx["tcb_info_signature"])
+        return 200, {"TCB-Info-Issuer-Chain": quote(sgx["tcb_info_issuer_chain"])}, body
+
+    def sgx_qe(path: str, query: dict[str, str]) -> Reply:
+        body = signed_json("enclaveIdentity", sgx["qe_identity"], sgx["qe_identity_signature"])
+        chain = quote(sgx["qe_identity_issuer_chain"])
+        return 200, {"SGX-Enclave-Identity-Issuer-Chain": chain}, body
+
+    routes["/sgx/certification/v4/tcb"] = sgx_tcb
+    routes["/sgx/certification/v4/qe/identity"] = sgx_qe
+    return routes
 
 
 def kds_routes(pki: SnpTestPki) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from trustee.config import as_file
 from trustee.config.errors import ConfigError
 from trustee.config.reader import Table
 from trustee.config.verifier import verifier_settings
-from trustee.simulate import SnpTestPki, TdxTestPki
+from trustee.simulate import SgxTestPki, SnpTestPki, TdxTestPki
+from trustee.simulate.sgx import sgx_evidence
 from trustee.simulate.snp import snp_evidence_json
 from trustee.simulate.tdx import tdx_evidence_json
 from trustee.simulate.tdx_platform import TdxPlatform
@@ -314,7 +315,7 @@ def test_config_loads_the_bundle_and_refuses_a_tampered_one(
     bundle: Path, roots: Path, tmp_path: Path
 ) -> None:
     loaded = settings({"collateral_bundle": str(bundle), "insecure_test_roots": [str(roots)]})
-    assert loaded.bundle is not None and len(loaded.bundle.tdx) == 1
+    assert loaded.bundle is not None and [tee for tee, _, _ in loaded.bundle.dcap] == ["tdx"]
     path = tampered(bundle, tmp_path, lambda files: files.pop(vcek_name(files)))
     with pytest.raises(ConfigError) as caught:
         settings({"collateral_bundle": str(path), "insecure_test_roots": [str(roots)]})
@@ -421,6 +422,38 @@ async def test_an_fmspc_not_in_the_bundle_names_the_fmspc_and_the_bundle(
     text = str(caught.value)
     assert "FMSPC 00906ED50000" in text and f"collateral bundle {bundle}" in text
     assert "--tdx-fmspc 00906ED50000:platform" in text
+
+
+@pytest.fixture(scope="module")
+def sgx_bundle(tdx: TdxTestPki, snp: SnpTestPki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated platform's collateral for TDX and, quoting for an enclave, for SGX."""
+    fmspc = tdx.platform.fmspc.hex().upper()
+    path = tmp_path_factory.mktemp("sgx") / "sgx.tar"
+    code, queries = fetch(tdx, snp, path, "--sgx-fmspc", f"{fmspc}:platform")
+    assert code == 0
+    assert any(q.startswith("/sgx/certification/v4/tcb") for q in queries), queries
+    return path
+
+
+async def test_sgx_collateral_is_fetched_into_the_bundle_and_served_from_it(
+    sgx_bundle: Path, tdx: TdxTestPki
+) -> None:
+    fmspc = tdx.platform.fmspc.hex().upper()
+    path = sgx_bundle
+    assert {f"tdx/{fmspc}-platform.json", f"sgx/{fmspc}-platform.json"} <= set(members(path))
+    loaded = LoadedBundle.load(str(path), [tdx.root_der])
+    hardware = HardwareVerifier(tdx_source=BundleTdxSource(loaded), test_anchors=[tdx.root_der])
+    quote = SgxTestPki(tdx).quote(NONCE)
+    claims = await hardware.verify_offloaded(
+        "sgx", json.dumps(sgx_evidence(quote)).encode(), NONCE, None
+    )
+    assert json.loads(claims[0].json)["tcb_status"] == "UpToDate"
+    # Each TEE is served its own documents: the processor CA was fetched for neither.
+    sgx = await BundleTdxSource(loaded).get(fmspc, "platform", "sgx")
+    tdx_collateral = await BundleTdxSource(loaded).get(fmspc, "platform", "tdx")
+    assert sgx.tcb_info_id == "SGX" and tdx_collateral.tcb_info_id == "TDX"
+    with pytest.raises(CollateralError, match=f"no SGX collateral .* --sgx-fmspc {fmspc}"):
+        await BundleTdxSource(loaded).get(fmspc, "processor", "sgx")
 
 
 @pytest.fixture(scope="module")

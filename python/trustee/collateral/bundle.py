@@ -4,7 +4,7 @@ A bundle is made where Intel PCS / AMD KDS are reachable (``trustee collateral f
 read where they are not (``collateral_bundle`` in the verifier configuration). Layout::
 
     manifest.json
-    tdx/<FMSPC>-<ca>.json                       dcap-qvl form collateral (trustee.collateral.tdx)
+    tdx/<FMSPC>-<ca>.json, sgx/<FMSPC>-<ca>.json dcap-qvl form collateral (trustee.collateral.tdx)
     snp/<Product>/vcek/<hw_id>/<tcb>_vcek.der   a VCEK (file name as the offline KDS store's)
     snp/<Product>/ask.der, ark.der, asvk.der    AMD's CA certificates for the product
 
@@ -32,7 +32,9 @@ from typing import Any
 FORMAT = "trustee-collateral-bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
-KINDS = ("tdx-collateral", "snp-vcek", "snp-ask", "snp-ark", "snp-asvk")
+# DCAP collateral (TDX or SGX: the same form, each TEE's own documents) and AMD certificates.
+DCAP_KINDS = {"tdx-collateral": "tdx", "sgx-collateral": "sgx"}
+KINDS = (*DCAP_KINDS, "snp-vcek", "snp-ask", "snp-ark", "snp-asvk")
 
 # Hostile or mistaken input stays small: real members are a few KiB each.
 MAX_MEMBER_SIZE = 1 << 20

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from trustee import _core
-from trustee.collateral.bundle import Bundle, BundleError, Member, iso
+from trustee.collateral.bundle import DCAP_KINDS, Bundle, BundleError, Member, iso
 from trustee.collateral.errors import CollateralError
 from trustee.collateral.tdx import TdxCollateral, load_crl
 
@@ -51,7 +51,7 @@ def check_bundle(bundle: Bundle, test_roots: Sequence[bytes] = ()) -> list[str |
     out: list[str | None] = []
     for member in bundle.members:
         try:
-            if member.kind == "tdx-collateral":
+            if member.kind in DCAP_KINDS:
                 check_tdx(member, INTEL_ROOTS | extra)
             else:
                 check_snp(member, bundle, AMD_ARKS | extra)
@@ -71,7 +71,7 @@ def require_valid_signatures(bundle: Bundle, test_roots: Sequence[bytes] = ()) -
 def member_window(member: Member) -> tuple[str, str]:
     """(valid from, valid until) of the member's content: its latest issue or start time,
     its earliest nextUpdate or notAfter."""
-    return tdx_window(member) if member.kind == "tdx-collateral" else certificate_window(member)
+    return tdx_window(member) if member.kind in DCAP_KINDS else certificate_window(member)
 
 
 # --------------------------------------------------------------------------- TDX
@@ -85,7 +85,10 @@ def tdx_collateral(member: Member) -> TdxCollateral:
             raise CollateralError(f"member {member.path}: not a JSON object")
         collateral = TdxCollateral.from_fields(fields, fetched_at=0.0, origin=member.path)
         collateral.check_matches(
-            str(member.key.get("fmspc", "")), str(member.key.get("ca", "")), member.path
+            str(member.key.get("fmspc", "")),
+            str(member.key.get("ca", "")),
+            member.path,
+            DCAP_KINDS[member.kind],
         )
     except (ValueError, CollateralError) as exc:
         raise BundleError(f"member {_one_line(str(exc), member.path)}") from None

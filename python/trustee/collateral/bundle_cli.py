@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog=PROG, description="Collateral bundles for clusters without egress.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    fetch = commands.add_parser("fetch", help="fetch TDX collateral and SNP VCEKs into a bundle")
+    fetch = commands.add_parser("fetch", help="fetch DCAP collateral and SNP VCEKs into a bundle")
     fetch.add_argument("--pcs-url", default=INTEL_PCS_URL, help="Intel PCS or a PCCS")
     fetch.add_argument("--kds-url", default=KDS_URL, help="AMD KDS")
     fetch.add_argument(
@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FMSPC[:CA]",
         help="a TDX platform's FMSPC; CA platform or processor (default: both)",
+    )
+    fetch.add_argument(
+        "--sgx-fmspc",
+        action="append",
+        default=[],
+        metavar="FMSPC[:CA]",
+        help="an SGX platform's FMSPC; CA platform or processor (default: both)",
     )
     fetch.add_argument(
         "--snp-chip",
@@ -96,6 +103,7 @@ def _plan(args: argparse.Namespace) -> FetchPlan:
 
     try:
         tdx = [pair for text in args.tdx_fmspc for pair in parse_tdx_fmspc(text)]
+        sgx = [pair for text in args.sgx_fmspc for pair in parse_tdx_fmspc(text)]
         snp = [parse_snp_chip(text) for text in args.snp_chip]
         for path in args.snp_evidence:
             try:
@@ -105,12 +113,13 @@ def _plan(args: argparse.Namespace) -> FetchPlan:
             snp += requests_from_evidence(evidence, str(path))
     except ValueError as exc:
         raise UsageError(f"{PROG} fetch: {exc}") from None
-    if not tdx and not snp:
+    if not tdx and not sgx and not snp:
         raise UsageError(
-            f"{PROG} fetch: name at least one --tdx-fmspc, --snp-chip or --snp-evidence"
+            f"{PROG} fetch: name at least one --tdx-fmspc, --sgx-fmspc, --snp-chip or "
+            "--snp-evidence"
         )
     return FetchPlan(
-        tdx, snp, args.snp_asvk, args.pcs_url, args.kds_url, args.tcb_update_type,
+        tdx, sgx, snp, args.snp_asvk, args.pcs_url, args.kds_url, args.tcb_update_type,
         args.timeout, args.kds_min_interval,
     )  # fmt: skip
 

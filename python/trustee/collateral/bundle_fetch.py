@@ -33,6 +33,7 @@ _FMSPC = re.compile(r"^[0-9A-Fa-f]{12}$")
 @dataclass(frozen=True)
 class FetchPlan:
     tdx: Sequence[tuple[str, str]] = ()  # (FMSPC, PCK CA)
+    sgx: Sequence[tuple[str, str]] = ()  # (FMSPC, PCK CA)
     snp: Sequence[VcekRequest] = ()
     snp_asvk: bool = False
     pcs_url: str = INTEL_PCS_URL
@@ -97,13 +98,14 @@ async def fetch_members(plan: FetchPlan, client: httpx.AsyncClient | None = None
     """Every member the plan asks for; CollateralError names what could not be fetched."""
     members: list[Member] = []
     pcs = PcsSource(plan.pcs_url, client, plan.timeout, update=plan.update)
-    for fmspc, ca in dict.fromkeys(plan.tdx):
-        collateral = await pcs.get(fmspc, ca)
-        member = Member(
-            f"tdx/{fmspc}-{ca}.json", "tdx-collateral", {"fmspc": fmspc, "ca": ca},
-            collateral.to_json_bytes(),
-        )  # fmt: skip
-        members.append(_windowed(member, tdx_window(member)))
+    for tee, platforms in (("tdx", plan.tdx), ("sgx", plan.sgx)):
+        for fmspc, ca in dict.fromkeys(platforms):
+            collateral = await pcs.get(fmspc, ca, tee)
+            member = Member(
+                f"{tee}/{fmspc}-{ca}.json", f"{tee}-collateral", {"fmspc": fmspc, "ca": ca},
+                collateral.to_json_bytes(),
+            )  # fmt: skip
+            members.append(_windowed(member, tdx_window(member)))
     kds = KdsSource(plan.kds_url, client, plan.timeout, plan.kds_min_interval)
     products: list[str] = []
     for req, data in await _vceks(kds, plan.snp):

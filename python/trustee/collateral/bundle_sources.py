@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trustee.collateral.bundle import Bundle, read_bundle
+from trustee.collateral.bundle import DCAP_KINDS, Bundle, read_bundle
 from trustee.collateral.bundle_check import require_valid_signatures, tdx_collateral
 from trustee.collateral.errors import CollateralError
 from trustee.collateral.snp import VcekRequest
@@ -24,7 +24,8 @@ class LoadedBundle:
     """A checked bundle, indexed for lookups."""
 
     path: str
-    tdx: dict[tuple[str, str], TdxCollateral]
+    # (tee, FMSPC, CA) → collateral, tee "tdx" or "sgx"
+    dcap: dict[tuple[str, str, str], TdxCollateral]
     vceks: dict[tuple[str, str, str], bytes]  # (product, hw_id, file name) → DER
     # product → [ASK, ARK] and the ASVK when fetched: a VLEK in the evidence chains to it.
     chains: dict[str, list[bytes]]
@@ -38,11 +39,12 @@ class LoadedBundle:
 
     @classmethod
     def index(cls, bundle: Bundle, loaded_at: float) -> LoadedBundle:
-        tdx: dict[tuple[str, str], TdxCollateral] = {}
-        for member in bundle.of_kind("tdx-collateral"):
-            parsed = tdx_collateral(member)
-            key = (str(member.key["fmspc"]).upper(), str(member.key["ca"]))
-            tdx[key] = TdxCollateral(parsed.fields, parsed.not_after, loaded_at)
+        dcap: dict[tuple[str, str, str], TdxCollateral] = {}
+        for kind, tee in DCAP_KINDS.items():
+            for member in bundle.of_kind(kind):
+                parsed = tdx_collateral(member)
+                key = (tee, str(member.key["fmspc"]).upper(), str(member.key["ca"]))
+                dcap[key] = TdxCollateral(parsed.fields, parsed.not_after, loaded_at)
         vceks = {
             (
                 str(m.key.get("product")),
@@ -61,7 +63,7 @@ class LoadedBundle:
                 chains[product] = [ask.data, ark.data]
         for asvk in bundle.of_kind("snp-asvk"):
             chains.setdefault(str(asvk.key.get("product")), []).append(asvk.data)
-        return cls(bundle.path, tdx, vceks, chains)
+        return cls(bundle.path, dcap, vceks, chains)
 
 
 class BundleTdxSource:
@@ -74,12 +76,13 @@ class BundleTdxSource:
     async def get(self, fmspc: str, ca: str, tee: str = "tdx") -> TdxCollateral:
         origin = f"collateral bundle {self.bundle.path}"
         check_request(fmspc, ca, origin)
-        found = self.bundle.tdx.get((fmspc.upper(), ca))
+        found = self.bundle.dcap.get((tee, fmspc.upper(), ca))
         if found is None:
-            held = ", ".join(f"{f} ({c})" for f, c in sorted(self.bundle.tdx)) or "none"
+            held = ", ".join(f"{f} ({c})" for t, f, c in sorted(self.bundle.dcap) if t == tee)
             raise CollateralError(
-                f"{origin} holds no TDX collateral for FMSPC {fmspc.upper()} ({ca} CA); it "
-                f"holds: {held}; fetch a bundle with --tdx-fmspc {fmspc.upper()}:{ca}"
+                f"{origin} holds no {tee.upper()} collateral for FMSPC {fmspc.upper()} ({ca} "
+                f"CA); it holds: {held or 'none'}; fetch a bundle with --{tee}-fmspc "
+                f"{fmspc.upper()}:{ca}"
             )
         return found
 
