@@ -21,13 +21,23 @@ from hypothesis import strategies as st
 
 from tests.e2e.harness import DEV_CONFIG
 from tests.fuzz import bodies
-from tests.fuzz.bodies import SPECIAL_SCALARS, Raw, dump, nested_text
+from tests.fuzz.bodies import FUZZ_GENERATIONS, SPECIAL_SCALARS, Raw, dump, nested_text
 from trustee.assemble import assemble
-from trustee.client.kbs import GENERATIONS
+from trustee.client.attesters import Attester, AttesterSet
+from trustee.client.kbs import GENERATIONS, Challenge
 from trustee.config import parse
 from trustee.kbs import Kbs, Reply, Request
 from trustee.plugins.base import PluginRequest
 from trustee.protocol.errors import ERROR_TYPE_PREFIX
+from trustee.protocol.tees import LEGACY_WIRE_SPELLING
+from trustee.simulate import (
+    SgxTestPki,
+    SimulatedSgxAttester,
+    SimulatedSnpAttester,
+    SimulatedTdxAttester,
+    SnpTestPki,
+    TdxTestPki,
+)
 
 # The development KBS (open admin API, header-JWK tokens, built-in AS) with 0.1.0 accepted too.
 CONFIG = DEV_CONFIG.replace("{port}", "8080") + (
@@ -191,6 +201,77 @@ async def test_attest_bodies_of_every_generation(
         assert fetched.status == 200, fetched.body
     again = await kbs.handle(request("GET", "resource/fuzz/guest/secret", cookie=cookie))
     assert_answered(again)
+
+
+# Collateral and VCEK fetches go to a closed port: the hardware TEEs reach their "cannot
+# fetch" answer at once instead of the network.
+HARDWARE_CONFIG = CONFIG + (
+    "[attestation_service.verifier_config]\n"
+    'pccs_url = "http://127.0.0.1:9"\nkds_url = "http://127.0.0.1:9"\ncollateral_timeout = 1\n'
+)
+
+
+@functools.cache
+def hardware_attester(tee: str) -> Attester:
+    """A simulated guest of `tee`; the server does not trust its test PKI (no test roots)."""
+    from trustee.simulate.azure import (
+        AzSnpVtpmPki,
+        AzTdxVtpmPki,
+        SimulatedAzSnpVtpmAttester,
+        SimulatedAzTdxVtpmAttester,
+        VtpmKeys,
+    )
+    from trustee.simulate.tpm import SimulatedTpmAttester, TpmTestPki
+    from trustee.simulate.vtpm import AttestationKey
+
+    keys = VtpmKeys(AttestationKey.generate(), AttestationKey.generate())
+    factories: dict[str, Any] = {
+        "tdx": lambda: SimulatedTdxAttester(TdxTestPki.shared()),
+        "snp": lambda: SimulatedSnpAttester(SnpTestPki.shared()),
+        "sgx": lambda: SimulatedSgxAttester(SgxTestPki.shared()),
+        "az-snp-vtpm": lambda: SimulatedAzSnpVtpmAttester(AzSnpVtpmPki(SnpTestPki.shared(), keys)),
+        "az-tdx-vtpm": lambda: SimulatedAzTdxVtpmAttester(AzTdxVtpmPki(TdxTestPki.shared(), keys)),
+        "tpm": lambda: SimulatedTpmAttester(TpmTestPki(keys.ak)),
+    }
+    attester: Attester = factories[tee]()
+    return attester
+
+
+@FUZZ
+@given(
+    tee=st.sampled_from(["tdx", "snp", "sgx", "az-snp-vtpm", "az-tdx-vtpm", "tpm"]),
+    version=st.sampled_from(FUZZ_GENERATIONS),
+    data=st.data(),
+)
+async def test_attest_bodies_with_hardware_evidence(
+    tee: str, version: str, data: st.DataObject
+) -> None:
+    # Real-format evidence of every hardware TEE, intact or mutated: the verifiers (and the
+    # fetches in front of them) refuse it, always as a 4xx ErrorInformation.
+    kbs = await assemble(parse(HARDWARE_CONFIG))
+    wire_tee = LEGACY_WIRE_SPELLING.get(tee, tee) if version != "0.4.0" else tee
+    reply = await kbs.handle(
+        request("POST", "auth", dump_body(bodies.auth_body(version, wire_tee)))
+    )
+    assert reply.status == 200, reply.body
+    cookie = dict(reply.headers)["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    challenge = Challenge(nonce=json.loads(reply.body)["nonce"], extra_params="")
+    generation = GENERATIONS[version]
+    valid = generation.attestation(
+        challenge, tee_key(version), AttesterSet(hardware_attester(tee)), None
+    )
+    intact = data.draw(st.booleans(), label="intact")
+    body = dump_body(valid) if intact else data.draw(body_of(valid), label="body")
+    reply = await kbs.handle(request("POST", "attest", body, cookie))
+    assert_answered(reply)
+    if intact and tee == "tpm":
+        # Nothing vouches for a TPM's AK but the policy: the quote itself verifies.
+        assert reply.status == 200, reply.body
+    elif intact:
+        # The generator reaches the deep path: the verifier itself (or the fetch it needs)
+        # refuses the real-format evidence, not the protocol layer.
+        reason = json.loads(reply.body).get("reason", "")
+        assert f"({wire_tee})" in reason, reply.body
 
 
 @st.composite
