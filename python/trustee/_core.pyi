@@ -84,10 +84,15 @@ class Verifiers:
     and VEK chains)."""
 
     def __init__(
-        self, extra_roots_sha256: list[bytes] = ..., snp_allow_nonzero_vmpl: bool = False
+        self,
+        extra_roots_sha256: list[bytes] = ...,
+        snp_allow_nonzero_vmpl: bool = False,
+        tpm_ak_roots: list[bytes] = ...,
     ) -> None:
         """``extra_roots_sha256``: SHA-256 of extra trusted root certificates (test PKIs);
-        ValueError for one that is not 32 bytes."""
+        ValueError for one that is not 32 bytes. ``tpm_ak_roots``: DER CA certificates an AK
+        certificate must chain to for ``tpm`` evidence (none: no certificate is required);
+        ValueError for one that is not a DER CA certificate."""
 
     @staticmethod
     def hardware_tees() -> list[str]:

@@ -20,6 +20,7 @@ mod verifiers;
 pub use error::VerifyError;
 pub use hardware::{snp_needs, tdx_collateral_key, tdx_parsed_claims, SnpNeeds};
 pub use tee::Tee;
+pub use trustee_vtpm::AkRoots as TpmAkRoots;
 pub use verifiers::{HardwareOptions, Verifiers};
 
 /// Evidence larger than this is rejected before parsing. A TDX quote with an untrimmed 1 MiB

@@ -1,13 +1,17 @@
 //! `tpm`: a plain TPM 2.0 quote signed by an attestation key the evidence names.
 //!
-//! Nothing here vouches for the AK: the claims carry it (`ak_public`, the evidence's base64
-//! string) and the policy decides whether it is trusted, as upstream's policy does with
-//! `input.tpm.ak_public in query_reference_value("trusted_aks")`.
+//! Upstream's evidence does not vouch for the AK: the claims carry it (`ak_public`, the
+//! evidence's base64 string) and the policy decides whether it is trusted, as upstream's
+//! policy does with `input.tpm.ak_public in query_reference_value("trusted_aks")`.
+//!
+//! Our extension: the evidence may also carry the AK's X.509 certificate (`ak_cert`) and its
+//! intermediates (`ak_cert_chain`). When roots are configured (`tpm_ak_roots`), evidence is
+//! accepted only with a certificate chaining to one of them, and `ak_certified` says so.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use trustee_vtpm::{AkPublic, Quote};
+use trustee_vtpm::{AkCertificate, AkPublic, AkRoots, Quote, MAX_AK_CERT, MAX_AK_INTERMEDIATES};
 
 use crate::{ClaimsEntry, Expectations, Inputs, Verifier, VerifyError};
 
@@ -17,14 +21,19 @@ const TEE: &str = "tpm";
 const REPORT_DATA_LEN: usize = 32;
 const MAX_PCRS: usize = 32;
 const MAX_FIELD: usize = 8 * 1024;
+/// Base64 of the largest accepted certificate.
+pub(crate) const MAX_CERT_FIELD: usize = MAX_AK_CERT.div_ceil(3) * 4;
 
 /// `{"ak_public": base64 DER SPKI, "tpm_quote": {"signature": base64 TPMT_SIGNATURE,
-/// "message": base64 TPMS_ATTEST, "pcrs": [hex, …]}}`.
+/// "message": base64 TPMS_ATTEST, "pcrs": [hex, …]}}`, and optionally (our extension)
+/// `"ak_cert"`: base64 DER and `"ak_cert_chain"`: [base64 DER, …].
 struct Evidence {
     ak_public: String,
     signature: String,
     message: String,
     pcrs: Vec<String>,
+    ak_cert: Option<String>,
+    ak_cert_chain: Vec<String>,
 }
 
 impl Evidence {
@@ -47,7 +56,27 @@ impl Evidence {
                 pcrs.len()
             )));
         }
+        let ak_cert = match doc.get("ak_cert") {
+            None | Some(Value::Null) => None,
+            v => Some(string(v, "ak_cert")?),
+        };
+        let chain = match doc.get("ak_cert_chain") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(_) => return Err(malformed("`ak_cert_chain` is not an array".into())),
+        };
+        if chain.len() > MAX_AK_INTERMEDIATES {
+            return Err(rejected(trustee_vtpm::VtpmError::AkCertChainLength {
+                count: chain.len(),
+                limit: MAX_AK_INTERMEDIATES,
+            }));
+        }
         Ok(Self {
+            ak_cert,
+            ak_cert_chain: chain
+                .iter()
+                .map(|c| string(Some(c), "ak_cert_chain[]"))
+                .collect::<Result<_, _>>()?,
             ak_public: string(doc.get("ak_public"), "ak_public")?,
             signature: string(field("signature"), "tpm_quote.signature")?,
             message: string(field("message"), "tpm_quote.message")?,
@@ -59,7 +88,39 @@ impl Evidence {
     }
 }
 
-pub(crate) struct Tpm;
+pub(crate) struct Tpm {
+    /// `tpm_ak_roots`: when not empty, the AK must be certified by one of them.
+    pub(crate) roots: AkRoots,
+}
+
+impl Tpm {
+    /// The AK certificate checked against `ak_spki`; `None` without one (upstream's
+    /// evidence), which configured roots refuse.
+    fn ak_certificate(
+        &self,
+        ev: &Evidence,
+        ak_spki: &[u8],
+        now_unix: i64,
+    ) -> Result<Option<AkCertificate>, VerifyError> {
+        let Some(cert) = &ev.ak_cert else {
+            if self.roots.is_empty() {
+                return Ok(None);
+            }
+            return Err(rejected(trustee_vtpm::VtpmError::AkNotCertified(
+                "the evidence carries no `ak_cert`".into(),
+            )));
+        };
+        let cert = base64_field("ak_cert", cert, MAX_CERT_FIELD)?;
+        let chain = ev
+            .ak_cert_chain
+            .iter()
+            .map(|c| base64_field("ak_cert_chain[]", c, MAX_CERT_FIELD))
+            .collect::<Result<Vec<_>, _>>()?;
+        trustee_vtpm::verify_ak_certificate(ak_spki, &cert, &chain, &self.roots, now_unix)
+            .map(Some)
+            .map_err(rejected)
+    }
+}
 
 fn malformed(reason: String) -> VerifyError {
     VerifyError::Malformed { tee: TEE, reason }
@@ -72,11 +133,9 @@ fn rejected(e: trustee_vtpm::VtpmError) -> VerifyError {
     }
 }
 
-fn base64_field(what: &str, s: &str) -> Result<Vec<u8>, VerifyError> {
-    if s.len() > MAX_FIELD {
-        return Err(malformed(format!(
-            "`{what}` exceeds {MAX_FIELD} characters"
-        )));
+fn base64_field(what: &str, s: &str, limit: usize) -> Result<Vec<u8>, VerifyError> {
+    if s.len() > limit {
+        return Err(malformed(format!("`{what}` exceeds {limit} characters")));
     }
     STANDARD
         .decode(s)
@@ -90,15 +149,18 @@ impl Verifier for Tpm {
         &self,
         evidence: &[u8],
         expected: Expectations<'_>,
-        _inputs: &Inputs<'_>,
+        inputs: &Inputs<'_>,
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         let ev = Evidence::decode(evidence)?;
-        let ak = AkPublic::from_spki_der(&base64_field("ak_public", &ev.ak_public)?)
-            .map_err(rejected)?;
-        let signature =
-            trustee_vtpm::parse_signature(&base64_field("tpm_quote.signature", &ev.signature)?)
-                .map_err(rejected)?;
-        let message = base64_field("tpm_quote.message", &ev.message)?;
+        let ak_spki = base64_field("ak_public", &ev.ak_public, MAX_FIELD)?;
+        let ak = AkPublic::from_spki_der(&ak_spki).map_err(rejected)?;
+        let signature = trustee_vtpm::parse_signature(&base64_field(
+            "tpm_quote.signature",
+            &ev.signature,
+            MAX_FIELD,
+        )?)
+        .map_err(rejected)?;
+        let message = base64_field("tpm_quote.message", &ev.message, MAX_FIELD)?;
         let pcrs = trustee_vtpm::pcrs_from_hex(&ev.pcrs).map_err(rejected)?;
         let quote = Quote {
             message: &message,
@@ -114,7 +176,9 @@ impl Verifier for Tpm {
         if let Some(hash) = expected.init_data_hash {
             trustee_vtpm::check_init_data(&pcrs, hash).map_err(rejected)?;
         }
+        let certificate = self.ak_certificate(&ev, &ak_spki, inputs.now_unix)?;
         let mut claims = Map::new();
+        add_certificate_claims(&mut claims, certificate.as_ref());
         let pcr8 = trustee_vtpm::pcr_value(&pcrs, trustee_vtpm::INIT_DATA_PCR);
         claims.insert(
             "init_data".into(),
@@ -132,6 +196,23 @@ impl Verifier for Tpm {
     }
 }
 
+/// `ak_certified`, and for a certified AK its certificate's subject, issuer and notAfter.
+fn add_certificate_claims(claims: &mut Map<String, Value>, cert: Option<&AkCertificate>) {
+    let certified = cert.filter(|c| c.certified);
+    claims.insert("ak_certified".into(), Value::Bool(certified.is_some()));
+    if let Some(c) = certified {
+        claims.insert("ak_cert_subject".into(), Value::String(c.subject.clone()));
+        claims.insert("ak_cert_issuer".into(), Value::String(c.issuer.clone()));
+        claims.insert(
+            "ak_cert_not_after".into(),
+            Value::String(c.not_after.clone()),
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "tpm_cert_tests.rs"]
+mod cert_tests;
 #[cfg(test)]
 #[path = "tpm_tests.rs"]
 mod tests;

@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{Inputs, Verifiers, VerifyError};
 
-const NONCE: &[u8] = b"nonce from the KBS";
+pub(super) const NONCE: &[u8] = b"nonce from the KBS";
 
 fn pcrs(init_data_hash: &[u8; 32]) -> Vec<[u8; 32]> {
     (0..24u8)
@@ -64,7 +64,7 @@ fn tpmt_signature(alg: u16, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Evidence signed by a fresh RSA (or P-256) AK over a quote of `nonce`.
-fn evidence(ecdsa: bool, nonce: &[u8], init: &[u8; 32]) -> Value {
+pub(super) fn evidence(ecdsa: bool, nonce: &[u8], init: &[u8; 32]) -> Value {
     let pcrs = pcrs(init);
     let message = attest(nonce, &pcrs);
     let rng = SystemRandom::new();
@@ -103,7 +103,7 @@ fn verify(
     Ok(out.remove(0).0)
 }
 
-fn padded_nonce() -> Vec<u8> {
+pub(super) fn padded_nonce() -> Vec<u8> {
     let mut n = NONCE.to_vec();
     n.resize(32, 0);
     n
@@ -120,7 +120,9 @@ fn rsa_and_ecdsa_quotes_verify_with_upstream_claims() {
         assert_eq!(claims["pcr00"], "00".repeat(32));
         assert_eq!(claims["pcr23"], "17".repeat(32));
         assert_eq!(claims["init_data"], ev["tpm_quote"]["pcrs"][8]);
-        assert_eq!(claims.as_object().unwrap().len(), 3 + 24);
+        // Upstream-shaped evidence (no `ak_cert`) with no roots configured: not certified.
+        assert_eq!(claims["ak_certified"], false);
+        assert_eq!(claims.as_object().unwrap().len(), 4 + 24);
     }
 }
 

@@ -15,6 +15,8 @@ pub struct HardwareOptions {
     pub extra_roots_sha256: Vec<[u8; 32]>,
     /// Accept SNP reports from VMPL > 0 (upstream refuses them).
     pub snp_allow_nonzero_vmpl: bool,
+    /// Roots an AK certificate must chain to for `tpm` evidence; empty: none is required.
+    pub tpm_ak_roots: crate::TpmAkRoots,
 }
 
 /// The verifiers of every supported TEE, with the memo caches of the hardware ones
@@ -27,6 +29,7 @@ pub struct Verifiers {
     // The Azure verifiers share the hardware verifiers' memo caches.
     az_snp: AzSnpVtpm,
     az_tdx: AzTdxVtpm,
+    tpm: tpm::Tpm,
 }
 
 impl Default for Verifiers {
@@ -53,6 +56,9 @@ impl Verifiers {
                 tdx: Arc::clone(&tdx),
             },
             sgx: Sgx::new(dcap),
+            tpm: tpm::Tpm {
+                roots: options.tpm_ak_roots,
+            },
             tdx,
             snp,
         }
@@ -67,7 +73,7 @@ impl Verifiers {
             Tee::Sgx => Some(&self.sgx),
             Tee::AzSnpVtpm => Some(&self.az_snp),
             Tee::AzTdxVtpm => Some(&self.az_tdx),
-            Tee::Tpm => Some(&tpm::Tpm),
+            Tee::Tpm => Some(&self.tpm),
             Tee::Cca | Tee::Csv | Tee::Se | Tee::Nvidia | Tee::HygonDcu | Tee::NvidiaDpu => None,
         }
     }

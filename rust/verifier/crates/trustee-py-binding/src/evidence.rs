@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use trustee_evidence::{ClaimsEntry, HardwareOptions, Inputs, VerifyError};
+use trustee_evidence::{ClaimsEntry, HardwareOptions, Inputs, TpmAkRoots, VerifyError};
 
 use crate::errors::{invalid_argument, Raise};
 use crate::jobs::{self, Job};
@@ -72,11 +72,17 @@ fn fingerprints(values: Vec<Vec<u8>>) -> PyResult<Vec<[u8; 32]>> {
 #[pymethods]
 impl Verifiers {
     #[new]
-    #[pyo3(signature = (extra_roots_sha256 = Vec::new(), snp_allow_nonzero_vmpl = false))]
-    fn new(extra_roots_sha256: Vec<Vec<u8>>, snp_allow_nonzero_vmpl: bool) -> PyResult<Self> {
+    #[pyo3(signature = (extra_roots_sha256 = Vec::new(), snp_allow_nonzero_vmpl = false, tpm_ak_roots = Vec::new()))]
+    fn new(
+        extra_roots_sha256: Vec<Vec<u8>>,
+        snp_allow_nonzero_vmpl: bool,
+        tpm_ak_roots: Vec<Vec<u8>>,
+    ) -> PyResult<Self> {
         let options = HardwareOptions {
             extra_roots_sha256: fingerprints(extra_roots_sha256)?,
             snp_allow_nonzero_vmpl,
+            tpm_ak_roots: TpmAkRoots::from_der(&tpm_ak_roots)
+                .map_err(|e| invalid_argument(e.to_string()))?,
         };
         Ok(Self {
             inner: Arc::new(trustee_evidence::Verifiers::new(options)),

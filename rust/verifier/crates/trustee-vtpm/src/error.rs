@@ -61,4 +61,42 @@ pub enum VtpmError {
         expected: String,
         actual: String,
     },
+    #[error("AK certificate {which} is {len} bytes, at most {limit}")]
+    AkCertTooLarge {
+        which: String,
+        len: usize,
+        limit: usize,
+    },
+    #[error("ak_cert_chain has {count} certificates, at most {limit}")]
+    AkCertChainLength { count: usize, limit: usize },
+    #[error("AK certificate {which} is not a DER X.509 certificate: {reason}")]
+    AkCertMalformed { which: String, reason: String },
+    #[error("AK certificate's public key is not the quote's AK (ak_public)")]
+    AkCertKeyMismatch,
+    #[error(
+        "AK certificate {which} is not valid at {now} (valid from {not_before} to {not_after})"
+    )]
+    AkCertValidity {
+        which: String,
+        now: String,
+        not_before: String,
+        not_after: String,
+    },
+    #[error("AK certificate {which} issues a certificate but is not a CA (basicConstraints cA)")]
+    AkCertNotCa { which: String },
+    #[error("AK certificate {which} names issuer {issuer}, but {next} is {next_subject}")]
+    AkCertIssuer {
+        which: String,
+        issuer: String,
+        next: String,
+        next_subject: String,
+    },
+    #[error("AK certificate {which} has an unsupported signature: {reason}")]
+    AkCertAlgorithm { which: String, reason: String },
+    #[error("AK certificate {which}: signature does not verify with the key of {issuer}")]
+    AkCertSignature { which: String, issuer: String },
+    #[error("the AK is not certified by a configured root: {0}")]
+    AkNotCertified(String),
+    #[error("TPM AK root certificate is not usable: {0}")]
+    AkRoot(String),
 }
