@@ -58,6 +58,12 @@ def build_hardware_verifier(
             key,
             path,
         )
+    if settings.tpm_ak_roots:
+        log.info(
+            "%s.tpm_ak_roots: tpm evidence needs an AK certificate chaining to %s",
+            key,
+            ", ".join(settings.tpm_ak_roots),
+        )
     if allow_vmpl:
         log.warning("%s.snp_verifier.allow_nonzero_vmpl: SNP reports from VMPL > 0 accepted", key)
     tdx_source: TdxCollateralSource = tdx_source_from_settings(settings.tdx)
@@ -80,6 +86,7 @@ def build_hardware_verifier(
         vek_source=vek_source,
         test_anchors=settings.test_anchors,
         snp_allow_nonzero_vmpl=allow_vmpl,
+        tpm_ak_roots=settings.tpm_ak_anchors,
         audit=audit,
         metrics=metrics,
     )

@@ -64,6 +64,7 @@ class HardwareVerifier:
         vek_source: VekSource | None = None,
         test_anchors: Sequence[bytes] = (),
         snp_allow_nonzero_vmpl: bool = False,
+        tpm_ak_roots: Sequence[bytes] = (),
         clock: Callable[[], float] | None = None,
         audit: EventSink | None = None,
         metrics: VerifierMetrics | None = None,
@@ -77,6 +78,7 @@ class HardwareVerifier:
         self._core = _core.Verifiers(
             [hashlib.sha256(der).digest() for der in self._test_anchors],
             snp_allow_nonzero_vmpl,
+            list(tpm_ak_roots),
         )
         self._clock = clock or time.time
         # Where collateral notices and fetch counts go.

@@ -1,6 +1,7 @@
 """`[attestation_service.verifier_config]` → VerifierSettings: where TDX collateral and SNP VEKs
 come from (upstream's `dcap_verifier` and `snp_verifier` tables, and our keys beside them), the
-test roots trusted as hardware roots, and upstream's `snp_verifier.allow_nonzero_vmpl`."""
+test roots trusted as hardware roots, upstream's `snp_verifier.allow_nonzero_vmpl`, and the
+roots TPM AK certificates must chain to (`tpm_ak_roots`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ class VerifierSettings:
     # The DER certificates of those files, read when the configuration is.
     test_anchors: tuple[bytes, ...] = field(default=(), repr=False)
     snp_allow_nonzero_vmpl: bool = False
+    # CA certificate files a `tpm` guest's AK certificate must chain to, and their DER.
+    tpm_ak_roots: tuple[str, ...] = ()
+    tpm_ak_anchors: tuple[bytes, ...] = field(default=(), repr=False)
     # `collateral_bundle`, read and checked with the configuration; it replaces `tdx`/`snp`.
     bundle: LoadedBundle | None = field(default=None, repr=False, compare=False)
 
@@ -41,19 +45,10 @@ class VerifierSettings:
 def verifier_settings(t: Table) -> VerifierSettings:
     tdx = tdx_collateral(t) or INTEL_PCS
     snp = snp_collateral(t) or AMD_KDS
-    roots = t.get("insecure_test_roots", list, [])
-    for index, path in enumerate(roots):
-        if not isinstance(path, str):
-            raise ConfigError(f"{t.key('insecure_test_roots')}[{index}]", "expected a file path")
-    anchors: list[bytes] = []
-    if roots:
-        # Test PKIs only: a production configuration does not load the X.509 parser.
-        from trustee.crypto.x509chain import load_certificate_files
-
-        try:
-            anchors = load_certificate_files(roots)
-        except ValueError as exc:
-            raise t.error("insecure_test_roots", str(exc)) from exc
+    roots, anchors = _certificate_files(t, "insecure_test_roots")
+    ak_roots, ak_anchors = _certificate_files(t, "tpm_ak_roots")
+    if ak_anchors:
+        _check_ak_roots(t, ak_anchors)
     vmpl = t.table("snp_verifier")
     return VerifierSettings(
         tdx=tdx,
@@ -61,8 +56,37 @@ def verifier_settings(t: Table) -> VerifierSettings:
         insecure_test_roots=tuple(roots),
         test_anchors=tuple(anchors),
         snp_allow_nonzero_vmpl=vmpl is not None and vmpl.get("allow_nonzero_vmpl", bool, False),
+        tpm_ak_roots=tuple(ak_roots),
+        tpm_ak_anchors=tuple(ak_anchors),
         bundle=_bundle(t, anchors),
     )
+
+
+def _check_ak_roots(t: Table, anchors: list[bytes]) -> None:
+    """Refuse at start-up a root the verifier could not use (not DER, not a CA)."""
+    from trustee import _core
+
+    try:
+        _core.Verifiers(tpm_ak_roots=anchors)
+    except ValueError as exc:
+        raise t.error("tpm_ak_roots", str(exc)) from None
+
+
+def _certificate_files(t: Table, key: str) -> tuple[list[str], list[bytes]]:
+    """The file paths listed at `key` and the DER certificates they hold (PEM or DER)."""
+    paths = t.get(key, list, [])
+    for index, path in enumerate(paths):
+        if not isinstance(path, str):
+            raise ConfigError(f"{t.key(key)}[{index}]", "expected a file path")
+    if not paths:
+        # A configuration without such files does not load the X.509 parser.
+        return [], []
+    from trustee.crypto.x509chain import load_certificate_files
+
+    try:
+        return paths, load_certificate_files(paths)
+    except ValueError as exc:
+        raise t.error(key, str(exc)) from exc
 
 
 def _bundle(t: Table, anchors: list[bytes]) -> LoadedBundle | None:
