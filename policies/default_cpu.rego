@@ -203,6 +203,14 @@ executables := 3 if {
 	input.tpm.ak_public in query_reference_value("trusted_aks")
 }
 
+# Our extension: an AK certified by a configured root (`tpm_ak_roots`) is trusted without
+# being listed in `trusted_aks`.
+executables := 3 if {
+	input.tpm
+	input.tpm.pcr11 in query_reference_value("tpm_pcr11")
+	input.tpm.ak_certified == true
+}
+
 hardware := 2 if input.tpm
 
 configuration := 0 if input.tpm

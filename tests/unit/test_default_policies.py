@@ -497,17 +497,25 @@ def test_az_tdx_vtpm_rules(claims: dict[str, Any], expected: dict[str, int]) -> 
     assert trust_claims.value == expected
 
 
-def tpm_input(ak: str = "AK-ONE") -> dict[str, Any]:
-    claims = {f"pcr{i:02}": "55" * 32 for i in range(24)} | {"ak_public": ak}
+def tpm_input(
+    ak: str = "AK-ONE", certified: bool = False, pcr11: str = "55" * 32
+) -> dict[str, Any]:
+    claims: dict[str, Any] = {f"pcr{i:02}": "55" * 32 for i in range(24)}
+    claims |= {"pcr11": pcr11, "ak_public": ak, "ak_certified": certified}
     return {"report_data": "00" * 32, "tpm": claims}
 
 
 @pytest.mark.parametrize(
     ("claims", "expected"),
     [
-        # The AK is trusted only through the reference values; hardware is the verifier's word.
+        # The AK is trusted through the reference values or, with `tpm_ak_roots`, through its
+        # certificate; hardware is the verifier's word.
         (tpm_input(), trust(3, 2, 0)),
         (tpm_input(ak="AK-TWO"), trust(33, 2, 0)),
+        (tpm_input(ak="AK-TWO", certified=True), trust(3, 2, 0)),
+        (tpm_input(certified=True), trust(3, 2, 0)),
+        # A certified AK does not replace the PCR11 reference value.
+        (tpm_input(ak="AK-TWO", certified=True, pcr11="56" * 32), trust(33, 2, 0)),
     ],
 )
 def test_tpm_rules(claims: dict[str, Any], expected: dict[str, int]) -> None:
