@@ -3,8 +3,9 @@ server and receive secrets.
 
 `trustee simulate init --tee az-snp-vtpm|az-tdx-vtpm` makes the hardware test PKI plus the vTPM
 keys; the server trusts the hardware only through `verifier_config.insecure_test_roots`. For
-`--tee tpm` nothing vouches for the AK: the admin registers it as reference value `trusted_aks`
-with the command init prints. The guest is the real `trustee-client` process with
+`--tee tpm` the admin registers the AK as reference value `trusted_aks` with the command init
+prints, or the server lists the test AK CA init writes in `tpm_ak_roots` (the guest sends its AK
+certificate). The guest is the real `trustee-client` process with
 TRUSTEE_SIMULATED_TEE set, speaking every protocol generation (the legacy ones spell the Azure
 TEEs without hyphens); resource policies judge the PCRs.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography import x509
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
 from trustee.crypto.b64 import b64url_encode
@@ -90,7 +92,9 @@ def policy(tee: str) -> str:
     return f"package policy\nimport rego.v1\ndefault allow := false\nallow if {rule}\n"
 
 
-async def admin_setup(kbs: RunningKbs, tee: str, init_output: str) -> None:
+async def admin_setup(
+    kbs: RunningKbs, tee: str, init_output: str, *, register_ak: bool = True
+) -> None:
     async with kbs.client() as http:
         r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
         assert r.status_code == 200, r.text
@@ -104,7 +108,8 @@ async def admin_setup(kbs: RunningKbs, tee: str, init_output: str) -> None:
         r"^trustee-client config set-sample-reference-value .*$", init_output, re.M
     )
     argv = shlex.split(line)[1:]
-    for args in (argv, [*argv[:2], "tpm_pcr11", GOOD]):
+    commands = [argv] if register_ak else []
+    for args in [*commands, [*argv[:2], "tpm_pcr11", GOOD]]:
         code, out, err = await run("trustee.client.cli", "--url", kbs.url, *args)
         assert (code, out) == (0, "Reference Values Updated\n"), err
 
@@ -165,6 +170,59 @@ async def test_tpm_guest_with_an_unregistered_ak_is_denied(
         )  # fmt: skip
         assert code == 0, err
         assert base64.b64decode(out) == SECRET
+
+
+def ak_root_config(sims: dict[str, tuple[Path, str]]) -> str:
+    """The server configuration with the `tpm_ak_roots` line `init --tee tpm` printed."""
+    lines: list[str] = re.findall(r"^tpm_ak_roots = .*$", sims["tpm"][1], re.M)
+    assert len(lines) == 1, sims["tpm"][1]
+    return config(sims) + lines[0] + "\n"
+
+
+async def test_tpm_guest_certified_by_a_configured_root_gets_the_secret(
+    sims: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    directory, printed = sims["tpm"]
+    async with run_kbs(ak_root_config(sims), tmp_path) as kbs:
+        # Only tpm_pcr11: the AK is not in trusted_aks, its certificate vouches for it.
+        await admin_setup(kbs, "tpm", printed, register_ak=False)
+        code, out, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest("tpm", directory, GOOD),
+        )  # fmt: skip
+        assert code == 0, f"{err}\n{kbs.log_text()[-3000:]}"
+        assert base64.b64decode(out) == SECRET
+        code, token, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "attest", env=guest("tpm", directory, GOOD)
+        )
+        assert code == 0, err
+        cpu0 = split_compact(token.strip()).claims()["submods"]["cpu0"]
+        evidence = cpu0["ear.veraison.annotated-evidence"]["tpm"]
+        assert evidence["ak_certified"] is True
+        root = x509.load_pem_x509_certificate((directory / "tpm-ak-root.pem").read_bytes())
+        assert evidence["ak_cert_issuer"] == root.subject.rfc4514_string()
+        assert cpu0["ear.trustworthiness-vector"]["executables"] == 3
+
+
+async def test_tpm_guest_certified_by_another_ca_is_refused(
+    sims: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    # Another init: another AK CA, with the same name as the configured one.
+    stranger = tmp_path / "stranger"
+    await simulate("tpm", stranger, {})
+    async with run_kbs(ak_root_config(sims), tmp_path) as kbs:
+        await admin_setup(kbs, "tpm", sims["tpm"][1], register_ak=False)
+        code, _, err = await run(
+            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
+            env=guest("tpm", stranger, GOOD),
+        )  # fmt: skip
+        assert code != 0
+        log = kbs.log_text()
+        for text in (err, log):
+            assert "the AK is not certified by a configured root" in text, text[-3000:]
+        # Matched by the root's signature, not its name.
+        refusal = r"ak_cert: signature does not verify with the key of [^\n]*CN=Trustee"
+        assert re.search(refusal, log)
 
 
 INIT_DATA = """version = "0.1.0"

@@ -68,6 +68,9 @@ def test_tpm_init_prints_the_reference_value_command_for_its_ak(
     ak = (directory / "tpm-trusted-ak.txt").read_text().strip()
     assert f"trustee-client config set-sample-reference-value trusted_aks {ak}\n" in text
     assert "insecure_test_roots" not in text
+    # The other path: the test AK CA, for the server's tpm_ak_roots.
+    assert f'tpm_ak_roots = ["{directory / "tpm-ak-root.pem"}"]\n' in text
+    assert (directory / "pki" / "ak-ca.key").stat().st_mode & 0o077 == 0
     # The file holds what the client's evidence reports as ak_public.
     evidence = detect_attesters(env_for("tpm", directory)).primary.evidence(b"n", None)
     assert evidence["ak_public"] == ak

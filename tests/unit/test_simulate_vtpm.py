@@ -257,7 +257,13 @@ def test_tpm_evidence_pads_the_nonce_and_carries_the_ak(tmp_path: Path) -> None:
     pki = TpmTestPki.generate()
     saved = TpmTestPki.load(pki.save(tmp_path / "pki"))
     evidence = SimulatedTpmAttester(saved).evidence(b"short", INIT_DATA)
-    assert list(evidence) == ["tpm_quote", "ak_public"]
+    assert list(evidence) == ["tpm_quote", "ak_public", "ak_cert"]
+    # The AK certificate certifies exactly `ak_public` and is issued by the saved test AK CA.
+    ak_cert = x509.load_der_x509_certificate(base64.b64decode(evidence["ak_cert"]))
+    assert ak_cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == base64.b64decode(evidence["ak_public"])
+    ak_cert.verify_directly_issued_by(saved.ca)
     ak = serialization.load_der_public_key(base64.b64decode(evidence["ak_public"]))
     assert isinstance(ak, rsa.RSAPublicKey) and ak.key_size == 2048
     quote = evidence["tpm_quote"]
@@ -272,6 +278,7 @@ def test_tpm_evidence_pads_the_nonce_and_carries_the_ak(tmp_path: Path) -> None:
     assert vtpm.parse_attest(message).extra_data == REPORT_DATA[:32]
     files = write_server_trust(saved, tmp_path)
     assert files["trusted_ak"].read_text() == evidence["ak_public"] + "\n"
+    assert x509.load_pem_x509_certificate(files["ak_root"].read_bytes()) == pki.ca
 
 
 def test_a_quote_from_another_ak_does_not_verify(keys: VtpmKeys) -> None:

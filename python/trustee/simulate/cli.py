@@ -115,17 +115,22 @@ def _generate(tee: str, product: str | None) -> tuple[TrustedPki, str]:
         return az_snp, f"SNP {az_snp.snp.product.name} test PKI and vTPM keys"
     if tee == "az-tdx-vtpm":
         return AzTdxVtpmPki.generate(), "TDX test PKI and vTPM keys"
-    return TpmTestPki.generate(), "TPM attestation key"
+    return TpmTestPki.generate(), "TPM attestation key and test AK CA"
 
 
 def _server_lines(tee: str, files: dict[str, Path], pki: TrustedPki) -> list[str]:
     if isinstance(pki, TpmTestPki):
-        # Nothing vouches for a TPM's AK: the admin does, through a reference value.
+        # Either path works: the admin vouches for the AK through a reference value, or the
+        # server trusts the CA that certified it.
         return [
             "",
             "KBS reference value (the tpm verifier's claim ak_public is checked against it):",
             f"trustee-client config set-sample-reference-value {TPM_AK_REFERENCE_VALUE} "
             f"{pki.ak.spki_b64}",
+            "",
+            "or KBS config (the guest's AK certificate must chain to this root):",
+            "[attestation_service.verifier_config]",
+            f"tpm_ak_roots = [{_toml_string(files['ak_root'])}]",
         ]
     lines = [
         "",

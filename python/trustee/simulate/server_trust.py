@@ -20,6 +20,7 @@ SGX_ROOT_FILE = "sgx-test-root.pem"
 SGX_COLLATERAL_FILE = "sgx-collateral.json"
 SNP_ROOTS_FILE = "snp-test-ark-ask.pem"
 TPM_AK_FILE = "tpm-trusted-ak.txt"
+TPM_AK_ROOT_FILE = "tpm-ak-root.pem"
 # What a TPM guest's `ak_public` is checked against in the policy.
 TPM_AK_REFERENCE_VALUE = "trusted_aks"
 
@@ -39,7 +40,7 @@ def write_server_trust(
     form, the TEE's documents, valid from an hour before `now` for 30 days, rating the platform
     `tcb_status`). SNP: `test_roots` (ASK then ARK). The Azure vTPM guests: their hardware's
     files. TPM: `trusted_ak` (the AK public key as the verifier reports it, to register as
-    reference value `trusted_aks`).
+    reference value `trusted_aks`) and `ak_root` (the test AK CA, for `tpm_ak_roots`).
     """
     target = Path(directory)
     try:
@@ -51,7 +52,10 @@ def write_server_trust(
     if isinstance(pki, AzSnpVtpmPki | AzTdxVtpmPki):
         pki = pki.snp if isinstance(pki, AzSnpVtpmPki) else pki.tdx
     if isinstance(pki, TpmTestPki):
-        files = {"trusted_ak": (target / TPM_AK_FILE, pki.ak.spki_b64 + "\n")}
+        files = {
+            "trusted_ak": (target / TPM_AK_FILE, pki.ak.spki_b64 + "\n"),
+            "ak_root": (target / TPM_AK_ROOT_FILE, pki.ca_pem),
+        }
     elif isinstance(pki, SgxTestPki):
         collateral = json.dumps(pki.collateral(now, status=tcb_status), indent=2) + "\n"
         files = {
