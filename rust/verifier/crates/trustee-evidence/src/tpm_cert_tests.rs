@@ -26,6 +26,7 @@ use x509_cert::Certificate;
 
 use super::tests::{evidence, padded_nonce, NONCE};
 use crate::{HardwareOptions, Inputs, TpmAkRoots, Verifiers};
+use trustee_vtpm::MAX_AK_CERT;
 
 const NOW: u64 = 1_800_000_000;
 const VALID: (u64, u64) = (NOW - 86_400, NOW + 365 * 86_400);
@@ -307,6 +308,11 @@ fn each_broken_ak_certificate_fails_with_its_own_error() {
         ("not DER", with_cert(&f.ev, b"not a certificate", &[int]),
          "AK certificate ak_cert is not a DER X.509 certificate"),
         ("too large", with_cert(&f.ev, &huge, &[int]), "`ak_cert` exceeds"),
+        (
+            "intermediate too large",
+            with_cert(&f.ev, &f.leaf, &[&vec![0x30; MAX_AK_CERT + 1]]),
+            "AK certificate ak_cert_chain[0] is 16385 bytes, at most 16384",
+        ),
     ];
     let mut seen = Vec::new();
     for (case, ev, want) in cases {
