@@ -144,7 +144,8 @@ fn base64_field(what: &str, s: &str, limit: usize) -> Result<Vec<u8>, VerifyErro
 
 impl Verifier for Tpm {
     /// Signature by the AK, PCR digest, nonce == report data zero-padded or truncated to 32 bytes (when
-    /// expected), init data through PCR8 (when expected).
+    /// expected), init data through PCR8 (when expected), then the AK certificate (when present,
+    /// or required by configured roots): after the quote, so a forged quote costs no X.509 work.
     fn verify(
         &self,
         evidence: &[u8],
