@@ -231,7 +231,7 @@ def hardware_attester(tee: str) -> Attester:
         "sgx": lambda: SimulatedSgxAttester(SgxTestPki.shared()),
         "az-snp-vtpm": lambda: SimulatedAzSnpVtpmAttester(AzSnpVtpmPki(SnpTestPki.shared(), keys)),
         "az-tdx-vtpm": lambda: SimulatedAzTdxVtpmAttester(AzTdxVtpmPki(TdxTestPki.shared(), keys)),
-        "tpm": lambda: SimulatedTpmAttester(TpmTestPki(keys.ak)),
+        "tpm": lambda: SimulatedTpmAttester(TpmTestPki.generate()),
     }
     attester: Attester = factories[tee]()
     return attester
