@@ -44,6 +44,27 @@ impl Dcap {
         }
     }
 
+    /// `appraise` (one of [`DcapVerifier`]'s quote checks) with the caller's collateral for
+    /// `tee` and the trust settings; its error becomes a refusal naming `tee`.
+    pub(crate) fn appraise<T>(
+        &self,
+        tee: &'static str,
+        inputs: &Inputs<'_>,
+        appraise: impl FnOnce(
+            &DcapVerifier,
+            &Collateral,
+            &trustee_tdx::VerifyOptions,
+        ) -> Result<T, trustee_tdx::DcapError>,
+    ) -> Result<T, VerifyError> {
+        let collateral = self.collateral(tee, inputs)?;
+        appraise(&self.dcap, &collateral, &self.options(inputs.now_unix)).map_err(|e| {
+            VerifyError::Rejected {
+                tee,
+                reason: e.to_string(),
+            }
+        })
+    }
+
     /// The caller's collateral for `tee`, parsed (or taken from the cache).
     pub(crate) fn collateral(
         &self,
@@ -94,15 +115,9 @@ impl Tdx {
         quote: &[u8],
         inputs: &Inputs<'_>,
     ) -> Result<trustee_tdx::Verified, VerifyError> {
-        let collateral = self.dcap.collateral(tee, inputs)?;
-        let opts = self.dcap.options(inputs.now_unix);
-        self.dcap
-            .dcap
-            .verify_quote(quote, &collateral, &opts)
-            .map_err(|e| VerifyError::Rejected {
-                tee,
-                reason: e.to_string(),
-            })
+        self.dcap.appraise(tee, inputs, |dcap, collateral, opts| {
+            dcap.verify_quote(quote, collateral, opts)
+        })
     }
 }
 
@@ -119,22 +134,12 @@ impl Verifier for Tdx {
         refuse_version("tdx", &ev.quote, |v| v == 3, ParseError::UnsupportedVersion)?;
         let verified = self.appraise("tdx", &ev.quote, inputs)?;
         let body = &verified.quote.body;
-        if let Some(expected) = expected.report_data {
-            check_binding(
-                "tdx",
-                "REPORT_DATA",
-                &regularize(expected, 64),
-                &body.report_data,
-            )?;
-        }
-        if let Some(expected) = expected.init_data_hash {
-            check_binding(
-                "tdx",
-                "MRCONFIGID",
-                &regularize(expected, 48),
-                &body.mr_config_id,
-            )?;
-        }
+        check_dcap_bindings(
+            "tdx",
+            &expected,
+            &body.report_data,
+            ("MRCONFIGID", &body.mr_config_id),
+        )?;
         let mut claims = verified.claims;
         if let Some(log) = ev.cc_eventlog.filter(|l| !l.is_empty()) {
             let parsed = trustee_eventlog::parse(&log).map_err(|e| VerifyError::Rejected {
@@ -333,6 +338,28 @@ pub(crate) fn refuse_version(
         }),
         _ => Ok(()),
     }
+}
+
+/// REPORT_DATA and the quote's init-data field against what the caller expects, each
+/// regularized as upstream does: zero-padded or truncated to the field's size.
+pub(crate) fn check_dcap_bindings(
+    tee: &'static str,
+    expected: &Expectations<'_>,
+    report_data: &[u8],
+    (init_field, init_data): (&'static str, &[u8]),
+) -> Result<(), VerifyError> {
+    if let Some(e) = expected.report_data {
+        check_binding(
+            tee,
+            "REPORT_DATA",
+            &regularize(e, report_data.len()),
+            report_data,
+        )?;
+    }
+    if let Some(e) = expected.init_data_hash {
+        check_binding(tee, init_field, &regularize(e, init_data.len()), init_data)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn check_binding(

@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use trustee_snp::regularize;
-
 use trustee_tdx::ParseError;
 
-use crate::hardware::{check_binding, quote_document, refuse_version, Dcap};
+use crate::hardware::{check_dcap_bindings, quote_document, refuse_version, Dcap};
 use crate::{ClaimsEntry, Expectations, Inputs, Verifier, VerifyError};
 
 pub(crate) struct Sgx {
@@ -32,33 +30,18 @@ impl Verifier for Sgx {
     ) -> Result<Vec<ClaimsEntry>, VerifyError> {
         let (_, quote) = quote_document("sgx", evidence)?;
         refuse_version("sgx", &quote, |v| v != 3, ParseError::UnsupportedSgxVersion)?;
-        let collateral = self.dcap.collateral("sgx", inputs)?;
-        let opts = self.dcap.options(inputs.now_unix);
         let verified = self
             .dcap
-            .dcap
-            .verify_sgx_quote(&quote, &collateral, &opts)
-            .map_err(|e| VerifyError::Rejected {
-                tee: "sgx",
-                reason: e.to_string(),
+            .appraise("sgx", inputs, |dcap, collateral, opts| {
+                dcap.verify_sgx_quote(&quote, collateral, opts)
             })?;
         let body = &verified.quote.body;
-        if let Some(expected) = expected.report_data {
-            check_binding(
-                "sgx",
-                "REPORT_DATA",
-                &regularize(expected, 64),
-                &body.report_data,
-            )?;
-        }
-        if let Some(expected) = expected.init_data_hash {
-            check_binding(
-                "sgx",
-                "CONFIGID",
-                &regularize(expected, 64),
-                &body.config_id,
-            )?;
-        }
+        check_dcap_bindings(
+            "sgx",
+            &expected,
+            &body.report_data,
+            ("CONFIGID", &body.config_id),
+        )?;
         Ok(vec![(verified.claims, "cpu".into())])
     }
 }
