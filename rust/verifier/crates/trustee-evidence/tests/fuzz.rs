@@ -13,39 +13,14 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use trustee_evidence::{Inputs, Verifiers};
+use trustee_testvectors::fuzz::{self, Rng};
 
 const DEFAULT_SECS: u64 = 8;
 const MAX_SECS: u64 = 60;
 const NOW: i64 = 1_750_000_000;
 
 fn budget() -> Duration {
-    let secs = std::env::var("EVIDENCE_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_SECS)
-        .min(MAX_SECS);
-    Duration::from_secs(secs)
-}
-
-/// xorshift64*: small, deterministic, good enough to drive mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
+    fuzz::budget("EVIDENCE_FUZZ_SECS", DEFAULT_SECS, MAX_SECS)
 }
 
 fn mutate_bytes(rng: &mut Rng, input: &[u8]) -> Vec<u8> {

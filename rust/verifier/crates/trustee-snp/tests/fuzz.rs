@@ -16,17 +16,13 @@ use trustee_snp::{
     report_from_json, vcek_request, verify_evidence, verify_report_signature, Report,
     VerifyOptions, REPORT_LEN,
 };
+use trustee_testvectors::fuzz::{self, Rng};
 
 const DEFAULT_SECS: u64 = 8;
 const MAX_SECS: u64 = 30;
 
 fn budget() -> Duration {
-    let secs = std::env::var("SNP_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_SECS)
-        .min(MAX_SECS);
-    Duration::from_secs(secs)
+    fuzz::budget("SNP_FUZZ_SECS", DEFAULT_SECS, MAX_SECS)
 }
 
 /// `decode_evidence` (fast path first) must give exactly what the `Value` decoder gives
@@ -44,30 +40,6 @@ fn assert_decoders_agree(text: &[u8]) {
         "decoders disagree on {}",
         String::from_utf8_lossy(text)
     );
-}
-
-/// xorshift64*: small, deterministic, good enough to drive mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
 }
 
 fn mutate_bytes(rng: &mut Rng, input: &[u8]) -> Vec<u8> {

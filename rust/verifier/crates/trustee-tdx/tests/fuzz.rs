@@ -19,17 +19,13 @@ use trustee_tdx::{
     platform_instance_id, verify_pck_chain, verify_quote, verify_signatures, Collateral, Crl,
     DcapVerifier, QeIdentity, TcbInfo, VerifyOptions, INTEL_SGX_ROOT_CA_SHA256,
 };
+use trustee_testvectors::fuzz::{self, Rng};
 
 const DEFAULT_SECS: u64 = 8;
 const MAX_SECS: u64 = 30;
 
 fn budget() -> Duration {
-    let secs = std::env::var("TDX_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_SECS)
-        .min(MAX_SECS);
-    Duration::from_secs(secs)
+    fuzz::budget("TDX_FUZZ_SECS", DEFAULT_SECS, MAX_SECS)
 }
 
 fn vector(rel: &str) -> Option<Vec<u8>> {
@@ -71,33 +67,6 @@ fn qvl_pair() -> Option<(Vec<u8>, Collateral)> {
 
 fn qvl_opts() -> VerifyOptions {
     VerifyOptions::at(parse_rfc3339(QVL_NOW).unwrap_or(0))
-}
-
-/// xorshift64*: small, deterministic, good enough to drive mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
 }
 
 /// Values that sit on boundaries of the length checks.

@@ -123,3 +123,52 @@ mod tests {
         assert!(read_under(&dir, "Cargo.toml", true).is_some());
     }
 }
+
+/// What the time-boxed fuzz tests share: a deterministic PRNG and their time budget.
+pub mod fuzz {
+    use std::time::Duration;
+
+    /// The budget the environment variable `var` sets in whole seconds (`default` when unset
+    /// or unreadable), at most `max`.
+    pub fn budget(var: &str, default: u64, max: u64) -> Duration {
+        let secs = std::env::var(var)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(default)
+            .min(max);
+        Duration::from_secs(secs)
+    }
+
+    /// xorshift64*: small, deterministic, good enough to drive mutations; a fixed seed makes
+    /// every failure reproducible.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        #[allow(clippy::should_implement_trait)]
+        pub fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// Uniform enough in `0..n`; 0 when `n` is 0.
+        pub fn below(&mut self, n: usize) -> usize {
+            if n == 0 {
+                0
+            } else {
+                (self.next() % n as u64) as usize
+            }
+        }
+
+        pub fn byte(&mut self) -> u8 {
+            self.next() as u8
+        }
+
+        pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.byte()).collect()
+        }
+    }
+}
