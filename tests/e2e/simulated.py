@@ -1,12 +1,16 @@
-"""Simulated TDX and SNP test PKIs (`trustee simulate init`) for e2e tests."""
+"""Simulated guests for e2e tests: their test PKIs (`trustee simulate init`) and what a test
+asks of them (the secret in every protocol generation, a policy deny, the token's claims)."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from tests.e2e.harness import run_module
+from tests.e2e.harness import RunningKbs, run_module
+from trustee.crypto.jws import split_compact
 
 
 async def simulate(tee: str, directory: Path) -> None:
@@ -27,3 +31,41 @@ def simulated_pkis(base: Path) -> tuple[Path, Path]:
 
     trio.run(make)
     return base / "tdx", base / "snp"
+
+
+# The protocol generations a simulated guest is run with: kbs-client v0.11's, 0.2.0, today's.
+PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
+
+
+async def get_secret(
+    kbs: RunningKbs, path: str, env: dict[str, str], protocol: str = "0.4.0"
+) -> tuple[int, str, str]:
+    """`trustee-client get-resource` as the guest `env` describes."""
+    return await run_module(
+        "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
+        "get-resource", "--path", path, env=env,
+    )  # fmt: skip
+
+
+async def secret_in_every_generation(
+    kbs: RunningKbs, path: str, secret: bytes, env: dict[str, str]
+) -> None:
+    for protocol in PROTOCOLS:
+        code, out, err = await get_secret(kbs, path, env, protocol)
+        assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
+        assert base64.b64decode(out) == secret, protocol
+
+
+async def denied_by_policy(kbs: RunningKbs, path: str, env: dict[str, str]) -> None:
+    """The guest attests (genuine, simulated hardware) but the policy refuses it."""
+    code, _, err = await get_secret(kbs, path, env)
+    assert code != 0
+    assert "PolicyDeny" in err or "policy" in err.lower(), err
+
+
+async def annotated_evidence(kbs: RunningKbs, env: dict[str, str], tee: str) -> Any:
+    """The claims of `tee` in the token the guest gets from `trustee-client attest`."""
+    code, token, err = await run_module("trustee.client.cli", "--url", kbs.url, "attest", env=env)
+    assert code == 0, err
+    claims = split_compact(token.strip()).claims()
+    return claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]

@@ -20,7 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
-from tests.e2e.simulated import simulate, simulated_pkis
+from tests.e2e.simulated import (
+    PROTOCOLS,
+    annotated_evidence,
+    denied_by_policy,
+    secret_in_every_generation,
+    simulate,
+    simulated_pkis,
+)
 from trustee.client.attesters import AttesterSet
 from trustee.client.generations import GENERATIONS, Challenge
 from trustee.crypto.b64 import b64url_encode
@@ -29,7 +36,6 @@ from trustee.simulate import SimulatedTdxAttester, TdxTestPki
 
 SECRET = b"released to attested hardware"
 PATH = "default/hardware/secret"
-PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
 GOOD = hashlib.sha384(b"the launch digest we expect").hexdigest()
 OTHER = hashlib.sha384(b"some other image").hexdigest()
 
@@ -88,28 +94,11 @@ async def test_simulated_guest_gets_the_secret_for_its_launch_digest(
     directory = tdx if tee == "tdx" else snp
     async with run_kbs(config(tdx, snp), tmp_path) as kbs:
         await admin_setup(kbs, measurement_policy(tee, GOOD))
-        for protocol in PROTOCOLS:
-            code, out, err = await run(
-                "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
-                "get-resource", "--path", PATH,
-                env=guest(tee, directory, GOOD),
-            )  # fmt: skip
-            assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
-            assert base64.b64decode(out) == SECRET, protocol
+        await secret_in_every_generation(kbs, PATH, SECRET, guest(tee, directory, GOOD))
         # Another launch digest, same genuine (simulated) hardware: the policy says no.
-        code, _, err = await run(
-            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
-            env=guest(tee, directory, OTHER),
-        )  # fmt: skip
-        assert code != 0
-        assert "PolicyDeny" in err or "policy" in err.lower(), err
+        await denied_by_policy(kbs, PATH, guest(tee, directory, OTHER))
         # The token carries the hardware claims the policies judged.
-        code, token, err = await run(
-            "trustee.client.cli", "--url", kbs.url, "attest", env=guest(tee, directory, GOOD)
-        )
-        assert code == 0, err
-        claims = split_compact(token.strip()).claims()
-        evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]
+        evidence = await annotated_evidence(kbs, guest(tee, directory, GOOD), tee)
         if tee == "tdx":
             assert evidence["quote"]["body"]["mr_td"] == GOOD
             assert evidence["tcb_status"] == "UpToDate"

@@ -16,14 +16,18 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
-from tests.e2e.simulated import simulate
+from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs
+from tests.e2e.simulated import (
+    annotated_evidence,
+    denied_by_policy,
+    get_secret,
+    secret_in_every_generation,
+    simulate,
+)
 from trustee.crypto.b64 import b64url_encode
-from trustee.crypto.jws import split_compact
 
 SECRET = b"released to an attested enclave"
 PATH = "default/enclave/secret"
-PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
 GOOD = hashlib.sha256(b"the enclave we expect").hexdigest()
 OTHER = hashlib.sha256(b"some other enclave").hexdigest()
 EVIDENCE = 'input.submods.cpu0["ear.veraison.annotated-evidence"].sgx'
@@ -75,21 +79,9 @@ async def test_simulated_enclave_gets_the_secret_in_every_generation(
 ) -> None:
     async with run_kbs(config(sgx_pki), tmp_path) as kbs:
         await admin_setup(kbs)
-        for protocol in PROTOCOLS:
-            code, out, err = await run_module(
-                "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
-                "get-resource", "--path", PATH,
-                env=enclave(sgx_pki, GOOD),
-            )  # fmt: skip
-            assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
-            assert base64.b64decode(out) == SECRET, protocol
+        await secret_in_every_generation(kbs, PATH, SECRET, enclave(sgx_pki, GOOD))
         # The token carries the SGX claims the policy judged.
-        code, token, err = await run_module(
-            "trustee.client.cli", "--url", kbs.url, "attest", env=enclave(sgx_pki, GOOD)
-        )
-        assert code == 0, err
-        claims = split_compact(token.strip()).claims()
-        evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["sgx"]
+        evidence = await annotated_evidence(kbs, enclave(sgx_pki, GOOD), "sgx")
         assert evidence["body"]["mr_enclave"] == GOOD
         assert evidence["tcb_status"] == "UpToDate"
         assert evidence["collateral_expiration_status"] == "0"
@@ -99,15 +91,7 @@ async def test_another_mrenclave_is_denied_by_the_policy(sgx_pki: Path, tmp_path
     async with run_kbs(config(sgx_pki), tmp_path) as kbs:
         await admin_setup(kbs)
         # Same genuine (simulated) platform, another enclave: attestation passes, policy says no.
-        code, _, err = await run_module(
-            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
-            env=enclave(sgx_pki, OTHER),
-        )  # fmt: skip
-        assert code != 0
-        assert "PolicyDeny" in err or "policy" in err.lower(), err
-        code, out, err = await run_module(
-            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
-            env=enclave(sgx_pki, GOOD),
-        )  # fmt: skip
+        await denied_by_policy(kbs, PATH, enclave(sgx_pki, OTHER))
+        code, out, err = await get_secret(kbs, PATH, enclave(sgx_pki, GOOD))
         assert code == 0, err
         assert base64.b64decode(out) == SECRET

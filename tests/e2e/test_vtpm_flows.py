@@ -23,12 +23,16 @@ import trio
 from cryptography import x509
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
+from tests.e2e.simulated import (
+    annotated_evidence,
+    denied_by_policy,
+    secret_in_every_generation,
+)
 from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
 
 SECRET = b"released to an attested vTPM guest"
 PATH = "default/vtpm/secret"
-PROTOCOLS = ("0.1.1", "0.2.0", "0.4.0")
 GOOD = hashlib.sha256(b"the workload we expect").hexdigest()
 OTHER = hashlib.sha256(b"some other workload").hexdigest()
 TEES = ("az-snp-vtpm", "az-tdx-vtpm", "tpm")
@@ -121,28 +125,11 @@ async def test_vtpm_guest_gets_the_secret_for_its_pcrs_in_every_generation(
     directory, printed = sims[tee]
     async with run_kbs(config(sims), tmp_path) as kbs:
         await admin_setup(kbs, tee, printed)
-        for protocol in PROTOCOLS:
-            code, out, err = await run(
-                "trustee.client.cli", "--protocol", protocol, "--url", kbs.url,
-                "get-resource", "--path", PATH,
-                env=guest(tee, directory, GOOD),
-            )  # fmt: skip
-            assert code == 0, f"{protocol}: {err}\n{kbs.log_text()[-3000:]}"
-            assert base64.b64decode(out) == SECRET, protocol
+        await secret_in_every_generation(kbs, PATH, SECRET, guest(tee, directory, GOOD))
         # Another PCR11 from the same genuine (simulated) guest: the policy says no.
-        code, _, err = await run(
-            "trustee.client.cli", "--url", kbs.url, "get-resource", "--path", PATH,
-            env=guest(tee, directory, OTHER),
-        )  # fmt: skip
-        assert code != 0
-        assert "PolicyDeny" in err or "policy" in err.lower(), err
+        await denied_by_policy(kbs, PATH, guest(tee, directory, OTHER))
         # The token carries the TPM claims the policies judged.
-        code, token, err = await run(
-            "trustee.client.cli", "--url", kbs.url, "attest", env=guest(tee, directory, GOOD)
-        )
-        assert code == 0, err
-        claims = split_compact(token.strip()).claims()
-        evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]
+        evidence = await annotated_evidence(kbs, guest(tee, directory, GOOD), tee)
         if tee == "tpm":
             ak = (directory / "tpm-trusted-ak.txt").read_text().strip()
             assert (evidence["pcr11"], evidence["ak_public"]) == (GOOD, ak)
