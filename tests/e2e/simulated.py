@@ -69,3 +69,12 @@ async def annotated_evidence(kbs: RunningKbs, env: dict[str, str], tee: str) -> 
     assert code == 0, err
     claims = split_compact(token.strip()).claims()
     return claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"][tee]
+
+
+def trusting(tdx: Path, snp: Path) -> str:
+    """The verifier_config that trusts a TDX and an SNP test PKI made by `trustee simulate`."""
+    return f"""
+[attestation_service.verifier_config]
+insecure_test_roots = ["{tdx / "tdx-test-root.pem"}", "{snp / "snp-test-ark-ask.pem"}"]
+collateral = "{tdx / "tdx-collateral.json"}"
+"""

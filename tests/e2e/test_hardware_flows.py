@@ -27,6 +27,7 @@ from tests.e2e.simulated import (
     secret_in_every_generation,
     simulate,
     simulated_pkis,
+    trusting,
 )
 from trustee.client.attesters import AttesterSet
 from trustee.client.generations import GENERATIONS, Challenge
@@ -45,14 +46,7 @@ async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, 
 
 
 def config(tdx: Path, snp: Path) -> str:
-    return (
-        DEV_CONFIG
-        + f"""
-[attestation_service.verifier_config]
-insecure_test_roots = ["{tdx / "tdx-test-root.pem"}", "{snp / "snp-test-ark-ask.pem"}"]
-collateral = "{tdx / "tdx-collateral.json"}"
-"""
-    )
+    return DEV_CONFIG + trusting(tdx, snp)
 
 
 def guest(tee: str, directory: Path, measurement: str) -> dict[str, str]:

@@ -27,6 +27,7 @@ from tests.e2e.simulated import (
     annotated_evidence,
     denied_by_policy,
     secret_in_every_generation,
+    trusting,
 )
 from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
@@ -67,15 +68,7 @@ def sims(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]
 
 
 def config(sims: dict[str, tuple[Path, str]]) -> str:
-    snp, tdx = sims["az-snp-vtpm"][0], sims["az-tdx-vtpm"][0]
-    return (
-        DEV_CONFIG
-        + f"""
-[attestation_service.verifier_config]
-insecure_test_roots = ["{tdx / "tdx-test-root.pem"}", "{snp / "snp-test-ark-ask.pem"}"]
-collateral = "{tdx / "tdx-collateral.json"}"
-"""
-    )
+    return DEV_CONFIG + trusting(sims["az-tdx-vtpm"][0], sims["az-snp-vtpm"][0])
 
 
 def guest(tee: str, directory: Path, pcr11: str) -> dict[str, str]:
