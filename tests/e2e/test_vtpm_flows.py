@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import DEV_CONFIG, RunningKbs, run_kbs, run_module
 from tests.e2e.simulated import (
@@ -31,6 +32,7 @@ from tests.e2e.simulated import (
 )
 from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
+from trustee.protocol.tees import LEGACY_WIRE_SPELLING
 
 SECRET = b"released to an attested vTPM guest"
 PATH = "default/vtpm/secret"
@@ -129,6 +131,18 @@ async def test_vtpm_guest_gets_the_secret_for_its_pcrs_in_every_generation(
         else:
             assert evidence["tpm"]["pcr11"] == GOOD
             assert evidence["tpm"]["pcr08"] == "00" * 32
+        # Metrics count each TEE under its own label (the spelling the client sent).
+        async with kbs.client() as http:
+            text = (await http.get("/metrics")).text
+        successes = {
+            s.labels["tee_type"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "kbs_attestation_successes_total"
+        }
+        spellings = {tee, LEGACY_WIRE_SPELLING.get(tee, tee)}
+        assert successes.get(tee, 0) >= 2, successes  # 0.4.0 get-resource and attest
+        assert sum(successes.get(t, 0) for t in spellings) >= 5, successes
 
 
 async def test_tpm_guest_with_an_unregistered_ak_is_denied(
