@@ -85,6 +85,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="also trust this test root (simulated TDX/SNP PKI); never for real evidence",
     )
     p.add_argument(
+        "--tpm-ak-root",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="tpm: a root that certifies AKs (as tpm_ak_roots does for the server)",
+    )
+    p.add_argument(
         "--allow-nonzero-vmpl", action="store_true", help="SNP: accept reports from VMPL > 0"
     )
 
@@ -198,6 +205,8 @@ async def _verify(args: argparse.Namespace) -> str:
         raise UsageError("--collateral applies to TDX, SGX and az-tdx-vtpm evidence only")
     if tee != "snp" and args.vcek:
         raise UsageError("--vcek applies to SNP evidence only")
+    if tee != "tpm" and args.tpm_ak_root:
+        raise UsageError("--tpm-ak-root applies to tpm evidence only")
     eventlog = _read(args.eventlog, "--eventlog") if args.eventlog else None
     evidence = _evidence(tee, _read(args.evidence, "--evidence"), eventlog)
     report_data = _hex(args.report_data, "--report-data")
@@ -207,6 +216,7 @@ async def _verify(args: argparse.Namespace) -> str:
     clock = (lambda: float(at)) if at is not None else time.time
     try:
         anchors = load_certificate_files(args.insecure_test_root)
+        ak_roots = load_certificate_files(args.tpm_ak_root)
         bundle = load_certificate_files([args.vcek]) if args.vcek else []
         collateral = (
             local_tdx_collateral(args.collateral, "early", "--collateral")
@@ -215,13 +225,17 @@ async def _verify(args: argparse.Namespace) -> str:
         )
     except (ValueError, ConfigError) as exc:
         raise UsageError(str(exc)) from exc
-    hw = HardwareVerifier(
-        tdx_source=tdx_source_from_settings(collateral, clock),
-        vek_source=vek_source_from_settings(AMD_KDS, clock),
-        test_anchors=anchors,
-        snp_allow_nonzero_vmpl=args.allow_nonzero_vmpl,
-        clock=clock,
-    )
+    try:
+        hw = HardwareVerifier(
+            tdx_source=tdx_source_from_settings(collateral, clock),
+            vek_source=vek_source_from_settings(AMD_KDS, clock),
+            test_anchors=anchors,
+            tpm_ak_roots=ak_roots,
+            snp_allow_nonzero_vmpl=args.allow_nonzero_vmpl,
+            clock=clock,
+        )
+    except ValueError as exc:  # a --tpm-ak-root the core cannot use (not a CA, not X.509)
+        raise UsageError(f"--tpm-ak-root: {exc}") from exc
     try:
         if bundle:
             # The operator's bundle replaces any fetching; its CA certificates are only

@@ -243,6 +243,31 @@ def test_az_snp_vtpm_evidence_offline(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 1 and "expected report data" in err
 
 
+def test_tpm_ak_certificate_is_certified_by_a_given_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustee.simulate.tpm import TpmTestPki, tpm_evidence
+
+    pki = TpmTestPki.generate()
+    nonce = b"\x07" * 32
+    evidence = tmp_path / "tpm.json"
+    evidence.write_text(json.dumps(tpm_evidence(pki.ak, nonce, ak_cert=pki.ak_cert)))
+    root = tmp_path / "ak-root.pem"
+    root.write_text(pki.ca_pem)
+    args = ["--tee=tpm", f"--evidence={evidence}", f"--report-data={nonce.hex()}"]
+    code, claims, err = run(capsys, *args, f"--tpm-ak-root={root}")
+    assert code == 0, err
+    assert claims["ak_certified"] is True and "TPM AK Root CA" in claims["ak_cert_issuer"]
+    # Without the root the certificate is checked but certifies nothing.
+    code, claims, err = run(capsys, *args)
+    assert code == 0 and claims["ak_certified"] is False, err
+    # Another CA's root: the server would refuse the guest, and so does the offline check.
+    other = tmp_path / "other.pem"
+    other.write_text(TpmTestPki.generate().ca_pem)
+    code, _, err = run(capsys, *args, f"--tpm-ak-root={other}")
+    assert code == 1 and "not certified by a configured root" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -250,6 +275,7 @@ def test_az_snp_vtpm_evidence_offline(capsys: pytest.CaptureFixture[str]) -> Non
         (["--tee=snp", "--evidence=/dev/null", "--collateral=x"], "applies to TDX, SGX and"),
         (["--tee=tpm", "--evidence=/dev/null", "--vcek=x"], "--vcek applies to SNP evidence"),
         (["--tee=sgx", "--evidence=/dev/null", "--vcek=x"], "SNP evidence only"),
+        (["--tee=snp", "--evidence=/dev/null", "--tpm-ak-root=x"], "tpm evidence only"),
         (["--tee=tpm", "--evidence=/dev/null"], "tpm evidence must be the attester's JSON"),
         (["--tee=tdx", "--evidence=/dev/null", "--report-data=zz"], "--report-data"),
         (["--tee=tdx", "--evidence=/dev/null", "--at=yesterday"], "--at"),
