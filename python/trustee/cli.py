@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
             "the Attestation Service on its own (`trustee as serve [--grpc] --config FILE`)",
         ),
         ("rvps", "the Reference Value Provider Service (`trustee rvps serve --config FILE`)"),
+        ("bench", "benchmark any KBS and compare runs (`trustee bench kbs|verify|report`)"),
     ):
         sub.add_parser(name, help=text, add_help=False).add_argument(
             "rest", nargs=argparse.REMAINDER
@@ -106,6 +107,10 @@ def _delegated(name: str) -> Callable[[list[str]], int]:
         from trustee.collateral.bundle_cli import collateral_main
 
         return collateral_main
+    if name == "bench":
+        from trustee.bench.cli import bench_main
+
+        return bench_main
     if name == "as":
         return _as_main
     if name == "rvps":
@@ -130,7 +135,7 @@ def _as_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("audit", "policy", "simulate", "as", "rvps", "collateral"):
+    if argv and argv[0] in ("audit", "policy", "simulate", "as", "rvps", "collateral", "bench"):
         return _delegated(argv[0])(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
