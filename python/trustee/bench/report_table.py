@@ -133,7 +133,8 @@ def _verify_row(run: Run, baseline: Run) -> list[str]:
         str(member(run.data, "target", "tee") or NONE),
         _fixed(ours, 1),
         _fixed(member(run.data, "per_call_us", "dcap_qvl"), 1),
-        _fixed(run.data.get("ratio")),
+        # Computed, not read from the file's `ratio`: the column's direction is then certain.
+        _ratio(ours, number(member(run.data, "per_call_us", "dcap_qvl"))).rstrip("×"),
         _ratio(ours, number(member(baseline.data, "per_call_us", "ours"))),
     ]
 
