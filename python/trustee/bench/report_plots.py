@@ -118,7 +118,7 @@ def render_png(runs: list[Run], title: str) -> bytes:
         handles=handles,
         loc="upper center",
         bbox_to_anchor=(0.5, 0.93),
-        ncol=min(len(runs), 4),
+        ncol=min(len(runs), 6),
         frameon=False,
     )
     out = io.BytesIO()
