@@ -15,10 +15,14 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from trustee.crypto.b64 import b64std_encode
+
+if TYPE_CHECKING:
+    from trustee.attestation.hardware import HardwareVerifier, Inputs
 
 SNP_REPORT_BYTES = 1184
 PROG = "trustee verify"
@@ -102,26 +106,32 @@ def run(args: argparse.Namespace) -> int:
 
     # Collateral warnings (logged by the sources) speak with the same prefix as the errors.
     handler = logging.StreamHandler()
-    handler.setFormatter(_Prefixed())
+    handler.setFormatter(Prefixed())
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         claims = trio.run(_verify, args)
     except UsageError as exc:
-        return _say(sys.stderr, f"{PROG}: {exc}", 2)
+        return say(sys.stderr, f"{PROG}: {exc}", 2)
     except VerificationFailed as exc:
-        return _say(sys.stderr, f"{PROG}: {exc}", 1)
+        return say(sys.stderr, f"{PROG}: {exc}", 1)
     finally:
         root.removeHandler(handler)
-    return _say(sys.stdout, claims, 0)
+    return say(sys.stdout, claims, 0)
 
 
-class _Prefixed(logging.Formatter):
+class Prefixed(logging.Formatter):
+    """Log records as one line that starts like the command's errors."""
+
+    def __init__(self, prog: str = PROG) -> None:
+        super().__init__()
+        self.prog = prog
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        return f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}"
 
 
-def _say(stream: TextIO, text: str, code: int) -> int:
+def say(stream: TextIO, text: str, code: int) -> int:
     """Write one message; a reader that has gone away is no error of ours."""
     try:
         stream.write(text + "\n")
@@ -191,8 +201,35 @@ def _evidence(tee: str, raw: bytes, eventlog: bytes | None) -> bytes:
     return raw
 
 
-async def _verify(args: argparse.Namespace) -> str:
-    """The claims JSON; raises UsageError or VerificationFailed."""
+@dataclass(frozen=True)
+class Prepared:
+    """One verification ready to run: the verifier the options describe and everything its
+    `verify` takes beside it (evidence, expectations, collateral or certificates, time)."""
+
+    hardware: HardwareVerifier
+    tee: str
+    evidence: bytes
+    report_data: bytes | None
+    init_data_hash: bytes | None
+    inputs: Inputs
+    test_roots: list[bytes]
+
+    def arguments(
+        self,
+    ) -> tuple[str, bytes, bytes | None, bytes | None, int, bytes | None, list[bytes]]:
+        """The arguments of `_core.Verifiers.verify`."""
+        return (
+            self.tee,
+            self.evidence,
+            self.report_data,
+            self.init_data_hash,
+            *self.inputs.arguments(),
+        )
+
+
+async def prepare(args: argparse.Namespace) -> Prepared:
+    """Read and check the options of `add_parser` and obtain what the evidence needs
+    (collateral, VEK); raises UsageError, or VerificationFailed when that cannot be had."""
     from trustee import _core
     from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
     from trustee.collateral.build import tdx_source_from_settings, vek_source_from_settings
@@ -237,14 +274,23 @@ async def _verify(args: argparse.Namespace) -> str:
     except ValueError as exc:  # a --tpm-ak-root the core cannot use (not a CA, not X.509)
         raise UsageError(f"--tpm-ak-root: {exc}") from exc
     try:
-        if bundle:
-            # The operator's bundle replaces any fetching; its CA certificates are only
-            # used when they match the pinned roots (the verifier checks that).
-            inputs = hw.with_snp_certs(bundle)
-        else:
-            inputs = await hw.inputs(tee, evidence)
-        entries = hw.verify(tee, evidence, report_data, init_hash, inputs)
-    except (HardwareInputError, _core.VerifierError) as exc:
+        # The operator's bundle replaces any fetching; its CA certificates are only used
+        # when they match the pinned roots (the verifier checks that).
+        inputs = hw.with_snp_certs(bundle) if bundle else await hw.inputs(tee, evidence)
+    except (HardwareInputError, _core.VerifierError) as exc:  # also: a quote that won't parse
+        raise VerificationFailed(str(exc)) from exc
+    return Prepared(hw, tee, evidence, report_data, init_hash, inputs, anchors)
+
+
+async def _verify(args: argparse.Namespace) -> str:
+    """The claims JSON; raises UsageError or VerificationFailed."""
+    from trustee import _core
+
+    prepared = await prepare(args)
+    try:
+        p = prepared
+        entries = p.hardware.verify(p.tee, p.evidence, p.report_data, p.init_data_hash, p.inputs)
+    except _core.VerifierError as exc:
         raise VerificationFailed(str(exc)) from exc
     claims = [json.loads(component.json) for component in entries]
     return json.dumps(claims[0] if len(claims) == 1 else claims, indent=2, sort_keys=True)

@@ -75,17 +75,22 @@ class HardwareVerifier:
         # handed to the SNP verifier as certificates, so they need not travel in the evidence.
         self._test_anchors = list(test_anchors)
         self._snp_anchors = [der for der in self._test_anchors if _is_rsa_certificate(der)]
-        self._core = _core.Verifiers(
+        self._core_settings = (
             [hashlib.sha256(der).digest() for der in self._test_anchors],
             snp_allow_nonzero_vmpl,
             list(tpm_ak_roots),
         )
+        self._core = self.new_core()
         self._clock = clock or time.time
         # Where collateral notices and fetch counts go.
         self.audit: EventSink = audit or NoEvents()
         self.metrics: VerifierMetrics = metrics or NoMetrics()
         self._fetched: dict[str, float] = {}
         self._expired_reported: dict[str, float] = {}
+
+    def new_core(self) -> _core.Verifiers:
+        """A native verifier trusting what this one trusts, with empty memo caches."""
+        return _core.Verifiers(*self._core_settings)
 
     def now(self) -> int:
         return int(self._clock())
