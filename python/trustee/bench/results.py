@@ -29,7 +29,14 @@ latencies milliseconds. Members:
 * ``cpu``: ``generator`` {``cpu_s``, ``cores`` (cpu_s / wall), ``share`` (of the machine)},
   ``server`` {``pid``, ``cpu_s``, ``cores``, ``rss_mib_max``} or null;
 * ``warnings``: sentences (e.g. the generator used enough CPU to distort the result);
-* verify only: ``per_call_us`` {``ours``, ``dcap_qvl``?}, ``ratio``?.
+* verify only: ``per_call_us`` {``ours``, ``ours_warm``, ``ours_cold``, ``dcap_qvl``?}: the
+  median over ``rounds`` of the mean µs of one call; ``ours_warm`` through one long-lived native
+  verifier (as the server holds it), ``ours_cold`` a new one per call, ``ours`` the same as
+  ``ours_warm``; ``calls_per_s``: the same keys, 10⁶ / per_call_us; ``ratio``?: dcap_qvl /
+  ours_warm; ``iterations``: the same keys, calls per round; ``rounds``; ``target`` also has
+  ``at`` (the time every validity was judged at, RFC 3339) and ``tcb_status`` (our verdict's,
+  when the TEE has one); ``notes``: sentences on how the figures were made (e.g. why there is no
+  dcap-qvl figure).
 """
 
 from __future__ import annotations
