@@ -79,6 +79,7 @@ def dcap_qvl_baseline(prepared: Prepared, ours: dict[str, Any]) -> Baseline:
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         return Baseline(None, note=f"no dcap-qvl figure: it cannot read the inputs ({exc})")
     now = prepared.inputs.now
+
     # A test PKI's quote chains to a test root, which dcap-qvl takes as an argument.
     def under(root: bytes) -> Callable[[], Any]:
         return lambda: dcap_qvl.verify_with_root_ca(quote, collateral, root, now)
