@@ -22,8 +22,8 @@ import json
 import sys
 import time
 
-from timing import per_call_us  # benches/timing.py, beside this script
 from trustee import _core
+from trustee.bench.verify_rate import per_call_us
 from trustee.simulate.sgx import SgxTestPki, sgx_evidence
 from trustee.simulate.tdx import tdx_evidence_json
 

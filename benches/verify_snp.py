@@ -22,18 +22,14 @@ with `ours_us`, `p384_us`, `ratio` = ours_us / p384_us.
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
 import sys
-import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from timing import per_call_us  # benches/timing.py, beside this script
-from trustee import _core
-from trustee.crypto.x509chain import load_certificate_files
+from trustee.bench.verify_rate import ours_calls, per_call_us, prepare_offline, verdict
 
 VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "trustee"
 EVIDENCE = VECTORS / "attestation-service" / "tests" / "e2e" / "evidence.json"
@@ -48,15 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if not EVIDENCE.is_file():
         print(f"the shared vectors are not present ({EVIDENCE})", file=sys.stderr)
         return 2
-    evidence = EVIDENCE.read_bytes()
-    certs = load_certificate_files([str(ANCHORS)])
-    now = calendar.timegm(time.strptime("2025-07-01", "%Y-%m-%d"))
-    verifier = _core.Verifiers()
-    claims = json.loads(verifier.verify("snp", evidence, None, None, now, None, certs)[0].json)
+    # The ASK/ARK bundle goes where `trustee verify --vcek` puts it: beside the evidence's VCEK.
+    prepared = prepare_offline("snp", EVIDENCE, vcek=ANCHORS, at="2025-07-01T00:00:00Z")
+    claims = verdict(prepared)
     print(f"ours: verified, measurement {claims['measurement'][:16]}…", file=sys.stderr)
-
-    def ours() -> object:
-        return verifier.verify("snp", evidence, None, None, now, None, certs)
+    ours = ours_calls(prepared)["ours_warm"]
 
     key = ec.generate_private_key(ec.SECP384R1())
     signed = bytes(range(256)) * 2 + bytes(0x2A0 - 512)

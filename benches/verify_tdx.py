@@ -15,24 +15,30 @@ the quote and collateral already in memory:
   and the claims JSON;
 * dcap-qvl: `dcap_qvl.verify(quote, QuoteCollateralV3.from_json(…), now)`.
 
-Two cases: cold (a new `Verifiers` per call: nothing memoised) and warm (one `Verifiers`: the
-verified collateral and PCK chain are memoised, time checks still run). Each figure is the median
-over rounds of the mean per call. stdout: one JSON object per case, cold first, warm last, with
-`case`, `ours_us`, `dcap_qvl_us`, `ratio` = dcap_qvl_us / ours_us.
+Both are read, checked and compared by `trustee.bench.verify_rate`, the library of
+`trustee bench verify`. Two cases: cold (a new `Verifiers` per call: nothing memoised) and warm
+(one `Verifiers`: the verified collateral and PCK chain are memoised, time checks still run).
+Each figure is the median over rounds of the mean per call. stdout: one JSON object per case,
+cold first, warm last, with `case`, `ours_us`, `dcap_qvl_us`, `ratio` = dcap_qvl_us / ours_us.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import calendar
+import datetime
 import json
 import sys
 import time
 from pathlib import Path
 
-from timing import per_call_us  # benches/timing.py, beside this script
-from trustee import _core
+from trustee.bench.verify_rate import (
+    dcap_qvl_baseline,
+    ours_calls,
+    per_call_us,
+    prepare_offline,
+    verdict,
+)
 
 VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors"
 SAMPLE = VECTORS / "dcap-qvl" / "sample"
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args(argv)
     try:
-        import dcap_qvl  # type: ignore[import-not-found,unused-ignore]
+        import dcap_qvl  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         print("dcap-qvl is not installed (pip install dcap-qvl, or the dev extra)", file=sys.stderr)
         return 2
@@ -52,44 +58,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the shared vectors are not present ({SAMPLE})", file=sys.stderr)
         return 2
 
-    quote = (SAMPLE / "tdx_quote").read_bytes()
-    collateral_text = (SAMPLE / "tdx_quote_collateral.json").read_text()
-    collateral = collateral_text.encode()
-    issue = json.loads(json.loads(collateral_text)["tcb_info"])["issueDate"]
+    collateral = SAMPLE / "tdx_quote_collateral.json"
+    issue = json.loads(json.loads(collateral.read_text())["tcb_info"])["issueDate"]
     now = calendar.timegm(time.strptime(issue, "%Y-%m-%dT%H:%M:%SZ")) + 3600
-    evidence = json.dumps({"quote": base64.b64encode(quote).decode(), "cc_eventlog": None}).encode()
-    theirs = dcap_qvl.QuoteCollateralV3.from_json(collateral_text)
+    at = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat()
+    prepared = prepare_offline("tdx", SAMPLE / "tdx_quote", collateral=collateral, at=at)
 
     # Both must agree before anything is timed.
-    ours_claims = json.loads(
-        _core.Verifiers().verify("tdx", evidence, None, None, now, collateral)[0].json
-    )
-    report = dcap_qvl.verify(quote, theirs, now)
-    if (ours_claims["tcb_status"], ours_claims["advisory_ids"]) != (
-        report.status,
-        list(report.advisory_ids),
-    ):
-        print(
-            f"verdicts differ: ours {ours_claims['tcb_status']}, dcap-qvl {report.status}",
-            file=sys.stderr,
-        )
+    ours = verdict(prepared)
+    baseline = dcap_qvl_baseline(prepared, ours)
+    if baseline.call is None or baseline.warnings:
+        print(baseline.note or baseline.warnings[0], file=sys.stderr)
         return 1
-    print(f"both: {report.status}, advisories {list(report.advisory_ids)}", file=sys.stderr)
+    print(f"both: {ours['tcb_status']}, advisories {ours['advisory_ids']}", file=sys.stderr)
 
-    def ours_cold() -> object:
-        return _core.Verifiers().verify("tdx", evidence, None, None, now, collateral)
-
-    warm_verifier = _core.Verifiers()
-
-    def ours_warm() -> object:
-        return warm_verifier.verify("tdx", evidence, None, None, now, collateral)
-
-    def dcap_qvl_verify() -> object:
-        return dcap_qvl.verify(quote, theirs, now)
-
-    for case, ours in (("cold", ours_cold), ("warm", ours_warm)):
-        ours_us = per_call_us(ours, args.iterations, args.rounds)
-        theirs_us = per_call_us(dcap_qvl_verify, args.iterations, args.rounds)
+    calls = ours_calls(prepared)
+    for case in ("cold", "warm"):
+        ours_us = per_call_us(calls[f"ours_{case}"], args.iterations, args.rounds)
+        theirs_us = per_call_us(baseline.call, args.iterations, args.rounds)
         line = {
             "case": case,
             "ours_us": round(ours_us, 1),

@@ -28,8 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from timing import per_call_us  # benches/timing.py, beside this script
 from trustee import _core
+from trustee.bench.verify_rate import per_call_us
 from trustee.simulate.azure import AzSnpVtpmPki, SimulatedAzSnpVtpmAttester
 from trustee.simulate.snp import snp_evidence_json
 

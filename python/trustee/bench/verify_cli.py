@@ -114,22 +114,15 @@ def main(argv: list[str]) -> int:
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """The results file's content; raises UsageError or VerificationFailed, having timed
     nothing, when the options or the evidence are wrong."""
-    import json
-
     import trio
 
-    from trustee import _core
     from trustee.bench.machine import machine, versions
-    from trustee.bench.verify_rate import Pace, dcap_qvl_baseline, measure
+    from trustee.bench.verify_rate import Pace, dcap_qvl_baseline, measure, verdict
     from trustee.verify_cli import prepare
 
     started = datetime.datetime.now(datetime.UTC)
     prepared = trio.run(prepare, args)
-    try:
-        verdict = prepared.hardware.new_core().verify(*prepared.arguments())
-    except _core.VerifierError as exc:
-        raise VerificationFailed(str(exc)) from exc
-    ours = json.loads(verdict[0].json)
+    ours = verdict(prepared)
     baseline = dcap_qvl_baseline(prepared, ours)
     pace = Pace(args.rounds, args.iterations, None if args.iterations else args.duration)
     if args.iterations is None and args.duration is None:

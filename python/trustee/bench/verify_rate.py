@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,65 @@ def iterations_for(fn: Callable[[], object], seconds: float, rounds: int) -> int
         if elapsed >= CALIBRATION_S:
             break
     return max(1, round(seconds / rounds / (elapsed / calls)))
+
+
+def prepare_offline(
+    tee: str,
+    evidence: str | os.PathLike[str],
+    *,
+    collateral: str | os.PathLike[str] | None = None,
+    vcek: str | os.PathLike[str] | None = None,
+    report_data: bytes | None = None,
+    at: str | None = None,
+    test_roots: Sequence[str | os.PathLike[str]] = (),
+) -> Prepared:
+    """`trustee verify`'s reading of these options, for scripts; raises
+    `trustee.verify_cli.UsageError` or `VerificationFailed` (inputs that cannot be had)."""
+    import argparse
+
+    import trio
+
+    from trustee.verify_cli import prepare
+
+    options = argparse.Namespace(
+        tee=tee,
+        evidence=str(evidence),
+        eventlog=None,
+        collateral=None if collateral is None else str(collateral),
+        vcek=None if vcek is None else str(vcek),
+        at=at,
+        report_data=None if report_data is None else report_data.hex(),
+        init_data_hash=None,
+        insecure_test_root=[str(root) for root in test_roots],
+        tpm_ak_root=[],
+        allow_nonzero_vmpl=False,
+    )
+    return trio.run(prepare, options)
+
+
+def verdict(prepared: Prepared) -> dict[str, Any]:
+    """The first component's claims; `VerificationFailed` naming the failing check."""
+    from trustee import _core
+    from trustee.verify_cli import VerificationFailed
+
+    try:
+        claims = prepared.hardware.new_core().verify(*prepared.arguments())
+    except _core.VerifierError as exc:
+        raise VerificationFailed(str(exc)) from exc
+    first: dict[str, Any] = json.loads(claims[0].json)
+    return first
+
+
+def ours_calls(prepared: Prepared) -> dict[str, Callable[[], object]]:
+    """``ours_warm``: one long-lived native verifier, as the server holds it (verified
+    collateral and chains memoised); ``ours_cold``: a new one per call (nothing memoised)."""
+    arguments = prepared.arguments()
+    hardware = prepared.hardware
+    warm = hardware.new_core()
+    return {
+        "ours_warm": lambda: warm.verify(*arguments),
+        "ours_cold": lambda: hardware.new_core().verify(*arguments),
+    }
 
 
 @dataclass(frozen=True)
@@ -123,14 +183,7 @@ class Pace:
 def measure(prepared: Prepared, baseline: Baseline, pace: Pace) -> dict[str, Any]:
     """``per_call_us``, ``calls_per_s``, ``iterations`` and ``ratio`` (when there is a
     baseline) of a verification whose verdict has passed."""
-    arguments = prepared.arguments()
-    hardware = prepared.hardware
-    warm = hardware.new_core()
-    calls: dict[str, Callable[[], object]] = {
-        "ours_warm": lambda: warm.verify(*arguments),
-        # A new verifier per call: nothing memoised, every chain and signature checked.
-        "ours_cold": lambda: hardware.new_core().verify(*arguments),
-    }
+    calls = ours_calls(prepared)
     if baseline.call is not None:
         calls["dcap_qvl"] = baseline.call
     figures: dict[str, float] = {}
