@@ -124,9 +124,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     prepared = trio.run(prepare, args)
     ours = verdict(prepared)
     baseline = dcap_qvl_baseline(prepared, ours)
-    pace = Pace(args.rounds, args.iterations, None if args.iterations else args.duration)
-    if args.iterations is None and args.duration is None:
-        pace = Pace(args.rounds, seconds=DEFAULT_DURATION_S)
+    seconds = None if args.iterations else (args.duration or DEFAULT_DURATION_S)
+    pace = Pace(args.rounds, args.iterations, seconds)
     clock = datetime.datetime.now(datetime.UTC)
     measured = measure(prepared, baseline, pace)
     results: dict[str, Any] = {
