@@ -4,11 +4,15 @@ file; real TDX/SNP vectors and simulated SGX/TPM guests, with tiny iteration cou
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.shared import vector
 from trustee.bench.results import read_results
 from trustee.bench.verify_cli import summary
@@ -187,3 +191,42 @@ def test_terminal_summary_names_every_figure() -> None:
     assert "ours, warm" in text and "11111.1 calls/s" in text and "ours, cold" in text
     assert "dcap-qvl / ours warm: 8.89" in text
     assert "warning: verdicts differ" in text
+
+
+def test_dcap_qvl_baseline_says_when_verdicts_differ_or_it_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("dcap_qvl", reason="dcap-qvl is not installed (the dev extra has it)")
+    from trustee.bench.verify_rate import dcap_qvl_baseline, prepare_offline, verdict
+
+    prepared = prepare_offline(
+        "tdx",
+        vector(QVL + "/tdx_quote"),
+        collateral=vector(QVL + "/tdx_quote_collateral.json"),
+        at="2025-06-19T11:16:03Z",
+    )
+    ours = verdict(prepared)
+    assert dcap_qvl_baseline(prepared, ours).warnings == []
+    differing = dcap_qvl_baseline(prepared, {**ours, "tcb_status": "OutOfDate"})
+    assert differing.call is not None
+    assert differing.warnings == ["verdicts differ: ours OutOfDate [], dcap-qvl UpToDate []"]
+    monkeypatch.setitem(sys.modules, "dcap_qvl", None)  # as if not installed
+    missing = dcap_qvl_baseline(prepared, ours)
+    assert missing.call is None and missing.note == "no dcap-qvl figure: dcap-qvl is not installed"
+
+
+def test_a_real_process_fails_without_traceback(tmp_path: Path) -> None:
+    path = os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")]))
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"quote": "AAAA"}')
+    argv = ["bench", "verify", "--tee=tdx", f"--evidence={junk}", f"--collateral={tmp_path}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "trustee.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert proc.stderr.startswith("trustee bench verify: ") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
