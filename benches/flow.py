@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ from urllib.parse import urlsplit
 
 import trio
 
+from trustee.bench.http_conn import Answer, Connection, TransportError
+from trustee.bench.sysinfo import machine_cpu_seconds, process_cpu_seconds, tree_rss_mib
 from trustee.client.attesters import AttesterSet, SampleAttester
 from trustee.client.kbs import PROTOCOL_0_4_0, Challenge, compact_json
 from trustee.crypto.b64 import b64std_encode, b64url_encode
@@ -124,94 +126,7 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Minimal HTTP/1.1 keep-alive client over a trio socket stream
-
-
-@dataclass
-class Answer:
-    status: int
-    body: bytes
-    set_cookie: bytes | None
-
-
-class Connection:
-    """One keep-alive connection; reconnects when the server announces `Connection: close`."""
-
-    def __init__(self, port: int, host: str = HOST, token: str | None = None) -> None:
-        self.host = host
-        self.port = port
-        self.host_header = f"Host: {host}:{port}\r\n".encode()
-        if token is not None:
-            self.host_header += f"Authorization: Bearer {token}\r\n".encode()
-        self._stream: trio.SocketStream | None = None
-        self._buf = bytearray()
-
-    async def aclose(self) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
-            self._stream = None
-        self._buf.clear()
-
-    def build(
-        self,
-        method: str,
-        target: str,
-        body: bytes = b"",
-        content_type: str | None = None,
-        cookie: str | None = None,
-    ) -> bytes:
-        head = [f"{method} {target} HTTP/1.1\r\n".encode(), self.host_header]
-        if content_type is not None:
-            head.append(f"Content-Type: {content_type}\r\n".encode())
-        if cookie is not None:
-            head.append(f"Cookie: {cookie}\r\n".encode())
-        if body or method in ("POST", "PUT"):
-            head.append(f"Content-Length: {len(body)}\r\n".encode())
-        head.append(b"\r\n")
-        return b"".join(head) + body
-
-    async def _fill(self, stream: trio.SocketStream) -> None:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            raise BenchError("server closed the connection mid-response")
-        self._buf += chunk
-
-    async def request(self, raw: bytes) -> Answer:
-        if self._stream is None:
-            self._stream = await trio.open_tcp_stream(self.host, self.port)
-        stream = self._stream
-        await stream.send_all(raw)
-        while (end := self._buf.find(b"\r\n\r\n")) < 0:
-            await self._fill(stream)
-        lines = bytes(self._buf[:end]).split(b"\r\n")
-        del self._buf[: end + 4]
-        try:
-            status = int(lines[0].split(b" ", 2)[1])
-        except (IndexError, ValueError) as exc:
-            raise BenchError(f"bad status line {lines[0]!r}") from exc
-        length: int | None = None
-        set_cookie: bytes | None = None
-        close = False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"set-cookie":
-                set_cookie = value.strip()
-            elif name == b"connection":
-                close = value.strip().lower() == b"close"
-            elif name == b"transfer-encoding":
-                raise BenchError("chunked responses are not expected from this server")
-        if length is None:
-            raise BenchError(f"response without Content-Length (status {status})")
-        while len(self._buf) < length:
-            await self._fill(stream)
-        body = bytes(self._buf[:length])
-        del self._buf[:length]
-        if close:
-            await self.aclose()
-        return Answer(status, body, set_cookie)
+# The keep-alive HTTP/1.1 client is the library's (trustee.bench.http_conn)
 
 
 def expect(answer: Answer, what: str, status: int = 200) -> Answer:
@@ -394,33 +309,6 @@ async def _flow_unit(guest: Guest) -> bytes:
     return await guest.flow()
 
 
-def process_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process and its descendants (the worker processes), from
-    Linux /proc; 0 where unavailable or no pid is known."""
-    if pid is None:
-        return 0.0
-    total = 0
-    for member in tree_pids(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu_seconds() -> float:
-    """CPU time spent by all processes on the machine (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return 0.0
-    # user nice system idle iowait irq softirq steal: everything but idle and iowait.
-    busy = sum(int(v) for i, v in enumerate(fields[1:9]) if i not in (3, 4))
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     if not sorted_values:
@@ -467,40 +355,6 @@ class Server:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
-
-
-def tree_pids(pid: int) -> list[int]:
-    """`pid` and its descendants (worker processes), from /proc."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            with suppress(OSError):
-                todo.extend(
-                    int(c)
-                    for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()
-                )
-    return found
-
-
-def tree_rss_mib(pid: int | None) -> float | None:
-    """Resident memory of the server's process tree, MiB."""
-    if pid is None:
-        return None
-    total = 0
-    for member in tree_pids(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return round(total / 1024, 1)
 
 
 def _healthz_ok(host: str, port: int) -> bool:
@@ -882,7 +736,7 @@ def exit_code(run: Callable[[], object]) -> int:
     except OSError as exc:
         log(f"bench failed: {exc}")
         return 1
-    except (BenchError, ExceptionGroup) as exc:
+    except (BenchError, TransportError, ExceptionGroup) as exc:
         for leaf in _leaves(exc):
             log(f"bench failed: {type(leaf).__name__}: {leaf}")
         return 1

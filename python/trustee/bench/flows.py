@@ -145,7 +145,8 @@ class Guest:
         except TransportError as exc:
             raise FlowFailure(exc.kind, stage, str(exc)) from None
         if answer.status != 200:
-            raise FlowFailure(error_class(answer), stage, answer.body[:200].decode("replace"))
+            text = answer.body[:300].decode(errors="replace").replace("\n", " ")
+            raise FlowFailure(error_class(answer), stage, text)
         return answer
 
     async def handshake(self) -> tuple[str, str | None]:
