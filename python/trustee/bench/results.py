@@ -19,6 +19,8 @@ latencies milliseconds. Members:
   segment or "-">``, ``connect``, ``timeout``, ``tls``, ``protocol`` (an answer that does not
   parse), ``check`` (an answer that parsed but was wrong: bad token signature, a secret that
   does not decrypt to the stored one);
+* ``error_messages`` (kbs): class → the first failure of that class, one line (what the
+  server said, or why the answer was refused);
 * ``checks``: ``tokens_verified``, ``secrets_decrypted``, ``secret_mismatches``,
   ``tokens_unverified`` (no server key to check them against);
 * ``latency_ms``: ``count``, ``mean``, ``p50``, ``p90``, ``p99``, ``p99_9``, ``max`` (of the ok
@@ -26,7 +28,8 @@ latencies milliseconds. Members:
   ~200 points;
 * ``timeline``: one entry per second of the window: ``t`` (seconds since the window began),
   ``ok``, ``errors``, ``p99_ms``;
-* ``cpu``: ``generator`` {``cpu_s``, ``cores`` (cpu_s / wall), ``share`` (of the machine)},
+* ``cpu`` (over the measuring window): ``generator`` {``cpu_s``, ``cores`` (cpu_s / wall),
+  ``share`` (of the machine); the generator's worker processes included},
   ``server`` {``pid``, ``cpu_s``, ``cores``, ``rss_mib_max``} or null;
 * ``warnings``: sentences (e.g. the generator used enough CPU to distort the result);
 * verify only: ``per_call_us`` {``ours``, ``ours_warm``, ``ours_cold``, ``dcap_qvl``?}: the
