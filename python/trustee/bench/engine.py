@@ -88,12 +88,13 @@ class Tally:
 class Guests:
     """The process's guests: made up front for a closed loop, on demand for an open one."""
 
-    def __init__(self, spec: FlowSpec) -> None:
+    def __init__(self, spec: FlowSpec, keys: int = KEY_POOL) -> None:
         self.spec = spec
         self.generation = GENERATIONS[spec.protocol]
         self.attesters = detect_attesters(spec.attester_env)
         self.ssl = tls_context(spec.cert_file) if spec.tls else None
-        self.keys = [self.generation.generate_tee_key()]
+        # Made up front: an RSA key (protocol 0.1.x) takes long enough to delay a flow.
+        self.keys = [self.generation.generate_tee_key() for _ in range(max(1, min(KEY_POOL, keys)))]
         self.idle: list[Guest] = []
         self.made: list[Guest] = []
         self.tokens = TokenChecker()
@@ -101,8 +102,6 @@ class Guests:
     def take(self) -> Guest:
         if self.idle:
             return self.idle.pop()
-        if len(self.keys) < KEY_POOL:
-            self.keys.append(self.generation.generate_tee_key())
         key = self.keys[len(self.made) % len(self.keys)]
         guest = Guest(self.spec, self.generation, self.attesters, key, self.ssl)
         self.made.append(guest)
@@ -132,17 +131,25 @@ async def one_flow(guests: Guests, guest: Guest) -> tuple[float, Checks]:
 
 async def preflight(spec: FlowSpec) -> None:
     """One full flow before any load: FlowFailure says what is wrong with the target."""
-    guests = Guests(spec)
+    guests = Guests(spec, keys=1)
     try:
         await one_flow(guests, guests.take())
     finally:
         await guests.aclose()
 
 
-async def run_worker(spec: WorkerSpec, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    guests = Guests(spec.flow)
+def make_guests(spec: WorkerSpec) -> Guests:
+    """A worker's guests and keys, made before the start time is set (key generation is slow)."""
+    guests = Guests(spec.flow, keys=spec.clients if spec.mode == "closed" else KEY_POOL)
     for _ in range(spec.clients if spec.mode == "closed" else 0):
         guests.idle.append(guests.take())
+    return guests
+
+
+async def run_worker(
+    spec: WorkerSpec, report: Callable[[dict[str, Any]], None], guests: Guests | None = None
+) -> dict[str, Any]:
+    guests = make_guests(spec) if guests is None else guests
     tally = Tally()
     window = spec.start_at + spec.warmup
     end = window + spec.duration

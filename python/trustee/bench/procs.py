@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from trustee.bench import histogram
-from trustee.bench.engine import WorkerSpec, run_worker
+from trustee.bench.engine import WorkerSpec, make_guests, run_worker
 
 START_DELAY_S = 0.3  # between "everyone is ready" and the first flow
 READY_TIMEOUT_S = 60.0
@@ -42,6 +42,7 @@ def split(spec: WorkerSpec, procs: int) -> list[WorkerSpec]:
 
 def _child(spec: WorkerSpec, index: int, events: Any, go: Any, start: Any) -> None:
     try:
+        guests = make_guests(spec)
         events.put(("ready", index, None))
         go.wait()
         spec = replace(spec, start_at=start.value + spec.start_at)
@@ -49,7 +50,7 @@ def _child(spec: WorkerSpec, index: int, events: Any, go: Any, start: Any) -> No
         def report(tick: dict[str, Any]) -> None:
             events.put(("tick", index, tick))
 
-        events.put(("done", index, trio.run(run_worker, spec, report)))
+        events.put(("done", index, trio.run(run_worker, spec, report, guests)))
     except BaseException as exc:  # the parent must hear of any failure
         events.put(("error", index, f"{type(exc).__name__}: {exc}"))
 
@@ -59,10 +60,11 @@ async def run_procs(
 ) -> list[dict[str, Any]]:
     """Run `specs` in that many processes; `on_start(start_at)` once all are ready."""
     if len(specs) == 1:
+        guests = make_guests(specs[0])
         start_at = time.monotonic() + START_DELAY_S
         on_start(start_at)
         spec = replace(specs[0], start_at=start_at)
-        return [await run_worker(spec, lambda t: tick(0, t))]
+        return [await run_worker(spec, lambda t: tick(0, t), guests)]
     ctx = multiprocessing.get_context("spawn")
     events, go, start = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     workers = [
