@@ -86,9 +86,10 @@ class Progress:
         errors = sum(t["errors"] for t in self.latest.values())
         last = histogram.merge([t["last"] for t in self.latest.values()])
         elapsed = tick["elapsed"]
-        rate = ok / elapsed if elapsed > 0 else 0.0
+        # A tick right at the window's start would divide a few flows by a few milliseconds.
+        rate = ok / elapsed if elapsed >= 0.5 else 0.0
         p50, p99 = (last.get_value_at_percentile(q) / 1000 for q in (50, 99))
-        phase = "warm-up" if elapsed < 0 else f"{elapsed:5.0f} s"
+        phase = "warm-up" if elapsed < 0.5 else f"{elapsed:5.0f} s"
         self.stream.write(
             f"\r{phase}  {rate:8.1f} flows/s  p50 {p50:8.1f} ms  "
             f"p99 {p99:8.1f} ms  errors {errors}   "
