@@ -25,6 +25,7 @@ from trustee.bench.engine import WorkerSpec, preflight
 from trustee.bench.flows import FlowFailure, FlowSpec
 from trustee.bench.http_conn import tls_context
 from trustee.bench.kbs_run import Progress, assemble, drive, progress_stream
+from trustee.bench.machine import machine, versions
 from trustee.bench.procs import WorkerError, split
 from trustee.bench.results import FORMAT, write_results
 from trustee.client.attesters import SIMULATED_PKI_ENV, SIMULATED_TEE_ENV, detect_attesters
@@ -159,8 +160,8 @@ def _head(args: argparse.Namespace, argv: list[str], spec: WorkerSpec) -> dict[s
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "duration_s": spec.duration,
         "warmup_s": spec.warmup,
-        "machine": sysinfo.machine(),
-        "versions": sysinfo.versions(),
+        "machine": machine(),
+        "versions": versions(),
         "target": {
             "url": args.url,
             "protocol": flow.protocol,

@@ -1,54 +1,13 @@
-"""The machine a run happened on, the versions involved, and CPU/RSS of process trees (Linux
-/proc; zeros or None elsewhere)."""
+"""CPU and RSS of process trees and of the machine (Linux /proc; zeros or None elsewhere).
+What the machine is and which versions ran: `trustee.bench.machine`."""
 
 from __future__ import annotations
 
 import os
-import platform
 import resource
-import socket
 import sys
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
-
-from trustee import __version__
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "hostname": socket.gethostname(),
-        "cpus": os.cpu_count() or 1,
-        "cpu_model": _cpu_model(),
-        "memory_bytes": _memory_bytes(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def versions() -> dict[str, str]:
-    core = "unknown"
-    with suppress(Exception):
-        from trustee import _core
-
-        core = _core.version()
-    return {"trustee": __version__, "core": core}
-
-
-def _cpu_model() -> str:
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _memory_bytes() -> int:
-    with suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def tree_pids(pid: int) -> list[int]:
