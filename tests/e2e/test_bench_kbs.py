@@ -5,8 +5,10 @@ loop that shows a server stall in its p99; bad input refused before any load."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from tests.e2e.pki import make_pki
 from tests.e2e.simulated import PROTOCOLS, simulated_pkis, trusting
 from tests.e2e.test_bgcheck_passport import bgcheck_config
 from trustee.crypto.b64 import b64url_encode
+from trustee.crypto.jws import sign_compact
 
 SHORT = ("--duration", "1.5", "--warmup", "0.3")
 DENY_ALL = "package policy\nimport rego.v1\ndefault allow := false\n"
@@ -59,6 +62,8 @@ async def test_setup_run_is_clean_in_every_generation(tmp_path: Path) -> None:
             # Every token's signature checked against the key in its header.
             assert data["checks"]["tokens_verified"] == data["totals"]["ok"]
             assert data["load"]["mode"] == "closed"
+            # Both clients ran at once, each with its own session and connection.
+            assert data["totals"]["in_flight_mean"] > 1.5, data["totals"]
             assert data["target"]["protocol"] == protocol
             assert data["command"][:3] == ["trustee", "bench", "kbs"]
         # Passport from two worker processes: one token per guest, then Bearer GETs.
@@ -196,3 +201,83 @@ async def test_tls_failure_and_refused_admin_token(tmp_path: Path) -> None:
                              "--clients", "2", *SHORT)  # fmt: skip
         assert_all_good(data)
         assert data["checks"]["tokens_verified"] + data["checks"]["tokens_unverified"] > 0
+
+
+UPSTREAM_KBS = os.environ.get("TRUSTEE_UPSTREAM_KBS")
+# Upstream's KBS with its built-in AS (sample verifier), Memory storage, and an admin API that
+# takes an Ed25519-signed bearer token from one identity provider.
+UPSTREAM_CONFIG = """
+[http_server]
+sockets = ["127.0.0.1:{port}"]
+insecure_http = true
+
+[attestation_token]
+insecure_header_jwk = true
+
+[attestation_service]
+type = "coco_as_builtin"
+
+[attestation_service.rvps_config]
+type = "BuiltIn"
+
+[admin]
+authorization_mode = "AuthenticatedAuthorization"
+
+[admin.authentication.bearer_jwt]
+identity_providers = [{{ issuer = "trustee-bench", public_key_uri = "{public_key}" }}]
+
+[admin.authorization.regex_acl]
+acls = [{{ role = "admin", allowed_endpoints = "^/kbs/.+$" }}]
+
+[storage_backend]
+storage_type = "Memory"
+
+[[plugins]]
+name = "resource"
+storage_backend_type = "kvstorage"
+"""
+
+
+async def test_against_upstreams_kbs(tmp_path: Path) -> None:
+    if not UPSTREAM_KBS:
+        pytest.skip("set TRUSTEE_UPSTREAM_KBS to an upstream kbs binary to run this test")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    # The admin token upstream's bearer_jwt mode wants: its issuer, audience and role.
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": "trustee-bench", "sub": "admin", "aud": ["KBS"]}
+    claims |= {"role": "admin", "iat": now, "exp": now + 3600}
+    token = sign_compact({"alg": "EdDSA", "typ": "JWT"}, json.dumps(claims).encode(), key)
+    (tmp_path / "admin-token").write_text(token + "\n")
+    (tmp_path / "admin.pub").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    port = free_port()
+    config = tmp_path / "kbs-config.toml"
+    config.write_text(UPSTREAM_CONFIG.format(port=port, public_key=tmp_path / "admin.pub"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUST_")}
+    with (tmp_path / "upstream-kbs.log").open("wb") as log:
+        process = await trio.lowlevel.open_process(
+            [UPSTREAM_KBS, "--config-file", str(config)], stdout=log, stderr=log, env=env
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                code, _, _ = await bench("--url", url, "--clients", "1", "--duration", "0.2")
+                if code != 2:
+                    break
+                await trio.sleep(0.1)
+            data = await results(
+                "--url", url, "--protocol", "0.4.0", "--setup",
+                "--admin-token-file", str(tmp_path / "admin-token"),
+                "--clients", "4", "--server-pid", str(process.pid), *SHORT,
+            )  # fmt: skip
+            assert_all_good(data)
+            assert data["cpu"]["server"]["cpu_s"] > 0
+        finally:
+            process.terminate()
+            await process.wait()

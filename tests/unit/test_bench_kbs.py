@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from trustee.bench import histogram, procs
-from trustee.bench.engine import Tally, WorkerSpec
+from trustee.bench.engine import Tally, WorkerSpec, make_guests
 from trustee.bench.flows import Checks, FlowFailure, FlowSpec, Guest, TokenChecker, error_class
 from trustee.bench.http_conn import Answer, ProtocolError, _parse_head
 from trustee.bench.kbs_cli import main
@@ -128,6 +128,21 @@ def test_load_is_split_over_processes_with_arrivals_interleaved() -> None:
     assert len(procs.split(WorkerSpec(spec(), "closed", 1, 0.0, 1.0, 2.0), 4)) == 1
     shares = procs.split(WorkerSpec(spec(), "open", 0, 20.0, 1.0, 2.0), 2)
     assert [(s.rate, s.start_at) for s in shares] == [(10.0, 0.0), (10.0, 0.05)]
+
+
+def test_a_closed_loop_has_one_guest_and_connection_per_client() -> None:
+    # N clients means N guests running at once, each with its own session and connection.
+    guests = make_guests(WorkerSpec(spec(), "closed", 5, 0.0, 1.0, 2.0))
+    assert len(guests.idle) == len(guests.made) == 5
+    assert len({id(g) for g in guests.idle}) == 5
+    # An open loop makes guests as flows need them, and reuses idle ones.
+    open_guests = make_guests(WorkerSpec(spec(), "open", 0, 20.0, 1.0, 2.0))
+    assert open_guests.idle == []
+    first = open_guests.take()
+    second = open_guests.take()
+    assert first is not second
+    open_guests.idle.append(first)
+    assert open_guests.take() is first
 
 
 def test_worker_tallies_merge() -> None:

@@ -100,8 +100,10 @@ class Guests:
         self.tokens = TokenChecker()
 
     def take(self) -> Guest:
-        if self.idle:
-            return self.idle.pop()
+        """An idle guest, or a new one when every guest is busy."""
+        return self.idle.pop() if self.idle else self.new()
+
+    def new(self) -> Guest:
         key = self.keys[len(self.made) % len(self.keys)]
         guest = Guest(self.spec, self.generation, self.attesters, key, self.ssl)
         self.made.append(guest)
@@ -141,8 +143,8 @@ async def preflight(spec: FlowSpec) -> None:
 def make_guests(spec: WorkerSpec) -> Guests:
     """A worker's guests and keys, made before the start time is set (key generation is slow)."""
     guests = Guests(spec.flow, keys=spec.clients if spec.mode == "closed" else KEY_POOL)
-    for _ in range(spec.clients if spec.mode == "closed" else 0):
-        guests.idle.append(guests.take())
+    # One guest (and connection) per closed-loop client: `take` would hand back the idle one.
+    guests.idle.extend(guests.new() for _ in range(spec.clients if spec.mode == "closed" else 0))
     return guests
 
 

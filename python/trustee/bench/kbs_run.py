@@ -147,17 +147,22 @@ def assemble(
         "secrets_decrypted": 0,
         "secret_mismatches": 0,
     } | merged["checks"]
+    latency = histogram.summary(merged["hist"])
+    # Little's law: flows in flight on average. Far below the clients of a closed loop, it says
+    # the generator (not the server) set the pace.
+    in_flight = ok / spec.duration * latency["mean"] / 1000 if ok else 0.0
     return head | {
         "totals": {
             "flows": ok + errors,
             "ok": ok,
             "errors": errors,
             "flows_per_s": round(ok / spec.duration, 3),
+            "in_flight_mean": round(in_flight, 2),
         },
         "errors": dict(sorted(merged["errors"].items())),
         "error_messages": dict(sorted(merged["messages"].items())),
         "checks": checks,
-        "latency_ms": histogram.summary(merged["hist"]),
+        "latency_ms": latency,
         "latency_cdf": histogram.cdf(merged["hist"]),
         "timeline": timeline(merged["seconds"], spec.duration),
         "cpu": {"generator": generator, "server": server},

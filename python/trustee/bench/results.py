@@ -14,7 +14,8 @@ latencies milliseconds. Members:
   ends; ``"open"``: ``rate`` flows per second sent on schedule, latency measured from the
   intended send time), ``clients``, ``rate``, ``procs``;
 * ``totals``: ``flows`` (finished in the measured window), ``ok``, ``errors``, ``flows_per_s``
-  (ok per second of the window);
+  (ok per second of the window), ``in_flight_mean`` (flows in flight on average, by Little's
+  law: near ``clients`` in a healthy closed loop);
 * ``errors``: class → count; classes are ``http_<status>/<ErrorInformation type's last path
   segment or "-">``, ``connect``, ``timeout``, ``tls``, ``protocol`` (an answer that does not
   parse), ``check`` (an answer that parsed but was wrong: bad token signature, a secret that
