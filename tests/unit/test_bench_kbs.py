@@ -184,6 +184,9 @@ def test_a_busy_generator_is_warned_about() -> None:
         (["--url", "http://127.0.0.1:1", "--setup", "--secret-file", "s"], "exclude each other"),
         (["--url", "http://127.0.0.1:1", "--clients", "0"], "--clients"),
         (["--url", "https://127.0.0.1:1", "--cert-file", "/nonexistent.pem"], "--cert-file"),
+        ([], "required: --url"),
+        (["--url", "http://127.0.0.1:1", "--clients", "2", "--rate", "5"], "not allowed with"),
+        (["--url", "http://127.0.0.1:1", "--protocol", "9.9"], "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

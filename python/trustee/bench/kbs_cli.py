@@ -15,7 +15,7 @@ import json
 import os
 import ssl
 import sys
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import trio
@@ -42,8 +42,14 @@ class UsageError(Exception):
     """Bad input; reported as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    # argparse prints its whole usage block before exiting; a usage error here is one line.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else "")
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else "")
     add = p.add_argument
     add("--url", required=True, help="the KBS root, http://HOST:PORT or https://HOST:PORT")
     add("--cert-file", metavar="CA", help="PEM root the KBS's TLS certificate chains to")
@@ -221,7 +227,21 @@ async def _before_load(args: argparse.Namespace, spec: WorkerSpec, context: Any)
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except Exception as exc:  # never a traceback for the user; the type says where to look
+        sys.stderr.write(f"{PROG}: {type(exc).__name__}: {exc}\n")
+        return 1
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help, already printed
+        return exc.code if isinstance(exc.code, int) else 0
+    except UsageError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 2
     try:
         spec, context = _prepare(args)
         trio.run(_before_load, args, spec, context)
@@ -238,7 +258,11 @@ def main(argv: list[str]) -> int:
     for warning in results["warnings"]:
         sys.stderr.write(f"{PROG}: warning: {warning}\n")
     if args.out is not None:
-        write_results(args.out, results)
+        try:
+            write_results(args.out, results)
+        except OSError as exc:
+            sys.stderr.write(f"{PROG}: --out {args.out}: {exc.strerror or exc}\n")
+            return 1
     else:
         sys.stdout.write(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0
