@@ -172,10 +172,6 @@ class SnpNeeds:
         """``"Milan"``, ``"Genoa"`` or ``"Turin"`` from the report's CPUID fields; None for
         v2 reports."""
 
-    @property
-    def has_ca(self) -> bool:
-        """Whether the evidence's cert_chain carries an ARK and an ASK/ASVK."""
-
 def snp_needs(evidence: bytes) -> SnpNeeds:
     """What SNP evidence lacks. Raises VerifierError for malformed evidence."""
 

@@ -110,7 +110,7 @@ class HardwareVerifier:
         if tee == "az-snp-vtpm":
             # The VCEK travels in the evidence and AMD's ASK/ARK are built in: only the
             # configured test anchors are added.
-            return Inputs(now=now, snp_certs=list(self._snp_anchors))
+            return self.with_snp_certs([])
         return Inputs(now=now)
 
     def verify(

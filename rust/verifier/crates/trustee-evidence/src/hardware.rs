@@ -294,8 +294,6 @@ pub struct SnpNeeds {
     pub vcek: Option<trustee_snp::VcekRequest>,
     /// Product from the report's CPUID fields (`None` for v2 reports).
     pub product: Option<&'static str>,
-    /// Whether the evidence's own cert_chain carries an ARK and an ASK/ASVK.
-    pub has_ca: bool,
 }
 
 pub fn snp_needs(evidence: &[u8]) -> Result<SnpNeeds, VerifyError> {
@@ -319,7 +317,6 @@ pub fn snp_needs(evidence: &[u8]) -> Result<SnpNeeds, VerifyError> {
             .cpuid_generation()
             .map_err(malformed)?
             .map(|g| g.name()),
-        has_ca: has(&CertType::Ark) && has(&CertType::Ask),
     })
 }
 

@@ -193,8 +193,6 @@ struct SnpNeeds {
     vcek: Option<Py<VcekKey>>,
     /// The product named by the report's CPUID fields; None for v2 reports.
     product: Option<&'static str>,
-    /// Whether the evidence's cert_chain carries an ARK and an ASK/ASVK.
-    has_ca: bool,
 }
 
 #[pyfunction]
@@ -218,7 +216,6 @@ fn snp_needs(py: Python<'_>, evidence: &[u8]) -> PyResult<SnpNeeds> {
     Ok(SnpNeeds {
         vcek,
         product: needs.product,
-        has_ca: needs.has_ca,
     })
 }
 
