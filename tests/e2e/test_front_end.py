@@ -177,8 +177,10 @@ async def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
             before = await both_workers(kbs)
             for victim in sorted(before):
                 os.kill(victim, signal.SIGKILL)
-                # The supervisor replaces at once; the bound only leaves room for a loaded machine.
-                with trio.fail_after(3.0):
+                # The supervisor replaces at once; the failure caught is a worker never replaced.
+                # The new one shows once it has imported and started, which a loaded CI machine
+                # has taken over 3 s to do.
+                with trio.fail_after(10.0):
                     while victim in worker_pids(kbs) or len(worker_pids(kbs)) < 2:
                         await trio.sleep(0.02)
             assert not (worker_pids(kbs) & before)
