@@ -31,6 +31,24 @@ class StartError(Exception):
 # A worker that keeps dying is restarted after this pause, so a crash loop cannot spin.
 RESTART_BACKOFF = 0.5
 SUPERVISOR_POLL = 0.2
+# A worker killed by a signal before it serves is started again this many times in a row at
+# most before the server gives up.
+START_ATTEMPTS = 3
+
+
+class ServingFlag:
+    """Set by a worker once it serves, read by the supervisor. It is shared memory with no
+    lock (unlike multiprocessing's Event), so a worker killed at any instant cannot leave the
+    supervisor waiting for a lock the dead worker held."""
+
+    def __init__(self, context: Any) -> None:
+        self._value = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
 
 
 def supervise(
@@ -40,10 +58,11 @@ def supervise(
     name: str,
 ) -> int:
     """Run `target(*worker_args(index), ready, failures)` in `count` spawned processes: each
-    sets the Event `ready` once it serves, or puts (exit code, one line) on `failures` if it
+    sets `ready` (a ServingFlag) once it serves, or puts (exit code, one line) on `failures` if it
     cannot start. A worker that dies is replaced (within a second) for as long as the server
     should serve; SIGINT/SIGTERM are passed on, and each worker shuts down gracefully. A
-    worker that fails before serving stops them all (StartError, with its line)."""
+    worker that fails before serving stops them all (StartError, with its line); one killed
+    by a signal before serving is replaced, up to START_ATTEMPTS times in a row."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -52,10 +71,10 @@ def supervise(
     workers: list[multiprocessing.process.BaseProcess] = []
 
     failures = context.SimpleQueue()
-    started: list[Any] = [None] * count  # per worker: an Event set once it serves
+    started: list[Any] = [None] * count  # per worker: a ServingFlag set once it serves
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        ready = context.Event()
+        ready = ServingFlag(context)
         worker = context.Process(
             target=target, args=(*worker_args(index), ready, failures), name=f"{name}-{index}"
         )
@@ -73,6 +92,7 @@ def supervise(
     signal.signal(signal.SIGTERM, forward)
     workers.extend(start(i) for i in range(count))
     failed: list[str] = []
+    early_deaths = [0] * count  # per worker: deaths in a row before it served
     while True:
         # Exits are looked at before anything else: workers that all failed to start within
         # one poll must still be reported as such, not taken for a finished server.
@@ -86,10 +106,12 @@ def supervise(
                 if worker.exitcode not in (0, -signal.SIGINT, -signal.SIGTERM):
                     failed.append(worker.name or f"worker {index}")
                 continue
-            if not started[index].is_set():
-                # It never got as far as serving (a store it cannot reach, a bad file): the
-                # next one would fail the same way. Stop, with the worker's one-line error.
-                raise _stop_workers_after_failed_start(workers, failures, worker.exitcode)
+            if started[index].is_set():
+                early_deaths[index] = 0
+            else:
+                early_deaths[index] += 1
+                if _start_failed(worker.exitcode, early_deaths[index], failures):
+                    raise _stop_workers_after_failed_start(workers, failures, worker.exitcode)
             # Nothing asked it to stop: whatever ended it, the server keeps its capacity.
             log.error(
                 "worker %d (pid %s) died (%s); starting a new one",
@@ -106,6 +128,16 @@ def supervise(
         log.error("workers exited with errors: %s", ", ".join(sorted(set(failed))))
         return 1
     return 0
+
+
+def _start_failed(exitcode: int | None, early_deaths: int, failures: Any) -> bool:
+    """Whether a worker that died before it served means the server cannot serve. One that
+    exited (a store it cannot reach, a bad file) or said why would fail the same way again.
+    One killed by a signal (the OOM killer, an operator, a load that slowed its start) is
+    replaced, unless that keeps happening: then its start itself kills it."""
+    if exitcode is None or exitcode >= 0 or not failures.empty():
+        return True
+    return early_deaths >= START_ATTEMPTS
 
 
 def _stop_workers_after_failed_start(
