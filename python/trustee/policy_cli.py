@@ -15,20 +15,15 @@ from typing import Any
 
 from trustee import _core
 from trustee.policy.explain import explain, reason_path
+from trustee.usage import OneLineParser, UsageError, report
 
 RESOURCE_RULES = ["data.policy.allow"]
 ATTESTATION_RULES = ["data.policy.trust_claims", "data.policy.extensions"]
 
 
-class UsageError(Exception):
-    pass
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trustee policy", description="Work with Rego policies offline."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="trustee policy", description="Work with Rego policies offline.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     ev = sub.add_parser(
         "eval",
         help="evaluate a policy and explain its decision",
@@ -65,15 +60,11 @@ def _parser() -> argparse.ArgumentParser:
 def policy_main(argv: list[str]) -> int:
     """Run `trustee policy …` with `argv` (the arguments after `policy`)."""
     try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:
-        # argparse exits 2 on bad usage and 0 for --help; keep that as the return value.
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        return _eval(args)
-    except UsageError as e:
-        print(f"trustee policy eval: {e}", file=sys.stderr)
-        return 2
+        return _eval(_parser().parse_args(argv))
+    except UsageError as exc:
+        return report(exc, "trustee policy eval")
+    except SystemExit as exc:  # --help, already printed
+        return exc.code if isinstance(exc.code, int) else 0
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from trustee.crypto.b64 import b64std_encode
+from trustee.usage import UsageError
 
 if TYPE_CHECKING:
     from trustee.attestation.hardware import HardwareVerifier, Inputs
@@ -29,10 +30,6 @@ PROG = "trustee verify"
 TEES = ("tdx", "sgx", "snp", "az-snp-vtpm", "az-tdx-vtpm", "tpm")
 # The TEEs whose evidence holds a quote appraised with DCAP collateral.
 DCAP_TEES = ("tdx", "sgx", "az-tdx-vtpm")
-
-
-class UsageError(Exception):
-    pass
 
 
 class VerificationFailed(Exception):

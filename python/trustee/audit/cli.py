@@ -11,25 +11,16 @@ import argparse
 import sys
 
 from trustee.audit.chain import GENESIS, verify_lines
+from trustee.usage import OneLineParser, UsageError, report
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse would exit the interpreter; the caller wants an exit code back.
-        raise _UsageError(f"{self.prog}: {message}")
-
-
-class _UsageError(Exception):
-    pass
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="trustee audit", description="Audit log tools.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="trustee audit", description="Audit log tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     verify = sub.add_parser(
         "verify",
         help="check the hash chain of a JSON Lines audit log",
@@ -99,9 +90,8 @@ def _verify(paths: list[str], start: str) -> int:
 def audit_main(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
-    except _UsageError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
+    except UsageError as exc:
+        return report(exc, "trustee audit")
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     if args.command == "verify":

@@ -15,7 +15,7 @@ import json
 import os
 import ssl
 import sys
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -31,6 +31,7 @@ from trustee.bench.results import FORMAT, write_results
 from trustee.client.attesters import SIMULATED_PKI_ENV, SIMULATED_TEE_ENV, detect_attesters
 from trustee.client.errors import KbsClientError
 from trustee.client.generations import GENERATIONS
+from trustee.usage import OneLineParser, UsageError
 
 PROG = "trustee bench kbs"
 DEFAULT_RESOURCE = "default/bench/secret"
@@ -38,18 +39,8 @@ MAX_PROCS = 64
 FATAL_KINDS = ("connect", "tls", "timeout", "protocol")
 
 
-class UsageError(Exception):
-    """Bad input; reported as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse prints its whole usage block before exiting; a usage error here is one line.
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else "")
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else "")
     add = p.add_argument
     add("--url", required=True, help="the KBS root, http://HOST:PORT or https://HOST:PORT")
     add("--cert-file", metavar="CA", help="PEM root the KBS's TLS certificate chains to")

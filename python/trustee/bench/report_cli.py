@@ -13,23 +13,15 @@ from pathlib import Path
 
 from trustee.bench.report_runs import Run, load_run
 from trustee.bench.results import ResultsError
+from trustee.usage import OneLineParser, UsageError
 
 PROG = "trustee bench report"
 FORMATS = (".html", ".md", ".png")
 DEFAULT_TITLE = "trustee bench report"
 
 
-class UsageError(Exception):
-    """A command line that cannot run; the message is one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Side-by-side table and plots of trustee bench results files.",
     )

@@ -14,21 +14,17 @@ import argparse
 import datetime
 import logging
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 from trustee.bench.results import write_results
-from trustee.verify_cli import TEES, Prefixed, UsageError, VerificationFailed, say
+from trustee.usage import OneLineParser, UsageError
+from trustee.verify_cli import TEES, Prefixed, VerificationFailed, say
 
 PROG = "trustee bench verify"
 DEFAULT_DURATION_S = 2.0
 MAX_DURATION_S = 3600.0
 MAX_ITERATIONS = 10_000_000
 MAX_ROUNDS = 1000
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def _bounded(kind: type[int] | type[float], low: float, high: float) -> Any:
@@ -45,7 +41,7 @@ def _bounded(kind: type[int] | type[float], low: float, high: float) -> Any:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--tee", required=True, choices=TEES)
     p.add_argument("--evidence", required=True, metavar="FILE", help="as for `trustee verify`")
     p.add_argument(

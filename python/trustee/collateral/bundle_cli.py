@@ -7,7 +7,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
+
+from trustee.usage import OneLineParser, UsageError, report
 
 if TYPE_CHECKING:
     from trustee.collateral.bundle_fetch import FetchPlan
@@ -15,20 +17,11 @@ if TYPE_CHECKING:
 PROG = "trustee collateral"
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from trustee.collateral.spec import INTEL_PCS_URL, KDS_URL
 
-    parser = _Parser(prog=PROG, description="Collateral bundles for clusters without egress.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="Collateral bundles for clusters without egress.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     fetch = commands.add_parser("fetch", help="fetch DCAP collateral and SNP VCEKs into a bundle")
     fetch.add_argument("--pcs-url", default=INTEL_PCS_URL, help="Intel PCS or a PCCS")
     fetch.add_argument("--kds-url", default=KDS_URL, help="AMD KDS")
@@ -88,7 +81,7 @@ def collateral_main(argv: list[str]) -> int:
             return _fetch(args)
         return _verify(args)
     except UsageError as exc:
-        return _fail(2, str(exc))
+        return report(exc, PROG)
     except SystemExit as exc:  # --help, already printed
         return exc.code if isinstance(exc.code, int) else 0
 
@@ -112,11 +105,11 @@ def _plan(args: argparse.Namespace) -> FetchPlan:
                 raise ValueError(f"{path}: {exc.strerror or exc}") from None
             snp += requests_from_evidence(evidence, str(path))
     except ValueError as exc:
-        raise UsageError(f"{PROG} fetch: {exc}") from None
+        raise UsageError(str(exc), f"{PROG} fetch") from None
     if not tdx and not sgx and not snp:
         raise UsageError(
-            f"{PROG} fetch: name at least one --tdx-fmspc, --sgx-fmspc, --snp-chip or "
-            "--snp-evidence"
+            "name at least one --tdx-fmspc, --sgx-fmspc, --snp-chip or --snp-evidence",
+            f"{PROG} fetch",
         )
     return FetchPlan(
         tdx, sgx, snp, args.snp_asvk, args.pcs_url, args.kds_url, args.tcb_update_type,

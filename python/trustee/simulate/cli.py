@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from trustee.simulate.azure import AzSnpVtpmPki, AzTdxVtpmPki
 from trustee.simulate.server_trust import (
@@ -26,6 +25,7 @@ from trustee.simulate.snp_layout import GENOA
 from trustee.simulate.store import PKI_FILE, SimulationError
 from trustee.simulate.tdx import TdxTestPki
 from trustee.simulate.tpm import TpmTestPki
+from trustee.usage import OneLineParser, UsageError, report
 
 PKI_SUBDIR = "pki"
 PROG = "trustee simulate init"
@@ -35,23 +35,13 @@ SNP_TEES = ("snp", "az-snp-vtpm")
 DCAP_TEES = ("tdx", "sgx", "az-tdx-vtpm")
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse prints the whole usage block before exiting; a usage error here is one line.
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="trustee simulate",
         description="Simulated TDX / SGX / SEV-SNP / Azure vTPM / TPM guests signed by test keys "
         "made on this machine.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     init = commands.add_parser(
         "init",
         help="generate a test PKI and the server trust files",
@@ -167,21 +157,18 @@ def simulate_main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.tee not in SNP_TEES and args.product is not None:
-            raise UsageError(
-                f"{PROG}: --product applies to --tee snp or az-snp-vtpm, not {args.tee}"
-            )
+            raise UsageError(f"--product applies to --tee snp or az-snp-vtpm, not {args.tee}")
         if args.tee not in DCAP_TEES and args.tcb_status is not None:
             raise UsageError(
-                f"{PROG}: --tcb-status applies to --tee tdx, sgx or az-tdx-vtpm, not {args.tee}"
+                f"--tcb-status applies to --tee tdx, sgx or az-tdx-vtpm, not {args.tee}"
             )
         if not args.force and existing_pki(args.dir):
             # A server may trust the old root: new evidence would be refused by it.
             raise UsageError(
-                f"{PROG}: {args.dir.absolute()} holds a simulated PKI already; --force replaces it"
+                f"{args.dir.absolute()} holds a simulated PKI already; --force replaces it"
             )
     except UsageError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
+        return report(exc, PROG)
     except SystemExit as exc:  # --help, already printed
         return exc.code if isinstance(exc.code, int) else 0
     try:
