@@ -275,3 +275,10 @@ def test_cli_reference_values_must_be_an_object(
 def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert policy_main(["eval", "--input", "x.json"]) == 2
     assert policy_main([]) == 2
+
+
+def test_cli_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse would print its usage block; a person needs the line that names what is missing.
+    code, out, err = run(capsys, "--policy", "p.rego")
+    assert code == 2 and out == ""
+    assert err == "trustee policy eval: the following arguments are required: --input\n"
