@@ -134,16 +134,14 @@ impl DcapVerifier {
         opts: &VerifyOptions,
     ) -> Result<Verified, DcapError> {
         let quote = parse_quote(raw_quote)?;
-        let p = self.prepare(&quote.signature, DcapTee::Tdx, collateral, opts)?;
-        let (verified, att_key) = appraise(
+        self.verify_with(
             quote,
-            &p.pck,
-            &p.col.checked,
-            opts.now_unix,
-            p.known.as_deref(),
-        )?;
-        self.keep_qe(&p, att_key);
-        Ok(verified)
+            |q| &q.signature,
+            DcapTee::Tdx,
+            collateral,
+            opts,
+            appraise,
+        )
     }
 
     /// Same result as [`crate::verify_sgx_quote`].
@@ -154,8 +152,35 @@ impl DcapVerifier {
         opts: &VerifyOptions,
     ) -> Result<SgxVerified, DcapError> {
         let quote = parse_sgx_quote(raw_quote)?;
-        let p = self.prepare(&quote.signature, DcapTee::Sgx, collateral, opts)?;
-        let (verified, att_key) = appraise_sgx(
+        self.verify_with(
+            quote,
+            |q| &q.signature,
+            DcapTee::Sgx,
+            collateral,
+            opts,
+            appraise_sgx,
+        )
+    }
+
+    /// The steps every DCAP quote takes: its checked collateral and PCK chain (cached or
+    /// checked now), `tee`'s appraisal, then its QE report's key kept for the next quote.
+    fn verify_with<Q, V>(
+        &self,
+        quote: Q,
+        signature: impl FnOnce(&Q) -> &SignatureData,
+        tee: DcapTee,
+        collateral: &Collateral,
+        opts: &VerifyOptions,
+        appraise: impl FnOnce(
+            Q,
+            &CheckedPck,
+            &CheckedCollateral,
+            i64,
+            Option<&P256Key>,
+        ) -> Result<(V, P256Key), DcapError>,
+    ) -> Result<V, DcapError> {
+        let p = self.prepare(signature(&quote), tee, collateral, opts)?;
+        let (verified, att_key) = appraise(
             quote,
             &p.pck,
             &p.col.checked,
