@@ -78,6 +78,22 @@ def vendor_anchors() -> list[tuple[str, str, bytes]]:
     ``(product, role, der)`` with product ``Intel``/``Milan``/``Genoa``/``Turin`` and role
     ``root``/``ARK``/``ASK``/``ASVK``."""
 
+def check_dcap_collateral(
+    collateral: bytes, tee: str, extra_roots_sha256: list[bytes] = ...
+) -> tuple[int, int]:
+    """``(valid_from, valid_until)`` (unix seconds) of DCAP collateral in its JSON form for
+    ``tee`` ``"tdx"`` or ``"sgx"``, checked without a quote: its issuer chains end in the
+    Intel SGX Root CA or one of ``extra_roots_sha256``, TCB info, QE identity and both CRLs
+    are signed by their issuers, no signer is revoked. Raises ValueError naming the failed
+    check."""
+
+def check_snp_certificate(
+    cert: bytes, issuer: bytes | None = None, extra_roots_sha256: list[bytes] = ...
+) -> tuple[int, int]:
+    """``(not_before, not_after)`` of an SNP vendor certificate (DER): signed by ``issuer``
+    (an ASK/ASVK by its ARK, a VCEK by its ASK), or without one a self-signed ARK that is
+    AMD's or one of ``extra_roots_sha256``. Raises ValueError naming the failed check."""
+
 @final
 class Verifiers:
     """The verifiers of every supported TEE with their memo caches (verified collateral, PCK

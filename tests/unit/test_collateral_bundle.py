@@ -18,6 +18,7 @@ import pytest
 
 from tests.unit.bundle_support import kds_routes, pcs_routes, snp_chip
 from tests.unit.collateral_support import serve
+from trustee import _core
 from trustee.attestation.hardware import HardwareInputError, HardwareVerifier
 from trustee.audit.event import AuditEvent
 from trustee.collateral.bundle import BundleError, read_bundle
@@ -273,21 +274,47 @@ def test_verify_refuses_a_re_hashed_member_whose_signature_fails(
         name = next(n for n in files if n.startswith("tdx/"))
         collateral = json.loads(files[name])
         collateral["tcb_info"] = collateral["tcb_info"].replace("UpToDate", "UpToDatE", 1)
-        files[name] = json.dumps(collateral).encode()
-        manifest = json.loads(files["manifest.json"])
-        for entry in manifest["members"]:
-            if entry["path"] == name:
-                entry["sha256"] = hashlib.sha256(files[name]).hexdigest()
-                entry["size"] = len(files[name])
-        files["manifest.json"] = json.dumps(manifest).encode()
+        rehashed(files, name, json.dumps(collateral).encode())
 
     path = tampered(bundle, tmp_path, change)
     code, out, _ = verify(path, roots, capsys)
     assert code == 1
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
-    assert len(failed) == 1 and "tcb_info signature does not verify" in failed[0]
-    with pytest.raises(BundleError, match="tcb_info signature does not verify"):
+    assert len(failed) == 1 and "TCB info signature check failed" in failed[0]
+    with pytest.raises(BundleError, match="TCB info signature check failed"):
         LoadedBundle.load(str(path), [TdxTestPki.shared().root_der])
+
+
+def test_verify_refuses_snp_certificates_their_issuer_did_not_sign(
+    bundle: Path, roots: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # AMD's real Genoa ASK in place of the test one: same names, other keys. Neither it (under
+    # the bundle's ARK) nor the VCEK (under it) verifies.
+    amd_ask = next(
+        der for product, role, der in _core.vendor_anchors() if (product, role) == ("Genoa", "ASK")
+    )
+    path = tampered(bundle, tmp_path, lambda files: rehashed(files, "snp/Genoa/ask.der", amd_ask))
+    code, out, _ = verify(path, roots, capsys)
+    assert code == 1
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2, out
+    assert any(
+        "/vcek/" in line and "not signed by the Genoa ASK (snp/Genoa/ask.der)" in line
+        for line in failed
+    )
+    ask_line = "FAILED   snp/Genoa/ask.der  not signed by the Genoa ARK"
+    assert any(line.startswith(ask_line) for line in failed)
+
+
+def rehashed(files: dict[str, bytes], name: str, data: bytes) -> None:
+    """Replace a member and update its manifest entry, as someone who means it would."""
+    files[name] = data
+    manifest = json.loads(files["manifest.json"])
+    for entry in manifest["members"]:
+        if entry["path"] == name:
+            entry["sha256"] = hashlib.sha256(data).hexdigest()
+            entry["size"] = len(data)
+    files["manifest.json"] = json.dumps(manifest).encode()
 
 
 @pytest.mark.parametrize("content", [b"not a tar at all", None])

@@ -9,6 +9,7 @@
 use serde_json::Value;
 
 mod azure;
+mod collateral_check;
 mod error;
 mod hardware;
 mod sample;
@@ -17,6 +18,7 @@ mod tee;
 mod tpm;
 mod verifiers;
 
+pub use collateral_check::{check_dcap_collateral, check_snp_certificate, Validity};
 pub use error::VerifyError;
 pub use hardware::{snp_needs, tdx_collateral_key, tdx_parsed_claims, SnpNeeds};
 pub use tee::Tee;

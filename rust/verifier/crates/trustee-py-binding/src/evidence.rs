@@ -234,6 +234,38 @@ fn vendor_anchors(py: Python<'_>) -> Vec<(&'static str, &'static str, Py<PyBytes
         .collect()
 }
 
+/// `(valid_from, valid_until)` (unix seconds) of DCAP collateral in its JSON form for `tee`
+/// (`tdx`/`sgx`), checked without a quote: issuer chains to the Intel root or an extra root,
+/// document and CRL signatures, revoked signers. ValueError names the failed check.
+#[pyfunction]
+#[pyo3(signature = (collateral, tee, extra_roots_sha256 = Vec::new()))]
+fn check_dcap_collateral(
+    py: Python<'_>,
+    collateral: &[u8],
+    tee: &str,
+    extra_roots_sha256: Vec<Vec<u8>>,
+) -> PyResult<(i64, i64)> {
+    let roots = fingerprints(extra_roots_sha256)?;
+    py.detach(|| trustee_evidence::check_dcap_collateral(collateral, tee, &roots))
+        .map_err(invalid_argument)
+}
+
+/// `(not_before, not_after)` of an SNP vendor certificate (DER) checked against `issuer` (its
+/// ARK or ASK), or, without one, as a root: self-signed and AMD's or an extra root.
+/// ValueError names the failed check.
+#[pyfunction]
+#[pyo3(signature = (cert, issuer = None, extra_roots_sha256 = Vec::new()))]
+fn check_snp_certificate(
+    py: Python<'_>,
+    cert: &[u8],
+    issuer: Option<&[u8]>,
+    extra_roots_sha256: Vec<Vec<u8>>,
+) -> PyResult<(i64, i64)> {
+    let roots = fingerprints(extra_roots_sha256)?;
+    py.detach(|| trustee_evidence::check_snp_certificate(cert, issuer, &roots))
+        .map_err(invalid_argument)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Verifiers>()?;
     m.add_class::<Claims>()?;
@@ -243,5 +275,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snp_needs, m)?)?;
     m.add_function(wrap_pyfunction!(supported_tees, m)?)?;
     m.add_function(wrap_pyfunction!(vendor_anchors, m)?)?;
+    m.add_function(wrap_pyfunction!(check_dcap_collateral, m)?)?;
+    m.add_function(wrap_pyfunction!(check_snp_certificate, m)?)?;
     Ok(())
 }

@@ -455,6 +455,19 @@ pub fn verify_anchors(anchors_pem: &[u8]) -> Result<Vec<CertInfo>, VerifyError> 
     Ok(out)
 }
 
+/// One vendor certificate (DER or PEM) against its issuer's: the names chain and the issuer's
+/// RSASSA-PSS signature verifies. Without an issuer the certificate must be self-signed (an
+/// ARK) and its own signature verify; whether it is trusted is the caller's question
+/// ([`crate::pinned`]). Validity periods are not checked here.
+pub fn verify_issued_by(cert: &[u8], issuer: Option<&[u8]>) -> Result<CertInfo, VerifyError> {
+    let cert = parse_cert(cert, "certificate")?;
+    match issuer {
+        Some(issuer) => verify_signed_by(&cert, &parse_cert(issuer, "issuer")?)?,
+        None => verify_signed_by(&cert, &cert)?,
+    }
+    Ok(cert_info(&cert))
+}
+
 /// The VEK's P-384 public key, parsed once so that repeated report checks skip point
 /// decoding and validation.
 pub(crate) fn p384_key(c: &Certificate) -> Result<ParsedPublicKey, VerifyError> {

@@ -30,7 +30,7 @@ mod verify;
 
 pub use anchors::{fingerprint, pinned, AnchorRole, PinnedAnchor, PINNED_ANCHORS};
 pub use cert::{
-    check_chip_id, check_tcb, parse_vek_extensions, verify_anchors, verify_chain,
+    check_chip_id, check_tcb, parse_vek_extensions, verify_anchors, verify_chain, verify_issued_by,
     verify_report_signature, verify_report_tcb, CertInfo, ChainInfo, LeafKind, VekExtensions,
 };
 pub use checks::{check_host_data, check_report_data, check_vmpl, regularize};

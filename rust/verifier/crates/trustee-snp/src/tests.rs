@@ -229,3 +229,28 @@ fn raw_report_verifies_with_a_vek_given_beside_it() {
         Err(VerifyError::ReportSignature(_))
     ));
 }
+
+#[test]
+fn each_embedded_link_is_issued_by_its_ark_and_no_other() {
+    let of = |g: Generation, r: AnchorRole| {
+        embedded_anchors()
+            .iter()
+            .find(|a| a.generation == g && a.role == r)
+            .map(|a| a.der.as_slice())
+            .unwrap()
+    };
+    for g in [Generation::Milan, Generation::Genoa, Generation::Turin] {
+        let ark = of(g, AnchorRole::Ark);
+        let ask = of(g, AnchorRole::Ask);
+        assert!(verify_issued_by(ark, None).is_ok());
+        let info = verify_issued_by(ask, Some(ark)).unwrap();
+        assert!(info.common_name.starts_with("SEV-"), "{}", info.common_name);
+        // An ASK is not self-signed, and an ARK does not issue another product's ASK.
+        assert!(verify_issued_by(ask, None).is_err());
+    }
+    let milan_ask = of(Generation::Milan, AnchorRole::Ask);
+    let genoa_ark = of(Generation::Genoa, AnchorRole::Ark);
+    let e = verify_issued_by(milan_ask, Some(genoa_ark)).unwrap_err();
+    assert!(e.to_string().contains("issuer name does not match"), "{e}");
+    assert!(verify_issued_by(b"not a certificate", None).is_err());
+}

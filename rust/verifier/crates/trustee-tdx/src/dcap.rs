@@ -272,6 +272,58 @@ pub(crate) fn check_collateral(
     })
 }
 
+/// The validity of collateral checked on its own ([`check_collateral_alone`]), unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollateralValidity {
+    /// The latest issue date, CRL thisUpdate or certificate notBefore.
+    pub valid_from: i64,
+    /// The earliest nextUpdate or certificate notAfter.
+    pub valid_until: i64,
+}
+
+/// Check collateral without a quote, as an offline bundle is checked when loaded: every
+/// issuer chain ends in a trusted root (`options`, time ignored), TCB info and QE identity
+/// are signed by their chains and have `tee`'s form, both CRLs are signed by their issuers and
+/// no signer is revoked. Unlike an appraisal, the PCK CRL's issuer chain is required: without
+/// a quote nothing else could vouch for that CRL.
+pub fn check_collateral_alone(
+    c: &Collateral,
+    tee: DcapTee,
+    options: &VerifyOptions,
+) -> Result<CollateralValidity, DcapError> {
+    let col = check_collateral(c, tee, &options.trusted(), &mut SeenSignatures::default())?;
+    if col.pck_crl_signer_der.is_none() {
+        return Err(DcapError::PckCrlIssuerChain(
+            "holds no certificate, so nothing vouches for the PCK CRL".into(),
+        ));
+    }
+    let (issue, expiry) = collateral_dates(&col);
+    Ok(CollateralValidity {
+        valid_from: issue.iter().copied().max().unwrap_or(i64::MIN),
+        valid_until: expiry.iter().copied().min().unwrap_or(i64::MAX),
+    })
+}
+
+/// (issue dates, expiry dates) of every dated item of checked collateral: the documents, the
+/// CRLs and the issuer chains' certificates.
+fn collateral_dates(col: &CheckedCollateral) -> (Vec<i64>, Vec<i64>) {
+    let info = &col.tcb_info;
+    let mut issue = vec![
+        col.pck_crl.this_update,
+        col.root_crl.this_update,
+        info.issue_date,
+        col.qe_identity.issue_date,
+    ];
+    let mut expiry = vec![info.next_update, col.qe_identity.next_update];
+    expiry.extend(col.pck_crl.next_update);
+    expiry.extend(col.root_crl.next_update);
+    for (nb, na) in col.windows.iter().copied() {
+        issue.push(nb);
+        expiry.push(na);
+    }
+    (issue, expiry)
+}
+
 /// commonName (2.5.4.3).
 const OID_CN: x509_cert::der::oid::ObjectIdentifier =
     x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
@@ -467,22 +519,11 @@ pub(crate) fn supplemental(
 ) -> bool {
     let info = &col.tcb_info;
     // Supplemental dates over every dated item of the collateral and chain.
-    let mut issue = vec![
-        col.pck_crl.this_update,
-        col.root_crl.this_update,
-        info.issue_date,
-        col.qe_identity.issue_date,
-    ];
-    let mut expiry = vec![info.next_update, col.qe_identity.next_update];
-    expiry.extend(col.pck_crl.next_update);
-    expiry.extend(col.root_crl.next_update);
-    let pck_windows = (0..3).filter_map(|i| pck.chain.cert(i)).map(|c| {
+    let (mut issue, mut expiry) = collateral_dates(col);
+    for c in (0..3).filter_map(|i| pck.chain.cert(i)) {
         let v = &c.tbs_certificate.validity;
-        (unix(v.not_before), unix(v.not_after))
-    });
-    for (nb, na) in col.windows.iter().copied().chain(pck_windows) {
-        issue.push(nb);
-        expiry.push(na);
+        issue.push(unix(v.not_before));
+        expiry.push(unix(v.not_after));
     }
     let earliest_issue = issue.iter().copied().min().unwrap_or(i64::MIN);
     let latest_issue = issue.iter().copied().max().unwrap_or(i64::MIN);

@@ -292,3 +292,54 @@ fn out_of_date_qe_and_module_pull_status_down() {
     assert_eq!(v.tcb_status, TcbStatus::OutOfDate);
     assert_eq!(v.tdx_module_tcb_status, Some(TcbStatus::OutOfDate));
 }
+
+// --- collateral checked on its own, as a bundle is ---------------------
+
+fn sample_collateral() -> Option<Collateral> {
+    Collateral::from_json(&vector("dcap-qvl/sample/tdx_quote_collateral.json")?).ok()
+}
+
+#[test]
+fn collateral_alone_holds_and_spans_every_dated_item() {
+    let Some(c) = sample_collateral() else { return };
+    let v = check_collateral_alone(&c, DcapTee::Tdx, &VerifyOptions::at(0)).unwrap();
+    let info = TcbInfo::parse_for(&c.tcb_info, DcapTee::Tdx).unwrap();
+    // The window lies within the TCB info's own and is what an appraisal reports as
+    // latest_issue_date / earliest_expiration_date.
+    assert!(v.valid_from >= info.issue_date && v.valid_until <= info.next_update);
+    assert!(v.valid_from < v.valid_until);
+    assert!(v.valid_from <= NOW);
+}
+
+#[test]
+fn collateral_alone_refuses_each_broken_signature() {
+    let Some(good) = sample_collateral() else {
+        return;
+    };
+    let opts = VerifyOptions::at(0);
+    let mut c = good.clone();
+    let at = c.tcb_info.iter().position(|&b| b == b'U').unwrap();
+    c.tcb_info[at] = b'u';
+    let e = check_collateral_alone(&c, DcapTee::Tdx, &opts).unwrap_err();
+    assert!(matches!(e, DcapError::TcbInfoSignature(_)), "{e}");
+
+    let mut c = good.clone();
+    c.qe_identity_signature[0] ^= 1;
+    let e = check_collateral_alone(&c, DcapTee::Tdx, &opts).unwrap_err();
+    assert!(matches!(e, DcapError::QeIdentitySignature(_)), "{e}");
+
+    let mut c = good.clone();
+    let last = c.pck_crl.len() - 1;
+    c.pck_crl[last] ^= 1;
+    let e = check_collateral_alone(&c, DcapTee::Tdx, &opts).unwrap_err();
+    assert!(matches!(e, DcapError::PckCrl(_)), "{e}");
+
+    let mut c = good.clone();
+    c.pck_crl_issuer_chain.clear();
+    let e = check_collateral_alone(&c, DcapTee::Tdx, &opts).unwrap_err();
+    assert!(matches!(e, DcapError::PckCrlIssuerChain(_)), "{e}");
+
+    // TDX collateral is not SGX collateral.
+    let e = check_collateral_alone(&good, DcapTee::Sgx, &opts).unwrap_err();
+    assert!(matches!(e, DcapError::TcbInfoFormat(_)), "{e}");
+}

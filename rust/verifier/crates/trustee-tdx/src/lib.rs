@@ -32,7 +32,8 @@ pub use claims::claims;
 pub use collateral::{Collateral, CollateralError, CollateralParts};
 pub use crl::{crl_der_from_any, normalize_serial, Crl};
 pub use dcap::{
-    collateral_key, verify_quote, CollateralKey, DcapTee, PckCaType, Verified, VerifyOptions,
+    check_collateral_alone, collateral_key, verify_quote, CollateralKey, CollateralValidity,
+    DcapTee, PckCaType, Verified, VerifyOptions,
 };
 pub use error::DcapError;
 pub use intel_root::intel_sgx_root_ca_der;
