@@ -4,7 +4,10 @@
 //! message, its signature, a PCR, the VCEK, the TD/SGX quote) re-encoded into valid JSON, so
 //! the binary parsers behind the JSON are reached. Errors are fine, panics are not.
 //!
-//! Budget: `EVIDENCE_FUZZ_SECS` seconds in all (default 8, at most 60), shared by the targets.
+//! The collateral checks a bundle goes through (DCAP collateral JSON, SNP vendor
+//! certificates) get a quarter of that budget on top, with the same rule.
+//!
+//! Budget: `EVIDENCE_FUZZ_SECS` seconds (default 8, at most 60), shared by the evidence targets.
 //! Seeds come from the shared vectors; without them only the synthetic `tpm` seed runs.
 
 use std::time::{Duration, Instant};
@@ -225,4 +228,56 @@ fn new_tee_verifiers_never_panic_on_mutated_evidence() {
         eprintln!("{}: {n} mutated inputs", seed.tee);
         assert!(*n > 0);
     }
+}
+
+/// A collateral JSON document with one member's content mutated (hex members through their
+/// bytes), or the whole text mutated.
+fn collateral_mutant(rng: &mut Rng, seed: &Value) -> Vec<u8> {
+    let mut doc = seed.clone();
+    let Some(members) = doc.as_object_mut() else {
+        return Vec::new();
+    };
+    let keys: Vec<String> = members.keys().cloned().collect();
+    if keys.is_empty() || rng.below(6) == 0 {
+        return mutate_bytes(rng, &serde_json::to_vec(seed).unwrap_or_default());
+    }
+    let key = &keys[rng.below(keys.len())];
+    if let Some(Value::String(text)) = members.get(key) {
+        let mutated = match hex::decode(text) {
+            Ok(bytes) => hex::encode(mutate_bytes(rng, &bytes)),
+            Err(_) => String::from_utf8_lossy(&mutate_bytes(rng, text.as_bytes())).into_owned(),
+        };
+        members.insert(key.clone(), Value::String(mutated));
+    }
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+#[test]
+fn collateral_checks_never_panic_on_mutated_input() {
+    let deadline = Instant::now() + budget() / 4;
+    let mut rng = Rng(0xc011_a7e2_a1b0_0c1e);
+    let collateral = trustee_testvectors::read("dcap-qvl/sample/tdx_quote_collateral.json")
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let anchors = trustee_snp::embedded_anchors();
+    let (mut dcap_runs, mut snp_runs) = (0usize, 0usize);
+    while Instant::now() < deadline {
+        if let Some(seed) = &collateral {
+            let tee = ["tdx", "sgx"][rng.below(2)];
+            let _ = trustee_evidence::check_dcap_collateral(
+                &collateral_mutant(&mut rng, seed),
+                tee,
+                &[],
+            );
+            dcap_runs += 1;
+        }
+        let cert = &anchors[rng.below(anchors.len())].der;
+        let issuer = &anchors[rng.below(anchors.len())].der;
+        let mutated = mutate_bytes(&mut rng, cert);
+        let _ = trustee_evidence::check_snp_certificate(&mutated, Some(issuer), &[]);
+        let _ = trustee_evidence::check_snp_certificate(issuer, Some(&mutated), &[]);
+        let _ = trustee_evidence::check_snp_certificate(&mutated, None, &[]);
+        snp_runs += 1;
+    }
+    eprintln!("collateral: {dcap_runs} DCAP and {snp_runs} SNP mutated inputs");
+    assert!(snp_runs > 0);
 }
