@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -45,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "the attestation service would see (exit 0), or the failing check (exit 1)."
         ),
     )
+    add_evidence_options(p)
+
+
+def add_evidence_options(p: argparse.ArgumentParser) -> None:
+    """The options naming one piece of evidence and what to judge it by, which `prepare`
+    reads: `trustee verify`'s, and `trustee bench verify`'s too."""
     p.add_argument("--tee", required=True, choices=TEES)
     p.add_argument(
         "--evidence",
@@ -101,20 +109,31 @@ def run(args: argparse.Namespace) -> int:
     # Here, not at the top: every `trustee` command builds this parser, a server too.
     import trio
 
-    # Collateral warnings (logged by the sources) speak with the same prefix as the errors.
+    with warnings_prefixed(PROG):
+        try:
+            claims = trio.run(_verify, args)
+        except (UsageError, VerificationFailed) as exc:
+            return failed(PROG, exc)
+    return say(sys.stdout, claims, 0)
+
+
+@contextmanager
+def warnings_prefixed(prog: str) -> Iterator[None]:
+    """While inside, collateral warnings (logged by the sources) reach stderr with the same
+    prefix as the command's errors."""
     handler = logging.StreamHandler()
-    handler.setFormatter(Prefixed())
+    handler.setFormatter(Prefixed(prog))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        claims = trio.run(_verify, args)
-    except UsageError as exc:
-        return say(sys.stderr, f"{PROG}: {exc}", 2)
-    except VerificationFailed as exc:
-        return say(sys.stderr, f"{PROG}: {exc}", 1)
+        yield
     finally:
         root.removeHandler(handler)
-    return say(sys.stdout, claims, 0)
+
+
+def failed(prog: str, exc: UsageError | VerificationFailed) -> int:
+    """One line on stderr; exit status 2 for a usage error, 1 for evidence that fails."""
+    return say(sys.stderr, f"{prog}: {exc}", 2 if isinstance(exc, UsageError) else 1)
 
 
 class Prefixed(logging.Formatter):
@@ -283,9 +302,8 @@ async def _verify(args: argparse.Namespace) -> str:
     """The claims JSON; raises UsageError or VerificationFailed."""
     from trustee import _core
 
-    prepared = await prepare(args)
+    p = await prepare(args)
     try:
-        p = prepared
         entries = p.hardware.verify(p.tee, p.evidence, p.report_data, p.init_data_hash, p.inputs)
     except _core.VerifierError as exc:
         raise VerificationFailed(str(exc)) from exc

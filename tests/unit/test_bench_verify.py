@@ -153,6 +153,23 @@ def test_failing_verdict_exits_1_with_one_line_and_writes_nothing(
     assert not out_file.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_every_evidence_option_of_trustee_verify_is_taken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Declared once for both commands: an init-data expectation is checked here too.
+    code, out, err = bench(
+        capsys,
+        "--tee=tdx",
+        f"--evidence={vector(QVL + '/tdx_quote')}",
+        f"--collateral={vector(QVL + '/tdx_quote_collateral.json')}",
+        "--at=2025-06-19T11:16:03Z",
+        "--init-data-hash=" + "cd" * 48,
+        *TINY,
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("trustee bench verify: tdx MRCONFIGID mismatch"), err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

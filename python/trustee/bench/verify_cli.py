@@ -1,24 +1,29 @@
 """`trustee bench verify`: how many verifications per second the native core does offline.
 
-The evidence options are `trustee verify`'s, read by the same code. The verdict comes first:
-evidence that fails is one line on stderr and exit 1, with nothing timed or written. Then three
-figures, each the median over rounds of the mean time of one call: ours warm (one long-lived
-`_core.Verifiers`, as the server holds it), ours cold (a new one per call) and, for TDX and SGX
-quotes when the `dcap-qvl` package is installed, dcap-qvl's `verify` on the same quote,
-collateral and time. Exit 2 for usage errors, one line too.
+The evidence options are `trustee verify`'s, declared and read by the same code. The verdict
+comes first: evidence that fails is one line on stderr and exit 1, with nothing timed or
+written. Then three figures, each the median over rounds of the mean time of one call: ours
+warm (one long-lived `_core.Verifiers`, as the server holds it), ours cold (a new one per call)
+and, for TDX and SGX quotes when the `dcap-qvl` package is installed, dcap-qvl's `verify` on
+the same quote, collateral and time. Exit 2 for usage errors, one line too.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import logging
 import sys
 from typing import Any
 
 from trustee.bench.results import write_results
 from trustee.usage import OneLineParser, UsageError
-from trustee.verify_cli import TEES, Prefixed, VerificationFailed, say
+from trustee.verify_cli import (
+    VerificationFailed,
+    add_evidence_options,
+    failed,
+    say,
+    warnings_prefixed,
+)
 
 PROG = "trustee bench verify"
 DEFAULT_DURATION_S = 2.0
@@ -42,21 +47,7 @@ def _bounded(kind: type[int] | type[float], low: float, high: float) -> Any:
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--tee", required=True, choices=TEES)
-    p.add_argument("--evidence", required=True, metavar="FILE", help="as for `trustee verify`")
-    p.add_argument(
-        "--collateral", metavar="FILE_OR_DIR", help="TDX, SGX, az-tdx-vtpm (default: Intel PCS)"
-    )
-    p.add_argument("--vcek", metavar="FILE", help="SNP: VCEK/VLEK or a bundle starting with it")
-    p.add_argument("--report-data", metavar="HEX", help="expected report data")
-    p.add_argument("--at", metavar="RFC3339", help="judge validity at this time (default: now)")
-    p.add_argument(
-        "--insecure-test-root",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="also trust this test root (simulated PKIs); never for real evidence",
-    )
+    add_evidence_options(p)
     pace = p.add_mutually_exclusive_group()
     pace.add_argument(
         "--duration",
@@ -73,29 +64,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_bounded(int, 1, MAX_ROUNDS), default=5, metavar="R")
     p.add_argument("--label", metavar="L", help="the run's name in reports (default: the TEE)")
     p.add_argument("--out", metavar="FILE", help="write the results file here")
-    # What `trustee verify` also reads, fixed here: the bench times plain verifications.
-    p.set_defaults(eventlog=None, init_data_hash=None, tpm_ak_root=[], allow_nonzero_vmpl=False)
     return p
 
 
 def main(argv: list[str]) -> int:
     import json
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(Prefixed(PROG))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        args = parser().parse_args(argv)
-        results = run(args, argv)
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    except UsageError as exc:
-        return say(sys.stderr, f"{PROG}: {exc}", 2)
-    except VerificationFailed as exc:
-        return say(sys.stderr, f"{PROG}: {exc}", 1)
-    finally:
-        root.removeHandler(handler)
+    with warnings_prefixed(PROG):
+        try:
+            args = parser().parse_args(argv)
+            results = run(args, argv)
+        except SystemExit as exc:  # --help
+            return exc.code if isinstance(exc.code, int) else 0
+        except (UsageError, VerificationFailed) as exc:
+            return failed(PROG, exc)
     if args.out:
         try:
             write_results(args.out, results)

@@ -63,27 +63,23 @@ def prepare_offline(
     test_roots: Sequence[str | os.PathLike[str]] = (),
 ) -> Prepared:
     """`trustee verify`'s reading of these options, for scripts; raises
-    `trustee.verify_cli.UsageError` or `VerificationFailed` (inputs that cannot be had)."""
-    import argparse
-
+    `trustee.usage.UsageError` or `VerificationFailed` (inputs that cannot be had)."""
     import trio
 
-    from trustee.verify_cli import prepare
+    from trustee.usage import OneLineParser
+    from trustee.verify_cli import add_evidence_options, prepare
 
-    options = argparse.Namespace(
-        tee=tee,
-        evidence=str(evidence),
-        eventlog=None,
-        collateral=None if collateral is None else str(collateral),
-        vcek=None if vcek is None else str(vcek),
-        at=at,
-        report_data=None if report_data is None else report_data.hex(),
-        init_data_hash=None,
-        insecure_test_root=[str(root) for root in test_roots],
-        tpm_ak_root=[],
-        allow_nonzero_vmpl=False,
-    )
-    return trio.run(prepare, options)
+    argv = ["--tee", tee, "--evidence", str(evidence)]
+    for option, value in (("--collateral", collateral), ("--vcek", vcek), ("--at", at)):
+        if value is not None:
+            argv += [option, str(value)]
+    if report_data is not None:
+        argv += ["--report-data", report_data.hex()]
+    for root in test_roots:
+        argv += ["--insecure-test-root", str(root)]
+    parser = OneLineParser(prog="trustee bench verify")
+    add_evidence_options(parser)
+    return trio.run(prepare, parser.parse_args(argv))
 
 
 def verdict(prepared: Prepared) -> dict[str, Any]:
