@@ -29,6 +29,16 @@ def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
     return code, out, err
 
 
+def tdx_sample() -> list[str]:
+    """The options for dcap-qvl's sample TDX quote, judged when its collateral was valid."""
+    return [
+        "--tee=tdx",
+        f"--evidence={vector(QVL + '/tdx_quote')}",
+        f"--collateral={vector(QVL + '/tdx_quote_collateral.json')}",
+        "--at=2025-06-19T11:16:03Z",
+    ]
+
+
 def measured(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> dict[str, Any]:
     """The results file of a passing run, checked against what went to stdout."""
     out_file = tmp_path / "results.json"
@@ -54,10 +64,7 @@ def test_tdx_sample_has_ours_and_dcap_qvl_and_their_ratio(
     results = measured(
         capsys,
         tmp_path,
-        "--tee=tdx",
-        f"--evidence={vector(QVL + '/tdx_quote')}",
-        f"--collateral={vector(QVL + '/tdx_quote_collateral.json')}",
-        "--at=2025-06-19T11:16:03Z",
+        *tdx_sample(),
         "--label=sample quote",
     )
     us = results["per_call_us"]
@@ -139,10 +146,7 @@ def test_failing_verdict_exits_1_with_one_line_and_writes_nothing(
     out_file = tmp_path / "results.json"
     code, out, err = bench(
         capsys,
-        "--tee=tdx",
-        f"--evidence={vector(QVL + '/tdx_quote')}",
-        f"--collateral={vector(QVL + '/tdx_quote_collateral.json')}",
-        "--at=2025-06-19T11:16:03Z",
+        *tdx_sample(),
         "--report-data=" + "ab" * 48,
         *TINY,
         f"--out={out_file}",
@@ -159,10 +163,7 @@ def test_every_evidence_option_of_trustee_verify_is_taken(
     # Declared once for both commands: an init-data expectation is checked here too.
     code, out, err = bench(
         capsys,
-        "--tee=tdx",
-        f"--evidence={vector(QVL + '/tdx_quote')}",
-        f"--collateral={vector(QVL + '/tdx_quote_collateral.json')}",
-        "--at=2025-06-19T11:16:03Z",
+        *tdx_sample(),
         "--init-data-hash=" + "cd" * 48,
         *TINY,
     )
