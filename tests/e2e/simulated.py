@@ -10,6 +10,7 @@ from typing import Any
 import trio
 
 from tests.e2e.harness import RunningKbs, run_module
+from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
 
 
@@ -31,6 +32,17 @@ def simulated_pkis(base: Path) -> tuple[Path, Path]:
 
     trio.run(make)
     return base / "tdx", base / "snp"
+
+
+async def store_secret_and_policy(kbs: RunningKbs, path: str, secret: bytes, policy: str) -> None:
+    """Through the development config's open admin API: `secret` at `path`, and `policy` as
+    the resource policy."""
+    async with kbs.client() as http:
+        r = await http.post(f"/kbs/v0/resource/{path}", content=secret)
+        assert r.status_code == 200, r.text
+        body = {"policy": b64url_encode(policy.encode())}
+        r = await http.post("/kbs/v0/resource-policy", json=body)
+        assert r.status_code == 200, r.text
 
 
 # The protocol generations a simulated guest is run with: kbs-client v0.11's, 0.2.0, today's.

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 import trio
 
-from tests.e2e.harness import DEV_CONFIG, RunningKbs, client_env, free_port, run_kbs, run_module
+from tests.e2e.harness import DEV_CONFIG, client_env, free_port, run_kbs, run_module
 from tests.e2e.pki import make_pki
-from tests.e2e.simulated import PROTOCOLS, simulated_pkis, trusting
+from tests.e2e.simulated import PROTOCOLS, simulated_pkis, store_secret_and_policy, trusting
 from tests.e2e.test_bgcheck_passport import bgcheck_config
-from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import sign_compact
 
 SHORT = ("--duration", "1.5", "--warmup", "0.3")
@@ -94,21 +93,11 @@ async def test_simulated_guests_in_every_generation(
         assert f"attested ({tee}" in kbs.log_text()
 
 
-async def set_policy(kbs: RunningKbs, policy: str, secret: bytes) -> None:
-    async with kbs.client() as http:
-        r = await http.post(f"/kbs/v0/resource/{PATH}", content=secret)
-        assert r.status_code == 200, r.text
-        r = await http.post(
-            "/kbs/v0/resource-policy", json={"policy": b64url_encode(policy.encode())}
-        )
-        assert r.status_code == 200, r.text
-
-
 async def test_deny_all_policy_counts_every_flow_as_policy_deny(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"never released")
     async with run_kbs(DEV_CONFIG, tmp_path) as kbs:
-        await set_policy(kbs, DENY_ALL, secret.read_bytes())
+        await store_secret_and_policy(kbs, PATH, secret.read_bytes(), DENY_ALL)
         data = await results("--url", kbs.url, "--secret-file", str(secret), "--clients", "2",
                              *SHORT)  # fmt: skip
     assert data["totals"]["ok"] == 0
@@ -121,8 +110,8 @@ async def test_wrong_secret_is_a_mismatch_not_a_success(tmp_path: Path) -> None:
     expected = tmp_path / "expected"
     expected.write_bytes(b"what the operator thinks is stored")
     async with run_kbs(DEV_CONFIG, tmp_path) as kbs:
-        await set_policy(kbs, DENY_ALL.replace("default allow := false", "default allow := true"),
-                         b"what is actually stored")  # fmt: skip
+        allow_all = DENY_ALL.replace("default allow := false", "default allow := true")
+        await store_secret_and_policy(kbs, PATH, b"what is actually stored", allow_all)
         data = await results("--url", kbs.url, "--secret-file", str(expected), "--clients", "1",
                              "--decrypt-every", "1", *SHORT)  # fmt: skip
     assert data["totals"]["ok"] == 0

@@ -27,11 +27,11 @@ from tests.e2e.simulated import (
     secret_in_every_generation,
     simulate,
     simulated_pkis,
+    store_secret_and_policy,
     trusting,
 )
 from trustee.client.attesters import AttesterSet
 from trustee.client.generations import GENERATIONS, Challenge
-from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
 from trustee.simulate import SimulatedTdxAttester, TdxTestPki
 
@@ -67,12 +67,7 @@ def measurement_policy(tee: str, digest: str) -> str:
 
 
 async def admin_setup(kbs: RunningKbs, policy: str) -> None:
-    async with kbs.client() as http:
-        r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
-        assert r.status_code == 200, r.text
-        body = {"policy": b64url_encode(policy.encode())}
-        r = await http.post("/kbs/v0/resource-policy", json=body)
-        assert r.status_code == 200, r.text
+    await store_secret_and_policy(kbs, PATH, SECRET, policy)
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from tests.e2e.simulated import (
     get_secret,
     secret_in_every_generation,
     simulate,
+    store_secret_and_policy,
 )
-from trustee.crypto.b64 import b64url_encode
 
 SECRET = b"released to an attested enclave"
 PATH = "default/enclave/secret"
@@ -58,13 +58,7 @@ def enclave(directory: Path, mr_enclave: str) -> dict[str, str]:
 
 
 async def admin_setup(kbs: RunningKbs) -> None:
-    async with kbs.client() as http:
-        r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
-        assert r.status_code == 200, r.text
-        r = await http.post(
-            "/kbs/v0/resource-policy", json={"policy": b64url_encode(POLICY.encode())}
-        )
-        assert r.status_code == 200, r.text
+    await store_secret_and_policy(kbs, PATH, SECRET, POLICY)
 
 
 @pytest.fixture(scope="module")

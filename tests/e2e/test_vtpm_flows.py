@@ -28,9 +28,9 @@ from tests.e2e.simulated import (
     annotated_evidence,
     denied_by_policy,
     secret_in_every_generation,
+    store_secret_and_policy,
     trusting,
 )
-from trustee.crypto.b64 import b64url_encode
 from trustee.crypto.jws import split_compact
 from trustee.protocol.tees import LEGACY_WIRE_SPELLING
 
@@ -94,12 +94,7 @@ def policy(tee: str) -> str:
 async def admin_setup(
     kbs: RunningKbs, tee: str, init_output: str, *, register_ak: bool = True
 ) -> None:
-    async with kbs.client() as http:
-        r = await http.post(f"/kbs/v0/resource/{PATH}", content=SECRET)
-        assert r.status_code == 200, r.text
-        body = {"policy": b64url_encode(policy(tee).encode())}
-        r = await http.post("/kbs/v0/resource-policy", json=body)
-        assert r.status_code == 200, r.text
+    await store_secret_and_policy(kbs, PATH, SECRET, policy(tee))
     if tee != "tpm":
         return
     # The command init printed, run as printed (against this server).
